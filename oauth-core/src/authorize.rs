@@ -1,0 +1,475 @@
+//! The authorization endpoint (RFC 6749 4.1.1, OAuth 2.1, MCP): validate a request into a
+//! pending authorization, and complete it, once the user has signed in and consented, into a
+//! single-use code delivered to the client's redirect URI with `state` and `iss` (RFC 9207).
+//!
+//! Errors about the client or its redirect URI are shown to the user and never redirected
+//! ([`AuthorizeError::ShowToUser`]): redirecting them would make this server an open
+//! redirector. Every other error goes back to the client ([`AuthorizeError::Redirect`]).
+//!
+//! ```
+//! use oauth_core::authorize::AuthorizationRequest;
+//!
+//! let req = AuthorizationRequest::from_pairs([
+//!     ("response_type", "code"),
+//!     ("client_id", "mcp_abc"),
+//!     ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+//!     ("code_challenge_method", "S256"),
+//! ]).unwrap();
+//! assert_eq!(req.client_id.as_deref(), Some("mcp_abc"));
+//! ```
+
+use crate::client::{Client, GrantType};
+use crate::clock::UnixTime;
+use crate::error::{Error, OAuthError};
+use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::params::{Params, clip};
+use crate::pkce::{CodeChallenge, CodeChallengeMethod};
+use crate::policy::{Quirk, resolve_resource, resolve_scopes};
+use crate::secret::AuthorizationCode;
+use crate::server::AuthorizationServer;
+use crate::store::{AuthorizationCodeRecord, Consent, PendingAuthorization};
+use crate::types::{ClientId, GrantId, RedirectUri, UserId};
+
+/// Longest `state` accepted.
+pub const MAX_STATE_LEN: usize = 2048;
+
+/// An authorization request's parameters, as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthorizationRequest {
+    /// `response_type`.
+    pub response_type: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// `resource` (RFC 8707; may repeat).
+    pub resource: Vec<String>,
+    /// `response_mode`.
+    pub response_mode: Option<String>,
+}
+
+impl AuthorizationRequest {
+    /// Builds a request from query pairs: bounded, repeated parameters refused, empty values
+    /// treated as absent. A malformed query is shown to the user (there is no trustworthy
+    /// redirect URI yet).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, OAuthError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut p = Params::collect(pairs, &["resource"])?;
+        Ok(Self {
+            response_type: p.take("response_type"),
+            client_id: p.take("client_id"),
+            redirect_uri: p.take("redirect_uri"),
+            scope: p.take("scope"),
+            state: p.take("state"),
+            code_challenge: p.take("code_challenge"),
+            code_challenge_method: p.take("code_challenge_method"),
+            resource: p.take_all("resource"),
+            response_mode: p.take("response_mode"),
+        })
+    }
+}
+
+/// Why an authorization request failed, and where the answer goes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizeError {
+    /// Show this to the user; never redirect (unknown client, unregistered redirect URI,
+    /// expired request).
+    #[error("{0}")]
+    ShowToUser(OAuthError),
+    /// Redirect the user agent to `location`, which carries the error, `state` and `iss`.
+    #[error("{error} (redirecting to the client)")]
+    Redirect {
+        /// The client's redirect URI with the error parameters.
+        location: String,
+        /// The error.
+        error: OAuthError,
+    },
+    /// An internal failure: show a generic error page.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+/// A validated request awaiting sign-in and consent: what the consent page shows.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AuthorizationPrompt {
+    /// The stored pending request (its `id` goes into the forms).
+    pub pending: PendingAuthorization,
+    /// The client asking.
+    pub client: Client,
+}
+
+impl AuthorizationServer {
+    /// Validates an authorization request and stores it as a pending authorization.
+    pub async fn authorize(&self, req: AuthorizationRequest) -> Result<AuthorizationPrompt, AuthorizeError> {
+        let now = self.now();
+        let step = FlowStep::AuthorizationRequest;
+
+        // 1. The client and the redirect URI: failures are shown, never redirected.
+        let Some(raw_id) = req.client_id.as_deref() else {
+            return Err(self
+                .show(
+                    FlowEvent::failure(now, step, Reason::InvalidRequest, "no client_id"),
+                    OAuthError::invalid_request("client_id is missing"),
+                )
+                .await);
+        };
+        let client_id = match ClientId::parse(raw_id) {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(self
+                    .show(
+                        FlowEvent::failure(now, step, Reason::InvalidRequest, e.to_string()),
+                        OAuthError::invalid_request(e.to_string()),
+                    )
+                    .await);
+            }
+        };
+        let client = match self.stores().clients.client(&client_id).await.map_err(Error::from)? {
+            Some(c) => c,
+            None => {
+                let msg = format!(
+                    "client '{}' is not registered with this server (it may have been deleted); reconnect so that the client registers again",
+                    clip(raw_id)
+                );
+                return Err(self
+                    .show(
+                        FlowEvent::failure(now, step, Reason::ClientUnknown, msg.clone()).client(&client_id),
+                        OAuthError::invalid_client(msg),
+                    )
+                    .await);
+            }
+        };
+        if !client.active {
+            let msg = format!("client '{client_id}' is deactivated on this server");
+            return Err(self
+                .show(
+                    FlowEvent::failure(now, step, Reason::ClientInactive, msg.clone()).client(&client_id),
+                    OAuthError::unauthorized_client(msg),
+                )
+                .await);
+        }
+        let (redirect_uri, explicit) = match req.redirect_uri.as_deref() {
+            Some(raw) => {
+                let presented = match RedirectUri::parse(raw) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        return Err(self
+                            .show(
+                                FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, e.to_string())
+                                    .client(&client_id),
+                                OAuthError::invalid_request(e.to_string()),
+                            )
+                            .await);
+                    }
+                };
+                if client.find_redirect_uri(&presented).is_none() {
+                    let msg = format!(
+                        "redirect_uri '{presented}' is not registered for client '{client_id}'; registered: {}",
+                        client.redirect_uri_list()
+                    );
+                    return Err(self
+                        .show(
+                            FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, msg.clone())
+                                .client(&client_id),
+                            OAuthError::invalid_request(msg),
+                        )
+                        .await);
+                }
+                (presented, true)
+            }
+            None => match client.redirect_uris.as_slice() {
+                [only] => (only.clone(), false),
+                _ => {
+                    let msg = format!(
+                        "redirect_uri is missing and client '{client_id}' has {} registered; send one of: {}",
+                        client.redirect_uris.len(),
+                        client.redirect_uri_list()
+                    );
+                    return Err(self
+                        .show(
+                            FlowEvent::failure(now, step, Reason::InvalidRequest, msg.clone()).client(&client_id),
+                            OAuthError::invalid_request(msg),
+                        )
+                        .await);
+                }
+            },
+        };
+
+        // 2. Everything else is redirected to the client with `state` and `iss`.
+        let state = req.state.clone().filter(|s| s.len() <= MAX_STATE_LEN);
+        let redirect = |error: OAuthError| {
+            let location = error_location(&redirect_uri, &error, state.as_deref(), self.config().issuer.as_str());
+            AuthorizeError::Redirect { location, error }
+        };
+        let client_ref = &client;
+        let fail = |reason: Reason, error: OAuthError| async move {
+            self.record(FlowEvent::failure(now, step, reason, error.description().to_owned()).client(&client_ref.id))
+                .await;
+            redirect(error)
+        };
+
+        if req.state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
+            return Err(fail(
+                Reason::InvalidRequest,
+                OAuthError::invalid_request(format!("state is longer than {MAX_STATE_LEN} bytes")),
+            )
+            .await);
+        }
+        match req.response_type.as_deref() {
+            Some("code") => {}
+            None => {
+                return Err(fail(
+                    Reason::InvalidRequest,
+                    OAuthError::invalid_request("response_type is missing; use 'code'"),
+                )
+                .await);
+            }
+            Some(other) => {
+                return Err(fail(
+                    Reason::UnsupportedResponseType,
+                    OAuthError::unsupported_response_type(format!(
+                        "response_type '{}' is not supported; use 'code'",
+                        clip(other)
+                    )),
+                )
+                .await);
+            }
+        }
+        if let Some(mode) = req.response_mode.as_deref().filter(|m| *m != "query") {
+            return Err(fail(
+                Reason::InvalidRequest,
+                OAuthError::invalid_request(format!("response_mode '{}' is not supported; use 'query'", clip(mode))),
+            )
+            .await);
+        }
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(fail(
+                Reason::UnauthorizedClient,
+                OAuthError::unauthorized_client("this client did not register the authorization_code grant"),
+            )
+            .await);
+        }
+        let Some(challenge) = req.code_challenge.as_deref() else {
+            return Err(fail(
+                Reason::PkceMissing,
+                OAuthError::invalid_request("code_challenge is missing: PKCE with S256 is required"),
+            )
+            .await);
+        };
+        if let Err(e) = CodeChallengeMethod::parse(req.code_challenge_method.as_deref()) {
+            return Err(fail(Reason::PkceMissing, OAuthError::invalid_request(e.to_string())).await);
+        }
+        let code_challenge = match CodeChallenge::parse(challenge) {
+            Ok(c) => c,
+            Err(e) => return Err(fail(Reason::PkceMissing, OAuthError::invalid_request(e.to_string())).await),
+        };
+        let cfg = self.config();
+        let (scopes, dropped) = match resolve_scopes(
+            req.scope.as_deref(),
+            &cfg.scopes_supported,
+            &cfg.default_scopes,
+            client.scope.as_ref(),
+        ) {
+            Ok(s) => s,
+            Err(e) => return Err(fail(Reason::InvalidScope, e).await),
+        };
+        let resource = match resolve_resource(&cfg.resource, &req.resource) {
+            Ok(r) => r,
+            Err(e) => return Err(fail(Reason::ResourceMismatch, e).await),
+        };
+
+        let mut notes = Vec::new();
+        if let Some(q) = resource.quirk {
+            notes.push(format!("{} (resource sent: {:?}, bound to {})", q.as_str(), req.resource, resource.resource));
+        }
+        if !dropped.is_empty() {
+            notes.push(format!("{} ({dropped})", Quirk::UnknownScopesDropped.as_str()));
+        }
+        let pending = PendingAuthorization {
+            id: crate::secret::random_id::<24>(),
+            client_id: client.id.clone(),
+            redirect_uri,
+            redirect_uri_explicit: explicit,
+            state,
+            scopes,
+            resource: resource.resource,
+            code_challenge,
+            created_at: now,
+            expires_at: now.plus(cfg.pending_ttl),
+        };
+        self.stores().authorizations.put_pending(&pending).await.map_err(Error::from)?;
+        let mut detail =
+            format!("redirect_uri {}, scope '{}', resource {}", pending.redirect_uri, pending.scopes, pending.resource);
+        if !notes.is_empty() {
+            detail.push_str(&format!("; policies applied: {}", notes.join(", ")));
+        }
+        self.record(FlowEvent::success(now, step, detail).client(&client.id)).await;
+        Ok(AuthorizationPrompt { pending, client })
+    }
+
+    /// The pending authorization `id`, with its client, if it exists and has not expired.
+    pub async fn pending_authorization(&self, id: &str) -> Result<Option<AuthorizationPrompt>, Error> {
+        if id.len() > 128 {
+            return Ok(None);
+        }
+        let Some(pending) = self.stores().authorizations.pending(id, self.now()).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .stores()
+            .clients
+            .client(&pending.client_id)
+            .await?
+            .map(|client| AuthorizationPrompt { pending, client }))
+    }
+
+    /// Whether `user` must see the consent page for this request: not for trusted clients,
+    /// nor when the user already consented to these scopes for this client.
+    pub async fn consent_required(&self, prompt: &AuthorizationPrompt, user: &UserId) -> Result<bool, Error> {
+        if prompt.client.trusted {
+            return Ok(false);
+        }
+        let existing = self.stores().consents.consent(user, &prompt.client.id).await?;
+        Ok(!existing.is_some_and(|c| prompt.pending.scopes.is_subset(&c.scopes)))
+    }
+
+    /// Completes the pending authorization `pending_id` for `user`: issues a single-use code and
+    /// returns the location to redirect the user agent to (with `code`, `state` and `iss`).
+    /// With `remember`, the consent is recorded so that the next request skips the page.
+    pub async fn approve(
+        &self,
+        pending_id: &str,
+        user: &UserId,
+        auth_time: UnixTime,
+        remember: bool,
+    ) -> Result<String, AuthorizeError> {
+        let now = self.now();
+        let pending = self.take_pending(pending_id).await?;
+        let code = AuthorizationCode::generate();
+        let record = AuthorizationCodeRecord {
+            hash: code.hash(),
+            grant_id: GrantId::generate(),
+            client_id: pending.client_id.clone(),
+            user: user.clone(),
+            redirect_uri: pending.redirect_uri.clone(),
+            redirect_uri_explicit: pending.redirect_uri_explicit,
+            code_challenge: pending.code_challenge.clone(),
+            scopes: pending.scopes.clone(),
+            resource: pending.resource.clone(),
+            auth_time,
+            issued_at: now,
+            expires_at: now.plus(self.config().code_ttl),
+        };
+        if remember {
+            let consent = Consent::new(user.clone(), pending.client_id.clone(), pending.scopes.clone(), now);
+            self.stores().consents.put_consent(&consent).await.map_err(Error::from)?;
+        }
+        self.stores().authorizations.put_code(&record).await.map_err(Error::from)?;
+        self.record(
+            FlowEvent::success(
+                now,
+                FlowStep::CodeIssued,
+                format!(
+                    "code {} for scope '{}' delivered to {}, expires in {} s",
+                    record.hash.short(),
+                    record.scopes,
+                    record.redirect_uri,
+                    self.config().code_ttl.as_secs()
+                ),
+            )
+            .client(&record.client_id)
+            .user(user),
+        )
+        .await;
+        let mut params = vec![("code", code.secret())];
+        if let Some(state) = pending.state.as_deref() {
+            params.push(("state", state));
+        }
+        params.push(("iss", self.config().issuer.as_str()));
+        Ok(location(&pending.redirect_uri, &params))
+    }
+
+    /// Denies the pending authorization: the client receives `access_denied`.
+    pub async fn deny(&self, pending_id: &str, user: Option<&UserId>) -> Result<String, AuthorizeError> {
+        let pending = self.take_pending(pending_id).await?;
+        let mut event =
+            FlowEvent::failure(self.now(), FlowStep::Consent, Reason::AccessDenied, "the user denied the request")
+                .client(&pending.client_id);
+        if let Some(u) = user {
+            event = event.user(u);
+        }
+        self.record(event).await;
+        let error = OAuthError::access_denied("the user denied the request");
+        Ok(error_location(&pending.redirect_uri, &error, pending.state.as_deref(), self.config().issuer.as_str()))
+    }
+
+    async fn take_pending(&self, pending_id: &str) -> Result<PendingAuthorization, AuthorizeError> {
+        let found = if pending_id.len() > 128 {
+            None
+        } else {
+            self.stores().authorizations.take_pending(pending_id, self.now()).await.map_err(Error::from)?
+        };
+        match found {
+            Some(p) => Ok(p),
+            None => Err(self
+                .show(
+                    FlowEvent::failure(
+                        self.now(),
+                        FlowStep::Consent,
+                        Reason::PendingExpired,
+                        "pending authorization expired or already completed",
+                    ),
+                    OAuthError::invalid_request(
+                        "this sign-in request has expired or was already completed; start again from the client",
+                    ),
+                )
+                .await),
+        }
+    }
+
+    async fn show(&self, event: FlowEvent, error: OAuthError) -> AuthorizeError {
+        self.record(event).await;
+        AuthorizeError::ShowToUser(error)
+    }
+}
+
+/// `redirect_uri` with `params` appended to its query (existing query parameters are kept).
+pub(crate) fn location(redirect_uri: &RedirectUri, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(redirect_uri.as_str()) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        // A RedirectUri always parses; keep the registered string rather than panic.
+        Err(_) => redirect_uri.as_str().to_owned(),
+    }
+}
+
+fn error_location(redirect_uri: &RedirectUri, error: &OAuthError, state: Option<&str>, issuer: &str) -> String {
+    let mut params = vec![("error", error.code().as_str()), ("error_description", error.description())];
+    if let Some(s) = state {
+        params.push(("state", s));
+    }
+    params.push(("iss", issuer));
+    location(redirect_uri, &params)
+}

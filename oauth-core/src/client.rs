@@ -1,0 +1,231 @@
+//! The client model: what the server knows about a registered client, however it was
+//! registered (pre-registered by the operator, dynamically per RFC 7591, or by a Client ID
+//! Metadata Document).
+//!
+//! ```
+//! use oauth_core::client::{GrantType, TokenEndpointAuthMethod};
+//!
+//! assert_eq!(TokenEndpointAuthMethod::parse("client_secret_post"), Some(TokenEndpointAuthMethod::ClientSecretPost));
+//! assert!(TokenEndpointAuthMethod::None.is_public());
+//! assert_eq!(GrantType::parse("refresh_token"), Some(GrantType::RefreshToken));
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::types::{ClientId, RedirectUri, ScopeSet};
+
+/// How a client authenticates at the token endpoint (RFC 7591 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    /// A public client: no secret, identified by `client_id` in the body; PKCE protects it.
+    None,
+    /// Secret in the form body (`client_secret_post`).
+    ClientSecretPost,
+    /// Secret in HTTP Basic authentication (`client_secret_basic`).
+    ClientSecretBasic,
+}
+
+impl TokenEndpointAuthMethod {
+    /// Every method this crate supports, as advertised in metadata.
+    pub const ALL: [Self; 3] = [Self::None, Self::ClientSecretPost, Self::ClientSecretBasic];
+
+    /// Parses a method name; `None` for unsupported ones (`private_key_jwt`, …).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::ClientSecretBasic => "client_secret_basic",
+        }
+    }
+
+    /// Whether the client has no secret.
+    pub const fn is_public(self) -> bool {
+        matches!(self, Self::None)
+    }
+}
+
+/// A grant type (RFC 6749).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// `authorization_code`.
+    AuthorizationCode,
+    /// `refresh_token`.
+    RefreshToken,
+    /// `client_credentials` (confidential clients only).
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// Parses a grant type name; `None` for unsupported ones.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// OpenID Connect Dynamic Registration's `application_type`, which MCP 2026-07-28 honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationType {
+    /// A web application: https redirects only.
+    Web,
+    /// A native application: loopback and (where allowed) private-use redirects.
+    Native,
+}
+
+impl ApplicationType {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Native => "native",
+        }
+    }
+}
+
+/// How the server came to know the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientOrigin {
+    /// Registered by the operator (configuration or command line).
+    PreRegistered,
+    /// Registered through the RFC 7591 endpoint.
+    Dynamic,
+    /// Described by a Client ID Metadata Document fetched from its `client_id` URL.
+    MetadataDocument,
+}
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Client {
+    /// The client identifier.
+    pub id: ClientId,
+    /// Argon2id PHC hash of the client secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    /// When the secret expires; `None` for never (RFC 7591 `client_secret_expires_at: 0`).
+    pub secret_expires_at: Option<UnixTime>,
+    /// How the client authenticates at the token endpoint.
+    pub auth_method: TokenEndpointAuthMethod,
+    /// Registered redirect URIs, matched exactly (loopback: any port).
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Grant types the client may use.
+    pub grant_types: Vec<GrantType>,
+    /// `native` or `web`, when the client said.
+    pub application_type: Option<ApplicationType>,
+    /// Human-readable name, shown on the consent page.
+    pub name: Option<String>,
+    /// The client's home page.
+    pub client_uri: Option<String>,
+    /// The client's logo.
+    pub logo_uri: Option<String>,
+    /// Scopes the client may request; `None` for any the server supports.
+    pub scope: Option<ScopeSet>,
+    /// Contacts for the client.
+    pub contacts: Vec<String>,
+    /// Terms of service.
+    pub tos_uri: Option<String>,
+    /// Privacy policy.
+    pub policy_uri: Option<String>,
+    /// RFC 7591 software id.
+    pub software_id: Option<String>,
+    /// RFC 7591 software version.
+    pub software_version: Option<String>,
+    /// How the client was registered.
+    pub origin: ClientOrigin,
+    /// Trusted clients (operator-registered) may skip the consent page.
+    pub trusted: bool,
+    /// Inactive clients cannot authorize or obtain tokens.
+    pub active: bool,
+    /// When the client was registered (`client_id_issued_at`).
+    pub created_at: UnixTime,
+    /// When the client last completed a token request.
+    pub last_used_at: Option<UnixTime>,
+}
+
+impl Client {
+    /// A new client with the given id, auth method and redirect URIs, and defaults for the
+    /// rest: the `authorization_code` and `refresh_token` grants, active, not trusted.
+    pub fn new(
+        id: ClientId,
+        auth_method: TokenEndpointAuthMethod,
+        redirect_uris: Vec<RedirectUri>,
+        origin: ClientOrigin,
+        created_at: UnixTime,
+    ) -> Self {
+        Self {
+            id,
+            secret_hash: None,
+            secret_expires_at: None,
+            auth_method,
+            redirect_uris,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            application_type: None,
+            name: None,
+            client_uri: None,
+            logo_uri: None,
+            scope: None,
+            contacts: Vec::new(),
+            tos_uri: None,
+            policy_uri: None,
+            software_id: None,
+            software_version: None,
+            origin,
+            trusted: false,
+            active: true,
+            created_at,
+            last_used_at: None,
+        }
+    }
+
+    /// Whether the client is public (no secret).
+    pub fn is_public(&self) -> bool {
+        self.auth_method.is_public()
+    }
+
+    /// Whether the client registered `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// The registered redirect URI matching `presented`, if any.
+    pub fn find_redirect_uri(&self, presented: &RedirectUri) -> Option<&RedirectUri> {
+        self.redirect_uris.iter().find(|r| r.matches(presented))
+    }
+
+    /// The name to show a person: the client name, else its id.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.id.as_str())
+    }
+
+    /// Registered redirect URIs, comma-separated, for error messages and logs.
+    pub fn redirect_uri_list(&self) -> String {
+        self.redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>().join(", ")
+    }
+}

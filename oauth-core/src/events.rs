@@ -1,0 +1,305 @@
+//! Flow events: one record for every step of a connection attempt, tied to the client id,
+//! with a stable reason code when the step failed. They go to `tracing` and to the
+//! [`EventStore`](crate::store::EventStore), so that an operator can ask "what happened to
+//! client X in the last hour" and see the exact step that broke.
+//!
+//! Details never carry a secret, a code or a token: at most a short hash prefix.
+//!
+//! ```
+//! use oauth_core::events::{FlowEvent, FlowStep, Reason};
+//! use oauth_core::UnixTime;
+//!
+//! let e = FlowEvent::failure(UnixTime::from_secs(0), FlowStep::CodeExchange, Reason::PkceMismatch, "verifier does not match");
+//! assert_eq!(e.reason.unwrap().as_str(), "pkce_mismatch");
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::types::{ClientId, UserId};
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $s:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The stable name, as stored and logged.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $s,)*
+                }
+            }
+
+            /// Parses a stable name.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($s => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// A step of a connection attempt, in the order a client goes through them.
+    FlowStep {
+        /// Dynamic client registration.
+        Registration => "registration",
+        /// The authorization request was received and validated.
+        AuthorizationRequest => "authorization_request",
+        /// The user signed in.
+        SignIn => "sign_in",
+        /// The user answered the consent page (or consent was skipped).
+        Consent => "consent",
+        /// An authorization code was issued.
+        CodeIssued => "code_issued",
+        /// The code was exchanged at the token endpoint.
+        CodeExchange => "code_exchange",
+        /// A refresh token was used.
+        Refresh => "refresh",
+        /// A client-credentials token was requested.
+        ClientCredentials => "client_credentials",
+        /// A token was revoked.
+        Revocation => "revocation",
+        /// A token was introspected.
+        Introspection => "introspection",
+        /// A token was presented to the protected resource.
+        ResourceAccess => "resource_access",
+    }
+}
+
+wire_enum! {
+    /// Why a step failed: stable codes an operator, a test or a dashboard can match on.
+    Reason {
+        /// The request was malformed (missing or repeated parameter).
+        InvalidRequest => "invalid_request",
+        /// The client id is not registered (or was deleted).
+        ClientUnknown => "client_unknown",
+        /// The client is deactivated.
+        ClientInactive => "client_inactive",
+        /// Client authentication failed (missing or wrong secret, wrong method).
+        ClientAuthFailed => "client_auth_failed",
+        /// The redirect URI is not registered for the client.
+        RedirectUriNotRegistered => "redirect_uri_not_registered",
+        /// The redirect URI at the token endpoint differs from the authorization request's.
+        RedirectUriMismatch => "redirect_uri_mismatch",
+        /// The response type is not `code`.
+        UnsupportedResponseType => "unsupported_response_type",
+        /// The grant type is unsupported or not registered for the client.
+        UnsupportedGrantType => "unsupported_grant_type",
+        /// The client may not use this grant.
+        UnauthorizedClient => "unauthorized_client",
+        /// No PKCE challenge, or not S256.
+        PkceMissing => "pkce_missing",
+        /// The code verifier does not match the challenge.
+        PkceMismatch => "pkce_mismatch",
+        /// The requested scope is invalid.
+        InvalidScope => "invalid_scope",
+        /// The requested resource is not this server's.
+        ResourceMismatch => "resource_mismatch",
+        /// The pending request expired or was already completed.
+        PendingExpired => "pending_expired",
+        /// The user denied consent.
+        AccessDenied => "access_denied",
+        /// Wrong username or password.
+        BadCredentials => "bad_credentials",
+        /// The code is unknown.
+        CodeUnknown => "code_unknown",
+        /// The code expired before it was exchanged.
+        CodeExpired => "code_expired",
+        /// The code was used before: the grant it issued is revoked.
+        CodeReused => "code_reused",
+        /// The code was issued to another client.
+        CodeClientMismatch => "code_client_mismatch",
+        /// The refresh token is unknown.
+        RefreshUnknown => "refresh_unknown",
+        /// The refresh token expired.
+        RefreshExpired => "refresh_expired",
+        /// A rotated refresh token was replayed after the grace window: the grant is revoked.
+        RefreshReused => "refresh_reused",
+        /// The grant was revoked.
+        GrantRevoked => "grant_revoked",
+        /// The registration metadata is invalid.
+        InvalidClientMetadata => "invalid_client_metadata",
+        /// A redirect URI in the registration is invalid.
+        InvalidRedirectUri => "invalid_redirect_uri",
+        /// No token was presented.
+        TokenMissing => "token_missing",
+        /// The token is not a well-formed JWT access token.
+        TokenMalformed => "token_malformed",
+        /// The token's signature does not verify or its key is unknown.
+        TokenSignatureInvalid => "token_signature_invalid",
+        /// The token expired.
+        TokenExpired => "token_expired",
+        /// The token's issuer is not the expected one.
+        TokenIssuerMismatch => "token_issuer_mismatch",
+        /// The token's audience is not this resource.
+        TokenAudienceMismatch => "token_audience_mismatch",
+        /// The token lacks a scope the operation needs.
+        InsufficientScope => "insufficient_scope",
+        /// An internal failure (storage, cryptography).
+        Internal => "internal",
+    }
+}
+
+/// One step of a connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FlowEvent {
+    /// When.
+    pub at: UnixTime,
+    /// Which step.
+    pub step: FlowStep,
+    /// The client, when known.
+    pub client_id: Option<ClientId>,
+    /// The user, when known.
+    pub user: Option<UserId>,
+    /// Why the step failed; `None` when it succeeded.
+    pub reason: Option<Reason>,
+    /// What happened, precisely, for the operator. Never a secret.
+    pub detail: String,
+}
+
+impl FlowEvent {
+    /// A successful step.
+    pub fn success(at: UnixTime, step: FlowStep, detail: impl Into<String>) -> Self {
+        Self { at, step, client_id: None, user: None, reason: None, detail: detail.into() }
+    }
+
+    /// A failed step.
+    pub fn failure(at: UnixTime, step: FlowStep, reason: Reason, detail: impl Into<String>) -> Self {
+        Self { at, step, client_id: None, user: None, reason: Some(reason), detail: detail.into() }
+    }
+
+    /// Sets the client.
+    #[must_use]
+    pub fn client(mut self, id: &ClientId) -> Self {
+        self.client_id = Some(id.clone());
+        self
+    }
+
+    /// Sets the user.
+    #[must_use]
+    pub fn user(mut self, id: &UserId) -> Self {
+        self.user = Some(id.clone());
+        self
+    }
+
+    /// Whether the step succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.reason.is_none()
+    }
+
+    /// Writes the event to `tracing`: failures at `warn`, successes at `info`.
+    pub fn trace(&self) {
+        let client = self.client_id.as_ref().map(ClientId::as_str).unwrap_or("-");
+        let user = self.user.as_ref().map(UserId::as_str).unwrap_or("-");
+        match self.reason {
+            Some(reason) => tracing::warn!(
+                target: "oauth::flow",
+                step = self.step.as_str(),
+                client_id = client,
+                user = user,
+                reason = reason.as_str(),
+                "{} failed: {}",
+                self.step,
+                self.detail
+            ),
+            None => tracing::info!(
+                target: "oauth::flow",
+                step = self.step.as_str(),
+                client_id = client,
+                user = user,
+                "{}: {}",
+                self.step,
+                self.detail
+            ),
+        }
+    }
+}
+
+/// Which events to return.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventQuery {
+    /// Only this client's events.
+    pub client_id: Option<ClientId>,
+    /// Only events at or after this time.
+    pub since: Option<UnixTime>,
+    /// At most this many (the newest ones); 0 means the default of 1000.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Default result bound.
+    pub const DEFAULT_LIMIT: usize = 1000;
+
+    /// Every event (up to the default limit).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only this client's events.
+    #[must_use]
+    pub fn for_client(mut self, id: &ClientId) -> Self {
+        self.client_id = Some(id.clone());
+        self
+    }
+
+    /// Only events at or after `t`.
+    #[must_use]
+    pub fn since(mut self, t: UnixTime) -> Self {
+        self.since = Some(t);
+        self
+    }
+
+    /// At most `n` events.
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 { Self::DEFAULT_LIMIT } else { self.limit }
+    }
+
+    /// Whether an event matches (for backends that filter in memory).
+    pub fn matches(&self, e: &FlowEvent) -> bool {
+        self.client_id.as_ref().is_none_or(|c| e.client_id.as_ref() == Some(c)) && self.since.is_none_or(|t| e.at >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_roundtrip() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for s in FlowStep::ALL {
+            assert_eq!(FlowStep::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(Reason::parse("nope"), None);
+    }
+}

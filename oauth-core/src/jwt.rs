@@ -1,0 +1,421 @@
+//! JWT access tokens per RFC 9068: minting and verification.
+//!
+//! A token is accepted only if its header says `typ: at+jwt`, its `kid` names a known key whose
+//! algorithm is the header's `alg` (no algorithm confusion, no `none`), its signature verifies,
+//! its `iss` is the expected issuer, its `aud` contains the canonical resource, and it has not
+//! expired (with a small leeway). Each failure has its own [`VerifyError`], so the guard can
+//! say exactly why a token was refused.
+//!
+//! ```
+//! use std::time::Duration;
+//! use oauth_core::jwt::{AccessTokenClaims, TokenValidation, mint, verify};
+//! use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
+//! use oauth_core::UnixTime;
+//!
+//! let now = UnixTime::from_secs(1_700_000_000);
+//! let keys = KeySet::load(&[StoredKey::generate(SigningAlgorithm::Es256, now).unwrap()], SigningAlgorithm::Es256).unwrap();
+//! let claims = AccessTokenClaims::new("https://as.example", "user-1", "https://mcp.example/mcp", "client-1", "mcp:tools", now, Duration::from_secs(3600));
+//! let token = mint(&claims, &keys).unwrap();
+//! let v = TokenValidation::new("https://as.example", "https://mcp.example/mcp");
+//! assert_eq!(verify(&token, &v, &keys, now).unwrap().sub, "user-1");
+//! ```
+
+use std::time::Duration;
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{UnixTime, duration_secs};
+use crate::error::Error;
+use crate::events::Reason;
+use crate::keys::{KeyResolver, KeySet};
+
+/// Longest token accepted for verification, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The JOSE `typ` of RFC 9068 access tokens.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// `aud`: one string or an array (RFC 7519 4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `aud` contains `value`.
+    pub fn contains(&self, value: &str) -> bool {
+        match self {
+            Self::One(a) => a == value,
+            Self::Many(v) => v.iter().any(|a| a == value),
+        }
+    }
+
+    /// The audiences, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::One(a) => a.clone(),
+            Self::Many(v) => v.join(", "),
+        }
+    }
+}
+
+/// The claims of an RFC 9068 access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccessTokenClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the user (or the client, for `client_credentials`).
+    pub sub: String,
+    /// Audience: the canonical resource.
+    pub aud: Audience,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Unique token id.
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: String,
+    /// When the user signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The grant this token belongs to (revoking the grant deactivates the token at
+    /// introspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+}
+
+impl AccessTokenClaims {
+    /// Claims for a token issued now with a fresh `jti`.
+    pub fn new(
+        iss: impl Into<String>,
+        sub: impl Into<String>,
+        aud: impl Into<String>,
+        client_id: impl Into<String>,
+        scope: impl Into<String>,
+        now: UnixTime,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            iss: iss.into(),
+            sub: sub.into(),
+            aud: Audience::One(aud.into()),
+            exp: now.plus(ttl).as_secs(),
+            iat: now.as_secs(),
+            nbf: None,
+            jti: crate::secret::random_id::<16>(),
+            client_id: client_id.into(),
+            scope: scope.into(),
+            auth_time: None,
+            gid: None,
+        }
+    }
+
+    /// The scopes as a list.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_ascii_whitespace()
+    }
+}
+
+/// Signs claims with the key set's active key, `typ: at+jwt`.
+pub fn mint(claims: &AccessTokenClaims, keys: &KeySet) -> Result<String, Error> {
+    let (kid, alg, key) = keys.signing_key();
+    let mut header = Header::new(alg.jwt_algorithm());
+    header.typ = Some(ACCESS_TOKEN_TYP.into());
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key)
+        .map_err(|e| Error::Crypto(format!("signing an access token failed: {e}")))
+}
+
+/// What a verifier expects of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenValidation {
+    /// The expected `iss`, exactly.
+    pub issuer: String,
+    /// The canonical resource that `aud` must contain.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default: 60 s.
+    pub leeway: Duration,
+}
+
+impl TokenValidation {
+    /// Expects tokens from `issuer` for `audience`, with a 60 s leeway.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self { issuer: issuer.into(), audience: audience.into(), leeway: Duration::from_secs(60) }
+    }
+
+    /// Sets the leeway. Default: 60 s. A larger value accepts tokens longer after expiry.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Not a well-formed JWT (or too long).
+    #[error("the token is not a well-formed JWT: {0}")]
+    Malformed(String),
+    /// The header's `typ` is not `at+jwt`.
+    #[error("the token's typ is {0:?}, expected \"at+jwt\" (RFC 9068)")]
+    WrongType(Option<String>),
+    /// No key with this `kid`.
+    #[error("the token was signed with an unknown key (kid {0:?})")]
+    UnknownKey(Option<String>),
+    /// The header's `alg` is not the key's algorithm.
+    #[error("the token's alg {found} does not match its key's algorithm {expected}")]
+    WrongAlgorithm {
+        /// The header's algorithm.
+        found: String,
+        /// The key's algorithm.
+        expected: String,
+    },
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// Expired.
+    #[error("the token expired at {exp} (now {now})")]
+    Expired {
+        /// `exp`.
+        exp: i64,
+        /// Now.
+        now: i64,
+    },
+    /// Not yet valid.
+    #[error("the token is not valid before {0}")]
+    NotYetValid(i64),
+    /// Wrong issuer.
+    #[error("the token was issued by {found}, expected {expected}")]
+    IssuerMismatch {
+        /// `iss`.
+        found: String,
+        /// Expected issuer.
+        expected: String,
+    },
+    /// Wrong audience.
+    #[error("the token is for {found}, but this resource is {expected}")]
+    AudienceMismatch {
+        /// `aud`.
+        found: String,
+        /// The canonical resource.
+        expected: String,
+    },
+}
+
+impl VerifyError {
+    /// The flow-event reason for this failure.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::Malformed(_) | Self::WrongType(_) => Reason::TokenMalformed,
+            Self::UnknownKey(_) | Self::WrongAlgorithm { .. } | Self::BadSignature => Reason::TokenSignatureInvalid,
+            Self::Expired { .. } | Self::NotYetValid(_) => Reason::TokenExpired,
+            Self::IssuerMismatch { .. } => Reason::TokenIssuerMismatch,
+            Self::AudienceMismatch { .. } => Reason::TokenAudienceMismatch,
+        }
+    }
+}
+
+/// Verifies an access token at `now`.
+pub fn verify(
+    token: &str,
+    validation: &TokenValidation,
+    keys: &dyn KeyResolver,
+    now: UnixTime,
+) -> Result<AccessTokenClaims, VerifyError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(VerifyError::Malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let typ_ok = header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    if !typ_ok {
+        return Err(VerifyError::WrongType(header.typ.clone()));
+    }
+    let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey(None))?;
+    let (alg, key) = keys.resolve(kid).ok_or_else(|| VerifyError::UnknownKey(Some(kid.to_owned())))?;
+    if alg != header.alg {
+        return Err(VerifyError::WrongAlgorithm { found: format!("{:?}", header.alg), expected: format!("{alg:?}") });
+    }
+
+    // jsonwebtoken checks the signature only; the claims are checked below against the
+    // injected clock, each with its own error.
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &v).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
+        _ => VerifyError::Malformed(e.to_string()),
+    })?;
+    let claims = data.claims;
+
+    let leeway = duration_secs(validation.leeway);
+    let now = now.as_secs();
+    if claims.exp.saturating_add(leeway) <= now {
+        return Err(VerifyError::Expired { exp: claims.exp, now });
+    }
+    if let Some(nbf) = claims.nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(VerifyError::NotYetValid(nbf));
+    }
+    if claims.iat > now.saturating_add(leeway) {
+        return Err(VerifyError::NotYetValid(claims.iat));
+    }
+    if claims.iss != validation.issuer {
+        return Err(VerifyError::IssuerMismatch { found: claims.iss, expected: validation.issuer.clone() });
+    }
+    if !claims.aud.contains(&validation.audience) {
+        return Err(VerifyError::AudienceMismatch {
+            found: claims.aud.describe(),
+            expected: validation.audience.clone(),
+        });
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{SigningAlgorithm, StoredKey};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    const ISS: &str = "https://as.example";
+    const AUD: &str = "https://mcp.example/mcp";
+
+    fn setup(alg: SigningAlgorithm) -> (KeySet, StoredKey, UnixTime) {
+        let now = UnixTime::from_secs(1_700_000_000);
+        let k = StoredKey::generate(alg, now).unwrap();
+        (KeySet::load(std::slice::from_ref(&k), alg).unwrap(), k, now)
+    }
+
+    fn claims(now: UnixTime) -> AccessTokenClaims {
+        AccessTokenClaims::new(ISS, "user-1", AUD, "client-1", "mcp:tools", now, Duration::from_secs(600))
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_jsonwebtoken_directly() {
+        let (keys, _, now) = setup(SigningAlgorithm::Es256);
+        let token = mint(&claims(now), &keys).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let jwks = keys.jwks();
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.set_audience(&[AUD]);
+        v.set_issuer(&[ISS]);
+        v.validate_exp = false; // fixed clock in the past
+        let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).unwrap();
+        for claim in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
+            assert!(data.claims.get(claim).is_some(), "missing {claim}");
+        }
+        // And with the wrong audience jsonwebtoken itself refuses it.
+        v.set_audience(&["https://other.example/mcp"]);
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).is_err());
+    }
+
+    #[test]
+    fn every_algorithm_roundtrips() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::DangerousHs256,
+        ] {
+            let (keys, _, now) = setup(alg);
+            let token = mint(&claims(now), &keys).unwrap();
+            let c = verify(&token, &TokenValidation::new(ISS, AUD), &keys, now).unwrap();
+            assert_eq!(c.client_id, "client-1", "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let (keys, stored, now) = setup(SigningAlgorithm::Es256);
+        let v = TokenValidation::new(ISS, AUD);
+        let good = mint(&claims(now), &keys).unwrap();
+
+        let wrong_aud = TokenValidation::new(ISS, "https://other.example/mcp");
+        assert!(matches!(verify(&good, &wrong_aud, &keys, now), Err(VerifyError::AudienceMismatch { .. })));
+        let trailing = TokenValidation::new(ISS, format!("{AUD}/"));
+        assert!(matches!(verify(&good, &trailing, &keys, now), Err(VerifyError::AudienceMismatch { .. })));
+
+        let wrong_iss = TokenValidation::new("https://evil.example", AUD);
+        assert!(matches!(verify(&good, &wrong_iss, &keys, now), Err(VerifyError::IssuerMismatch { .. })));
+
+        let later = now.plus(Duration::from_secs(600 + 61));
+        assert!(matches!(verify(&good, &v, &keys, later), Err(VerifyError::Expired { .. })));
+        // Within the leeway it still verifies.
+        assert!(verify(&good, &v, &keys, now.plus(Duration::from_secs(600 + 30))).is_ok());
+
+        // A changed signature.
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let mut sig = URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
+        sig[10] ^= 1;
+        parts[2] = URL_SAFE_NO_PAD.encode(sig);
+        assert_eq!(verify(&parts.join("."), &v, &keys, now), Err(VerifyError::BadSignature));
+
+        // A changed payload under the original signature.
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let mut c = claims(now);
+        c.sub = "admin".into();
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        assert_eq!(verify(&parts.join("."), &v, &keys, now), Err(VerifyError::BadSignature));
+
+        // alg: none.
+        let kid = &stored.kid;
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#));
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(now)).unwrap());
+        assert!(matches!(verify(&format!("{header}.{body}."), &v, &keys, now), Err(VerifyError::Malformed(_))));
+
+        // Algorithm confusion: HS256 keyed with the public key.
+        let jwk = keys.jwks().keys[0].clone();
+        let public_bytes = serde_json::to_vec(&jwk).unwrap();
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(kid.clone());
+        let forged =
+            jsonwebtoken::encode(&h, &claims(now), &jsonwebtoken::EncodingKey::from_secret(&public_bytes)).unwrap();
+        assert!(matches!(verify(&forged, &v, &keys, now), Err(VerifyError::WrongAlgorithm { .. })));
+
+        // Not an access token (typ JWT, e.g. an ID token).
+        let mut h = Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some(kid.clone());
+        let (_, _, ek) = keys.signing_key();
+        let id_token = jsonwebtoken::encode(&h, &claims(now), ek).unwrap();
+        assert!(matches!(verify(&id_token, &v, &keys, now), Err(VerifyError::WrongType(_))));
+
+        // A key this server does not have.
+        let (other_keys, _, _) = setup(SigningAlgorithm::Es256);
+        let foreign = mint(&claims(now), &other_keys).unwrap();
+        assert!(matches!(verify(&foreign, &v, &keys, now), Err(VerifyError::UnknownKey(_))));
+
+        assert!(matches!(verify("garbage", &v, &keys, now), Err(VerifyError::Malformed(_))));
+        assert!(matches!(verify(&"a".repeat(MAX_TOKEN_LEN + 1), &v, &keys, now), Err(VerifyError::Malformed(_))));
+
+        // Issued in the future.
+        let future = mint(&claims(now.plus(Duration::from_secs(3600))), &keys).unwrap();
+        assert!(matches!(verify(&future, &v, &keys, now), Err(VerifyError::NotYetValid(_))));
+    }
+}

@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod authorize;
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod events;
+pub mod introspect;
+pub mod jwt;
+pub mod keys;
+pub mod metadata;
+pub mod pkce;
+pub mod policy;
+pub mod registration;
+pub mod revoke;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod types;
+pub mod users;
+
+mod params;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use error::{Error, ErrorCode, OAuthError, StoreError};
+pub use server::{AuthorizationServer, ServerConfig};
+pub use store::Stores;

@@ -1,0 +1,596 @@
+//! [`AuthorizationServer`]: configuration, stores, keys and clock in one facade, which the
+//! adapters (`oauth-axum`, `mcp-guard`) call.
+//!
+//! ```no_run
+//! # async fn demo(stores: oauth_core::Stores) -> Result<(), oauth_core::Error> {
+//! use oauth_core::{AuthorizationServer, ServerConfig};
+//! use oauth_core::types::{Issuer, ResourceUri};
+//!
+//! let config = ServerConfig::new(
+//!     Issuer::parse("https://mcp.example.com").unwrap(),
+//!     ResourceUri::parse("https://mcp.example.com/mcp").unwrap(),
+//! );
+//! let server = AuthorizationServer::new(config, stores).await?; // loads or creates the signing key
+//! let metadata = server.metadata();
+//! assert_eq!(metadata.issuer, "https://mcp.example.com");
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::client::{Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::error::{Error, OAuthError, StoreError};
+use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::jwt::{AccessTokenClaims, TokenValidation, VerifyError, verify};
+use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
+use crate::metadata::{AuthorizationServerMetadata, EndpointPaths, MetadataInputs, ProtectedResourceMetadata};
+use crate::policy::RedirectPolicy;
+use crate::registration::{RegistrationRequest, RegistrationResponse};
+use crate::secret::{ClientSecret, hash_password};
+use crate::store::Stores;
+use crate::types::{ClientId, Issuer, RedirectUri, ResourceUri, ScopeSet};
+
+/// The server's configuration. `Default`s are the secure choice; each setter documents its
+/// default and risk.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The issuer identifier, one exact string everywhere.
+    pub issuer: Issuer,
+    /// The canonical MCP resource URL: every token's `aud`.
+    pub resource: ResourceUri,
+    /// Endpoint paths under the issuer.
+    pub paths: EndpointPaths,
+    /// Scopes this server issues.
+    pub scopes_supported: ScopeSet,
+    /// Scopes granted when a client asks for none.
+    pub default_scopes: ScopeSet,
+    /// Access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
+    /// How long a pending request waits for sign-in and consent.
+    pub pending_ttl: Duration,
+    /// Refresh token lifetime, renewed at each rotation.
+    pub refresh_token_ttl: Duration,
+    /// How long a just-rotated refresh token may be retried.
+    pub refresh_grace: Duration,
+    /// How long spent or expired codes are kept to recognise replays.
+    pub code_retention: Duration,
+    /// How long retired signing keys stay published.
+    pub key_retention: Duration,
+    /// How long flow events are kept.
+    pub event_retention: Duration,
+    /// Age after which a dynamically registered client that never obtained a token is deleted.
+    pub unused_client_ttl: Duration,
+    /// The access-token signing algorithm.
+    pub signing_algorithm: SigningAlgorithm,
+    /// Clock skew tolerated when verifying tokens.
+    pub leeway: Duration,
+    /// Which redirect URIs registration accepts.
+    pub redirect_policy: RedirectPolicy,
+    /// Whether the RFC 7591 registration endpoint is on.
+    pub dynamic_registration: bool,
+    /// Whether confidential clients may use `client_credentials`.
+    pub client_credentials: bool,
+    /// Documentation URL for the metadata's `service_documentation`.
+    pub service_documentation: Option<String>,
+}
+
+impl ServerConfig {
+    /// A configuration for `issuer` protecting `resource`, with secure defaults: scope
+    /// `mcp:tools`, ES256, access tokens for 1 h, codes for 5 min, refresh tokens for 30 days
+    /// with a 30 s retry window, DCR on, no private-use redirect schemes.
+    pub fn new(issuer: Issuer, resource: ResourceUri) -> Self {
+        let scopes =
+            ScopeSet::from_scopes([crate::types::Scope::parse("mcp:tools").unwrap_or_else(|_| unreachable_scope())]);
+        Self {
+            issuer,
+            resource,
+            paths: EndpointPaths::default(),
+            scopes_supported: scopes.clone(),
+            default_scopes: scopes,
+            access_token_ttl: Duration::from_secs(3600),
+            code_ttl: Duration::from_secs(300),
+            pending_ttl: Duration::from_secs(600),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            refresh_grace: Duration::from_secs(30),
+            code_retention: Duration::from_secs(86_400),
+            key_retention: Duration::from_secs(2 * 86_400),
+            event_retention: Duration::from_secs(14 * 86_400),
+            unused_client_ttl: Duration::from_secs(7 * 86_400),
+            signing_algorithm: SigningAlgorithm::Es256,
+            leeway: Duration::from_secs(60),
+            redirect_policy: RedirectPolicy::default(),
+            dynamic_registration: true,
+            client_credentials: true,
+            service_documentation: None,
+        }
+    }
+
+    /// Scopes this server issues and the defaults granted when a client asks for none.
+    /// Default: `mcp:tools` for both. `defaults` must be a subset of `supported`.
+    #[must_use]
+    pub fn with_scopes(mut self, supported: ScopeSet, defaults: ScopeSet) -> Self {
+        self.scopes_supported = supported;
+        self.default_scopes = defaults;
+        self
+    }
+
+    /// Access token lifetime. Default 1 h. Longer tokens stay valid longer after a grant is
+    /// revoked, since resource servers verify them without asking.
+    #[must_use]
+    pub fn with_access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_token_ttl = ttl;
+        self
+    }
+
+    /// Authorization code lifetime. Default 5 min (RFC 6749 recommends at most 10).
+    #[must_use]
+    pub fn with_code_ttl(mut self, ttl: Duration) -> Self {
+        self.code_ttl = ttl;
+        self
+    }
+
+    /// How long a pending request waits for sign-in and consent. Default 10 min.
+    #[must_use]
+    pub fn with_pending_ttl(mut self, ttl: Duration) -> Self {
+        self.pending_ttl = ttl;
+        self
+    }
+
+    /// Refresh token lifetime, renewed at each rotation. Default 30 days.
+    #[must_use]
+    pub fn with_refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_token_ttl = ttl;
+        self
+    }
+
+    /// How long a just-rotated refresh token may be retried and get the same successor.
+    /// Default 30 s. Longer windows give a thief of the old token more time.
+    #[must_use]
+    pub fn with_refresh_grace(mut self, grace: Duration) -> Self {
+        self.refresh_grace = grace;
+        self
+    }
+
+    /// The signing algorithm. Default ES256. `SigningAlgorithm::DangerousHs256` shares one
+    /// secret between signer and verifiers and cannot be published in the JWKS.
+    #[must_use]
+    pub fn with_signing_algorithm(mut self, alg: SigningAlgorithm) -> Self {
+        self.signing_algorithm = alg;
+        self
+    }
+
+    /// Which redirect URIs registration accepts. Default: https, and http to loopback.
+    #[must_use]
+    pub fn with_redirect_policy(mut self, policy: RedirectPolicy) -> Self {
+        self.redirect_policy = policy;
+        self
+    }
+
+    /// Turns the RFC 7591 registration endpoint on or off. Default on (Claude and most MCP
+    /// clients need it). Off leaves pre-registered clients only.
+    #[must_use]
+    pub fn with_dynamic_registration(mut self, on: bool) -> Self {
+        self.dynamic_registration = on;
+        self
+    }
+
+    /// Allows `client_credentials` for confidential clients. Default on.
+    #[must_use]
+    pub fn with_client_credentials(mut self, on: bool) -> Self {
+        self.client_credentials = on;
+        self
+    }
+
+    /// Clock skew tolerated when verifying tokens. Default 60 s.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Endpoint paths under the issuer. Default `/authorize`, `/token`, `/register`,
+    /// `/revoke`, `/introspect`, `/jwks.json`.
+    #[must_use]
+    pub fn with_paths(mut self, paths: EndpointPaths) -> Self {
+        self.paths = paths;
+        self
+    }
+
+    /// Retention of swept records: spent codes (default 1 day), flow events (14 days), and
+    /// unused dynamically registered clients (7 days).
+    #[must_use]
+    pub fn with_retention(mut self, codes: Duration, events: Duration, unused_clients: Duration) -> Self {
+        self.code_retention = codes;
+        self.event_retention = events;
+        self.unused_client_ttl = unused_clients;
+        self
+    }
+
+    /// Sets `service_documentation` in the metadata. Default none.
+    #[must_use]
+    pub fn with_service_documentation(mut self, url: impl Into<String>) -> Self {
+        self.service_documentation = Some(url.into());
+        self
+    }
+
+    /// Checks that the configuration can work; the error says what to change.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !self.default_scopes.is_subset(&self.scopes_supported) {
+            return Err(Error::Config(format!(
+                "default scopes '{}' are not all in the supported scopes '{}'",
+                self.default_scopes, self.scopes_supported
+            )));
+        }
+        if self.key_retention < self.access_token_ttl {
+            return Err(Error::Config("key retention must be at least the access token lifetime, or tokens fail verification after a key rotation".into()));
+        }
+        if self.code_ttl.is_zero() || self.access_token_ttl.is_zero() || self.pending_ttl.is_zero() {
+            return Err(Error::Config("lifetimes must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cold]
+fn unreachable_scope() -> crate::types::Scope {
+    // "mcp:tools" is a valid scope literal; this is never called.
+    unreachable!("the default scope literal is valid")
+}
+
+/// A client created by the operator, and its secret if it has one (shown once).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CreatedClient {
+    /// The client.
+    pub client: Client,
+    /// Its clear secret, for confidential clients.
+    pub secret: Option<ClientSecret>,
+}
+
+/// What a pre-registered client looks like.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewClient {
+    /// Display name.
+    pub name: String,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Confidential (with a secret, `client_secret_post`) or public.
+    pub confidential: bool,
+    /// Trusted clients skip the consent page.
+    pub trusted: bool,
+    /// A fixed client id; generated when `None`.
+    pub client_id: Option<ClientId>,
+    /// Grant types; default `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<GrantType>,
+}
+
+impl NewClient {
+    /// A public, untrusted client with the code and refresh grants.
+    pub fn new(name: impl Into<String>, redirect_uris: Vec<RedirectUri>) -> Self {
+        Self {
+            name: name.into(),
+            redirect_uris,
+            confidential: false,
+            trusted: false,
+            client_id: None,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        }
+    }
+
+    /// Gives the client a secret (`client_secret_post`, the method Claude's "Advanced settings"
+    /// uses; Basic is accepted too).
+    #[must_use]
+    pub fn confidential(mut self) -> Self {
+        self.confidential = true;
+        self
+    }
+
+    /// Lets the client skip the consent page.
+    #[must_use]
+    pub fn trusted(mut self) -> Self {
+        self.trusted = true;
+        self
+    }
+
+    /// Uses a fixed client id.
+    #[must_use]
+    pub fn with_client_id(mut self, id: ClientId) -> Self {
+        self.client_id = Some(id);
+        self
+    }
+
+    /// Sets the grant types.
+    #[must_use]
+    pub fn with_grant_types(mut self, grants: Vec<GrantType>) -> Self {
+        self.grant_types = grants;
+        self
+    }
+}
+
+/// What a sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Pending requests and codes.
+    pub authorizations: u64,
+    /// Grants.
+    pub grants: u64,
+    /// Flow events.
+    pub events: u64,
+    /// Unused dynamically registered clients.
+    pub clients: u64,
+    /// Retired signing keys past retention.
+    pub keys: u64,
+}
+
+/// The authorization server.
+#[derive(Debug)]
+pub struct AuthorizationServer {
+    config: ServerConfig,
+    stores: Stores,
+    clock: Arc<dyn Clock>,
+    keys: RwLock<Arc<KeySet>>,
+}
+
+impl AuthorizationServer {
+    /// A server on the system clock. Loads the signing keys from the key store, creating the
+    /// first one if there is none.
+    pub async fn new(config: ServerConfig, stores: Stores) -> Result<Self, Error> {
+        Self::with_clock(config, stores, Arc::new(SystemClock)).await
+    }
+
+    /// A server on the given clock.
+    pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        config.validate()?;
+        let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
+        Ok(Self { config, stores, clock, keys: RwLock::new(Arc::new(keys)) })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The current time.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The current signing keys.
+    pub fn keys(&self) -> Arc<KeySet> {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc; the value is intact.
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// RFC 8414 metadata.
+    pub fn metadata(&self) -> AuthorizationServerMetadata {
+        AuthorizationServerMetadata::build(&MetadataInputs {
+            issuer: &self.config.issuer,
+            paths: &self.config.paths,
+            scopes: &self.config.scopes_supported,
+            registration_enabled: self.config.dynamic_registration,
+            client_credentials_enabled: self.config.client_credentials,
+            metadata_documents_enabled: false,
+            service_documentation: self.config.service_documentation.as_deref(),
+        })
+    }
+
+    /// The same metadata for `/.well-known/openid-configuration`.
+    pub fn openid_configuration(&self) -> AuthorizationServerMetadata {
+        self.metadata().into_openid_configuration(self.config.signing_algorithm.as_str())
+    }
+
+    /// RFC 9728 metadata for the protected MCP resource.
+    pub fn protected_resource_metadata(&self) -> ProtectedResourceMetadata {
+        ProtectedResourceMetadata::new(&self.config.resource, &self.config.issuer)
+            .with_scopes(&self.config.scopes_supported)
+    }
+
+    /// The public keys for `/jwks.json`.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        self.keys().jwks()
+    }
+
+    /// What the resource expects of a token: this issuer, the canonical resource.
+    pub fn token_validation(&self) -> TokenValidation {
+        TokenValidation::new(self.config.issuer.as_str(), self.config.resource.as_str()).with_leeway(self.config.leeway)
+    }
+
+    /// Verifies an access token issued by this server for its resource.
+    pub fn verify_access_token(&self, token: &str) -> Result<AccessTokenClaims, VerifyError> {
+        verify(token, &self.token_validation(), self.keys().as_ref(), self.now())
+    }
+
+    pub(crate) fn verify_access_token_ignoring_expiry(&self, token: &str) -> Result<AccessTokenClaims, VerifyError> {
+        let v = self.token_validation().with_leeway(Duration::from_secs(u32::MAX.into()));
+        verify(token, &v, self.keys().as_ref(), self.now())
+    }
+
+    /// Generates a new signing key, retires the current ones (still published for
+    /// `key_retention`), and starts signing with the new key.
+    pub async fn rotate_signing_key(&self) -> Result<(), Error> {
+        let now = self.now();
+        let old = self.stores.keys.list_keys().await?;
+        let key = StoredKey::generate(self.config.signing_algorithm, now)?;
+        self.stores.keys.insert_key(&key).await?;
+        for k in old.iter().filter(|k| k.retired_at.is_none()) {
+            self.stores.keys.retire_key(&k.kid, now).await?;
+        }
+        tracing::info!(kid = %key.kid, alg = key.algorithm.as_str(), "signing key rotated");
+        self.reload_keys().await
+    }
+
+    /// Reloads the keys from the store (after another replica rotated them).
+    pub async fn reload_keys(&self) -> Result<(), Error> {
+        let set = KeySet::load(&self.stores.keys.list_keys().await?, self.config.signing_algorithm)?;
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(())
+    }
+
+    /// Records a flow event: to `tracing`, and to the event store. A store failure is logged,
+    /// never turned into a failed request.
+    pub async fn record(&self, event: FlowEvent) {
+        event.trace();
+        if let Err(e) = self.stores.events.record_event(&event).await {
+            tracing::error!(error = %e, step = event.step.as_str(), "could not store a flow event");
+        }
+    }
+
+    /// Dynamic client registration (RFC 7591).
+    pub async fn register(&self, request: RegistrationRequest) -> Result<RegistrationResponse, Error> {
+        let now = self.now();
+        let step = FlowStep::Registration;
+        if !self.config.dynamic_registration {
+            let e = OAuthError::invalid_request(
+                "dynamic client registration is disabled on this server; ask the operator for a client id",
+            );
+            return Err(self.fail(step, Reason::InvalidRequest, None, e, None).await);
+        }
+        let valid = match request.validate(&self.config.redirect_policy) {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = if e.code() == crate::ErrorCode::InvalidRedirectUri {
+                    Reason::InvalidRedirectUri
+                } else {
+                    Reason::InvalidClientMetadata
+                };
+                let name = request.client_name.as_deref().map(crate::params::clip).unwrap_or_default();
+                return Err(self.fail(step, reason, None, e, Some(format!("client_name '{name}'"))).await);
+            }
+        };
+        if let Some(scope) = &valid.scope
+            && scope.intersection(&self.config.scopes_supported).is_empty()
+        {
+            let e = OAuthError::invalid_client_metadata(format!(
+                "none of the registered scopes ({scope}) is supported; supported: {}",
+                self.config.scopes_supported
+            ));
+            return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
+        }
+        if valid.grant_types.contains(&GrantType::ClientCredentials) && !self.config.client_credentials {
+            let e = OAuthError::invalid_client_metadata("the client_credentials grant is disabled on this server");
+            return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
+        }
+        let ignored = valid.ignored_grant_types.clone();
+        let secret = (!valid.auth_method.is_public()).then(ClientSecret::generate);
+        let secret_hash = match &secret {
+            Some(s) => Some(hash_password(s.secret())?),
+            None => None,
+        };
+        let client = valid.into_client(ClientId::generate(), secret_hash, now);
+        self.stores.clients.create_client(&client).await?;
+        let mut detail = format!(
+            "'{}' registered with {} redirect URI(s) [{}], auth method {}",
+            client.display_name(),
+            client.redirect_uris.len(),
+            client.redirect_uri_list(),
+            client.auth_method.as_str()
+        );
+        if !ignored.is_empty() {
+            detail.push_str(&format!("; unsupported grant types dropped: {}", ignored.join(", ")));
+        }
+        self.record(FlowEvent::success(now, step, detail).client(&client.id)).await;
+        Ok(RegistrationResponse::new(&client, secret))
+    }
+
+    /// Registers a client on the operator's behalf (pre-registration). Confidential clients
+    /// get a generated secret, returned once and stored as a hash.
+    pub async fn create_client(&self, spec: NewClient) -> Result<CreatedClient, Error> {
+        for uri in &spec.redirect_uris {
+            if uri.kind() == crate::types::RedirectKind::PlainHttp {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "'{uri}' uses plain http to a non-loopback host"
+                ))
+                .into());
+            }
+        }
+        let now = self.now();
+        let method =
+            if spec.confidential { TokenEndpointAuthMethod::ClientSecretPost } else { TokenEndpointAuthMethod::None };
+        let id = spec.client_id.unwrap_or_else(ClientId::generate);
+        let mut client = Client::new(id, method, spec.redirect_uris, ClientOrigin::PreRegistered, now);
+        client.name = Some(spec.name);
+        client.trusted = spec.trusted;
+        client.grant_types = spec.grant_types;
+        let secret = spec.confidential.then(ClientSecret::generate);
+        if let Some(s) = &secret {
+            client.secret_hash = Some(hash_password(s.secret())?);
+        }
+        match self.stores.clients.create_client(&client).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(
+                    OAuthError::invalid_request(format!("a client with id '{}' already exists", client.id)).into()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.record(
+            FlowEvent::success(now, FlowStep::Registration, format!("pre-registered '{}'", client.display_name()))
+                .client(&client.id),
+        )
+        .await;
+        Ok(CreatedClient { client, secret })
+    }
+
+    /// Deletes expired and abandoned records: pending requests, old codes, dead grants, old
+    /// flow events, dynamically registered clients that never obtained a token, and retired
+    /// keys past retention.
+    pub async fn sweep(&self) -> Result<SweepReport, Error> {
+        let now = self.now();
+        let c = &self.config;
+        let mut report = SweepReport {
+            authorizations: self.stores.authorizations.sweep_authorizations(now, now.minus(c.code_retention)).await?,
+            grants: self.stores.grants.sweep_grants(now.minus(c.code_retention)).await?,
+            events: self.stores.events.sweep_events(now.minus(c.event_retention)).await?,
+            clients: self.stores.clients.delete_unused_dynamic_clients(now.minus(c.unused_client_ttl)).await?,
+            keys: 0,
+        };
+        let cutoff = now.minus(c.key_retention);
+        for k in self.stores.keys.list_keys().await? {
+            if k.retired_at.is_some_and(|t| t < cutoff) && self.stores.keys.delete_key(&k.kid).await? {
+                report.keys += 1;
+            }
+        }
+        if report.keys > 0 {
+            self.reload_keys().await?;
+        }
+        Ok(report)
+    }
+}
+
+/// Loads the key set, generating and persisting the first key when the store has none for the
+/// configured algorithm. Two replicas starting at once may both generate one; both keys are
+/// then published and the newest signs, so tokens verify everywhere.
+async fn load_or_create_keys(stores: &Stores, alg: SigningAlgorithm, now: UnixTime) -> Result<KeySet, Error> {
+    let stored = stores.keys.list_keys().await?;
+    if stored.iter().any(|k| k.algorithm == alg && k.retired_at.is_none()) {
+        return KeySet::load(&stored, alg);
+    }
+    let key = StoredKey::generate(alg, now)?;
+    stores.keys.insert_key(&key).await?;
+    tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated and stored the first signing key");
+    KeySet::load(&stores.keys.list_keys().await?, alg)
+}

@@ -1,0 +1,343 @@
+//! Storage traits: every byte the server persists goes through these.
+//!
+//! The traits are grouped by concept, object-safe (`#[async_trait]`) and held as `Arc<dyn …>`
+//! in [`Stores`]. Atomicity is part of the contract, and the conformance kit
+//! (`oauth_core::testing`, feature `testing`) proves it for every backend:
+//!
+//! - [`AuthorizationStore::redeem_code`] is single-use under concurrency: of N racing
+//!   redemptions of one code, exactly one gets [`CodeRedemption::Redeemed`].
+//! - [`GrantStore::rotate_refresh_token`] is a compare-and-swap on (grant, generation).
+//! - Expired pending requests and codes are never returned as valid.
+//! - Codes, refresh tokens and client secrets are stored only as hashes: the records below
+//!   have no field that could hold them in clear.
+//!
+//! A backend implements every trait on one type and hands it over with [`Stores::from_backend`]:
+//!
+//! ```text
+//! let stores = Stores::from_backend(Arc::new(MyBackend::connect(url).await?));
+//! ```
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::clock::UnixTime;
+use crate::error::StoreError;
+use crate::events::{EventQuery, FlowEvent};
+use crate::keys::StoredKey;
+use crate::pkce::CodeChallenge;
+use crate::secret::SecretHash;
+use crate::types::{ClientId, GrantId, RedirectUri, ResourceUri, ScopeSet, UserId};
+
+/// Result type of every store method.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Registered clients.
+#[async_trait]
+pub trait ClientStore: Debug + Send + Sync + 'static {
+    /// Inserts a new client; [`StoreError::Conflict`] if the id exists.
+    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// The client with this id.
+    async fn client(&self, id: &ClientId) -> StoreResult<Option<Client>>;
+    /// Replaces a client's record; `false` if there is none.
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+    /// Deletes a client; `false` if there was none.
+    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool>;
+    /// Every client, oldest first.
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Records that the client completed a token request at `at`.
+    async fn touch_client(&self, id: &ClientId, at: UnixTime) -> StoreResult<()>;
+    /// Deletes dynamically registered clients created before `before` that never completed a
+    /// token request. Returns how many.
+    async fn delete_unused_dynamic_clients(&self, before: UnixTime) -> StoreResult<u64>;
+}
+
+/// An authorization request that passed validation and awaits the user's sign-in and consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PendingAuthorization {
+    /// Random handle carried by the sign-in and consent forms.
+    pub id: String,
+    /// The client.
+    pub client_id: ClientId,
+    /// The redirect URI as the client sent it (loopback: with its port).
+    pub redirect_uri: RedirectUri,
+    /// Whether the client sent `redirect_uri` (else the single registered one is used).
+    pub redirect_uri_explicit: bool,
+    /// `state`, echoed in the response.
+    pub state: Option<String>,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// The resource the grant will be bound to.
+    pub resource: ResourceUri,
+    /// PKCE challenge.
+    pub code_challenge: CodeChallenge,
+    /// When the request was validated.
+    pub created_at: UnixTime,
+    /// When it stops being usable.
+    pub expires_at: UnixTime,
+}
+
+/// An issued authorization code, stored under the hash of the code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuthorizationCodeRecord {
+    /// SHA-256 of the code.
+    pub hash: SecretHash,
+    /// The grant this code starts; revoked if the code is replayed.
+    pub grant_id: GrantId,
+    /// The client the code was issued to.
+    pub client_id: ClientId,
+    /// The user who approved.
+    pub user: UserId,
+    /// The redirect URI the code was delivered to.
+    pub redirect_uri: RedirectUri,
+    /// Whether the authorization request carried `redirect_uri` explicitly.
+    pub redirect_uri_explicit: bool,
+    /// PKCE challenge.
+    pub code_challenge: CodeChallenge,
+    /// Granted scopes.
+    pub scopes: ScopeSet,
+    /// Bound resource.
+    pub resource: ResourceUri,
+    /// When the user signed in.
+    pub auth_time: UnixTime,
+    /// When the code was issued.
+    pub issued_at: UnixTime,
+    /// When it expires.
+    pub expires_at: UnixTime,
+}
+
+/// The outcome of redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodeRedemption {
+    /// First redemption: the code is now spent.
+    Redeemed(AuthorizationCodeRecord),
+    /// The code was redeemed before: a replay. The record names the grant to revoke.
+    AlreadyRedeemed(AuthorizationCodeRecord),
+    /// The code exists but has expired.
+    Expired {
+        /// The client it was issued to.
+        client_id: ClientId,
+    },
+    /// No such code.
+    NotFound,
+}
+
+/// Pending authorization requests and authorization codes.
+#[async_trait]
+pub trait AuthorizationStore: Debug + Send + Sync + 'static {
+    /// Stores a pending request.
+    async fn put_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    /// The pending request `id`, if it exists and has not expired at `now`.
+    async fn pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
+    /// Removes and returns the pending request `id` if unexpired: single use under concurrency.
+    async fn take_pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
+    /// Stores an issued code.
+    async fn put_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()>;
+    /// Redeems the code with this hash: atomically marks it spent, so that exactly one of any
+    /// number of concurrent calls gets [`CodeRedemption::Redeemed`].
+    async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption>;
+    /// Deletes pending requests expired at `now` and codes expired before `codes_before` (kept
+    /// a while after expiry so that a late replay is still recognised). Returns how many rows.
+    async fn sweep_authorizations(&self, now: UnixTime, codes_before: UnixTime) -> StoreResult<u64>;
+}
+
+/// A grant: one approved authorization and the refresh-token family it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Grant {
+    /// Grant id.
+    pub id: GrantId,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user: UserId,
+    /// Granted scopes (a refresh may narrow the access token, never this).
+    pub scopes: ScopeSet,
+    /// Bound resource: every access token's `aud`.
+    pub resource: ResourceUri,
+    /// When the user signed in.
+    pub auth_time: UnixTime,
+    /// When the grant was created.
+    pub created_at: UnixTime,
+    /// Generation of the current refresh token (0 for the first).
+    pub generation: u64,
+    /// Whether the grant has refresh tokens at all.
+    pub has_refresh_token: bool,
+    /// When the current refresh token replaced its predecessor.
+    pub rotated_at: Option<UnixTime>,
+    /// When the current refresh token expires.
+    pub refresh_expires_at: Option<UnixTime>,
+    /// When the grant was revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// Grants and their refresh-token families.
+#[async_trait]
+pub trait GrantStore: Debug + Send + Sync + 'static {
+    /// Stores a new grant and, if given, the hash of its first refresh token (generation
+    /// `grant.generation`). [`StoreError::Conflict`] if the id exists.
+    async fn create_grant(&self, grant: &Grant, refresh_token: Option<&SecretHash>) -> StoreResult<()>;
+    /// The grant with this id, revoked or not.
+    async fn grant(&self, id: &GrantId) -> StoreResult<Option<Grant>>;
+    /// The grant a refresh token (any generation) belongs to, and that token's generation.
+    async fn find_refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<(Grant, u64)>>;
+    /// Compare-and-swap: if the grant is unrevoked and at `expected_generation`, records
+    /// `new_token` as generation `expected_generation + 1`, sets `rotated_at = now` and
+    /// `refresh_expires_at`, and returns `true`. Otherwise changes nothing and returns `false`.
+    async fn rotate_refresh_token(
+        &self,
+        id: &GrantId,
+        expected_generation: u64,
+        new_token: &SecretHash,
+        now: UnixTime,
+        refresh_expires_at: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Revokes a grant and so its whole refresh-token family; `false` if it was not active.
+    async fn revoke_grant(&self, id: &GrantId, now: UnixTime) -> StoreResult<bool>;
+    /// Revokes every grant of a client. Returns how many.
+    async fn revoke_client_grants(&self, client_id: &ClientId, now: UnixTime) -> StoreResult<u64>;
+    /// The grants of a client, newest first.
+    async fn client_grants(&self, client_id: &ClientId) -> StoreResult<Vec<Grant>>;
+    /// Deletes grants revoked, or whose refresh token expired, before `before`, with their
+    /// tokens. Returns how many grants.
+    async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64>;
+}
+
+/// A user's consent to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Consent {
+    /// The user.
+    pub user: UserId,
+    /// The client.
+    pub client_id: ClientId,
+    /// Scopes consented to.
+    pub scopes: ScopeSet,
+    /// When.
+    pub granted_at: UnixTime,
+}
+
+impl Consent {
+    /// A consent record.
+    pub fn new(user: UserId, client_id: ClientId, scopes: ScopeSet, granted_at: UnixTime) -> Self {
+        Self { user, client_id, scopes, granted_at }
+    }
+}
+
+/// Consent per user and client.
+#[async_trait]
+pub trait ConsentStore: Debug + Send + Sync + 'static {
+    /// The user's consent to the client.
+    async fn consent(&self, user: &UserId, client_id: &ClientId) -> StoreResult<Option<Consent>>;
+    /// Records (or replaces) a consent.
+    async fn put_consent(&self, consent: &Consent) -> StoreResult<()>;
+    /// Withdraws a consent; `false` if there was none.
+    async fn revoke_consent(&self, user: &UserId, client_id: &ClientId) -> StoreResult<bool>;
+}
+
+/// A user of the built-in sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct User {
+    /// Stable id: the token's `sub`.
+    pub id: UserId,
+    /// Sign-in name, unique.
+    pub username: String,
+    /// Argon2id PHC hash of the password.
+    pub password_hash: String,
+    /// When the user was created.
+    pub created_at: UnixTime,
+    /// Disabled users cannot sign in.
+    pub disabled: bool,
+}
+
+impl User {
+    /// A user record.
+    pub fn new(id: UserId, username: String, password_hash: String, created_at: UnixTime) -> Self {
+        Self { id, username, password_hash, created_at, disabled: false }
+    }
+}
+
+/// Users of the built-in sign-in.
+#[async_trait]
+pub trait UserStore: Debug + Send + Sync + 'static {
+    /// Inserts a user; [`StoreError::Conflict`] if the id or username exists.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// The user with this id.
+    async fn user(&self, id: &UserId) -> StoreResult<Option<User>>;
+    /// The user with this username.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Replaces a user's record; `false` if there is none.
+    async fn update_user(&self, user: &User) -> StoreResult<bool>;
+    /// Deletes a user; `false` if there was none.
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+}
+
+/// Signing keys, persisted so that tokens survive a restart and replicas agree.
+#[async_trait]
+pub trait KeyStore: Debug + Send + Sync + 'static {
+    /// Every key, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Inserts a key; [`StoreError::Conflict`] if the kid exists.
+    async fn insert_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Marks a key retired at `at` (still published, no longer used to sign).
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<bool>;
+    /// Deletes a key.
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
+}
+
+/// Flow events, for the operator's "what happened to client X".
+#[async_trait]
+pub trait EventStore: Debug + Send + Sync + 'static {
+    /// Appends an event.
+    async fn record_event(&self, event: &FlowEvent) -> StoreResult<()>;
+    /// Events matching the query, oldest first.
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<FlowEvent>>;
+    /// Deletes events older than `before`. Returns how many.
+    async fn sweep_events(&self, before: UnixTime) -> StoreResult<u64>;
+}
+
+/// Every store the server needs.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Clients.
+    pub clients: Arc<dyn ClientStore>,
+    /// Pending requests and codes.
+    pub authorizations: Arc<dyn AuthorizationStore>,
+    /// Grants and refresh tokens.
+    pub grants: Arc<dyn GrantStore>,
+    /// Consents.
+    pub consents: Arc<dyn ConsentStore>,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Signing keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Flow events.
+    pub events: Arc<dyn EventStore>,
+}
+
+impl Stores {
+    /// All stores from one backend that implements every trait.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: ClientStore + AuthorizationStore + GrantStore + ConsentStore + UserStore + KeyStore + EventStore,
+    {
+        Self {
+            clients: backend.clone(),
+            authorizations: backend.clone(),
+            grants: backend.clone(),
+            consents: backend.clone(),
+            users: backend.clone(),
+            keys: backend.clone(),
+            events: backend,
+        }
+    }
+}

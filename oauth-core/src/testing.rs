@@ -1,0 +1,963 @@
+//! The store conformance kit: one suite of async tests that every store backend runs, so that
+//! the storage contract (single-use codes, refresh rotation as compare-and-swap, expiry,
+//! hashing) is proven for each of them, including under races.
+//!
+//! Run it with one macro call in a test file of the backend's crate; the expression is
+//! evaluated once per test and must yield a fresh, empty [`Stores`]:
+//!
+//! ```text
+//! oauth_core::store_conformance_tests!(async { my_store::MyStore::new().into_stores() });
+//! ```
+//!
+//! Each test is also a public `async fn(Stores)` here, for backends that need their own
+//! harness. The tests use `tokio`'s multi-threaded runtime, so the races are real.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authorize::AuthorizationRequest;
+use crate::client::{Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+use crate::clock::{Clock, ManualClock, UnixTime};
+use crate::error::{Error, ErrorCode, StoreError};
+use crate::events::{EventQuery, FlowEvent, FlowStep, Reason};
+use crate::keys::{SigningAlgorithm, StoredKey};
+use crate::pkce::CodeChallenge;
+use crate::registration::RegistrationRequest;
+use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, SecretHash};
+use crate::server::{AuthorizationServer, NewClient, ServerConfig};
+use crate::store::{AuthorizationCodeRecord, CodeRedemption, Consent, Grant, PendingAuthorization, Stores, User};
+use crate::token::TokenRequest;
+use crate::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, ScopeSet, UserId};
+
+/// Expands into one `#[tokio::test]` per conformance test, each on a fresh store from
+/// `$factory` (an expression yielding a future of [`Stores`]).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:expr) => {
+        $crate::store_conformance_tests!(@each $factory;
+            clients_roundtrip,
+            unused_dynamic_clients_are_collected,
+            pending_requests_expire_and_are_single_use,
+            codes_redeem_once_and_expire,
+            code_redemption_race_has_one_winner,
+            refresh_rotation_is_compare_and_swap,
+            refresh_rotation_race_has_one_winner,
+            grants_revoke_and_sweep,
+            consents_roundtrip,
+            users_roundtrip,
+            keys_roundtrip,
+            events_query_and_sweep,
+            sweep_removes_only_expired_authorizations,
+            secrets_are_stored_only_as_hashes,
+            full_flow_issues_verifiable_tokens,
+            concurrent_code_exchanges_one_wins,
+            code_replay_revokes_the_grant,
+            concurrent_refreshes_rotate_once,
+            refresh_replay_after_grace_revokes_family,
+            grant_error_paths_write_nothing,
+            keys_survive_a_restart,
+        );
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let stores: $crate::Stores = $factory.await;
+                $crate::testing::$name(stores).await;
+            }
+        )*
+    };
+}
+
+const ISSUER: &str = "https://as.example.com";
+const RESOURCE: &str = "https://as.example.com/mcp";
+const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+const T0: i64 = 1_800_000_000;
+
+fn t(secs: i64) -> UnixTime {
+    UnixTime::from_secs(T0 + secs)
+}
+
+fn cid(s: &str) -> ClientId {
+    ClientId::parse(s).unwrap()
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+fn client(id: &str, origin: ClientOrigin, created: UnixTime) -> Client {
+    Client::new(cid(id), TokenEndpointAuthMethod::None, vec![RedirectUri::parse(REDIRECT).unwrap()], origin, created)
+}
+
+fn code_record(code: &AuthorizationCode, client: &str, expires: UnixTime) -> AuthorizationCodeRecord {
+    AuthorizationCodeRecord {
+        hash: code.hash(),
+        grant_id: GrantId::generate(),
+        client_id: cid(client),
+        user: uid("user-1"),
+        redirect_uri: RedirectUri::parse(REDIRECT).unwrap(),
+        redirect_uri_explicit: true,
+        code_challenge: CodeChallenge::s256(&CodeVerifier::generate()),
+        scopes: ScopeSet::parse("mcp:tools").unwrap(),
+        resource: ResourceUri::parse(RESOURCE).unwrap(),
+        auth_time: t(0),
+        issued_at: t(0),
+        expires_at: expires,
+    }
+}
+
+fn grant(client: &str) -> Grant {
+    Grant {
+        id: GrantId::generate(),
+        client_id: cid(client),
+        user: uid("user-1"),
+        scopes: ScopeSet::parse("mcp:tools").unwrap(),
+        resource: ResourceUri::parse(RESOURCE).unwrap(),
+        auth_time: t(0),
+        created_at: t(0),
+        generation: 0,
+        has_refresh_token: true,
+        rotated_at: None,
+        refresh_expires_at: Some(t(86_400)),
+        revoked_at: None,
+    }
+}
+
+pub async fn clients_roundtrip(stores: Stores) {
+    let s = &stores.clients;
+    let mut c = client("kit-client", ClientOrigin::Dynamic, t(0));
+    c.secret_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    c.name = Some("Kit ✓".into());
+    c.scope = Some(ScopeSet::parse("mcp:tools").unwrap());
+    s.create_client(&c).await.unwrap();
+    assert!(matches!(s.create_client(&c).await, Err(StoreError::Conflict(_))), "duplicate id must conflict");
+    assert_eq!(s.client(&c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(s.client(&cid("nope")).await.unwrap(), None);
+
+    c.trusted = true;
+    c.redirect_uris.push(RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap());
+    assert!(s.update_client(&c).await.unwrap());
+    assert_eq!(s.client(&c.id).await.unwrap(), Some(c.clone()));
+    assert!(!s.update_client(&client("ghost", ClientOrigin::Dynamic, t(0))).await.unwrap());
+
+    s.touch_client(&c.id, t(5)).await.unwrap();
+    assert_eq!(s.client(&c.id).await.unwrap().unwrap().last_used_at, Some(t(5)));
+
+    let other = client("kit-other", ClientOrigin::PreRegistered, t(1));
+    s.create_client(&other).await.unwrap();
+    let ids: Vec<ClientId> = s.list_clients().await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![c.id.clone(), other.id.clone()], "oldest first");
+
+    assert!(s.delete_client(&c.id).await.unwrap());
+    assert!(!s.delete_client(&c.id).await.unwrap());
+    assert_eq!(s.client(&c.id).await.unwrap(), None);
+}
+
+pub async fn unused_dynamic_clients_are_collected(stores: Stores) {
+    let s = &stores.clients;
+    let old_unused = client("old-unused", ClientOrigin::Dynamic, t(0));
+    let old_used = client("old-used", ClientOrigin::Dynamic, t(0));
+    let old_pre = client("old-pre", ClientOrigin::PreRegistered, t(0));
+    let new_unused = client("new-unused", ClientOrigin::Dynamic, t(1000));
+    for c in [&old_unused, &old_used, &old_pre, &new_unused] {
+        s.create_client(c).await.unwrap();
+    }
+    s.touch_client(&old_used.id, t(10)).await.unwrap();
+    assert_eq!(s.delete_unused_dynamic_clients(t(500)).await.unwrap(), 1);
+    assert!(s.client(&old_unused.id).await.unwrap().is_none());
+    for c in [&old_used, &old_pre, &new_unused] {
+        assert!(s.client(&c.id).await.unwrap().is_some(), "{} must survive", c.id);
+    }
+}
+
+fn pending(id: &str, expires: UnixTime) -> PendingAuthorization {
+    PendingAuthorization {
+        id: id.into(),
+        client_id: cid("kit-client"),
+        redirect_uri: RedirectUri::parse(REDIRECT).unwrap(),
+        redirect_uri_explicit: true,
+        state: Some("st".into()),
+        scopes: ScopeSet::parse("mcp:tools").unwrap(),
+        resource: ResourceUri::parse(RESOURCE).unwrap(),
+        code_challenge: CodeChallenge::s256(&CodeVerifier::generate()),
+        created_at: t(0),
+        expires_at: expires,
+    }
+}
+
+pub async fn pending_requests_expire_and_are_single_use(stores: Stores) {
+    let s = &stores.authorizations;
+    let p = pending("p1", t(600));
+    s.put_pending(&p).await.unwrap();
+    assert_eq!(s.pending("p1", t(10)).await.unwrap(), Some(p.clone()));
+    assert_eq!(s.pending("p1", t(600)).await.unwrap(), None, "expired requests are not returned");
+    assert_eq!(s.pending("nope", t(10)).await.unwrap(), None);
+    assert_eq!(s.take_pending("p1", t(10)).await.unwrap(), Some(p));
+    assert_eq!(s.take_pending("p1", t(10)).await.unwrap(), None, "taken once");
+    assert_eq!(s.pending("p1", t(10)).await.unwrap(), None);
+
+    s.put_pending(&pending("p2", t(600))).await.unwrap();
+    assert_eq!(s.take_pending("p2", t(601)).await.unwrap(), None, "expired requests cannot be taken");
+
+    // Racing takes: exactly one wins.
+    s.put_pending(&pending("p3", t(600))).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.take_pending("p3", t(1)).await.unwrap().is_some() }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+pub async fn codes_redeem_once_and_expire(stores: Stores) {
+    let s = &stores.authorizations;
+    let code = AuthorizationCode::generate();
+    let rec = code_record(&code, "kit-client", t(300));
+    s.put_code(&rec).await.unwrap();
+    assert_eq!(s.redeem_code(&code.hash(), t(10)).await.unwrap(), CodeRedemption::Redeemed(rec.clone()));
+    assert_eq!(s.redeem_code(&code.hash(), t(11)).await.unwrap(), CodeRedemption::AlreadyRedeemed(rec));
+    assert_eq!(s.redeem_code(&AuthorizationCode::generate().hash(), t(10)).await.unwrap(), CodeRedemption::NotFound);
+
+    let late = AuthorizationCode::generate();
+    s.put_code(&code_record(&late, "kit-client", t(300))).await.unwrap();
+    assert_eq!(
+        s.redeem_code(&late.hash(), t(300)).await.unwrap(),
+        CodeRedemption::Expired { client_id: cid("kit-client") },
+        "an expired code is never redeemed"
+    );
+    assert_eq!(
+        s.redeem_code(&late.hash(), t(301)).await.unwrap(),
+        CodeRedemption::Expired { client_id: cid("kit-client") },
+        "and stays expired"
+    );
+}
+
+pub async fn code_redemption_race_has_one_winner(stores: Stores) {
+    let s = stores.authorizations.clone();
+    let code = AuthorizationCode::generate();
+    s.put_code(&code_record(&code, "kit-client", t(300))).await.unwrap();
+    let hash = code.hash();
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (s, barrier) = (s.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.redeem_code(&hash, t(1)).await.unwrap()
+        }));
+    }
+    let (mut redeemed, mut replays) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            CodeRedemption::Redeemed(_) => redeemed += 1,
+            CodeRedemption::AlreadyRedeemed(_) => replays += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((redeemed, replays), (1, 49), "exactly one of 50 concurrent redemptions wins");
+}
+
+pub async fn refresh_rotation_is_compare_and_swap(stores: Stores) {
+    let s = &stores.grants;
+    let g = grant("kit-client");
+    let first = RefreshToken::generate().hash();
+    s.create_grant(&g, Some(&first)).await.unwrap();
+    assert!(matches!(s.create_grant(&g, None).await, Err(StoreError::Conflict(_))));
+    let (found, generation) = s.find_refresh_token(&first).await.unwrap().unwrap();
+    assert_eq!((found.clone(), generation), (g.clone(), 0));
+
+    let second = RefreshToken::generate().hash();
+    assert!(s.rotate_refresh_token(&g.id, 0, &second, t(10), t(1000)).await.unwrap());
+    assert!(
+        !s.rotate_refresh_token(&g.id, 0, &RefreshToken::generate().hash(), t(11), t(1000)).await.unwrap(),
+        "stale generation"
+    );
+    let (after, old_gen) = s.find_refresh_token(&first).await.unwrap().unwrap();
+    assert_eq!((after.generation, old_gen), (1, 0), "the old token is still found, one generation behind");
+    assert_eq!(after.rotated_at, Some(t(10)));
+    assert_eq!(after.refresh_expires_at, Some(t(1000)));
+    let (_, new_gen) = s.find_refresh_token(&second).await.unwrap().unwrap();
+    assert_eq!(new_gen, 1);
+
+    assert!(s.revoke_grant(&g.id, t(20)).await.unwrap());
+    assert!(
+        !s.rotate_refresh_token(&g.id, 1, &RefreshToken::generate().hash(), t(21), t(1000)).await.unwrap(),
+        "revoked grants never rotate"
+    );
+    assert!(
+        !s.rotate_refresh_token(&GrantId::generate(), 0, &RefreshToken::generate().hash(), t(21), t(1000))
+            .await
+            .unwrap()
+    );
+    assert!(s.find_refresh_token(&RefreshToken::generate().hash()).await.unwrap().is_none());
+}
+
+pub async fn refresh_rotation_race_has_one_winner(stores: Stores) {
+    let s = stores.grants.clone();
+    let g = grant("kit-client");
+    s.create_grant(&g, Some(&RefreshToken::generate().hash())).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (s, barrier, id) = (s.clone(), barrier.clone(), g.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.rotate_refresh_token(&id, 0, &RefreshToken::generate().hash(), t(5), t(1000)).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += usize::from(task.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one of 50 concurrent rotations wins");
+    assert_eq!(s.grant(&g.id).await.unwrap().unwrap().generation, 1);
+}
+
+pub async fn grants_revoke_and_sweep(stores: Stores) {
+    let s = &stores.grants;
+    let a = grant("kit-a");
+    let mut b = grant("kit-a");
+    b.created_at = t(5);
+    let c = grant("kit-c");
+    let (ha, hb, hc) =
+        (RefreshToken::generate().hash(), RefreshToken::generate().hash(), RefreshToken::generate().hash());
+    s.create_grant(&a, Some(&ha)).await.unwrap();
+    s.create_grant(&b, Some(&hb)).await.unwrap();
+    s.create_grant(&c, Some(&hc)).await.unwrap();
+    let ids: Vec<GrantId> = s.client_grants(&cid("kit-a")).await.unwrap().into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, vec![b.id.clone(), a.id.clone()], "newest first");
+
+    assert!(s.revoke_grant(&a.id, t(10)).await.unwrap());
+    assert!(!s.revoke_grant(&a.id, t(11)).await.unwrap(), "already revoked");
+    assert_eq!(s.grant(&a.id).await.unwrap().unwrap().revoked_at, Some(t(10)));
+    assert_eq!(s.revoke_client_grants(&cid("kit-a"), t(12)).await.unwrap(), 1, "only b was still active");
+    assert!(s.grant(&c.id).await.unwrap().unwrap().revoked_at.is_none());
+
+    // Sweep: grants revoked before the cutoff go, with their refresh tokens.
+    assert_eq!(s.sweep_grants(t(11)).await.unwrap(), 1);
+    assert!(s.grant(&a.id).await.unwrap().is_none());
+    assert!(s.find_refresh_token(&ha).await.unwrap().is_none());
+    assert!(s.grant(&b.id).await.unwrap().is_some());
+    // c's refresh token expires at t(86400): swept only after that.
+    assert_eq!(s.sweep_grants(t(86_000)).await.unwrap(), 1);
+    assert!(s.grant(&c.id).await.unwrap().is_some());
+    assert_eq!(s.sweep_grants(t(86_401)).await.unwrap(), 1);
+    assert!(s.find_refresh_token(&hc).await.unwrap().is_none());
+}
+
+pub async fn consents_roundtrip(stores: Stores) {
+    let s = &stores.consents;
+    let c = Consent::new(uid("u1"), cid("c1"), ScopeSet::parse("mcp:tools").unwrap(), t(0));
+    assert_eq!(s.consent(&c.user, &c.client_id).await.unwrap(), None);
+    s.put_consent(&c).await.unwrap();
+    assert_eq!(s.consent(&c.user, &c.client_id).await.unwrap(), Some(c.clone()));
+    let wider = Consent::new(uid("u1"), cid("c1"), ScopeSet::parse("mcp:tools mcp:admin").unwrap(), t(5));
+    s.put_consent(&wider).await.unwrap();
+    assert_eq!(s.consent(&c.user, &c.client_id).await.unwrap(), Some(wider));
+    assert_eq!(s.consent(&uid("u2"), &c.client_id).await.unwrap(), None);
+    assert!(s.revoke_consent(&c.user, &c.client_id).await.unwrap());
+    assert!(!s.revoke_consent(&c.user, &c.client_id).await.unwrap());
+}
+
+pub async fn users_roundtrip(stores: Stores) {
+    let s = &stores.users;
+    let u = User::new(uid("usr-1"), "alice".into(), "$argon2id$hash".into(), t(0));
+    s.create_user(&u).await.unwrap();
+    let same_name = User::new(uid("usr-2"), "alice".into(), "h".into(), t(1));
+    assert!(matches!(s.create_user(&same_name).await, Err(StoreError::Conflict(_))), "usernames are unique");
+    assert_eq!(s.user(&u.id).await.unwrap(), Some(u.clone()));
+    assert_eq!(s.user_by_username("alice").await.unwrap(), Some(u.clone()));
+    assert_eq!(s.user_by_username("Alice").await.unwrap(), None, "usernames are case-sensitive");
+    let mut changed = u.clone();
+    changed.disabled = true;
+    changed.password_hash = "$argon2id$other".into();
+    assert!(s.update_user(&changed).await.unwrap());
+    assert_eq!(s.user(&u.id).await.unwrap(), Some(changed));
+    let bob = User::new(uid("usr-3"), "bob".into(), "h".into(), t(2));
+    s.create_user(&bob).await.unwrap();
+    assert_eq!(s.list_users().await.unwrap().len(), 2);
+    assert!(s.delete_user(&u.id).await.unwrap());
+    assert!(!s.delete_user(&u.id).await.unwrap());
+    assert_eq!(s.user_by_username("alice").await.unwrap(), None);
+}
+
+pub async fn keys_roundtrip(stores: Stores) {
+    let s = &stores.keys;
+    let k1 = StoredKey::generate(SigningAlgorithm::Es256, t(0)).unwrap();
+    let k2 = StoredKey::generate(SigningAlgorithm::EdDsa, t(1)).unwrap();
+    s.insert_key(&k1).await.unwrap();
+    s.insert_key(&k2).await.unwrap();
+    assert!(matches!(s.insert_key(&k1).await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        s.list_keys().await.unwrap(),
+        vec![k1.clone(), k2.clone()],
+        "keys round-trip byte for byte, oldest first"
+    );
+    assert!(s.retire_key(&k1.kid, t(5)).await.unwrap());
+    assert_eq!(s.list_keys().await.unwrap()[0].retired_at, Some(t(5)));
+    assert!(s.delete_key(&k1.kid).await.unwrap());
+    assert!(!s.delete_key(&k1.kid).await.unwrap());
+    assert_eq!(s.list_keys().await.unwrap(), vec![k2]);
+}
+
+pub async fn events_query_and_sweep(stores: Stores) {
+    let s = &stores.events;
+    let a = cid("client-a");
+    let b = cid("client-b");
+    for i in 0..5 {
+        let e = FlowEvent::success(t(i), FlowStep::AuthorizationRequest, format!("a{i}")).client(&a);
+        s.record_event(&e).await.unwrap();
+    }
+    let failure =
+        FlowEvent::failure(t(10), FlowStep::CodeExchange, Reason::PkceMismatch, "b failed").client(&b).user(&uid("u"));
+    s.record_event(&failure).await.unwrap();
+    s.record_event(&FlowEvent::success(t(11), FlowStep::Registration, "anonymous")).await.unwrap();
+
+    let all = s.events(&EventQuery::all()).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[5], failure, "events round-trip with reason and user");
+    let only_b = s.events(&EventQuery::all().for_client(&b)).await.unwrap();
+    assert_eq!(only_b, vec![failure.clone()]);
+    let recent_a = s.events(&EventQuery::all().for_client(&a).since(t(3))).await.unwrap();
+    assert_eq!(recent_a.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(), vec!["a3", "a4"]);
+    let newest_two = s.events(&EventQuery::all().for_client(&a).limit(2)).await.unwrap();
+    assert_eq!(
+        newest_two.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+        vec!["a3", "a4"],
+        "the newest N, oldest first"
+    );
+
+    assert_eq!(s.sweep_events(t(4)).await.unwrap(), 4);
+    assert_eq!(s.events(&EventQuery::all()).await.unwrap().len(), 3);
+}
+
+pub async fn sweep_removes_only_expired_authorizations(stores: Stores) {
+    let s = &stores.authorizations;
+    s.put_pending(&pending("old", t(100))).await.unwrap();
+    s.put_pending(&pending("fresh", t(10_000))).await.unwrap();
+    let old_code = AuthorizationCode::generate();
+    let fresh_code = AuthorizationCode::generate();
+    s.put_code(&code_record(&old_code, "c", t(100))).await.unwrap();
+    s.put_code(&code_record(&fresh_code, "c", t(10_000))).await.unwrap();
+    // now = t(200); codes that expired before t(150) go.
+    assert_eq!(s.sweep_authorizations(t(200), t(150)).await.unwrap(), 2);
+    assert!(s.pending("fresh", t(200)).await.unwrap().is_some());
+    assert_eq!(s.redeem_code(&old_code.hash(), t(200)).await.unwrap(), CodeRedemption::NotFound);
+    assert!(matches!(s.redeem_code(&fresh_code.hash(), t(200)).await.unwrap(), CodeRedemption::Redeemed(_)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the server: the contract as clients exercise it.
+
+struct Harness {
+    server: Arc<AuthorizationServer>,
+    clock: Arc<ManualClock>,
+}
+
+async fn harness(stores: Stores) -> Harness {
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let config = ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap());
+    let server = AuthorizationServer::with_clock(config, stores, clock.clone()).await.unwrap();
+    Harness { server: Arc::new(server), clock }
+}
+
+async fn public_client(h: &Harness) -> ClientId {
+    let req = RegistrationRequest::from_json(
+        format!(r#"{{"client_name":"kit","redirect_uris":["{REDIRECT}"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}}"#)
+            .as_bytes(),
+    )
+    .unwrap();
+    let resp = h.server.register(req).await.unwrap();
+    assert!(resp.client_secret.is_none());
+    cid(&resp.client_id)
+}
+
+/// Runs the authorization request and approval; returns the code and its verifier.
+async fn authorize(h: &Harness, client: &ClientId) -> (String, CodeVerifier) {
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let req = AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", "http://localhost:45678/callback"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "xyz"),
+        ("resource", RESOURCE),
+    ])
+    .unwrap();
+    let prompt = h.server.authorize(req).await.unwrap();
+    assert_eq!(
+        prompt.pending.redirect_uri.as_str(),
+        "http://localhost:45678/callback",
+        "the presented loopback port is kept"
+    );
+    let location = h.server.approve(&prompt.pending.id, &uid("user-1"), h.clock.now(), false).await.unwrap();
+    let url = url::Url::parse(&location).unwrap();
+    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q.get("state").map(String::as_str), Some("xyz"));
+    assert_eq!(q.get("iss").map(String::as_str), Some(ISSUER));
+    assert_eq!(url.port(), Some(45678));
+    (q["code"].clone(), verifier)
+}
+
+fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
+    TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", "http://localhost:45678/callback"),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap()
+}
+
+fn refresh_request(client: &ClientId, token: &str) -> TokenRequest {
+    TokenRequest::from_pairs([
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap()
+}
+
+fn oauth_code(e: &Error) -> ErrorCode {
+    match e {
+        Error::OAuth(o) => o.code(),
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+async fn last_failure(h: &Harness, client: &ClientId) -> Option<Reason> {
+    let events = h.server.stores().events.events(&EventQuery::all().for_client(client)).await.unwrap();
+    events.iter().rev().find_map(|e| e.reason)
+}
+
+pub async fn secrets_are_stored_only_as_hashes(stores: Stores) {
+    let h = harness(stores).await;
+    let created = h
+        .server
+        .create_client(NewClient::new("confidential", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
+        .await
+        .unwrap();
+    let secret = created.secret.as_ref().unwrap().secret().to_owned();
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+
+    // Everything the stores hand back, serialised.
+    let s = h.server.stores();
+    let mut dump = String::new();
+    for c in s.clients.list_clients().await.unwrap() {
+        dump += &serde_json::to_string(&c).unwrap();
+    }
+    let (grant, _) = s.grants.find_refresh_token(&SecretHash::of(refresh.as_bytes())).await.unwrap().unwrap();
+    dump += &serde_json::to_string(&grant).unwrap();
+    match s.authorizations.redeem_code(&SecretHash::of(code.as_bytes()), h.clock.now()).await.unwrap() {
+        CodeRedemption::AlreadyRedeemed(rec) => dump += &serde_json::to_string(&rec).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    for e in s.events.events(&EventQuery::all()).await.unwrap() {
+        dump += &serde_json::to_string(&e).unwrap();
+    }
+    for clear in [secret.as_str(), code.as_str(), refresh.as_str(), tokens.access_token.as_str(), verifier.secret()] {
+        assert!(!dump.contains(clear), "a secret was stored or logged in clear");
+    }
+    let stored = s.clients.client(&created.client.id).await.unwrap().unwrap();
+    assert!(stored.secret_hash.unwrap().starts_with("$argon2id$"), "client secrets are Argon2id hashes");
+    assert_eq!(SecretHash::of(code.as_bytes()), AuthorizationCode::new(code.clone()).hash());
+}
+
+pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    assert_eq!(tokens.scope.to_string(), "mcp:tools");
+    assert_eq!(tokens.expires_in, 3600);
+    let claims = h.server.verify_access_token(&tokens.access_token).unwrap();
+    assert_eq!(
+        (claims.sub.as_str(), claims.client_id.as_str(), claims.iss.as_str()),
+        ("user-1", client.as_str(), ISSUER)
+    );
+    assert!(claims.aud.contains(RESOURCE));
+
+    h.clock.advance(Duration::from_secs(60));
+    let refreshed =
+        h.server.token(refresh_request(&client, tokens.refresh_token.as_ref().unwrap().secret()), None).await.unwrap();
+    assert_ne!(refreshed.refresh_token, tokens.refresh_token, "refresh tokens rotate");
+    assert!(h.server.verify_access_token(&refreshed.access_token).is_ok());
+
+    // Narrowing is allowed, widening is not.
+    let next = refreshed.refresh_token.as_ref().unwrap().secret().to_owned();
+    let mut wider = refresh_request(&client, &next);
+    wider.scope = Some("mcp:tools mcp:admin".into());
+    let e = h.server.token(wider, None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidScope);
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::InvalidScope));
+
+    // The access token expires; the verifier says so.
+    h.clock.advance(Duration::from_secs(3600 + 61));
+    assert!(matches!(
+        h.server.verify_access_token(&refreshed.access_token),
+        Err(crate::jwt::VerifyError::Expired { .. })
+    ));
+    assert!(h.server.stores().clients.client(&client).await.unwrap().unwrap().last_used_at.is_some());
+}
+
+pub async fn concurrent_code_exchanges_one_wins(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (server, barrier, client, code) = (h.server.clone(), barrier.clone(), client.clone(), code.clone());
+        let v = verifier.secret().to_owned();
+        tasks.push(tokio::spawn(async move {
+            let req = code_request(&client, &code, &CodeVerifier::new(v));
+            barrier.wait().await;
+            server.token(req, None).await
+        }));
+    }
+    let (mut ok, mut invalid_grant) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) if oauth_code(&e) == ErrorCode::InvalidGrant => invalid_grant += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, invalid_grant), (1, 49), "exactly one of 50 concurrent exchanges gets tokens");
+}
+
+pub async fn code_replay_revokes_the_grant(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let e = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::CodeReused));
+    let e = h
+        .server
+        .token(refresh_request(&client, tokens.refresh_token.as_ref().unwrap().secret()), None)
+        .await
+        .unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant, "the replay revoked the refresh token it had issued");
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::GrantRevoked));
+}
+
+pub async fn concurrent_refreshes_rotate_once(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let rt = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (server, barrier, client, rt) = (h.server.clone(), barrier.clone(), client.clone(), rt.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = refresh_request(&client, &rt);
+            barrier.wait().await;
+            server.token(req, None).await
+        }));
+    }
+    let mut successors = std::collections::HashSet::new();
+    for task in tasks {
+        let resp = task.await.unwrap().expect("a concurrent refresh within the grace window succeeds");
+        successors.insert(resp.refresh_token.unwrap().secret().to_owned());
+    }
+    assert_eq!(successors.len(), 1, "every concurrent refresh gets the same successor");
+    let (grant, generation) = h
+        .server
+        .stores()
+        .grants
+        .find_refresh_token(&SecretHash::of(successors.iter().next().unwrap().as_bytes()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((grant.generation, generation), (1, 1), "one rotation, not twenty");
+}
+
+pub async fn refresh_replay_after_grace_revokes_family(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let first = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let second = h.server.token(refresh_request(&client, first.secret()), None).await.unwrap().refresh_token.unwrap();
+    // A retry inside the window: the same successor.
+    h.clock.advance(Duration::from_secs(29));
+    let retry = h.server.token(refresh_request(&client, first.secret()), None).await.unwrap().refresh_token.unwrap();
+    assert_eq!(retry, second);
+    // After the window: a replay, and the whole family is revoked.
+    h.clock.advance(Duration::from_secs(2));
+    let e = h.server.token(refresh_request(&client, first.secret()), None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::RefreshReused));
+    let e = h.server.token(refresh_request(&client, second.secret()), None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant, "the legitimate successor is revoked too");
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::GrantRevoked));
+}
+
+pub async fn grant_error_paths_write_nothing(stores: Stores) {
+    let h = harness(stores).await;
+    let client = public_client(&h).await;
+    let other = public_client(&h).await;
+    let confidential = h
+        .server
+        .create_client(NewClient::new("conf", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
+        .await
+        .unwrap();
+    let conf_id = confidential.client.id.clone();
+    let basic = |secret: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{conf_id}:{secret}")))
+    };
+
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&ClientId, &str, &CodeVerifier) -> (TokenRequest, Option<String>)>,
+        ErrorCode,
+        Reason,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "wrong verifier",
+            Box::new(|c, code, _| (code_request(c, code, &CodeVerifier::generate()), None)),
+            ErrorCode::InvalidGrant,
+            Reason::PkceMismatch,
+        ),
+        (
+            "no verifier",
+            Box::new(|c, code, _| {
+                let mut r = code_request(c, code, &CodeVerifier::generate());
+                r.code_verifier = None;
+                (r, None)
+            }),
+            ErrorCode::InvalidRequest,
+            Reason::PkceMissing,
+        ),
+        (
+            "other redirect",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.redirect_uri = Some("http://localhost:45678/other".into());
+                (r, None)
+            }),
+            ErrorCode::InvalidGrant,
+            Reason::RedirectUriMismatch,
+        ),
+        (
+            "no redirect",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.redirect_uri = None;
+                (r, None)
+            }),
+            ErrorCode::InvalidRequest,
+            Reason::RedirectUriMismatch,
+        ),
+        (
+            "other resource",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.resource = vec!["https://evil.example/mcp".into()];
+                (r, None)
+            }),
+            ErrorCode::InvalidTarget,
+            Reason::ResourceMismatch,
+        ),
+        (
+            "unknown code",
+            Box::new(|c, _, v| (code_request(c, "not-a-code", v), None)),
+            ErrorCode::InvalidGrant,
+            Reason::CodeUnknown,
+        ),
+        (
+            "unknown client",
+            Box::new(|_, code, v| (code_request(&cid("mcp_deleted"), code, v), None)),
+            ErrorCode::InvalidClient,
+            Reason::ClientUnknown,
+        ),
+        (
+            "no client",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.client_id = None;
+                (r, None)
+            }),
+            ErrorCode::InvalidClient,
+            Reason::ClientAuthFailed,
+        ),
+        (
+            "public client with secret",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.client_secret = Some(ClientSecret::new("guess".into()));
+                (r, None)
+            }),
+            ErrorCode::InvalidClient,
+            Reason::ClientAuthFailed,
+        ),
+        (
+            "unsupported grant",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.grant_type = Some("password".into());
+                (r, None)
+            }),
+            ErrorCode::UnsupportedGrantType,
+            Reason::UnsupportedGrantType,
+        ),
+        (
+            "no grant type",
+            Box::new(|c, code, v| {
+                let mut r = code_request(c, code, v);
+                r.grant_type = None;
+                (r, None)
+            }),
+            ErrorCode::InvalidRequest,
+            Reason::InvalidRequest,
+        ),
+        (
+            "public client_credentials",
+            Box::new(|c, _, _| {
+                (
+                    TokenRequest::from_pairs([("grant_type", "client_credentials"), ("client_id", c.as_str())])
+                        .unwrap(),
+                    None,
+                )
+            }),
+            ErrorCode::UnauthorizedClient,
+            Reason::UnauthorizedClient,
+        ),
+        (
+            "unknown refresh",
+            Box::new(|c, _, _| (refresh_request(c, "nope"), None)),
+            ErrorCode::InvalidGrant,
+            Reason::RefreshUnknown,
+        ),
+        (
+            "missing refresh",
+            Box::new(|c, _, _| {
+                (TokenRequest::from_pairs([("grant_type", "refresh_token"), ("client_id", c.as_str())]).unwrap(), None)
+            }),
+            ErrorCode::InvalidRequest,
+            Reason::InvalidRequest,
+        ),
+    ];
+    let conf_cases: Vec<(&str, TokenRequest, Option<String>, ErrorCode, Reason)> = vec![
+        (
+            "wrong secret",
+            TokenRequest::from_pairs([("grant_type", "client_credentials")]).unwrap(),
+            Some(basic("wrong")),
+            ErrorCode::InvalidClient,
+            Reason::ClientAuthFailed,
+        ),
+        (
+            "no secret",
+            TokenRequest::from_pairs([("grant_type", "client_credentials"), ("client_id", conf_id.as_str())]).unwrap(),
+            None,
+            ErrorCode::InvalidClient,
+            Reason::ClientAuthFailed,
+        ),
+        (
+            "not registered for client_credentials",
+            TokenRequest::from_pairs([("grant_type", "client_credentials")]).unwrap(),
+            Some(basic(confidential.secret.as_ref().unwrap().secret())),
+            ErrorCode::UnauthorizedClient,
+            Reason::UnauthorizedClient,
+        ),
+    ];
+
+    for (name, build, code, reason) in &cases {
+        let (auth_code, verifier) = authorize(&h, &client).await;
+        let (req, header) = build(&client, &auth_code, &verifier);
+        let target = req.client_id.as_deref().and_then(|c| ClientId::parse(c).ok()).unwrap_or_else(|| client.clone());
+        let e = h.server.token(req, header.as_deref()).await.expect_err(name);
+        assert_eq!(oauth_code(&e), *code, "{name}: {e}");
+        assert!(!e.to_oauth().description().is_empty(), "{name}: a helpful description");
+        let recorded = if *reason == Reason::ClientAuthFailed && target == client && name.contains("no client") {
+            // No client id at all: the event carries none.
+            let all = h.server.stores().events.events(&EventQuery::all()).await.unwrap();
+            all.last().and_then(|e| e.reason)
+        } else {
+            last_failure(&h, &target).await
+        };
+        assert_eq!(recorded, Some(*reason), "{name}");
+        assert!(
+            h.server.stores().grants.client_grants(&client).await.unwrap().is_empty(),
+            "{name}: no grant was written"
+        );
+    }
+    for (name, req, header, code, reason) in conf_cases {
+        let e = h.server.token(req, header.as_deref()).await.expect_err(name);
+        assert_eq!(oauth_code(&e), code, "{name}: {e}");
+        assert_eq!(last_failure(&h, &conf_id).await, Some(reason), "{name}");
+    }
+
+    // A code issued to one client cannot be redeemed by another.
+    let (auth_code, verifier) = authorize(&h, &client).await;
+    let e = h.server.token(code_request(&other, &auth_code, &verifier), None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
+    assert_eq!(last_failure(&h, &other).await, Some(Reason::CodeClientMismatch));
+
+    // An expired code.
+    let (auth_code, verifier) = authorize(&h, &client).await;
+    h.clock.advance(Duration::from_secs(301));
+    let e = h.server.token(code_request(&client, &auth_code, &verifier), None).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
+    assert_eq!(last_failure(&h, &client).await, Some(Reason::CodeExpired));
+    assert!(h.server.stores().grants.client_grants(&client).await.unwrap().is_empty());
+    assert!(h.server.stores().grants.client_grants(&other).await.unwrap().is_empty());
+}
+
+pub async fn keys_survive_a_restart(stores: Stores) {
+    let h = harness(stores.clone()).await;
+    let client = public_client(&h).await;
+    let (code, verifier) = authorize(&h, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let jwks_before = serde_json::to_value(h.server.jwks()).unwrap();
+    drop(h);
+
+    let again = harness(stores).await;
+    assert_eq!(serde_json::to_value(again.server.jwks()).unwrap(), jwks_before, "the same keys after a restart");
+    assert!(again.server.verify_access_token(&tokens.access_token).is_ok(), "tokens issued before a restart verify");
+    let rotated =
+        again.server.token(refresh_request(&client, tokens.refresh_token.as_ref().unwrap().secret()), None).await;
+    assert!(rotated.is_ok(), "refresh tokens issued before a restart rotate");
+
+    // Key rotation: old tokens still verify, new ones use the new key.
+    again.server.rotate_signing_key().await.unwrap();
+    assert!(again.server.verify_access_token(&tokens.access_token).is_ok());
+    assert_eq!(again.server.jwks().keys.len(), 2);
+    let newer = again
+        .server
+        .token(refresh_request(&client, rotated.unwrap().refresh_token.unwrap().secret()), None)
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(&newer.access_token).unwrap().kid.unwrap();
+    let active = again.server.keys().signing_key().0.to_owned();
+    assert_eq!(kid, active);
+    assert_ne!(jsonwebtoken::decode_header(&tokens.access_token).unwrap().kid.unwrap(), active);
+    // After retention, the retired key is swept and its tokens no longer verify.
+    again.clock.advance(Duration::from_secs(3 * 86_400));
+    let report = again.server.sweep().await.unwrap();
+    assert_eq!(report.keys, 1);
+    assert_eq!(again.server.jwks().keys.len(), 1);
+}
+
+#[allow(dead_code)]
+fn _assert_grant_type_is_used(g: GrantType) -> GrantType {
+    g
+}

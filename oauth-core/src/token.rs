@@ -1,0 +1,785 @@
+//! The token endpoint (RFC 6749 3.2, 4.1.3, 6; OAuth 2.1): client authentication and the
+//! `authorization_code`, `refresh_token` and `client_credentials` grants.
+//!
+//! - Codes are single-use; a replayed code revokes the grant it issued (RFC 6749 4.1.2).
+//! - Refresh tokens rotate by compare-and-swap. A retry of the just-rotated token within the
+//!   grace window gets the same successor; a replay after it revokes the whole grant
+//!   (RFC 9700 4.14).
+//! - Every failure answers the RFC's error code with a description of what to fix, records a
+//!   flow event, and writes nothing.
+//!
+//! ```
+//! use oauth_core::token::{ClientCredentials, TokenRequest};
+//!
+//! let req = TokenRequest::from_pairs([("grant_type", "refresh_token"), ("refresh_token", "abc"), ("client_id", "c1")]).unwrap();
+//! let creds = ClientCredentials::from_request(Some("Basic YzE6czM="), &req).unwrap(); // c1:s3
+//! assert_eq!(creds.client_id(), Some("c1"));
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::client::{Client, GrantType};
+use crate::error::{Error, OAuthError};
+use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::jwt::{AccessTokenClaims, mint};
+use crate::params::{Params, clip};
+use crate::policy::{resolve_resource, resolve_scopes};
+use crate::secret::{ClientSecret, CodeVerifier, MAX_SECRET_LEN, RefreshToken, verify_password};
+use crate::server::AuthorizationServer;
+use crate::store::{CodeRedemption, Grant};
+use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet};
+
+/// A token request's parameters, as sent (form body).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: Option<String>,
+    /// `code`.
+    pub code: Option<crate::secret::AuthorizationCode>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `code_verifier`.
+    pub code_verifier: Option<CodeVerifier>,
+    /// `refresh_token`.
+    pub refresh_token: Option<RefreshToken>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `resource` (may repeat).
+    pub resource: Vec<String>,
+    /// `client_id` in the body.
+    pub client_id: Option<String>,
+    /// `client_secret` in the body (`client_secret_post`).
+    pub client_secret: Option<ClientSecret>,
+}
+
+impl TokenRequest {
+    /// Builds a request from form pairs: bounded, repeated parameters refused.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, OAuthError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut p = Params::collect(pairs, &["resource"])?;
+        Ok(Self {
+            grant_type: p.take("grant_type"),
+            code: p.take("code").map(crate::secret::AuthorizationCode::new),
+            redirect_uri: p.take("redirect_uri"),
+            code_verifier: p.take("code_verifier").map(CodeVerifier::new),
+            refresh_token: p.take("refresh_token").map(RefreshToken::new),
+            scope: p.take("scope"),
+            resource: p.take_all("resource"),
+            client_id: p.take("client_id"),
+            client_secret: p.take("client_secret").map(ClientSecret::new),
+        })
+    }
+}
+
+/// How the client authenticated: HTTP Basic and/or form fields.
+#[derive(Debug, Default)]
+pub struct ClientCredentials {
+    id: Option<String>,
+    secret: Option<ClientSecret>,
+    method: &'static str,
+}
+
+impl ClientCredentials {
+    /// Combines the `Authorization` header (if any) with `client_id`/`client_secret` from the
+    /// body. Both Basic and a body secret is `invalid_request` (RFC 6749 2.3); a body
+    /// `client_id` next to Basic must name the same client (the Python SDK sends both).
+    pub fn from_request(authorization: Option<&str>, req: &TokenRequest) -> Result<Self, OAuthError> {
+        Self::new(authorization, req.client_id.as_deref(), req.client_secret.as_ref().map(ClientSecret::secret))
+    }
+
+    /// As [`Self::from_request`], from the raw values.
+    pub fn new(
+        authorization: Option<&str>,
+        body_id: Option<&str>,
+        body_secret: Option<&str>,
+    ) -> Result<Self, OAuthError> {
+        let body_secret = body_secret.filter(|s| !s.is_empty());
+        let basic = match authorization {
+            Some(h) => parse_basic(h)?,
+            None => None,
+        };
+        match basic {
+            Some((id, secret)) => {
+                if body_secret.is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "the client authenticated with both HTTP Basic and client_secret in the body; use one method",
+                    ));
+                }
+                if body_id.is_some_and(|b| b != id) {
+                    return Err(OAuthError::invalid_client(
+                        "client_id in the body differs from the client_id in HTTP Basic authentication",
+                    ));
+                }
+                Ok(Self {
+                    id: Some(id),
+                    secret: secret.filter(|s| !s.is_empty()).map(ClientSecret::new),
+                    method: "client_secret_basic",
+                })
+            }
+            None => Ok(Self {
+                id: body_id.map(str::to_owned),
+                secret: body_secret.map(|s| ClientSecret::new(s.to_owned())),
+                method: if body_secret.is_some() { "client_secret_post" } else { "none" },
+            }),
+        }
+    }
+
+    /// The client id presented, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+/// Parses `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 2.3.1).
+/// Other schemes are ignored (`Ok(None)`).
+fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
+    let Some((scheme, value)) = header.trim().split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let bad = || {
+        OAuthError::invalid_client(
+            "the HTTP Basic credentials are malformed (expected base64 of client_id:client_secret)",
+        )
+    };
+    if value.len() > 4 * MAX_SECRET_LEN {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let id = form_decode(id).ok_or_else(bad)?;
+    let secret = form_decode(secret).ok_or_else(bad)?;
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some((id, Some(secret))))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A successful token response (RFC 6749 5.1). Sent with `Cache-Control: no-store`.
+#[non_exhaustive]
+pub struct TokenResponse {
+    /// The access token (a JWT).
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// The refresh token, when the client registered that grant.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token)
+            .finish()
+    }
+}
+
+impl Serialize for TokenResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("access_token", &self.access_token)?;
+        m.serialize_entry("token_type", "Bearer")?;
+        m.serialize_entry("expires_in", &self.expires_in)?;
+        m.serialize_entry("scope", &self.scope.to_string())?;
+        if let Some(rt) = &self.refresh_token {
+            m.serialize_entry("refresh_token", rt.secret())?;
+        }
+        m.end()
+    }
+}
+
+impl AuthorizationServer {
+    /// Handles a token request. `authorization` is the raw `Authorization` header, if any.
+    pub async fn token(&self, req: TokenRequest, authorization: Option<&str>) -> Result<TokenResponse, Error> {
+        let step = match req.grant_type.as_deref() {
+            Some("refresh_token") => FlowStep::Refresh,
+            Some("client_credentials") => FlowStep::ClientCredentials,
+            _ => FlowStep::CodeExchange,
+        };
+        let creds = match ClientCredentials::from_request(authorization, &req) {
+            Ok(c) => c,
+            Err(e) => return Err(self.fail(step, Reason::ClientAuthFailed, None, e, None).await),
+        };
+        let client = self.authenticate_client(&creds, step).await?;
+        let grant = match req.grant_type.as_deref() {
+            Some(g) => GrantType::parse(g),
+            None => {
+                return Err(self
+                    .fail(
+                        step,
+                        Reason::InvalidRequest,
+                        Some(&client.id),
+                        OAuthError::invalid_request("grant_type is missing"),
+                        None,
+                    )
+                    .await);
+            }
+        };
+        let Some(grant) = grant else {
+            let msg = format!(
+                "grant_type '{}' is not supported; supported: authorization_code, refresh_token, client_credentials",
+                clip(req.grant_type.as_deref().unwrap_or_default())
+            );
+            return Err(self
+                .fail(
+                    step,
+                    Reason::UnsupportedGrantType,
+                    Some(&client.id),
+                    OAuthError::unsupported_grant_type(msg),
+                    None,
+                )
+                .await);
+        };
+        if !client.allows_grant(grant) {
+            let msg = format!("client '{}' did not register the {} grant", client.id, grant.as_str());
+            return Err(self
+                .fail(step, Reason::UnauthorizedClient, Some(&client.id), OAuthError::unauthorized_client(msg), None)
+                .await);
+        }
+        let response = match grant {
+            GrantType::AuthorizationCode => self.exchange_code(&client, req).await?,
+            GrantType::RefreshToken => self.refresh(&client, req).await?,
+            GrantType::ClientCredentials => self.client_credentials(&client, req).await?,
+        };
+        if let Err(e) = self.stores().clients.touch_client(&client.id, self.now()).await {
+            tracing::warn!(client_id = %client.id, error = %e, "could not record client use");
+        }
+        Ok(response)
+    }
+
+    /// Authenticates a client at the token, revocation or introspection endpoint.
+    pub async fn authenticate_client(&self, creds: &ClientCredentials, step: FlowStep) -> Result<Client, Error> {
+        let Some(raw_id) = creds.id.as_deref() else {
+            return Err(self
+                .fail(
+                    step,
+                    Reason::ClientAuthFailed,
+                    None,
+                    OAuthError::invalid_client(
+                        "client authentication is missing: send client_id (and a secret for confidential clients)",
+                    ),
+                    None,
+                )
+                .await);
+        };
+        let id = match ClientId::parse(raw_id) {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(self
+                    .fail(step, Reason::ClientAuthFailed, None, OAuthError::invalid_client(e.to_string()), None)
+                    .await);
+            }
+        };
+        let Some(client) = self.stores().clients.client(&id).await? else {
+            // 401 invalid_client is what makes Claude register again instead of staying
+            // "not connected".
+            let msg = format!("client '{}' is not registered (it may have been deleted); register again", clip(raw_id));
+            return Err(self.fail(step, Reason::ClientUnknown, Some(&id), OAuthError::invalid_client(msg), None).await);
+        };
+        if !client.active {
+            let msg = format!("client '{id}' is deactivated");
+            return Err(self
+                .fail(step, Reason::ClientInactive, Some(&id), OAuthError::invalid_client(msg), None)
+                .await);
+        }
+        match (&client.secret_hash, &creds.secret) {
+            (None, None) => Ok(client),
+            (None, Some(_)) => {
+                let msg = format!(
+                    "client '{id}' is public (token_endpoint_auth_method 'none') and has no secret; do not send one"
+                );
+                Err(self.fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None).await)
+            }
+            (Some(_), None) => {
+                let msg = format!(
+                    "client '{id}' is confidential: authenticate with {} (client_secret_basic and client_secret_post are accepted)",
+                    client.auth_method.as_str()
+                );
+                Err(self.fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None).await)
+            }
+            (Some(hash), Some(secret)) => {
+                if !verify_password(secret.secret(), hash) {
+                    let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
+                    return Err(self
+                        .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
+                        .await);
+                }
+                if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
+                    let msg = format!("client secret for '{id}' has expired");
+                    return Err(self
+                        .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
+                        .await);
+                }
+                Ok(client)
+            }
+        }
+    }
+
+    async fn exchange_code(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
+        let step = FlowStep::CodeExchange;
+        let cid = Some(&client.id);
+        let Some(code) = req.code else {
+            return Err(self
+                .fail(step, Reason::InvalidRequest, cid, OAuthError::invalid_request("code is missing"), None)
+                .await);
+        };
+        let Some(verifier) = req.code_verifier else {
+            return Err(self
+                .fail(
+                    step,
+                    Reason::PkceMissing,
+                    cid,
+                    OAuthError::invalid_request("code_verifier is missing: PKCE is required"),
+                    None,
+                )
+                .await);
+        };
+        if code.secret().len() > MAX_SECRET_LEN {
+            return Err(self
+                .fail(step, Reason::CodeUnknown, cid, OAuthError::invalid_grant("authorization code is unknown"), None)
+                .await);
+        }
+        let hash = code.hash();
+        let record = match self.stores().authorizations.redeem_code(&hash, self.now()).await? {
+            CodeRedemption::Redeemed(r) => r,
+            CodeRedemption::NotFound => {
+                return Err(self
+                    .fail(
+                        step,
+                        Reason::CodeUnknown,
+                        cid,
+                        OAuthError::invalid_grant("authorization code is unknown"),
+                        Some(format!("code {} was never issued or was swept", hash.short())),
+                    )
+                    .await);
+            }
+            CodeRedemption::Expired { .. } => {
+                let msg = format!(
+                    "authorization code has expired (codes live {} s); start the authorization again",
+                    self.config().code_ttl.as_secs()
+                );
+                return Err(self.fail(step, Reason::CodeExpired, cid, OAuthError::invalid_grant(msg), None).await);
+            }
+            CodeRedemption::AlreadyRedeemed(r) => {
+                // RFC 6749 4.1.2: revoke what the code issued.
+                let revoked = self.stores().grants.revoke_grant(&r.grant_id, self.now()).await?;
+                let detail = format!("code {} replayed; grant {} revoked: {revoked}", hash.short(), r.grant_id);
+                return Err(self
+                    .fail(
+                        step,
+                        Reason::CodeReused,
+                        cid,
+                        OAuthError::invalid_grant(
+                            "authorization code was already used; the tokens it issued are revoked",
+                        ),
+                        Some(detail),
+                    )
+                    .await);
+            }
+        };
+        if record.client_id != client.id {
+            let detail = format!("code {} belongs to client {}", hash.short(), record.client_id);
+            return Err(self
+                .fail(
+                    step,
+                    Reason::CodeClientMismatch,
+                    cid,
+                    OAuthError::invalid_grant("authorization code was issued to another client"),
+                    Some(detail),
+                )
+                .await);
+        }
+        if let Some(sent) = req.redirect_uri.as_deref() {
+            if sent != record.redirect_uri.as_str() {
+                let msg = format!(
+                    "redirect_uri '{}' differs from the one in the authorization request ('{}')",
+                    clip(sent),
+                    record.redirect_uri
+                );
+                return Err(self
+                    .fail(step, Reason::RedirectUriMismatch, cid, OAuthError::invalid_grant(msg), None)
+                    .await);
+            }
+        } else if record.redirect_uri_explicit {
+            let msg =
+                format!("redirect_uri is missing; send '{}' as in the authorization request", record.redirect_uri);
+            return Err(self
+                .fail(step, Reason::RedirectUriMismatch, cid, OAuthError::invalid_request(msg), None)
+                .await);
+        }
+        if !record.code_challenge.verify(&verifier) {
+            return Err(self
+                .fail(
+                    step,
+                    Reason::PkceMismatch,
+                    cid,
+                    OAuthError::invalid_grant(
+                        "code_verifier does not match the code_challenge of the authorization request",
+                    ),
+                    None,
+                )
+                .await);
+        }
+        if let Err(e) = self.check_resource(&req.resource, &record.resource) {
+            return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await);
+        }
+
+        let now = self.now();
+        let with_refresh = client.allows_grant(GrantType::RefreshToken);
+        let refresh = with_refresh.then(RefreshToken::generate);
+        let grant = Grant {
+            id: record.grant_id.clone(),
+            client_id: client.id.clone(),
+            user: record.user.clone(),
+            scopes: record.scopes.clone(),
+            resource: record.resource.clone(),
+            auth_time: record.auth_time,
+            created_at: now,
+            generation: 0,
+            has_refresh_token: with_refresh,
+            rotated_at: None,
+            refresh_expires_at: with_refresh.then(|| now.plus(self.config().refresh_token_ttl)),
+            revoked_at: None,
+        };
+        self.stores().grants.create_grant(&grant, refresh.as_ref().map(RefreshToken::hash).as_ref()).await?;
+        let response = self.issue(&grant, grant.scopes.clone(), refresh)?;
+        self.record(
+            FlowEvent::success(
+                now,
+                step,
+                format!("code {} exchanged; grant {}, scope '{}'", hash.short(), grant.id, grant.scopes),
+            )
+            .client(&client.id)
+            .user(&grant.user),
+        )
+        .await;
+        Ok(response)
+    }
+
+    async fn refresh(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
+        let step = FlowStep::Refresh;
+        let cid = Some(&client.id);
+        let Some(token) = req.refresh_token else {
+            return Err(self
+                .fail(step, Reason::InvalidRequest, cid, OAuthError::invalid_request("refresh_token is missing"), None)
+                .await);
+        };
+        let unknown = || OAuthError::invalid_grant("refresh token is unknown, expired or revoked");
+        if token.secret().len() > MAX_SECRET_LEN {
+            return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), None).await);
+        }
+        let hash = token.hash();
+        let Some((mut grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? else {
+            return Err(self
+                .fail(step, Reason::RefreshUnknown, cid, unknown(), Some(format!("refresh token {}", hash.short())))
+                .await);
+        };
+        if grant.client_id != client.id {
+            let detail = format!("refresh token {} belongs to client {}", hash.short(), grant.client_id);
+            return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), Some(detail)).await);
+        }
+        let scopes = match req.scope.as_deref() {
+            None => grant.scopes.clone(),
+            Some(s) => match ScopeSet::parse(s) {
+                Ok(requested) if requested.is_subset(&grant.scopes) && !requested.is_empty() => requested,
+                Ok(requested) => {
+                    let msg = format!(
+                        "scope '{requested}' exceeds the granted scope '{}'; a refresh can only narrow it",
+                        grant.scopes
+                    );
+                    return Err(self.fail(step, Reason::InvalidScope, cid, OAuthError::invalid_scope(msg), None).await);
+                }
+                Err(e) => {
+                    return Err(self
+                        .fail(step, Reason::InvalidScope, cid, OAuthError::invalid_scope(e.to_string()), None)
+                        .await);
+                }
+            },
+        };
+        if let Err(e) = self.check_resource(&req.resource, &grant.resource) {
+            return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await);
+        }
+
+        // At most two rounds: a lost compare-and-swap re-reads the grant once and then finds
+        // this token one generation behind, inside the grace window.
+        for _ in 0..2 {
+            let now = self.now();
+            if grant.revoked_at.is_some() {
+                return Err(self
+                    .fail(step, Reason::GrantRevoked, cid, unknown(), Some(format!("grant {} is revoked", grant.id)))
+                    .await);
+            }
+            let successor = token.successor(grant.id.as_str(), generation + 1);
+            if generation == grant.generation {
+                if grant.refresh_expires_at.is_some_and(|t| t <= now) {
+                    return Err(self
+                        .fail(
+                            step,
+                            Reason::RefreshExpired,
+                            cid,
+                            OAuthError::invalid_grant("refresh token has expired; authorize again"),
+                            None,
+                        )
+                        .await);
+                }
+                let expires = now.plus(self.config().refresh_token_ttl);
+                if self
+                    .stores()
+                    .grants
+                    .rotate_refresh_token(&grant.id, generation, &successor.hash(), now, expires)
+                    .await?
+                {
+                    let response = self.issue(&grant, scopes, Some(successor))?;
+                    self.record(
+                        FlowEvent::success(
+                            now,
+                            step,
+                            format!("grant {} rotated to generation {}", grant.id, generation + 1),
+                        )
+                        .client(&client.id)
+                        .user(&grant.user),
+                    )
+                    .await;
+                    return Ok(response);
+                }
+            } else if generation + 1 == grant.generation
+                && grant
+                    .rotated_at
+                    .is_some_and(|t| now.seconds_since(t) <= crate::clock::duration_secs(self.config().refresh_grace))
+            {
+                // A retry of the token rotated moments ago (the client lost the response):
+                // the same successor again, not an error and not a new family member.
+                let response = self.issue(&grant, scopes, Some(successor))?;
+                self.record(
+                    FlowEvent::success(now, step, format!(
+                        "grant {} generation {generation} retried within the {} s grace window; same successor returned",
+                        grant.id,
+                        self.config().refresh_grace.as_secs()
+                    ))
+                    .client(&client.id)
+                    .user(&grant.user),
+                )
+                .await;
+                return Ok(response);
+            } else {
+                break;
+            }
+            match self.stores().grants.grant(&grant.id).await? {
+                Some(g) => grant = g,
+                None => return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), None).await),
+            }
+        }
+
+        // Replay of a rotated token outside the grace window: revoke the family (RFC 9700 4.14).
+        let revoked = self.stores().grants.revoke_grant(&grant.id, self.now()).await?;
+        let detail = format!(
+            "refresh token generation {generation} replayed (current {}); grant {} revoked: {revoked}",
+            grant.generation, grant.id
+        );
+        Err(self
+            .fail(step, Reason::RefreshReused, cid, OAuthError::invalid_grant(
+                "refresh token was already used; for safety every token of this authorization is revoked; authorize again",
+            ), Some(detail))
+            .await)
+    }
+
+    async fn client_credentials(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
+        let step = FlowStep::ClientCredentials;
+        let cid = Some(&client.id);
+        if client.is_public() {
+            return Err(self
+                .fail(
+                    step,
+                    Reason::UnauthorizedClient,
+                    cid,
+                    OAuthError::unauthorized_client("client_credentials needs a confidential client"),
+                    None,
+                )
+                .await);
+        }
+        let cfg = self.config();
+        let (scopes, _) = match resolve_scopes(
+            req.scope.as_deref(),
+            &cfg.scopes_supported,
+            &cfg.default_scopes,
+            client.scope.as_ref(),
+        ) {
+            Ok(s) => s,
+            Err(e) => return Err(self.fail(step, Reason::InvalidScope, cid, e, None).await),
+        };
+        let resource = match resolve_resource(&cfg.resource, &req.resource) {
+            Ok(r) => r.resource,
+            Err(e) => return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await),
+        };
+        let now = self.now();
+        let mut claims = AccessTokenClaims::new(
+            cfg.issuer.as_str(),
+            client.id.as_str(),
+            resource.as_str(),
+            client.id.as_str(),
+            scopes.to_string(),
+            now,
+            cfg.access_token_ttl,
+        );
+        claims.nbf = None;
+        let access_token = mint(&claims, &self.keys())?;
+        self.record(FlowEvent::success(now, step, format!("token for scope '{scopes}'")).client(&client.id)).await;
+        Ok(TokenResponse {
+            access_token,
+            expires_in: cfg.access_token_ttl.as_secs(),
+            scope: scopes,
+            refresh_token: None,
+        })
+    }
+
+    /// A `resource` at the token endpoint must resolve to the grant's resource.
+    fn check_resource(&self, requested: &[String], bound: &ResourceUri) -> Result<(), OAuthError> {
+        if requested.is_empty() {
+            return Ok(());
+        }
+        let r = resolve_resource(&self.config().resource, requested)?;
+        if &r.resource != bound {
+            return Err(OAuthError::invalid_target(format!("resource differs from the authorized resource '{bound}'")));
+        }
+        Ok(())
+    }
+
+    /// Mints an access token for a grant.
+    fn issue(
+        &self,
+        grant: &Grant,
+        scopes: ScopeSet,
+        refresh_token: Option<RefreshToken>,
+    ) -> Result<TokenResponse, Error> {
+        let cfg = self.config();
+        let mut claims = AccessTokenClaims::new(
+            cfg.issuer.as_str(),
+            grant.user.as_str(),
+            grant.resource.as_str(),
+            grant.client_id.as_str(),
+            scopes.to_string(),
+            self.now(),
+            cfg.access_token_ttl,
+        );
+        claims.auth_time = Some(grant.auth_time.as_secs());
+        claims.gid = Some(grant.id.to_string());
+        let access_token = mint(&claims, &self.keys())?;
+        Ok(TokenResponse { access_token, expires_in: cfg.access_token_ttl.as_secs(), scope: scopes, refresh_token })
+    }
+
+    /// Records a failed step and returns the client-facing error. `detail` adds what only the
+    /// operator should see (hash prefixes, other clients' ids).
+    pub(crate) async fn fail(
+        &self,
+        step: FlowStep,
+        reason: Reason,
+        client: Option<&ClientId>,
+        error: OAuthError,
+        detail: Option<String>,
+    ) -> Error {
+        let text = match detail {
+            Some(d) => format!("{} [{d}]", error.description()),
+            None => error.description().to_owned(),
+        };
+        let mut event = FlowEvent::failure(self.now(), step, reason, text);
+        if let Some(c) = client {
+            event = event.client(c);
+        }
+        self.record(event).await;
+        Error::OAuth(error)
+    }
+}
+
+/// The id of the grant a token belongs to, for revocation (`gid` claim).
+pub(crate) fn grant_id_of(claims: &AccessTokenClaims) -> Option<GrantId> {
+    claims.gid.as_deref().and_then(|g| GrantId::parse(g).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        // "my%20client:p%3Ass+word" → id "my client", secret "p:ss word"
+        let h = format!("Basic {}", STANDARD.encode("my%20client:p%3Ass+word"));
+        let c = ClientCredentials::new(Some(&h), None, None).unwrap();
+        assert_eq!(c.client_id(), Some("my client"));
+        assert_eq!(c.secret.as_ref().unwrap().secret(), "p:ss word");
+    }
+
+    #[test]
+    fn conflicting_credentials_are_refused() {
+        let h = format!("Basic {}", STANDARD.encode("a:b"));
+        assert!(ClientCredentials::new(Some(&h), Some("a"), Some("b")).is_err());
+        assert_eq!(
+            ClientCredentials::new(Some(&h), Some("x"), None).unwrap_err().code(),
+            crate::ErrorCode::InvalidClient
+        );
+        assert!(ClientCredentials::new(Some(&h), Some("a"), None).is_ok());
+        assert!(ClientCredentials::new(Some("Basic !!!"), None, None).is_err());
+        assert!(ClientCredentials::new(Some(&format!("Basic {}", STANDARD.encode("nocolon"))), None, None).is_err());
+        // Bearer or other schemes are not client authentication.
+        let c = ClientCredentials::new(Some("Bearer abc"), Some("pub"), None).unwrap();
+        assert_eq!(c.client_id(), Some("pub"));
+        assert_eq!(c.method, "none");
+        // An empty body secret is no secret.
+        assert!(ClientCredentials::new(None, Some("pub"), Some("")).unwrap().secret.is_none());
+    }
+
+    #[test]
+    fn token_response_serialises_and_redacts() {
+        let r = TokenResponse {
+            access_token: "at".into(),
+            expires_in: 60,
+            scope: ScopeSet::parse("a b").unwrap(),
+            refresh_token: Some(RefreshToken::new("rt".into())),
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"access_token":"at","token_type":"Bearer","expires_in":60,"scope":"a b","refresh_token":"rt"})
+        );
+        let d = format!("{r:?}");
+        assert!(!d.contains("\"at\"") && !d.contains("rt\""), "{d}");
+    }
+}

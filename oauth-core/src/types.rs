@@ -1,0 +1,643 @@
+//! Protocol values as newtypes, built by parsing: an invalid value cannot exist.
+//!
+//! ```
+//! use oauth_core::types::{RedirectUri, ScopeSet};
+//!
+//! let registered = RedirectUri::parse("http://127.0.0.1/callback").unwrap();
+//! let presented = RedirectUri::parse("http://localhost:53682/callback").unwrap();
+//! assert!(registered.matches(&presented)); // RFC 8252 7.3: loopback, any port
+//! assert!(RedirectUri::parse("javascript:alert(1)").is_err());
+//!
+//! let scopes = ScopeSet::parse("mcp:tools  mcp:read").unwrap();
+//! assert_eq!(scopes.to_string(), "mcp:read mcp:tools");
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Longest URI accepted anywhere (redirect URIs, resources, issuers, client ids that are URLs).
+pub const MAX_URI_LEN: usize = 2048;
+/// Most scope values in one request.
+pub const MAX_SCOPES: usize = 64;
+/// Longest single scope value.
+pub const MAX_SCOPE_LEN: usize = 128;
+
+/// A value that failed to parse: which parameter, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct ParseError {
+    what: &'static str,
+    reason: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(what: &'static str, reason: impl Into<String>) -> Self {
+        Self { what, reason: reason.into() }
+    }
+
+    /// The parameter or value that was refused.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// Why it was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The value as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, ParseError> {
+                Self::parse(&s)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                Self::parse(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_newtype! {
+    /// A client identifier (RFC 6749 2.2): 1 to 2048 visible ASCII characters. Client ID
+    /// Metadata Documents use an https URL here, hence the length.
+    ClientId
+}
+
+impl ClientId {
+    /// Parses a client id.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() {
+            return Err(ParseError::new("client_id", "is empty"));
+        }
+        if s.len() > MAX_URI_LEN {
+            return Err(ParseError::new("client_id", format!("is longer than {MAX_URI_LEN} bytes")));
+        }
+        if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ParseError::new("client_id", "contains characters outside visible ASCII"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A fresh random client id for a dynamically registered client.
+    pub fn generate() -> Self {
+        Self(format!("mcp_{}", crate::secret::random_id::<18>()))
+    }
+
+    /// Whether this id is an https URL with a path: the form of a Client ID Metadata Document.
+    pub fn is_metadata_document_url(&self) -> bool {
+        self.0.starts_with("https://") && Url::parse(&self.0).is_ok_and(|u| u.path() != "/" && !u.path().is_empty())
+    }
+}
+
+string_newtype! {
+    /// The subject of a grant: the signed-in user's stable identifier (the token's `sub`).
+    UserId
+}
+
+impl UserId {
+    /// Parses a user id: 1 to 255 characters, no control characters.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() || s.len() > 255 {
+            return Err(ParseError::new("user id", "must be 1 to 255 bytes"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ParseError::new("user id", "contains control characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A fresh random user id.
+    pub fn generate() -> Self {
+        Self(format!("usr_{}", crate::secret::random_id::<12>()))
+    }
+}
+
+string_newtype! {
+    /// A grant's identifier: one authorization, and the refresh-token family it started.
+    GrantId
+}
+
+impl GrantId {
+    /// Parses a grant id (1 to 128 visible ASCII characters).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(ParseError::new("grant id", "must be 1 to 128 visible ASCII characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A fresh random grant id.
+    pub fn generate() -> Self {
+        Self(format!("gr_{}", crate::secret::random_id::<15>()))
+    }
+}
+
+/// What kind of redirect URI this is, which decides whether a deployment allows it and how it
+/// is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectKind {
+    /// `https://…`.
+    Https,
+    /// `http://` to `localhost`, `127.0.0.1` (any 127/8 address) or `[::1]` (RFC 8252 7.3).
+    Loopback,
+    /// `http://` to any other host: never allowed for registration.
+    PlainHttp,
+    /// A private-use scheme such as `cursor://…` (RFC 8252 7.1).
+    PrivateUse,
+}
+
+/// Schemes that are never a redirect target: they run code or read local data.
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "file", "vbscript", "blob", "about", "ftp", "ws", "wss"];
+
+/// A redirect URI, kept exactly as registered or sent, since matching is by exact string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RedirectUri {
+    raw: String,
+    kind: RedirectKind,
+}
+
+impl RedirectUri {
+    /// Parses an absolute redirect URI without a fragment (RFC 6749 3.1.2).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "redirect_uri";
+        if s.len() > MAX_URI_LEN {
+            return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
+        }
+        if s.contains('#') {
+            return Err(ParseError::new(WHAT, format!("'{s}' has a fragment, which RFC 6749 3.1.2 forbids")));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseError::new(WHAT, "contains whitespace or control characters"));
+        }
+        let url = Url::parse(s).map_err(|e| ParseError::new(WHAT, format!("'{s}' is not an absolute URI: {e}")))?;
+        let scheme = url.scheme();
+        if FORBIDDEN_SCHEMES.contains(&scheme) {
+            return Err(ParseError::new(WHAT, format!("the '{scheme}:' scheme is never a valid redirect target")));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ParseError::new(WHAT, "must not contain user information"));
+        }
+        let kind = match scheme {
+            "https" => {
+                if url.host().is_none() {
+                    return Err(ParseError::new(WHAT, "https URI has no host"));
+                }
+                RedirectKind::Https
+            }
+            "http" if is_loopback(&url) => RedirectKind::Loopback,
+            "http" => RedirectKind::PlainHttp,
+            _ => RedirectKind::PrivateUse,
+        };
+        Ok(Self { raw: s.to_owned(), kind })
+    }
+
+    /// The URI exactly as given.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// What kind of redirect this is.
+    pub fn kind(&self) -> RedirectKind {
+        self.kind
+    }
+
+    /// The host (for display on the consent page), or the scheme for private-use URIs.
+    pub fn display_host(&self) -> String {
+        match Url::parse(&self.raw) {
+            Ok(u) => match u.host_str() {
+                Some(h) if self.kind != RedirectKind::PrivateUse => h.to_owned(),
+                _ => format!("{}:", u.scheme()),
+            },
+            Err(_) => self.raw.clone(),
+        }
+    }
+
+    /// Whether `presented` (from an authorization request) matches `self` (registered).
+    ///
+    /// Exact string comparison, with one exception (RFC 8252 7.3): when both are loopback
+    /// redirects, the port is ignored and `localhost`, `127.0.0.1` and `[::1]` are one host,
+    /// since native clients bind whatever port is free and have switched host spelling between
+    /// releases. Path and query must still be identical.
+    pub fn matches(&self, presented: &RedirectUri) -> bool {
+        if self.raw == presented.raw {
+            return true;
+        }
+        if self.kind != RedirectKind::Loopback || presented.kind != RedirectKind::Loopback {
+            return false;
+        }
+        match (Url::parse(&self.raw), Url::parse(&presented.raw)) {
+            (Ok(a), Ok(b)) => a.path() == b.path() && a.query() == b.query(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for RedirectUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl From<RedirectUri> for String {
+    fn from(v: RedirectUri) -> String {
+        v.raw
+    }
+}
+
+impl TryFrom<String> for RedirectUri {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        Self::parse(&s)
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+string_newtype! {
+    /// One scope value (RFC 6749 3.3: `%x21 / %x23-5B / %x5D-7E`, at most 128 bytes).
+    Scope
+}
+
+impl Scope {
+    /// Parses one scope value.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() || s.len() > MAX_SCOPE_LEN {
+            return Err(ParseError::new("scope", format!("each scope must be 1 to {MAX_SCOPE_LEN} bytes")));
+        }
+        if let Some(c) = s.bytes().find(|&b| !(b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))) {
+            return Err(ParseError::new(
+                "scope",
+                format!("'{}' is not allowed in a scope (RFC 6749 3.3)", c.escape_ascii()),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// A set of scopes, ordered, written space-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScopeSet(BTreeSet<Scope>);
+
+impl ScopeSet {
+    /// The empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses a space-delimited scope string; extra whitespace is tolerated.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.len() > MAX_SCOPES * (MAX_SCOPE_LEN + 1) {
+            return Err(ParseError::new("scope", "is too long"));
+        }
+        let mut set = BTreeSet::new();
+        for part in s.split_ascii_whitespace() {
+            set.insert(Scope::parse(part)?);
+            if set.len() > MAX_SCOPES {
+                return Err(ParseError::new("scope", format!("more than {MAX_SCOPES} scopes")));
+            }
+        }
+        Ok(Self(set))
+    }
+
+    /// Builds a set from values that are known to be valid scopes.
+    pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self(scopes.into_iter().collect())
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of scopes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s.as_str() == scope)
+    }
+
+    /// Whether every scope of `self` is in `other`.
+    pub fn is_subset(&self, other: &ScopeSet) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    /// The scopes in both sets.
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// The scopes of `self` not in `other`.
+    pub fn difference(&self, other: &ScopeSet) -> ScopeSet {
+        Self(self.0.difference(&other.0).cloned().collect())
+    }
+
+    /// The scopes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ScopeSet> for String {
+    fn from(v: ScopeSet) -> String {
+        v.to_string()
+    }
+}
+
+impl TryFrom<String> for ScopeSet {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        Self::parse(&s)
+    }
+}
+
+impl std::str::FromStr for ScopeSet {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+
+string_newtype! {
+    /// A resource indicator (RFC 8707 2): an absolute http(s) URI without a fragment. The
+    /// canonical MCP URL, as it appears in a token's `aud`.
+    ResourceUri
+}
+
+impl ResourceUri {
+    /// Parses a resource indicator.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "resource";
+        if s.len() > MAX_URI_LEN {
+            return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
+        }
+        if s.contains('#') {
+            return Err(ParseError::new(WHAT, "must not contain a fragment (RFC 8707 2)"));
+        }
+        let url = Url::parse(s).map_err(|e| ParseError::new(WHAT, format!("'{s}' is not an absolute URI: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+            return Err(ParseError::new(WHAT, format!("'{s}' must be an http(s) URL with a host")));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The origin (`scheme://host[:port]`) of this resource.
+    pub fn origin(&self) -> String {
+        Url::parse(&self.0).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+
+    /// The path of this resource (`/mcp`), `/` when it has none.
+    pub fn path(&self) -> String {
+        Url::parse(&self.0).map(|u| u.path().to_owned()).unwrap_or_else(|_| "/".into())
+    }
+}
+
+string_newtype! {
+    /// An authorization server's issuer identifier (RFC 8414 2): an https URL, or http to a
+    /// loopback host for local development, with no query and no fragment. It is one exact
+    /// string everywhere it appears.
+    Issuer
+}
+
+impl Issuer {
+    /// Parses an issuer identifier.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "issuer";
+        if s.len() > MAX_URI_LEN {
+            return Err(ParseError::new(WHAT, "is too long"));
+        }
+        let url = Url::parse(s).map_err(|e| ParseError::new(WHAT, format!("'{s}' is not a URL: {e}")))?;
+        if url.query().is_some() || s.contains('#') {
+            return Err(ParseError::new(WHAT, "must not have a query or a fragment (RFC 8414 2)"));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            other => {
+                return Err(ParseError::new(
+                    WHAT,
+                    format!("must use https (http only to a loopback host), not '{other}'"),
+                ));
+            }
+        }
+        if s.ends_with('/') {
+            return Err(ParseError::new(
+                WHAT,
+                format!("'{s}' must not end with '/': clients compare the issuer as an exact string"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// An endpoint URL under this issuer: `issuer + path`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.0, path)
+    }
+
+    /// The path part of the issuer (empty for a bare origin).
+    pub fn path(&self) -> String {
+        Url::parse(&self.0).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default()
+    }
+
+    /// The origin of the issuer.
+    pub fn origin(&self) -> String {
+        Url::parse(&self.0).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> RedirectUri {
+        RedirectUri::parse(s).unwrap()
+    }
+
+    #[test]
+    fn redirect_uri_matching_table() {
+        let cases: &[(&str, &str, bool, &str)] = &[
+            ("https://claude.ai/api/mcp/auth_callback", "https://claude.ai/api/mcp/auth_callback", true, "exact"),
+            (
+                "https://claude.ai/api/mcp/auth_callback",
+                "https://claude.ai/api/mcp/auth_callback/",
+                false,
+                "trailing slash",
+            ),
+            (
+                "https://claude.ai/api/mcp/auth_callback",
+                "https://claude.ai/api/MCP/auth_callback",
+                false,
+                "case in path",
+            ),
+            (
+                "https://claude.ai/api/mcp/auth_callback",
+                "https://claude.ai/api/mcp/auth_callback?x=1",
+                false,
+                "query added",
+            ),
+            ("https://claude.ai/cb", "https://Claude.ai/cb", false, "case in host is not exact"),
+            ("https://claude.ai/cb", "https://claude.ai:443/cb", false, "explicit default port"),
+            ("http://127.0.0.1:33418/", "http://127.0.0.1:40001/", true, "loopback any port"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:5555/callback", true, "loopback registered without port"),
+            ("http://localhost:0/callback", "http://localhost:61000/callback", true, "loopback port 0"),
+            ("http://localhost/callback", "http://127.0.0.1:8080/callback", true, "localhost vs 127.0.0.1"),
+            ("http://127.0.0.1/callback", "http://[::1]:8080/callback", true, "127.0.0.1 vs [::1]"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:8080/other", false, "loopback other path"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:8080/callback?a=b", false, "loopback query added"),
+            ("http://127.0.0.1/callback", "https://127.0.0.1/callback", false, "loopback scheme change"),
+            ("http://example.com/cb", "http://example.com:81/cb", false, "non-loopback port"),
+            (
+                "cursor://anysphere.cursor-mcp/oauth/callback",
+                "cursor://anysphere.cursor-mcp/oauth/callback",
+                true,
+                "private-use exact",
+            ),
+            (
+                "cursor://anysphere.cursor-mcp/oauth/callback",
+                "cursor://anysphere.cursor-mcp/oauth/callback2",
+                false,
+                "private-use differs",
+            ),
+        ];
+        for (registered, presented, expect, name) in cases {
+            assert_eq!(r(registered).matches(&r(presented)), *expect, "{name}: {registered} vs {presented}");
+        }
+    }
+
+    #[test]
+    fn redirect_uri_kinds_and_refusals() {
+        assert_eq!(r("https://vscode.dev/redirect").kind(), RedirectKind::Https);
+        assert_eq!(r("http://127.0.0.1:33418/").kind(), RedirectKind::Loopback);
+        assert_eq!(r("http://127.0.0.2/cb").kind(), RedirectKind::Loopback);
+        assert_eq!(r("http://[::1]/cb").kind(), RedirectKind::Loopback);
+        assert_eq!(r("http://LOCALHOST/cb").kind(), RedirectKind::Loopback);
+        assert_eq!(r("http://localhost.evil.com/cb").kind(), RedirectKind::PlainHttp);
+        assert_eq!(r("http://example.com/cb").kind(), RedirectKind::PlainHttp);
+        assert_eq!(r("cursor://anysphere.cursor-mcp/oauth/callback").kind(), RedirectKind::PrivateUse);
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "file:///etc/passwd",
+            "https://claude.ai/cb#frag",
+            "https://claude.ai/cb#",
+            "/relative/path",
+            "https://user:pw@claude.ai/cb",
+            "https://claude.ai/c b",
+            "",
+        ] {
+            assert!(RedirectUri::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(RedirectUri::parse(&format!("https://a.example/{}", "x".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn scopes_parse_and_order() {
+        let s = ScopeSet::parse(" b a  a ").unwrap();
+        assert_eq!(s.to_string(), "a b");
+        assert!(ScopeSet::parse("a\"b").is_err());
+        assert!(ScopeSet::parse("a\\b").is_err());
+        assert!(ScopeSet::parse("").unwrap().is_empty());
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        assert!(ScopeSet::parse(&many.join(" ")).is_err());
+        let small = ScopeSet::parse("a").unwrap();
+        assert!(small.is_subset(&s));
+        assert!(!s.is_subset(&small));
+        assert_eq!(s.difference(&small).to_string(), "b");
+    }
+
+    #[test]
+    fn client_ids() {
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("a b").is_err());
+        assert!(ClientId::parse("é").is_err());
+        assert!(ClientId::generate().as_str().starts_with("mcp_"));
+        assert!(ClientId::parse("https://app.example/client.json").unwrap().is_metadata_document_url());
+        assert!(!ClientId::parse("https://app.example/").unwrap().is_metadata_document_url());
+        assert!(!ClientId::parse("mcp_abc").unwrap().is_metadata_document_url());
+    }
+
+    #[test]
+    fn issuers_and_resources() {
+        assert!(Issuer::parse("https://auth.example.com").is_ok());
+        assert!(Issuer::parse("https://auth.example.com/tenant").is_ok());
+        assert!(Issuer::parse("http://127.0.0.1:8080").is_ok());
+        assert!(Issuer::parse("http://example.com").is_err());
+        assert!(Issuer::parse("https://auth.example.com/").is_err());
+        assert!(Issuer::parse("https://auth.example.com?x=1").is_err());
+        let i = Issuer::parse("https://auth.example.com/tenant").unwrap();
+        assert_eq!(i.endpoint("/token"), "https://auth.example.com/tenant/token");
+        assert_eq!(i.path(), "/tenant");
+        assert!(ResourceUri::parse("https://mcp.example.com/mcp").is_ok());
+        assert!(ResourceUri::parse("https://mcp.example.com/mcp#x").is_err());
+        assert!(ResourceUri::parse("urn:x").is_err());
+        let res = ResourceUri::parse("https://mcp.example.com:8443/mcp").unwrap();
+        assert_eq!(res.origin(), "https://mcp.example.com:8443");
+        assert_eq!(res.path(), "/mcp");
+    }
+}

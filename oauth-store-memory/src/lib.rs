@@ -1,0 +1,366 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use oauth_core::client::{Client, ClientOrigin};
+use oauth_core::events::{EventQuery, FlowEvent};
+use oauth_core::keys::StoredKey;
+use oauth_core::secret::SecretHash;
+use oauth_core::store::{
+    AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
+    GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
+};
+use oauth_core::types::{ClientId, GrantId, UserId};
+use oauth_core::{StoreError, UnixTime};
+
+/// Every store in memory, behind one lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    clients: Vec<Client>,
+    pending: HashMap<String, PendingAuthorization>,
+    codes: HashMap<SecretHash, (AuthorizationCodeRecord, bool)>,
+    grants: HashMap<GrantId, Grant>,
+    refresh_tokens: HashMap<SecretHash, (GrantId, u64)>,
+    consents: HashMap<(UserId, ClientId), Consent>,
+    users: Vec<User>,
+    keys: Vec<StoredKey>,
+    events: Vec<FlowEvent>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store as the [`Stores`] bundle the server takes.
+    pub fn into_stores(self) -> Stores {
+        Stores::from_backend(Arc::new(self))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a panic while holding it; every mutation below is a single
+        // step that leaves the maps consistent, so the data is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl ClientStore for MemoryStore {
+    async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.clients.iter().any(|c| c.id == client.id) {
+            return Err(StoreError::Conflict(format!("client {} exists", client.id)));
+        }
+        g.clients.push(client.clone());
+        Ok(())
+    }
+
+    async fn client(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+        Ok(self.lock().clients.iter().find(|c| &c.id == id).cloned())
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let mut g = self.lock();
+        match g.clients.iter_mut().find(|c| c.id == client.id) {
+            Some(c) => {
+                *c = client.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_client(&self, id: &ClientId) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let before = g.clients.len();
+        g.clients.retain(|c| &c.id != id);
+        Ok(g.clients.len() != before)
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        Ok(self.lock().clients.clone())
+    }
+
+    async fn touch_client(&self, id: &ClientId, at: UnixTime) -> StoreResult<()> {
+        if let Some(c) = self.lock().clients.iter_mut().find(|c| &c.id == id) {
+            c.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn delete_unused_dynamic_clients(&self, before: UnixTime) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let n = g.clients.len();
+        g.clients.retain(|c| !(c.origin == ClientOrigin::Dynamic && c.last_used_at.is_none() && c.created_at < before));
+        Ok((n - g.clients.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl AuthorizationStore for MemoryStore {
+    async fn put_pending(&self, pending: &PendingAuthorization) -> StoreResult<()> {
+        self.lock().pending.insert(pending.id.clone(), pending.clone());
+        Ok(())
+    }
+
+    async fn pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
+        Ok(self.lock().pending.get(id).filter(|p| p.expires_at > now).cloned())
+    }
+
+    async fn take_pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
+        Ok(self.lock().pending.remove(id).filter(|p| p.expires_at > now))
+    }
+
+    async fn put_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.codes.contains_key(&code.hash) {
+            return Err(StoreError::Conflict("authorization code exists".into()));
+        }
+        g.codes.insert(code.hash, (code.clone(), false));
+        Ok(())
+    }
+
+    async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption> {
+        let mut g = self.lock();
+        Ok(match g.codes.get_mut(hash) {
+            None => CodeRedemption::NotFound,
+            Some((rec, true)) => CodeRedemption::AlreadyRedeemed(rec.clone()),
+            Some((rec, _)) if rec.expires_at <= now => CodeRedemption::Expired { client_id: rec.client_id.clone() },
+            Some((rec, used)) => {
+                *used = true;
+                CodeRedemption::Redeemed(rec.clone())
+            }
+        })
+    }
+
+    async fn sweep_authorizations(&self, now: UnixTime, codes_before: UnixTime) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let before = g.pending.len() + g.codes.len();
+        g.pending.retain(|_, p| p.expires_at > now);
+        g.codes.retain(|_, (c, _)| c.expires_at >= codes_before);
+        Ok((before - g.pending.len() - g.codes.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl GrantStore for MemoryStore {
+    async fn create_grant(&self, grant: &Grant, refresh_token: Option<&SecretHash>) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.grants.contains_key(&grant.id) {
+            return Err(StoreError::Conflict(format!("grant {} exists", grant.id)));
+        }
+        if let Some(h) = refresh_token {
+            if g.refresh_tokens.contains_key(h) {
+                return Err(StoreError::Conflict("refresh token exists".into()));
+            }
+            g.refresh_tokens.insert(*h, (grant.id.clone(), grant.generation));
+        }
+        g.grants.insert(grant.id.clone(), grant.clone());
+        Ok(())
+    }
+
+    async fn grant(&self, id: &GrantId) -> StoreResult<Option<Grant>> {
+        Ok(self.lock().grants.get(id).cloned())
+    }
+
+    async fn find_refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<(Grant, u64)>> {
+        let g = self.lock();
+        Ok(g.refresh_tokens
+            .get(hash)
+            .and_then(|(id, generation)| g.grants.get(id).map(|grant| (grant.clone(), *generation))))
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        id: &GrantId,
+        expected_generation: u64,
+        new_token: &SecretHash,
+        now: UnixTime,
+        refresh_expires_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(grant) = g.grants.get_mut(id) else {
+            return Ok(false);
+        };
+        if grant.revoked_at.is_some() || grant.generation != expected_generation {
+            return Ok(false);
+        }
+        grant.generation += 1;
+        grant.rotated_at = Some(now);
+        grant.refresh_expires_at = Some(refresh_expires_at);
+        let generation = grant.generation;
+        g.refresh_tokens.insert(*new_token, (id.clone(), generation));
+        Ok(true)
+    }
+
+    async fn revoke_grant(&self, id: &GrantId, now: UnixTime) -> StoreResult<bool> {
+        Ok(match self.lock().grants.get_mut(id) {
+            Some(g) if g.revoked_at.is_none() => {
+                g.revoked_at = Some(now);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn revoke_client_grants(&self, client_id: &ClientId, now: UnixTime) -> StoreResult<u64> {
+        let mut n = 0;
+        for g in self.lock().grants.values_mut() {
+            if &g.client_id == client_id && g.revoked_at.is_none() {
+                g.revoked_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn client_grants(&self, client_id: &ClientId) -> StoreResult<Vec<Grant>> {
+        let mut v: Vec<Grant> = self.lock().grants.values().filter(|g| &g.client_id == client_id).cloned().collect();
+        v.sort_by_key(|g| std::cmp::Reverse(g.created_at));
+        Ok(v)
+    }
+
+    async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let dead: Vec<GrantId> = g
+            .grants
+            .values()
+            .filter(|gr| {
+                gr.revoked_at.is_some_and(|t| t < before)
+                    || gr.refresh_expires_at.is_some_and(|t| t < before)
+                    || (!gr.has_refresh_token && gr.created_at < before)
+            })
+            .map(|gr| gr.id.clone())
+            .collect();
+        for id in &dead {
+            g.grants.remove(id);
+        }
+        g.refresh_tokens.retain(|_, (id, _)| !dead.contains(id));
+        Ok(dead.len() as u64)
+    }
+}
+
+#[async_trait]
+impl ConsentStore for MemoryStore {
+    async fn consent(&self, user: &UserId, client_id: &ClientId) -> StoreResult<Option<Consent>> {
+        Ok(self.lock().consents.get(&(user.clone(), client_id.clone())).cloned())
+    }
+
+    async fn put_consent(&self, consent: &Consent) -> StoreResult<()> {
+        self.lock().consents.insert((consent.user.clone(), consent.client_id.clone()), consent.clone());
+        Ok(())
+    }
+
+    async fn revoke_consent(&self, user: &UserId, client_id: &ClientId) -> StoreResult<bool> {
+        Ok(self.lock().consents.remove(&(user.clone(), client_id.clone())).is_some())
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.users.iter().any(|u| u.id == user.id || u.username == user.username) {
+            return Err(StoreError::Conflict(format!("user {} exists", user.username)));
+        }
+        g.users.push(user.clone());
+        Ok(())
+    }
+
+    async fn user(&self, id: &UserId) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.iter().find(|u| &u.id == id).cloned())
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.iter().find(|u| u.username == username).cloned())
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        let mut g = self.lock();
+        if g.users.iter().any(|u| u.username == user.username && u.id != user.id) {
+            return Err(StoreError::Conflict(format!("user {} exists", user.username)));
+        }
+        match g.users.iter_mut().find(|u| u.id == user.id) {
+            Some(u) => {
+                *u = user.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let n = g.users.len();
+        g.users.retain(|u| &u.id != id);
+        Ok(g.users.len() != n)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        Ok(self.lock().users.clone())
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        Ok(self.lock().keys.clone())
+    }
+
+    async fn insert_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(StoreError::Conflict(format!("key {} exists", key.kid)));
+        }
+        g.keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<bool> {
+        Ok(match self.lock().keys.iter_mut().find(|k| k.kid == kid) {
+            Some(k) if k.retired_at.is_none() => {
+                k.retired_at = Some(at);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let n = g.keys.len();
+        g.keys.retain(|k| k.kid != kid);
+        Ok(g.keys.len() != n)
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn record_event(&self, event: &FlowEvent) -> StoreResult<()> {
+        self.lock().events.push(event.clone());
+        Ok(())
+    }
+
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<FlowEvent>> {
+        let g = self.lock();
+        let matching: Vec<&FlowEvent> = g.events.iter().filter(|e| query.matches(e)).collect();
+        let skip = matching.len().saturating_sub(query.effective_limit());
+        Ok(matching.into_iter().skip(skip).cloned().collect())
+    }
+
+    async fn sweep_events(&self, before: UnixTime) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let n = g.events.len();
+        g.events.retain(|e| e.at >= before);
+        Ok((n - g.events.len()) as u64)
+    }
+}
