@@ -1,1 +1,401 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod policy;
+mod verifier;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use oauth_core::events::{FlowEvent, FlowStep, Reason};
+use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path, well_known_url};
+use oauth_core::types::{ResourceUri, ScopeSet};
+use tower::{Layer, Service};
+use tower_http::cors::{Any, CorsLayer};
+
+pub use crate::policy::ScopePolicy;
+pub use crate::verifier::{AuthContext, LocalVerifier, Rejection, TokenVerifier};
+
+/// Largest JSON-RPC body the guard reads to find the method and tool, when the request has no
+/// `Mcp-Method` header and the policy needs them.
+pub const MAX_INSPECTED_BODY: usize = 4 * 1024 * 1024;
+
+/// The guard's configuration: a [`tower::Layer`] producing [`McpGuard`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct McpGuardLayer {
+    config: Arc<GuardConfig>,
+}
+
+#[derive(Debug)]
+struct GuardConfig {
+    verifier: Arc<dyn TokenVerifier>,
+    resource_metadata: String,
+    challenge_scope: Option<String>,
+    policy: ScopePolicy,
+    seen: Mutex<HashSet<String>>,
+}
+
+/// How many token ids the guard remembers to record only the first accepted call of each.
+const SEEN_CAPACITY: usize = 10_000;
+
+impl McpGuardLayer {
+    /// A guard for `resource`, checking tokens with `verifier`. The `resource_metadata` URL in
+    /// challenges is the path-inserted RFC 9728 URL of `resource`.
+    pub fn new(verifier: Arc<dyn TokenVerifier>, resource: &ResourceUri) -> Self {
+        Self {
+            config: Arc::new(GuardConfig {
+                verifier,
+                resource_metadata: well_known_url("oauth-protected-resource", resource.as_str()),
+                challenge_scope: None,
+                policy: ScopePolicy::default(),
+                seen: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut GuardConfig)) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(c) => f(c),
+            None => {
+                let mut c = GuardConfig {
+                    verifier: self.config.verifier.clone(),
+                    resource_metadata: self.config.resource_metadata.clone(),
+                    challenge_scope: self.config.challenge_scope.clone(),
+                    policy: self.config.policy.clone(),
+                    seen: Mutex::new(HashSet::new()),
+                };
+                f(&mut c);
+                self.config = Arc::new(c);
+            }
+        }
+        self
+    }
+
+    /// Scopes every request needs. Default: none. They are also what the 401 challenge's
+    /// `scope` asks for, unless [`Self::with_challenge_scope`] says otherwise.
+    pub fn with_required_scopes(self, scopes: ScopeSet) -> Self {
+        self.edit(|c| c.policy.required = scopes)
+    }
+
+    /// Scopes needed for one JSON-RPC method (`tools/list`, `resources/read`, …), in addition
+    /// to the required ones.
+    pub fn with_method_scopes(self, method: impl Into<String>, scopes: ScopeSet) -> Self {
+        let method = method.into();
+        self.edit(|c| {
+            c.policy.per_method.insert(method, scopes);
+        })
+    }
+
+    /// Scopes needed to call one tool (`tools/call` with this `name`), in addition to the
+    /// required ones.
+    pub fn with_tool_scopes(self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
+        let tool = tool.into();
+        self.edit(|c| {
+            c.policy.per_tool.insert(tool, scopes);
+        })
+    }
+
+    /// The `scope` of the 401 challenge, which clients request at authorization. Default: the
+    /// required scopes.
+    pub fn with_challenge_scope(self, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        self.edit(|c| c.challenge_scope = Some(scope))
+    }
+
+    /// The URL sent as `resource_metadata` in challenges. Default: the path-inserted RFC 9728
+    /// URL of the resource.
+    pub fn with_resource_metadata_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.edit(|c| c.resource_metadata = url)
+    }
+}
+
+impl<S> Layer<S> for McpGuardLayer {
+    type Service = McpGuard<S>;
+
+    fn layer(&self, inner: S) -> McpGuard<S> {
+        McpGuard { inner, config: self.config.clone() }
+    }
+}
+
+/// The guard service: see [`McpGuardLayer`].
+#[derive(Debug, Clone)]
+pub struct McpGuard<S> {
+    inner: S,
+    config: Arc<GuardConfig>,
+}
+
+impl<S> McpGuard<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The guard's response future.
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> std::fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<S, ResBody> Service<Request<Body>> for McpGuard<S>
+where
+    S: Service<Request<Body>, Response = axum::http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone was not driven to readiness; the ready one handles this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        ResponseFuture {
+            inner: Box::pin(async move {
+                match config.check(req).await {
+                    Ok(req) => inner.call(req).await.map(|r| r.map(Body::new)),
+                    Err(resp) => Ok(*resp),
+                }
+            }),
+        }
+    }
+}
+
+impl GuardConfig {
+    /// The request, authenticated and with its [`AuthContext`], or the rejection to send.
+    async fn check(&self, mut req: Request<Body>) -> Result<Request<Body>, Box<Response>> {
+        if req.method() == Method::OPTIONS {
+            return Ok(req);
+        }
+        let Some(token) = bearer_token(&req) else {
+            tracing::debug!(path = %req.uri().path(), "MCP request without a bearer token: 401 challenge");
+            return Err(Box::new(self.challenge(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "this MCP server requires an OAuth access token",
+            )));
+        };
+        let ctx = match self.verifier.verify(&token).await {
+            Ok(ctx) => ctx,
+            Err(rejection) => {
+                let claimed = verifier::unverified_client_id(&token);
+                let mut event = FlowEvent::failure(
+                    self.verifier.now(),
+                    FlowStep::ResourceAccess,
+                    rejection.reason,
+                    format!(
+                        "token refused: {}{}",
+                        rejection.description,
+                        claimed.as_ref().map(|c| format!(" (token claims client {c}, unverified)")).unwrap_or_default()
+                    ),
+                );
+                if let Some(c) = claimed.as_deref().and_then(|c| oauth_core::types::ClientId::parse(c).ok()) {
+                    event = event.client(&c);
+                }
+                self.verifier.record(event).await;
+                return Err(Box::new(self.challenge(
+                    StatusCode::UNAUTHORIZED,
+                    Some("invalid_token"),
+                    &rejection.description,
+                )));
+            }
+        };
+
+        let (target, rebuilt) = policy::target(req, self.policy.needs_target()).await;
+        req = match rebuilt {
+            Ok(r) => r,
+            Err(description) => {
+                return Err(Box::new(json_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", &description)));
+            }
+        };
+        let needed = self.policy.scopes_for(&target);
+        let missing = needed.difference(&ctx.scopes);
+        if !missing.is_empty() {
+            let detail = format!("{} needs scope '{needed}', the token has '{}'", target.describe(), ctx.scopes);
+            self.verifier
+                .record(
+                    FlowEvent::failure(
+                        self.verifier.now(),
+                        FlowStep::ResourceAccess,
+                        Reason::InsufficientScope,
+                        detail.clone(),
+                    )
+                    .client(&ctx.client_id)
+                    .user(&ctx.subject),
+                )
+                .await;
+            return Err(Box::new(self.insufficient_scope(&needed, &detail)));
+        }
+        if self.first_sighting(&ctx.token_id) {
+            self.verifier
+                .record(
+                    FlowEvent::success(
+                        self.verifier.now(),
+                        FlowStep::ResourceAccess,
+                        format!("first call with this token: {}", target.describe()),
+                    )
+                    .client(&ctx.client_id)
+                    .user(&ctx.subject),
+                )
+                .await;
+        }
+        req.extensions_mut().insert(ctx);
+        Ok(req)
+    }
+
+    fn first_sighting(&self, token_id: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_CAPACITY {
+            seen.clear();
+        }
+        seen.insert(token_id.to_owned())
+    }
+
+    fn challenge(&self, status: StatusCode, error: Option<&str>, description: &str) -> Response {
+        let mut parts = vec![format!("resource_metadata=\"{}\"", quote(&self.resource_metadata))];
+        let scope = self.challenge_scope.clone().unwrap_or_else(|| self.policy.required.to_string());
+        if !scope.is_empty() {
+            parts.push(format!("scope=\"{}\"", quote(&scope)));
+        }
+        if let Some(e) = error {
+            parts.insert(0, format!("error=\"{e}\""));
+            parts.push(format!("error_description=\"{}\"", quote(description)));
+        }
+        let mut resp = json_error(status, error.unwrap_or("unauthorized"), description);
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", parts.join(", "))) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    fn insufficient_scope(&self, needed: &ScopeSet, description: &str) -> Response {
+        let value = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\", error_description=\"{}\"",
+            quote(&needed.to_string()),
+            quote(&self.resource_metadata),
+            quote(description)
+        );
+        let mut resp = json_error(StatusCode::FORBIDDEN, "insufficient_scope", description);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+/// The bearer token of the `Authorization` header (RFC 6750 2.1), if any.
+fn bearer_token<B>(req: &Request<B>) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// Makes a value safe inside a quoted-string of a `WWW-Authenticate` header.
+fn quote(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).map(|c| if c == '"' || c == '\\' { '\'' } else { c }).collect()
+}
+
+fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut resp =
+        (status, Json(serde_json::json!({ "error": error, "error_description": description }))).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A router serving RFC 9728 metadata at `/.well-known/oauth-protected-resource/<path>` and at
+/// `/.well-known/oauth-protected-resource`, with CORS for browser clients.
+pub fn protected_resource_router<S: Clone + Send + Sync + 'static>(metadata: ProtectedResourceMetadata) -> Router<S> {
+    let path = well_known_path("oauth-protected-resource", &metadata.resource);
+    let metadata = Arc::new(metadata);
+    let handler = {
+        let metadata = metadata.clone();
+        move || {
+            let metadata = metadata.clone();
+            async move {
+                let mut r = Json(metadata.as_ref().clone()).into_response();
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+                r
+            }
+        }
+    };
+    let mut router = Router::new().route("/.well-known/oauth-protected-resource", get(handler.clone()));
+    if path != "/.well-known/oauth-protected-resource" {
+        router = router.route(&path, get(handler));
+    }
+    router.layer(
+        CorsLayer::new()
+            .allow_origin(Any)
+            .allow_methods([Method::GET, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("mcp-protocol-version"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// A CORS layer for the MCP endpoint itself: any origin, the MCP headers allowed, and
+/// `WWW-Authenticate` and `Mcp-Session-Id` exposed so browser clients can read the challenge.
+/// Put it outside the guard so that preflights are answered before the token check.
+pub fn mcp_cors_layer() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("mcp-protocol-version"),
+            header::HeaderName::from_static("mcp-session-id"),
+            header::HeaderName::from_static("mcp-method"),
+            header::HeaderName::from_static("mcp-name"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, header::HeaderName::from_static("mcp-session-id")])
+        .max_age(Duration::from_secs(3600))
+}

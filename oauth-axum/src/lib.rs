@@ -1,1 +1,563 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod pages;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError};
+use oauth_core::events::{FlowEvent, FlowStep, Reason};
+use oauth_core::metadata::well_known_path;
+use oauth_core::registration::RegistrationRequest;
+use oauth_core::revoke::TokenRequestForm;
+use oauth_core::token::TokenRequest;
+use oauth_core::users::Authenticator;
+use oauth_core::{AuthorizationServer, Error, OAuthError, UnixTime};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::session::{Cookies, Session};
+
+pub use oauth_core;
+
+/// Largest request body accepted by any endpoint.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Builds the authorization server's router.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # fn demo(server: Arc<oauth_core::AuthorizationServer>) {
+/// use oauth_core::users::StoreAuthenticator;
+///
+/// let users = StoreAuthenticator::new(server.stores().users.clone());
+/// let app: axum::Router = oauth_axum::AuthRouter::new(server, Arc::new(users)).into_router();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AuthRouter {
+    server: Arc<AuthorizationServer>,
+    authenticator: Arc<dyn Authenticator>,
+    session_ttl: Duration,
+    cors: bool,
+}
+
+impl AuthRouter {
+    /// A router for `server`, signing users in with `authenticator`.
+    pub fn new(server: Arc<AuthorizationServer>, authenticator: Arc<dyn Authenticator>) -> Self {
+        Self { server, authenticator, session_ttl: Duration::from_secs(12 * 3600), cors: true }
+    }
+
+    /// How long a browser stays signed in. Default 12 h. Longer sessions let whoever uses the
+    /// browser approve new clients without a password for longer.
+    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// CORS for browser clients on metadata, registration, token, revocation, introspection
+    /// and JWKS (any origin, no credentials). Default on; the pages never get CORS.
+    pub fn with_cors(mut self, on: bool) -> Self {
+        self.cors = on;
+        self
+    }
+
+    /// The router, with its state applied, ready to merge into any app. Well-known routes are
+    /// at the root; endpoints are under the issuer's path.
+    pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        let cfg = self.server.config().clone();
+        let issuer = cfg.issuer.as_str().to_owned();
+        let base = cfg.issuer.path();
+        let p = |x: &str| format!("{base}{x}");
+        let shared = Arc::new(Shared {
+            cookies: Cookies::for_issuer(&issuer),
+            pages: Pages {
+                sign_in: p(&format!("{}/sign-in", cfg.paths.authorization)),
+                consent: p(&format!("{}/consent", cfg.paths.authorization)),
+            },
+            server: self.server,
+            authenticator: self.authenticator,
+            session_ttl: self.session_ttl,
+        });
+
+        let mut api = Router::new()
+            .route(&well_known_path("oauth-authorization-server", &issuer), get(as_metadata))
+            .route(&well_known_path("openid-configuration", &issuer), get(openid_configuration))
+            .route(&p(&cfg.paths.token), post(token))
+            .route(&p(&cfg.paths.revocation), post(revoke))
+            .route(&p(&cfg.paths.introspection), post(introspect))
+            .route(&p(&cfg.paths.jwks), get(jwks));
+        if !base.is_empty() {
+            // OpenID Discovery appends the suffix to the issuer; clients of MCP 2025-03-26 look
+            // at the root of the MCP server's origin.
+            api = api
+                .route(&format!("{base}/.well-known/openid-configuration"), get(openid_configuration))
+                .route("/.well-known/oauth-authorization-server", get(as_metadata));
+        }
+        if cfg.dynamic_registration {
+            api = api.route(&p(&cfg.paths.registration), post(register));
+        }
+        if self.cors {
+            api = api.layer(
+                CorsLayer::new()
+                    .allow_origin(Any)
+                    .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                    .allow_headers([
+                        header::AUTHORIZATION,
+                        header::CONTENT_TYPE,
+                        HeaderName::from_static("mcp-protocol-version"),
+                    ])
+                    .expose_headers([header::WWW_AUTHENTICATE])
+                    .max_age(Duration::from_secs(3600)),
+            );
+        }
+        let pages = Router::new()
+            .route(&p(&cfg.paths.authorization), get(authorize))
+            .route(&shared.pages.sign_in, post(sign_in))
+            .route(&shared.pages.consent, post(consent));
+        api.merge(pages).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(shared)
+    }
+}
+
+/// The router with default options: [`AuthRouter::new`] then [`AuthRouter::into_router`].
+pub fn router<S: Clone + Send + Sync + 'static>(
+    server: Arc<AuthorizationServer>,
+    authenticator: Arc<dyn Authenticator>,
+) -> Router<S> {
+    AuthRouter::new(server, authenticator).into_router()
+}
+
+#[derive(Debug)]
+struct Shared {
+    server: Arc<AuthorizationServer>,
+    authenticator: Arc<dyn Authenticator>,
+    cookies: Cookies,
+    pages: Pages,
+    session_ttl: Duration,
+}
+
+#[derive(Debug)]
+struct Pages {
+    sign_in: String,
+    consent: String,
+}
+
+type AppState = State<Arc<Shared>>;
+
+async fn as_metadata(State(s): AppState) -> Response {
+    cacheable(Json(s.server.metadata()))
+}
+
+async fn openid_configuration(State(s): AppState) -> Response {
+    cacheable(Json(s.server.openid_configuration()))
+}
+
+async fn jwks(State(s): AppState) -> Response {
+    cacheable(Json(s.server.jwks()))
+}
+
+fn cacheable(body: impl IntoResponse) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+async fn register(State(s): AppState, body: Bytes) -> Response {
+    let req = match RegistrationRequest::from_json(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = s.server.fail(FlowStep::Registration, Reason::InvalidClientMetadata, None, e, None).await;
+            return api_error(&err);
+        }
+    };
+    match s.server.register(req).await {
+        Ok(resp) => no_store((StatusCode::CREATED, Json(resp))),
+        Err(e) => api_error(&e),
+    }
+}
+
+async fn token(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let req = match form_pairs(&headers, &body).and_then(TokenRequest::from_pairs) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(&s.server.fail(FlowStep::CodeExchange, Reason::InvalidRequest, None, e, None).await);
+        }
+    };
+    match s.server.token(req, authorization(&headers)).await {
+        Ok(resp) => no_store(Json(resp)),
+        Err(e) => api_error(&e),
+    }
+}
+
+async fn revoke(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
+        Ok(f) => f,
+        Err(e) => return api_error(&s.server.fail(FlowStep::Revocation, Reason::InvalidRequest, None, e, None).await),
+    };
+    match s.server.revoke(form, authorization(&headers)).await {
+        Ok(()) => no_store(StatusCode::OK),
+        Err(e) => api_error(&e),
+    }
+}
+
+async fn introspect(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
+        Ok(f) => f,
+        Err(e) => {
+            return api_error(&s.server.fail(FlowStep::Introspection, Reason::InvalidRequest, None, e, None).await);
+        }
+    };
+    match s.server.introspect(form, authorization(&headers)).await {
+        Ok(resp) => no_store(Json(resp)),
+        Err(e) => api_error(&e),
+    }
+}
+
+/// `GET /authorize`: validate, then sign-in page, consent page, or straight back to the client.
+async fn authorize(State(s): AppState, headers: HeaderMap, uri: Uri) -> Response {
+    let query = uri.query().unwrap_or_default();
+    let req = match AuthorizationRequest::from_pairs(url::form_urlencoded::parse(query.as_bytes())) {
+        Ok(r) => r,
+        Err(e) => return show_error(&e),
+    };
+    match s.server.authorize(req).await {
+        Ok(prompt) => match s.session(&headers) {
+            Some(session) => s.after_sign_in(&headers, prompt, &session, Vec::new()).await,
+            None => s.sign_in_page(&headers, &prompt, "", None, StatusCode::OK),
+        },
+        Err(e) => authorize_error(e),
+    }
+}
+
+/// `POST …/sign-in`.
+async fn sign_in(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let mut form = match FormFields::parse(&headers, &body, &["pending", "csrf", "username", "password"]) {
+        Ok(f) => f,
+        Err(e) => return show_error(&e),
+    };
+    let pending = form.take("pending");
+    if !s.csrf_ok(&headers, &pending, &form.take("csrf")) {
+        return csrf_failure();
+    }
+    let prompt = match s.server.pending_authorization(&pending).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return expired(),
+        Err(e) => return internal(&e),
+    };
+    let username = form.take("username");
+    let password = form.take("password");
+    let user = match s.authenticator.authenticate(&username, &password).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
+    let now = s.server.now();
+    let Some(user) = user else {
+        s.server
+            .record(
+                FlowEvent::failure(
+                    now,
+                    FlowStep::SignIn,
+                    Reason::BadCredentials,
+                    format!("wrong username or password for '{}'", clip(&username)),
+                )
+                .client(&prompt.client.id),
+            )
+            .await;
+        return s.sign_in_page(&headers, &prompt, &username, Some("Wrong username or password."), StatusCode::OK);
+    };
+    s.server
+        .record(
+            FlowEvent::success(now, FlowStep::SignIn, format!("signed in as '{}'", user.name))
+                .client(&prompt.client.id)
+                .user(&user.id),
+        )
+        .await;
+    let session = Session {
+        sub: user.id.to_string(),
+        name: user.name,
+        auth_time: now.as_secs(),
+        exp: now.plus(s.session_ttl).as_secs(),
+    };
+    let cookie = s.cookies.set_session(&session::sign_session(&s.server.keys(), &session), s.session_ttl.as_secs());
+    s.after_sign_in(&headers, prompt, &session, vec![cookie]).await
+}
+
+/// `POST …/consent`.
+async fn consent(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let mut form = match FormFields::parse(&headers, &body, &["pending", "csrf", "decision"]) {
+        Ok(f) => f,
+        Err(e) => return show_error(&e),
+    };
+    let pending = form.take("pending");
+    if !s.csrf_ok(&headers, &pending, &form.take("csrf")) {
+        return csrf_failure();
+    }
+    let Some(session) = s.session(&headers) else {
+        // Signed out meanwhile (expired session, key rotation): sign in again.
+        return match s.server.pending_authorization(&pending).await {
+            Ok(Some(prompt)) => {
+                s.sign_in_page(&headers, &prompt, "", Some("Your session ended; sign in again."), StatusCode::OK)
+            }
+            Ok(None) => expired(),
+            Err(e) => internal(&e),
+        };
+    };
+    let Some(user) = session.user_id() else { return csrf_failure() };
+    let result = match form.take("decision").as_str() {
+        "approve" => {
+            if let Ok(Some(prompt)) = s.server.pending_authorization(&pending).await {
+                s.server
+                    .record(
+                        FlowEvent::success(
+                            s.server.now(),
+                            FlowStep::Consent,
+                            format!("approved scope '{}'", prompt.pending.scopes),
+                        )
+                        .client(&prompt.client.id)
+                        .user(&user),
+                    )
+                    .await;
+            }
+            s.server.approve(&pending, &user, UnixTime::from_secs(session.auth_time), true).await
+        }
+        "deny" => s.server.deny(&pending, Some(&user)).await,
+        _ => return show_error(&OAuthError::invalid_request("decision must be 'approve' or 'deny'")),
+    };
+    match result {
+        Ok(location) => redirect(StatusCode::SEE_OTHER, &location),
+        Err(e) => authorize_error(e),
+    }
+}
+
+impl Shared {
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let value = self.cookies.session_value(headers)?;
+        session::open_session(&self.server.keys(), &value, self.server.now())
+    }
+
+    fn csrf_ok(&self, headers: &HeaderMap, pending: &str, submitted: &str) -> bool {
+        session::csrf_valid(&self.server.keys(), self.cookies.csrf_nonce(headers).as_deref(), pending, submitted)
+    }
+
+    /// The browser's CSRF nonce, and the `Set-Cookie` for it when it is new.
+    fn csrf_nonce(&self, headers: &HeaderMap, cookies: &mut Vec<String>) -> String {
+        match self.cookies.csrf_nonce(headers) {
+            Some(n) => n,
+            None => {
+                let n = oauth_core::secret::ClientSecret::generate().secret().to_owned();
+                cookies.push(self.cookies.set_csrf(&n));
+                n
+            }
+        }
+    }
+
+    fn sign_in_page(
+        &self,
+        headers: &HeaderMap,
+        prompt: &AuthorizationPrompt,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let mut cookies = Vec::new();
+        let nonce = self.csrf_nonce(headers, &mut cookies);
+        let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
+        let host = prompt.pending.redirect_uri.display_host();
+        let page = pages::SignIn {
+            client_name: prompt.client.display_name(),
+            redirect_host: &host,
+            action: &self.pages.sign_in,
+            pending: &prompt.pending.id,
+            csrf: &csrf,
+            username,
+            error,
+        };
+        pages::page(status, &page, &cookies)
+    }
+
+    /// Signed in: approve directly when consent is not needed, else show the consent page.
+    async fn after_sign_in(
+        &self,
+        headers: &HeaderMap,
+        prompt: AuthorizationPrompt,
+        session: &Session,
+        mut cookies: Vec<String>,
+    ) -> Response {
+        let Some(user) = session.user_id() else { return csrf_failure() };
+        let needs_consent = match self.server.consent_required(&prompt, &user).await {
+            Ok(b) => b,
+            Err(e) => return internal(&e),
+        };
+        if !needs_consent {
+            let why = if prompt.client.trusted { "trusted client" } else { "consent given before" };
+            self.server
+                .record(
+                    FlowEvent::success(self.server.now(), FlowStep::Consent, format!("skipped: {why}"))
+                        .client(&prompt.client.id)
+                        .user(&user),
+                )
+                .await;
+            return match self
+                .server
+                .approve(&prompt.pending.id, &user, UnixTime::from_secs(session.auth_time), false)
+                .await
+            {
+                Ok(location) => with_cookies(redirect(StatusCode::SEE_OTHER, &location), &cookies),
+                Err(e) => authorize_error(e),
+            };
+        }
+        let nonce = self.csrf_nonce(headers, &mut cookies);
+        let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
+        let host = prompt.pending.redirect_uri.display_host();
+        let resource = prompt.pending.resource.to_string();
+        let page = pages::Consent {
+            client_name: prompt.client.display_name(),
+            redirect_host: &host,
+            resource: &resource,
+            scopes: prompt.pending.scopes.iter().map(|s| s.as_str()).collect(),
+            user_name: &session.name,
+            action: &self.pages.consent,
+            pending: &prompt.pending.id,
+            csrf: &csrf,
+        };
+        pages::page(StatusCode::OK, &page, &cookies)
+    }
+}
+
+/// Form fields of a page POST, bounded: unknown fields are ignored, repeated ones refused.
+struct FormFields(std::collections::HashMap<String, String>);
+
+impl FormFields {
+    fn parse(headers: &HeaderMap, body: &[u8], names: &[&str]) -> Result<Self, OAuthError> {
+        let mut map = std::collections::HashMap::new();
+        for (k, v) in form_pairs(headers, body)? {
+            if names.contains(&k.as_str()) && map.insert(k.clone(), v).is_some() {
+                return Err(OAuthError::invalid_request(format!("field '{k}' is repeated")));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    fn take(&mut self, name: &str) -> String {
+        self.0.remove(name).unwrap_or_default()
+    }
+}
+
+/// Pairs of an `application/x-www-form-urlencoded` body.
+fn form_pairs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(format!(
+            "the body must be application/x-www-form-urlencoded, not '{}'",
+            clip(ct)
+        )));
+    }
+    Ok(url::form_urlencoded::parse(body).into_owned().collect())
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// An API error: RFC 6749 5.2 JSON, `no-store`; `invalid_client` is 401 with
+/// `WWW-Authenticate`, which is what makes Claude register again.
+fn api_error(e: &Error) -> Response {
+    if !matches!(e, Error::OAuth(_)) {
+        tracing::error!(error = %e, "internal error answered with server_error");
+    }
+    let oauth = e.to_oauth();
+    let status = StatusCode::from_u16(oauth.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = no_store((status, Json(&oauth)));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"oauth\""));
+    }
+    resp
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            let mut r = no_store(status);
+            r.headers_mut().insert(header::LOCATION, v);
+            r
+        }
+        Err(_) => pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Cannot return to the application",
+            "the redirect address is not valid",
+            "invalid_request",
+        ),
+    }
+}
+
+fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+fn authorize_error(e: AuthorizeError) -> Response {
+    match e {
+        AuthorizeError::ShowToUser(e) => show_error(&e),
+        AuthorizeError::Redirect { location, .. } => redirect(StatusCode::FOUND, &location),
+        AuthorizeError::Internal(e) => internal(&e),
+        other => internal(&Error::Config(other.to_string())),
+    }
+}
+
+fn show_error(e: &OAuthError) -> Response {
+    pages::error_page(
+        StatusCode::BAD_REQUEST,
+        "This connection request cannot be completed",
+        e.description(),
+        e.code().as_str(),
+    )
+}
+
+fn expired() -> Response {
+    show_error(&OAuthError::invalid_request(
+        "this sign-in request has expired or was already completed; start again from the application",
+    ))
+}
+
+fn csrf_failure() -> Response {
+    pages::error_page(
+        StatusCode::FORBIDDEN,
+        "The form could not be accepted",
+        "the form expired or was not sent from this page; go back to the application and connect again",
+        "invalid_request",
+    )
+}
+
+fn internal(e: &Error) -> Response {
+    tracing::error!(error = %e, "internal error on an authorization page");
+    pages::error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "the server could not complete the request; try again",
+        "server_error",
+    )
+}

@@ -706,9 +706,10 @@ impl AuthorizationServer {
         Ok(TokenResponse { access_token, expires_in: cfg.access_token_ttl.as_secs(), scope: scopes, refresh_token })
     }
 
-    /// Records a failed step and returns the client-facing error. `detail` adds what only the
-    /// operator should see (hash prefixes, other clients' ids).
-    pub(crate) async fn fail(
+    /// Records a failed step as a flow event and returns the client-facing error. `detail` adds
+    /// what only the operator should see (hash prefixes, other clients' ids). Adapters use it
+    /// for failures they detect before calling the server (a malformed body).
+    pub async fn fail(
         &self,
         step: FlowStep,
         reason: Reason,

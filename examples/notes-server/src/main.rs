@@ -1,8 +1,93 @@
-//! An MCP server with per-user notes behind the embedded OAuth 2.1 authorization server.
-//!
-//! Not built yet: it needs `oauth-axum`, `mcp-guard` and `oauth-store-sql`.
+//! `notes-server`: run the example MCP server with its embedded authorization server.
 
-fn main() {
-    eprintln!("notes-server is not built yet: see the README");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use notes_server::{MCP_PATH, Settings, build};
+use oauth_core::Stores;
+use oauth_core::users::create_user;
+
+/// An MCP server with per-user notes, protected by OAuth 2.1.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "NOTES_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The URL clients use to reach this server (an https URL behind a tunnel or reverse
+    /// proxy; defaults to http://<listen>).
+    #[arg(long, env = "NOTES_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Where the authorization server keeps clients, grants and keys.
+    #[arg(long, env = "DATABASE_URL", default_value = "memory")]
+    database_url: String,
+    /// Private-use redirect URI schemes to accept, for clients such as Cursor (`cursor`).
+    #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',')]
+    redirect_schemes: Vec<String>,
+    /// Password of the first user (`admin`) on a fresh database; generated and printed once
+    /// when not given.
+    #[arg(long, env = "NOTES_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,oauth::flow=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("notes-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{}", cli.listen));
+    let stores = open_stores(&cli.database_url).await?;
+    let settings = Settings { public_url: public_url.clone(), redirect_schemes: cli.redirect_schemes.clone() };
+    let app = build(&settings, stores).await?;
+
+    let users = app.server.stores().users.clone();
+    let first_user = if users.list_users().await?.is_empty() {
+        let generated = cli.admin_password.is_none();
+        let password = cli
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| oauth_core::secret::ClientSecret::generate().secret()[..20].to_owned());
+        create_user(users.as_ref(), "admin", &password, app.server.now()).await?;
+        Some((password, generated))
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let bound = listener.local_addr()?;
+    println!("notes-server listening on {bound}");
+    println!("  MCP server URL (paste into your client): {}{MCP_PATH}", public_url.trim_end_matches('/'));
+    match first_user {
+        Some((password, true)) => println!("  sign in as: admin / {password}   (shown once; stored only as a hash)"),
+        Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
+        None => println!("  sign in with an existing user of this database"),
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    axum::serve(listener, app.router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+async fn open_stores(url: &str) -> Result<Stores, Box<dyn std::error::Error>> {
+    if url == "memory" {
+        return Ok(oauth_store_memory::MemoryStore::new().into_stores());
+    }
+    Err(format!("unsupported database URL '{url}'").into())
 }

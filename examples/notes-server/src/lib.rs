@@ -1,0 +1,172 @@
+//! An MCP server with per-user notes behind the embedded OAuth 2.1 authorization server.
+//!
+//! [`build`] assembles the whole app: the authorization server's router (`oauth-axum`), the
+//! MCP endpoint at `/mcp` (rmcp's `StreamableHttpService`) behind the guard (`mcp-guard`),
+//! and the protected-resource metadata. The tools answer according to who is calling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::request::Parts;
+use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, mcp_cors_layer, protected_resource_router};
+use oauth_core::policy::RedirectPolicy;
+use oauth_core::types::{Issuer, ResourceUri};
+use oauth_core::users::StoreAuthenticator;
+use oauth_core::{AuthorizationServer, Error, ServerConfig, Stores};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig as McpServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
+
+/// Where the MCP endpoint is mounted.
+pub const MCP_PATH: &str = "/mcp";
+
+/// What the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The URL clients reach this server at (`https://mcp.example.com`, or
+    /// `http://127.0.0.1:8080` locally): the issuer, and the origin of the MCP endpoint.
+    pub public_url: String,
+    /// Private-use redirect schemes to accept at registration (`cursor`, …).
+    pub redirect_schemes: Vec<String>,
+}
+
+/// The assembled application.
+#[derive(Debug)]
+pub struct App {
+    /// The router to serve.
+    pub router: Router,
+    /// The authorization server.
+    pub server: Arc<AuthorizationServer>,
+}
+
+/// Builds the app on `stores`.
+pub async fn build(settings: &Settings, stores: Stores) -> Result<App, Error> {
+    let public = settings.public_url.trim_end_matches('/');
+    let issuer = Issuer::parse(public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
+    if !issuer.path().is_empty() {
+        return Err(Error::Config(format!(
+            "public URL '{public}' has a path; give the origin only (the MCP endpoint is served at {MCP_PATH})"
+        )));
+    }
+    let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
+    let config = ServerConfig::new(issuer, resource.clone())
+        .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()));
+    let server = Arc::new(AuthorizationServer::new(config, stores).await?);
+
+    let notes = Notebook::default();
+    let mcp_server = server.clone();
+    let host = url::Url::parse(public).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()];
+    if !allowed_hosts.contains(&host) {
+        allowed_hosts.push(host);
+    }
+    let mcp = StreamableHttpService::new(
+        move || Ok(NotesServer::new(mcp_server.clone(), notes.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+    );
+    let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone())), &resource)
+        .with_required_scopes(server.config().default_scopes.clone());
+
+    let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let router = Router::new()
+        .nest_service(MCP_PATH, tower::ServiceBuilder::new().layer(mcp_cors_layer()).layer(guard).service(mcp))
+        .merge(protected_resource_router(server.protected_resource_metadata().with_name("Notes")))
+        .merge(oauth_axum::router(server.clone(), authenticator));
+    Ok(App { router, server })
+}
+
+/// Per-user notes, in memory.
+#[derive(Debug, Clone, Default)]
+struct Notebook(Arc<Mutex<HashMap<String, Vec<String>>>>);
+
+/// The MCP server: its tools read the caller from the request.
+#[derive(Debug, Clone)]
+struct NotesServer {
+    server: Arc<AuthorizationServer>,
+    notes: Notebook,
+    tool_router: ToolRouter<Self>,
+}
+
+/// Arguments of `add_note`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct AddNote {
+    /// The note's text.
+    text: String,
+}
+
+/// Longest note accepted.
+const MAX_NOTE_LEN: usize = 4096;
+/// Most notes per user.
+const MAX_NOTES: usize = 1000;
+
+fn caller(parts: &Parts) -> Result<&AuthContext, ErrorData> {
+    // The guard puts the context in every request it lets through; its absence means the
+    // endpoint was mounted without the guard.
+    parts.extensions.get::<AuthContext>().ok_or_else(|| ErrorData::internal_error("request is not authenticated", None))
+}
+
+#[tool_router]
+impl NotesServer {
+    fn new(server: Arc<AuthorizationServer>, notes: Notebook) -> Self {
+        Self { server, notes, tool_router: Self::tool_router() }
+    }
+
+    #[tool(description = "Who is calling: the signed-in user, the client and the granted scopes.")]
+    async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
+        let ctx = caller(&parts)?;
+        let username = match self.server.stores().users.user(&ctx.subject).await {
+            Ok(Some(u)) => u.username,
+            _ => ctx.subject.to_string(),
+        };
+        let body = serde_json::json!({
+            "username": username,
+            "subject": ctx.subject.as_str(),
+            "client_id": ctx.client_id.as_str(),
+            "scopes": ctx.scopes.to_string(),
+            "expires_at": ctx.expires_at.as_secs(),
+        });
+        Ok(CallToolResult::success(vec![ContentBlock::text(body.to_string())]))
+    }
+
+    #[tool(description = "Add a note to the signed-in user's notebook.")]
+    async fn add_note(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(AddNote { text }): Parameters<AddNote>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let ctx = caller(&parts)?;
+        if text.is_empty() || text.len() > MAX_NOTE_LEN {
+            return Err(ErrorData::invalid_params(format!("a note has 1 to {MAX_NOTE_LEN} bytes"), None));
+        }
+        let mut book = self.notes.0.lock().unwrap_or_else(|p| p.into_inner());
+        let notes = book.entry(ctx.subject.to_string()).or_default();
+        if notes.len() >= MAX_NOTES {
+            return Err(ErrorData::invalid_params(format!("at most {MAX_NOTES} notes per user"), None));
+        }
+        notes.push(text);
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("saved note {}", notes.len()))]))
+    }
+
+    #[tool(description = "List the signed-in user's notes.")]
+    async fn list_notes(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
+        let ctx = caller(&parts)?;
+        let book = self.notes.0.lock().unwrap_or_else(|p| p.into_inner());
+        let notes = book.get(ctx.subject.as_str()).cloned().unwrap_or_default();
+        Ok(CallToolResult::success(vec![ContentBlock::text(serde_json::json!({ "notes": notes }).to_string())]))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for NotesServer {
+    fn get_info(&self) -> McpServerConfig {
+        McpServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("notes-server", env!("CARGO_PKG_VERSION")))
+            .with_instructions("Per-user notes. `whoami` says who you are signed in as.")
+    }
+}
