@@ -51,7 +51,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{}", cli.listen));
+    // Bind first, so that `--listen 127.0.0.1:0` yields a real port for the default public URL.
+    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let bound = listener.local_addr()?;
+    let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
     let stores = open_stores(&cli.database_url).await?;
     let settings = Settings { public_url: public_url.clone(), redirect_schemes: cli.redirect_schemes.clone() };
     let app = build(&settings, stores).await?;
@@ -69,8 +72,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
-    let bound = listener.local_addr()?;
     println!("notes-server listening on {bound}");
     println!("  MCP server URL (paste into your client): {}{MCP_PATH}", public_url.trim_end_matches('/'));
     match first_user {

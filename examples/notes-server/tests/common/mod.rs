@@ -1,0 +1,122 @@
+//! Starts the real `notes-server` binary on a loopback port with a fresh database, for tests
+//! that drive it with real MCP clients.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The first user's credentials in every test server.
+pub const USERNAME: &str = "admin";
+pub const PASSWORD: &str = "interop-password-1";
+
+/// A running server; killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// `<base_url>/mcp`.
+    pub mcp_url: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on a fresh database in a new temporary directory.
+    pub fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("notes-server-{name}-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database_url = database_url(&dir);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_notes-server"))
+            .env("NOTES_LISTEN", "127.0.0.1:0")
+            .env_remove("NOTES_PUBLIC_URL")
+            .env("DATABASE_URL", &database_url)
+            .env("NOTES_ADMIN_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .spawn()
+            .expect("start notes-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut mcp_url = None;
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(url) = line.split("(paste into your client): ").nth(1) {
+                mcp_url = Some(url.trim().to_owned());
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let mcp_url = mcp_url.unwrap_or_else(|| panic!("notes-server did not start; log: {}", dir.join("server.log").display()));
+        let base_url = mcp_url.trim_end_matches("/mcp").to_owned();
+        Self { child, base_url, mcp_url, dir }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The temporary directory of this server.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn database_url(_dir: &Path) -> String {
+    "memory".to_owned()
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Runs an external client to completion and returns the JSON object on the last line of its
+/// standard output. Panics, with the client's output and the server's log, if it fails.
+pub fn run_client(server: &Server, mut cmd: Command, timeout: Duration) -> serde_json::Value {
+    cmd.env("MCP_URL", &server.mcp_url)
+        .env("MCP_USERNAME", USERNAME)
+        .env("MCP_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {timeout:?}\nserver log:\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.log()
+    );
+    let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| {
+        panic!("{cmd:?} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from {cmd:?}: {e}: {last}"))
+}
