@@ -1,0 +1,172 @@
+//! The guard in front of a stand-in MCP handler, driven with `oneshot`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use axum::routing::any;
+use http_body_util::BodyExt as _;
+use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, protected_resource_router};
+use oauth_core::jwt::{AccessTokenClaims, mint};
+use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
+use oauth_core::{AuthorizationServer, Clock, ManualClock, ServerConfig, UnixTime};
+use oauth_store_memory::MemoryStore;
+use tower::ServiceExt as _;
+
+const ISSUER: &str = "https://mcp.example.com";
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+const PRM: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+
+struct Fixture {
+    app: Router,
+    server: Arc<AuthorizationServer>,
+    clock: Arc<ManualClock>,
+}
+
+async fn fixture() -> Fixture {
+    let clock = Arc::new(ManualClock::new(UnixTime::from_secs(1_800_000_000)));
+    let config = ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap());
+    let server = Arc::new(
+        AuthorizationServer::with_clock(config, MemoryStore::new().into_stores(), clock.clone()).await.unwrap(),
+    );
+    let guard =
+        McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone())), &ResourceUri::parse(RESOURCE).unwrap())
+            .with_required_scopes(ScopeSet::parse("mcp:tools").unwrap())
+            .with_tool_scopes("add_note", ScopeSet::parse("notes:write").unwrap());
+    // The stand-in MCP handler echoes who called.
+    let mcp = any(|req: Request<Body>| async move {
+        match req.extensions().get::<AuthContext>() {
+            Some(ctx) => format!("hello {} via {}", ctx.subject, ctx.client_id),
+            None => "anonymous".to_owned(),
+        }
+    });
+    let app = Router::new()
+        .route("/mcp", mcp)
+        .layer(guard)
+        .merge(protected_resource_router(server.protected_resource_metadata()));
+    Fixture { app, server, clock }
+}
+
+fn token(f: &Fixture, aud: &str, scope: &str) -> String {
+    let claims =
+        AccessTokenClaims::new(ISSUER, "user-1", aud, "client-1", scope, f.clock.now(), Duration::from_secs(600));
+    mint(&claims, &f.server.keys()).unwrap()
+}
+
+async fn call(f: &Fixture, req: Request<Body>) -> (Response<Body>, String) {
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (Response::from_parts(parts, Body::empty()), String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn rpc(body: &str, bearer: Option<&str>) -> Request<Body> {
+    let mut b = Request::post("/mcp").header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn challenge(r: &Response<Body>) -> String {
+    r.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+#[tokio::test]
+async fn no_token_gets_the_discovery_challenge() {
+    let f = fixture().await;
+    for req in [rpc(INITIALIZE, None), Request::get("/mcp").body(Body::empty()).unwrap(), rpc(INITIALIZE, Some("")), {
+        let mut r = rpc(INITIALIZE, None);
+        r.headers_mut().insert(header::AUTHORIZATION, "Basic YTpi".parse().unwrap());
+        r
+    }] {
+        let (r, _) = call(&f, req).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let c = challenge(&r);
+        assert_eq!(
+            c,
+            format!("Bearer resource_metadata=\"{PRM}\", scope=\"mcp:tools\""),
+            "no error code without a token (RFC 6750 3.1)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn options_passes_before_the_check() {
+    let f = fixture().await;
+    let (r, body) = call(&f, Request::options("/mcp").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, "anonymous");
+}
+
+#[tokio::test]
+async fn bad_tokens_get_invalid_token_with_the_reason() {
+    let f = fixture().await;
+    let cases = [
+        ("garbage".to_owned(), "not a well-formed JWT"),
+        (token(&f, "https://mcp.example.com/mcp/", "mcp:tools"), "this resource is https://mcp.example.com/mcp"),
+        (token(&f, "https://other.example/mcp", "mcp:tools"), "is for https://other.example/mcp"),
+    ];
+    for (t, why) in cases {
+        let (r, body) = call(&f, rpc(INITIALIZE, Some(&t))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let c = challenge(&r);
+        assert!(c.starts_with("Bearer error=\"invalid_token\""), "{c}");
+        assert!(c.contains(&format!("resource_metadata=\"{PRM}\"")), "{c}");
+        assert!(body.contains(why), "{body}");
+    }
+    let valid = token(&f, RESOURCE, "mcp:tools");
+    f.clock.advance(Duration::from_secs(600 + 61));
+    let (r, body) = call(&f, rpc(INITIALIZE, Some(&valid))).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(body.contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn valid_tokens_reach_the_handler_with_the_caller() {
+    let f = fixture().await;
+    let (r, body) = call(&f, rpc(INITIALIZE, Some(&token(&f, RESOURCE, "mcp:tools")))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body, "hello user-1 via client-1");
+}
+
+#[tokio::test]
+async fn missing_scopes_get_403_with_every_scope_needed() {
+    let f = fixture().await;
+    let (r, _) = call(&f, rpc(INITIALIZE, Some(&token(&f, RESOURCE, "other")))).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(challenge(&r).contains("error=\"insufficient_scope\", scope=\"mcp:tools\""), "{}", challenge(&r));
+
+    let basic = token(&f, RESOURCE, "mcp:tools");
+    let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"}}}"#;
+    // From the JSON-RPC body (older revisions)…
+    let (r, body) = call(&f, rpc(add, Some(&basic))).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{body}");
+    assert!(challenge(&r).contains("scope=\"mcp:tools notes:write\""), "{}", challenge(&r));
+    // …and from Mcp-Method/Mcp-Name (2026-07-28).
+    let mut req = rpc("{}", Some(&basic));
+    req.headers_mut().insert("mcp-method", "tools/call".parse().unwrap());
+    req.headers_mut().insert("mcp-name", "add_note".parse().unwrap());
+    assert_eq!(call(&f, req).await.0.status(), StatusCode::FORBIDDEN);
+    // Other tools need only the base scope; the body reaches the handler intact.
+    let whoami = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami"}}"#;
+    assert_eq!(call(&f, rpc(whoami, Some(&basic))).await.0.status(), StatusCode::OK);
+    let (r, _) = call(&f, rpc(add, Some(&token(&f, RESOURCE, "mcp:tools notes:write")))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_at_both_paths() {
+    let f = fixture().await;
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+        let (r, body) = call(&f, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["resource"], RESOURCE);
+        assert_eq!(v["authorization_servers"], serde_json::json!([ISSUER]));
+    }
+}
