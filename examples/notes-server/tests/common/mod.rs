@@ -1,6 +1,6 @@
 //! Starts the real `notes-server` binary on a loopback port with a fresh database, for tests
 //! that drive it with real MCP clients.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -50,7 +50,8 @@ impl Server {
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let mcp_url = mcp_url.unwrap_or_else(|| panic!("notes-server did not start; log: {}", dir.join("server.log").display()));
+        let mcp_url =
+            mcp_url.unwrap_or_else(|| panic!("notes-server did not start; log: {}", dir.join("server.log").display()));
         let base_url = mcp_url.trim_end_matches("/mcp").to_owned();
         Self { child, base_url, mcp_url, dir }
     }
@@ -115,8 +116,10 @@ pub fn run_client(server: &Server, mut cmd: Command, timeout: Duration) -> serde
         out.status,
         server.log()
     );
-    let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| {
-        panic!("{cmd:?} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    });
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("{cmd:?} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from {cmd:?}: {e}: {last}"))
 }

@@ -1,0 +1,180 @@
+//! rmcp's own client, with its `auth` feature, against the real server: discovery from the 401,
+//! dynamic registration, PKCE authorization through the sign-in and consent pages, code
+//! exchange, tool calls as the signed-in user, and refresh-token rotation.
+
+mod common;
+
+use std::time::Instant;
+
+use rmcp::ServiceExt as _;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::auth::{AuthClient, AuthorizationRequest, OAuthState};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+const REDIRECT: &str = "http://127.0.0.1:45731/callback";
+
+/// A browser that keeps cookies by hand and never follows redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, cookies: Vec::new() }
+    }
+
+    fn keep_cookies(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            self.cookies.push((k.to_owned(), v.to_owned()));
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, url: &str) -> (reqwest::StatusCode, String, Option<String>) {
+        let resp = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.finish(resp).await
+    }
+
+    async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> (reqwest::StatusCode, String, Option<String>) {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let resp = self
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    async fn finish(&mut self, resp: reqwest::Response) -> (reqwest::StatusCode, String, Option<String>) {
+        self.keep_cookies(&resp);
+        let status = resp.status();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        (status, resp.text().await.unwrap(), location)
+    }
+}
+
+fn attribute(page: &str, marker: &str) -> String {
+    let start = page.find(marker).unwrap_or_else(|| panic!("{marker} not in page:\n{page}")) + marker.len();
+    page[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&#47;", "/")
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    let v = serde_json::to_value(&result.content).unwrap();
+    v[0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_client_completes_the_flow() {
+    let server = common::Server::start("rmcp");
+
+    // 1. The MCP endpoint challenges: 401 with resource_metadata.
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let challenge = http
+        .post(&server.mcp_url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"rmcp-interop","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 401);
+    let www = challenge.headers().get("www-authenticate").unwrap().to_str().unwrap().to_owned();
+    assert!(www.contains("resource_metadata="), "{www}");
+
+    // 2. Discovery and dynamic registration, driven by rmcp from the challenge.
+    let mut state = OAuthState::new(server.mcp_url.as_str(), None).await.unwrap();
+    state
+        .start_authorization(AuthorizationRequest::new(REDIRECT).with_client_name("rmcp interop").with_challenge(www))
+        .await
+        .unwrap_or_else(|e| panic!("start_authorization: {e}\n{}", server.log()));
+    let auth_url = state.get_authorization_url().await.unwrap();
+
+    // 3. The person: sign in and approve.
+    let mut browser = Browser::new();
+    let (status, page, _) = browser.get(&auth_url).await;
+    assert_eq!(status, 200, "{page}");
+    let action = format!("{}{}", server.base_url, attribute(&page, "action=\""));
+    let pending = attribute(&page, "name=\"pending\" value=\"");
+    let csrf = attribute(&page, "name=\"csrf\" value=\"");
+    let (status, consent, _) = browser
+        .post_form(
+            &action,
+            &[("pending", &pending), ("csrf", &csrf), ("username", common::USERNAME), ("password", common::PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, 200, "{consent}");
+    let action = format!("{}{}", server.base_url, attribute(&consent, "action=\""));
+    let csrf = attribute(&consent, "name=\"csrf\" value=\"");
+    let (status, _, location) =
+        browser.post_form(&action, &[("pending", &pending), ("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(status, 303);
+    let location = location.expect("redirect to the client");
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert!(
+        location.contains(&format!(
+            "iss={}",
+            url::form_urlencoded::byte_serialize(server.base_url.as_bytes()).collect::<String>()
+        )),
+        "{location}"
+    );
+
+    // 4. rmcp checks state and iss and exchanges the code.
+    state.handle_callback_url(&location).await.unwrap_or_else(|e| panic!("callback: {e}\n{}", server.log()));
+    let (client_id, first) = state.get_credentials().await.unwrap();
+    let first = serde_json::to_value(first.expect("tokens")).unwrap();
+    let manager = state.into_authorization_manager().expect("authorized manager");
+
+    // 5. MCP over the authorized transport.
+    let auth_client = AuthClient::new(reqwest::Client::new(), manager);
+    let transport = StreamableHttpClientTransport::with_client(
+        auth_client.clone(),
+        StreamableHttpClientTransportConfig::with_uri(server.mcp_url.as_str()),
+    );
+    let client =
+        ClientConfig::default().serve(transport).await.unwrap_or_else(|e| panic!("initialize: {e}\n{}", server.log()));
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    for expected in ["whoami", "add_note", "list_notes"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    let whoami = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
+    let elapsed = started.elapsed();
+    let me: serde_json::Value = serde_json::from_str(&text_of(&whoami)).unwrap();
+    assert_eq!(me["username"], common::USERNAME);
+    assert_eq!(me["client_id"], client_id.as_str());
+    println!("rmcp client: 401 to first tool call in {} ms", elapsed.as_millis());
+
+    // 6. Refresh: the token rotates, and the next call uses the new access token.
+    auth_client
+        .auth_manager
+        .lock()
+        .await
+        .refresh_token()
+        .await
+        .unwrap_or_else(|e| panic!("refresh: {e}\n{}", server.log()));
+    let (_, second) = auth_client.auth_manager.lock().await.get_credentials().await.unwrap();
+    let second = serde_json::to_value(second.expect("tokens")).unwrap();
+    assert_ne!(first["refresh_token"], second["refresh_token"], "refresh tokens rotate");
+    assert_ne!(first["access_token"], second["access_token"]);
+    let again = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&text_of(&again)).unwrap()["username"], common::USERNAME);
+    let _ = client.cancel().await;
+
+    let log = server.log();
+    assert!(log.contains("rotated to generation 1"), "the server recorded the rotation:\n{log}");
+    assert!(log.contains("first call with this token"), "{log}");
+}
