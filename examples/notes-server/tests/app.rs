@@ -1,0 +1,90 @@
+//! The assembled app in process: behind a reverse proxy with a public https URL, the
+//! discovery documents, the challenge and the cookies all speak of the public URL.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use notes_server::{Settings, build};
+use oauth_store_memory::MemoryStore;
+use tower::ServiceExt as _;
+
+async fn body(resp: axum::response::Response) -> serde_json::Value {
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn public_https_url_behind_a_proxy() {
+    let settings = Settings { public_url: "https://mcp.example.com/".into(), redirect_schemes: vec!["cursor".into()] };
+    let app = build(&settings, MemoryStore::new().into_stores()).await.unwrap();
+
+    let prm = app
+        .router
+        .clone()
+        .oneshot(Request::get("/.well-known/oauth-protected-resource/mcp").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let prm = body(prm).await;
+    assert_eq!(prm["resource"], "https://mcp.example.com/mcp");
+    assert_eq!(prm["authorization_servers"], serde_json::json!(["https://mcp.example.com"]));
+
+    let meta = app
+        .router
+        .clone()
+        .oneshot(Request::get("/.well-known/oauth-authorization-server").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let meta = body(meta).await;
+    assert_eq!(meta["issuer"], prm["authorization_servers"][0], "one exact issuer string everywhere");
+    assert_eq!(meta["token_endpoint"], "https://mcp.example.com/token");
+
+    let challenge = app
+        .router
+        .clone()
+        .oneshot(Request::post("/mcp").header(header::HOST, "mcp.example.com").body(Body::from("{}")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+    let www = challenge.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        www.contains("resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""),
+        "{www}"
+    );
+
+    // Cursor's private-use redirect is accepted because the deployment allows `cursor`.
+    let reg = app
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"token_endpoint_auth_method":"none"}"#))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), StatusCode::CREATED);
+    let client_id = body(reg).await["client_id"].as_str().unwrap().to_owned();
+
+    // On https the sign-in cookies are __Host-, Secure.
+    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let url = format!(
+        "/authorize?response_type=code&client_id={client_id}&redirect_uri=cursor%3A%2F%2Fanysphere.cursor-mcp%2Foauth%2Fcallback&code_challenge={}&code_challenge_method=S256",
+        challenge.as_str()
+    );
+    let page = app.router.clone().oneshot(Request::get(url).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = page.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-mcp_oauth_csrf=") && cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_public_url_with_a_path_is_refused_with_a_reason() {
+    let settings = Settings { public_url: "https://mcp.example.com/notes".into(), redirect_schemes: vec![] };
+    let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err();
+    assert!(err.to_string().contains("has a path"), "{err}");
+    let settings = Settings { public_url: "http://mcp.example.com".into(), redirect_schemes: vec![] };
+    let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err();
+    assert!(err.to_string().contains("https"), "plain http outside loopback is refused: {err}");
+}
