@@ -345,7 +345,15 @@ impl Shared {
     }
 
     fn csrf_ok(&self, headers: &HeaderMap, pending: &str, submitted: &str) -> bool {
-        session::csrf_valid(&self.server.keys(), self.cookies.csrf_nonce(headers).as_deref(), pending, submitted)
+        let nonce = self.cookies.csrf_nonce(headers);
+        let ok = session::csrf_valid(&self.server.keys(), nonce.as_deref(), pending, submitted);
+        if !ok {
+            // Cookie missing: third-party cookies blocked, the page opened in another browser, or
+            // a cross-site post. Token wrong: a stale page or a forged form.
+            let why = if nonce.is_none() { "the CSRF cookie is missing" } else { "the CSRF token does not match" };
+            tracing::warn!(target: "oauth::flow", step = "sign_in", reason = "csrf_failed", "form refused: {why}");
+        }
+        ok
     }
 
     /// The browser's CSRF nonce, and the `Set-Cookie` for it when it is new.
