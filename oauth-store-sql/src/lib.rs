@@ -1,1 +1,352 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("oauth-store-sql needs at least one of its features `sqlite` and `postgres`");
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth_core::Stores;
+
+/// Runs `$body` with `$pool` bound to whichever pool the store holds. The body is compiled once
+/// per backend, so one SQL text and one piece of code serve both; the SQL uses `$n`
+/// placeholders, which SQLite and PostgreSQL both understand.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            #[cfg(feature = "sqlite")]
+            $crate::Pool::Sqlite($pool) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+mod error;
+mod rows;
+mod stores;
+
+/// Every `oauth-core` store on one SQL database, SQLite or PostgreSQL.
+///
+/// Cloning is cheap: clones share the connection pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+#[derive(Clone)]
+enum Pool {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+#[cfg(feature = "sqlite")]
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl SqlStore {
+    /// Connects to the database at `url` with default [`SqlStoreOptions`] and brings its schema
+    /// up to date. The scheme picks the backend: `sqlite:` or `postgres:` (`postgresql:`).
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with(url, &SqlStoreOptions::default()).await
+    }
+
+    /// Connects to the database at `url` with `options` and brings its schema up to date.
+    pub async fn connect_with(url: &str, options: &SqlStoreOptions) -> Result<Self, ConnectError> {
+        let backend = Backend::from_url(url).ok_or_else(|| ConnectError::UnsupportedUrl(scheme_of(url)))?;
+        let store = match backend {
+            Backend::Sqlite => Self::connect_sqlite(url, options).await?,
+            Backend::Postgres => Self::connect_postgres(url, options).await?,
+        };
+        store.migrate().await?;
+        tracing::info!(backend = backend.as_str(), "connected to the database; schema up to date");
+        Ok(store)
+    }
+
+    /// Applies the migrations this version embeds that the database lacks. [`connect`] does
+    /// it already; running it again is harmless.
+    ///
+    /// [`connect`]: Self::connect
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        with_pool!(self, pool => self.migrator().run(pool).await).map_err(|e| {
+            tracing::error!(backend = self.backend().as_str(), error = %e, "database migration failed");
+            ConnectError::Migrate(Box::new(e))
+        })
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The store as the [`Stores`] bundle the server takes.
+    pub fn into_stores(self) -> Stores {
+        Stores::from_backend(Arc::new(self))
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. Later calls fail.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => &SQLITE_MIGRATIONS,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn connect_sqlite(url: &str, options: &SqlStoreOptions) -> Result<Self, ConnectError> {
+        use std::str::FromStr as _;
+
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+        // `mode=rwc` in the URL sets `create_if_missing`; the rest is ours: WAL so that readers
+        // never block the writer, a busy timeout so that writers queue instead of failing with
+        // "database is locked", and foreign keys (which SQLite leaves off by default).
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| ConnectError::InvalidUrl(Box::new(e)))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let mut pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout);
+        if is_sqlite_memory(url) {
+            // An in-memory database lives as long as its connections and is not shared safely
+            // between several: keep exactly one, forever.
+            pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        let pool = pool.connect_with(connect).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
+        Ok(Self { pool: Pool::Sqlite(pool) })
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    async fn connect_sqlite(_: &str, _: &SqlStoreOptions) -> Result<Self, ConnectError> {
+        Err(ConnectError::FeatureDisabled("sqlite"))
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn connect_postgres(url: &str, options: &SqlStoreOptions) -> Result<Self, ConnectError> {
+        use std::str::FromStr as _;
+
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+        let connect = PgConnectOptions::from_str(url).map_err(|e| ConnectError::InvalidUrl(Box::new(e)))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| ConnectError::Connect(Box::new(e)))?;
+        Ok(Self { pool: Pool::Postgres(pool) })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn connect_postgres(_: &str, _: &SqlStoreOptions) -> Result<Self, ConnectError> {
+        Err(ConnectError::FeatureDisabled("postgres"))
+    }
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = with_pool!(self, pool => pool.size());
+        f.debug_struct("SqlStore").field("backend", &self.backend()).field("connections", &size).finish()
+    }
+}
+
+/// The database behind a [`SqlStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite (feature `sqlite`).
+    Sqlite,
+    /// PostgreSQL (feature `postgres`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names by its scheme: `sqlite:`, `postgres:` or
+    /// `postgresql:`. `None` for any other.
+    pub fn from_url(url: &str) -> Option<Self> {
+        let (scheme, _) = url.split_once(':')?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case name, for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How [`SqlStore::connect_with`] sizes and tunes its connection pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use oauth_store_sql::SqlStoreOptions;
+///
+/// let options = SqlStoreOptions::default().with_max_connections(20).with_acquire_timeout(Duration::from_secs(5));
+/// assert_eq!(options.max_connections, 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqlStoreOptions {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Connections the pool keeps open even when idle.
+    pub min_connections: u32,
+    /// How long a query waits for a free connection before it fails.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a writer waits for another writer's lock before it fails.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqlStoreOptions {
+    /// Most connections the pool opens. Default 10. More lets more requests touch the database
+    /// at once; PostgreSQL counts each against its own `max_connections` (100 by default)
+    /// across every replica. An in-memory SQLite database always uses exactly one.
+    #[must_use]
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Connections kept open even when idle. Default 0.
+    #[must_use]
+    pub fn with_min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long a query waits for a free connection before it fails. Default 30 s.
+    #[must_use]
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// SQLite only: how long a write waits for the database lock held by another writer
+    /// before it fails with "database is locked". Default 5 s; SQLite has one writer at a time,
+    /// and this is how concurrent writers take turns.
+    #[must_use]
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+}
+
+/// Why [`SqlStore::connect`] or [`SqlStore::migrate`] failed. Messages never repeat the URL,
+/// which may carry a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL's scheme is not one this crate knows.
+    #[error("unsupported database URL scheme `{0}`: use sqlite:… or postgres:…")]
+    UnsupportedUrl(String),
+    /// The URL names a backend whose feature is not enabled.
+    #[error("the database URL needs the `{0}` feature of oauth-store-sql, which is not enabled")]
+    FeatureDisabled(&'static str),
+    /// The URL could not be parsed.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[source] Box<dyn StdError + Send + Sync>),
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] Box<dyn StdError + Send + Sync>),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// The scheme of `url`, for an error message: only what precedes the first `:`, and only if it
+/// looks like a scheme, so that nothing else of the URL is repeated.
+fn scheme_of(url: &str) -> String {
+    match url.split_once(':') {
+        Some((s, _)) if !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => {
+            s.to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_follow_the_url_scheme() {
+        assert_eq!(Backend::from_url("sqlite://data/oauth.db?mode=rwc"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://u@127.0.0.1/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("PostgreSQL://u@127.0.0.1/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("mysql://u@127.0.0.1/db"), None);
+        assert_eq!(Backend::from_url("oauth.db"), None);
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_are_refused_without_repeating_them() {
+        let e = SqlStore::connect("mysql://admin:hunter2@db/oauth").await.unwrap_err();
+        assert!(matches!(e, ConnectError::UnsupportedUrl(_)));
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("mysql"), "{e}");
+        let e = SqlStore::connect("admin:hunter2@db").await.unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn options_have_setters() {
+        let o = SqlStoreOptions::default()
+            .with_max_connections(3)
+            .with_min_connections(1)
+            .with_acquire_timeout(Duration::from_secs(2))
+            .with_busy_timeout(Duration::from_secs(9));
+        assert_eq!(
+            (o.max_connections, o.min_connections, o.acquire_timeout, o.busy_timeout),
+            (3, 1, Duration::from_secs(2), Duration::from_secs(9))
+        );
+    }
+}
