@@ -1,0 +1,413 @@
+//! What the SQLite and PostgreSQL test files share: fresh databases, a raw view of the tables,
+//! and scenarios that go beyond the conformance kit (restart, migrations, raw secret scan).
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oauth_core::authorize::AuthorizationRequest;
+use oauth_core::pkce::CodeChallenge;
+use oauth_core::registration::RegistrationRequest;
+use oauth_core::secret::{CodeVerifier, RefreshToken, SecretHash};
+use oauth_core::server::NewClient;
+use oauth_core::store::Grant;
+use oauth_core::token::TokenRequest;
+use oauth_core::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, UserId};
+use oauth_core::{AuthorizationServer, ServerConfig, Stores, UnixTime};
+use oauth_store_sql::{Backend, SqlStore};
+use sqlx::AssertSqlSafe;
+
+const ISSUER: &str = "https://as.example.com";
+const RESOURCE: &str = "https://as.example.com/mcp";
+const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+const CALLBACK: &str = "http://localhost:45678/callback";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test, in this process or another, is using.
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite: a fresh file per test, so that WAL and several connections are real.
+
+/// The URL of a new, empty SQLite database file (created on connect).
+#[cfg(feature = "sqlite")]
+pub fn sqlite_url() -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oauth-store-sql");
+    static PRUNE: Once = Once::new();
+    PRUNE.call_once(|| prune(&dir));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite://{}?mode=rwc", dir.join(format!("{}.db", unique("kit"))).display())
+}
+
+/// Removes the databases of earlier runs (those older than an hour), so that they do not pile up.
+#[cfg(feature = "sqlite")]
+fn prune(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(3600)));
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Stores on a new SQLite database file.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_stores() -> Stores {
+    SqlStore::connect(&sqlite_url()).await.expect("SQLite store").into_stores()
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: a fresh schema per test in the database MCP_OAUTH_TEST_POSTGRES_URL names.
+
+pub const POSTGRES_URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
+pub const SKIP_POSTGRES_VAR: &str = "MCP_OAUTH_SKIP_POSTGRES";
+
+/// The base PostgreSQL URL; `None` only when skipping was asked for explicitly. Panics, saying
+/// how to set it, when it is missing.
+pub fn postgres_base_url() -> Option<String> {
+    if let Ok(url) = std::env::var(POSTGRES_URL_VAR)
+        && !url.trim().is_empty()
+    {
+        return Some(url);
+    }
+    if std::env::var(SKIP_POSTGRES_VAR).as_deref() == Ok("1") {
+        static NOTE: Once = Once::new();
+        NOTE.call_once(|| {
+            // Straight to the process's stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !! {SKIP_POSTGRES_VAR}=1: the PostgreSQL store tests are SKIPPED, nothing was tested.\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+        });
+        return None;
+    }
+    panic!(
+        "{POSTGRES_URL_VAR} is not set, so the PostgreSQL store tests cannot run. Point it at a \
+         throwaway database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test \
+         (each test creates its own schema there; `bash .ci/run` sets it up by itself), or set \
+         {SKIP_POSTGRES_VAR}=1 to skip these tests on purpose."
+    )
+}
+
+/// The URL of a new, empty schema in the database at `base`.
+#[cfg(feature = "postgres")]
+pub async fn postgres_url(base: &str) -> String {
+    use sqlx::Connection as _;
+
+    let schema = unique("oauth_test");
+    let mut conn = sqlx::PgConnection::connect(base).await.unwrap_or_else(|e| {
+        panic!("{POSTGRES_URL_VAR} is set but PostgreSQL cannot be reached: {e}. Start the server or fix the URL.")
+    });
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options%5Bsearch_path%5D={schema}")
+}
+
+/// Stores on a new, empty schema.
+#[cfg(feature = "postgres")]
+pub async fn postgres_stores(base: String) -> Stores {
+    let url = postgres_url(&base).await;
+    SqlStore::connect(&url).await.expect("PostgreSQL store").into_stores()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw view of the tables, without the store.
+
+/// Direct access to the database behind a store URL.
+pub enum Raw {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    pub async fn open(url: &str) -> Self {
+        match Backend::from_url(url) {
+            #[cfg(feature = "sqlite")]
+            Some(Backend::Sqlite) => Self::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap()),
+            #[cfg(feature = "postgres")]
+            Some(Backend::Postgres) => Self::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+            other => unreachable!("no raw access to {other:?}"),
+        }
+    }
+
+    /// `(version, success)` of every applied migration.
+    pub async fn migrations(&self) -> Vec<(i64, bool)> {
+        const SQL: &str = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await.unwrap(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await.unwrap(),
+        }
+    }
+
+    /// Rows in `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await.unwrap(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await.unwrap(),
+        }
+    }
+
+    /// Every non-null value of every column of every table, as bytes, keyed by `table.column`.
+    pub async fn dump(&self) -> HashMap<String, Vec<Vec<u8>>> {
+        let mut out = HashMap::new();
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => {
+                let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(p)
+                    .await
+                    .unwrap();
+                for table in tables {
+                    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                        .bind(&table)
+                        .fetch_all(p)
+                        .await
+                        .unwrap();
+                    for column in columns {
+                        let sql = format!(r#"SELECT CAST("{column}" AS BLOB) FROM "{table}""#);
+                        let values: Vec<Option<Vec<u8>>> =
+                            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(p).await.unwrap();
+                        out.insert(format!("{table}.{column}"), values.into_iter().flatten().collect());
+                    }
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => {
+                let columns: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema()",
+                )
+                .fetch_all(p)
+                .await
+                .unwrap();
+                for (table, column, data_type) in columns {
+                    let values: Vec<Vec<u8>> = if data_type == "bytea" {
+                        let sql = format!(r#"SELECT "{column}" FROM "{table}""#);
+                        let v: Vec<Option<Vec<u8>>> =
+                            sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(p).await.unwrap();
+                        v.into_iter().flatten().collect()
+                    } else {
+                        let sql = format!(r#"SELECT "{column}"::text FROM "{table}""#);
+                        let v: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(p).await.unwrap();
+                        v.into_iter().flatten().map(String::into_bytes).collect()
+                    };
+                    out.insert(format!("{table}.{column}"), values);
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => p.close().await,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios.
+
+/// Migrating an empty database works, and migrating it again changes nothing.
+pub async fn migrations_are_idempotent(url: &str) {
+    let first = SqlStore::connect(url).await.expect("migrating an empty database");
+    first.close().await;
+    let raw = Raw::open(url).await;
+    let applied = raw.migrations().await;
+    assert!(!applied.is_empty() && applied.iter().all(|(_, ok)| *ok), "{applied:?}");
+    assert_eq!(raw.count("clients").await, 0);
+
+    let second = SqlStore::connect(url).await.expect("migrating again");
+    second.migrate().await.expect("and once more");
+    assert_eq!(raw.migrations().await, applied, "nothing was applied twice");
+
+    // The schema works after all that.
+    let stores = second.clone().into_stores();
+    assert!(stores.clients.list_clients().await.unwrap().is_empty());
+    second.close().await;
+    raw.close().await;
+}
+
+/// Tokens issued before a restart verify after it, and refresh tokens rotate.
+pub async fn tokens_survive_a_restart(url: &str) {
+    let store = SqlStore::connect(url).await.unwrap();
+    let server = start_server(store.clone()).await;
+    let client = register(&server).await;
+    let (code, verifier) = authorize(&server, &client).await;
+    let tokens = server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let refresh = tokens.refresh_token.as_ref().expect("a refresh token").secret().to_owned();
+    drop(server);
+    store.close().await;
+    drop(store);
+
+    let store = SqlStore::connect(url).await.unwrap();
+    let server = start_server(store.clone()).await;
+    let claims = server.verify_access_token(&tokens.access_token).expect("the old access token verifies");
+    assert_eq!(claims.client_id.as_str(), client.as_str());
+    let rotated = server.token(refresh_request(&client, &refresh), None).await.expect("the old refresh token rotates");
+    assert_ne!(rotated.refresh_token.as_ref().unwrap().secret(), refresh);
+    assert!(server.verify_access_token(&rotated.access_token).is_ok());
+    store.close().await;
+}
+
+/// After a full flow, no clear secret is anywhere in the tables: not the client secret, the
+/// code, its verifier, a refresh token or an access token.
+pub async fn no_clear_secret_in_any_table(url: &str) {
+    let store = SqlStore::connect(url).await.unwrap();
+    let server = start_server(store.clone()).await;
+    let confidential = server
+        .create_client(NewClient::new("confidential", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
+        .await
+        .unwrap();
+    let client = register(&server).await;
+    let (code, verifier) = authorize(&server, &client).await;
+    let first = server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let first_refresh = first.refresh_token.as_ref().unwrap().secret().to_owned();
+    let second = server.token(refresh_request(&client, &first_refresh), None).await.unwrap();
+    let second_refresh = second.refresh_token.as_ref().unwrap().secret().to_owned();
+    // A replay of the code, so that the failure paths write their events too.
+    assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
+
+    let secrets = [
+        ("client secret", confidential.secret.as_ref().unwrap().secret().to_owned()),
+        ("code", code.clone()),
+        ("code verifier", verifier.secret().to_owned()),
+        ("first refresh token", first_refresh.clone()),
+        ("second refresh token", second_refresh),
+        ("first access token", first.access_token.clone()),
+        ("second access token", second.access_token.clone()),
+    ];
+    let raw = Raw::open(url).await;
+    let dump = raw.dump().await;
+    for table in ["clients", "authorization_codes", "grants", "refresh_tokens", "flow_events", "signing_keys"] {
+        assert!(dump.keys().any(|k| k.starts_with(&format!("{table}."))), "the scan covers {table}");
+    }
+    for (column, values) in &dump {
+        for value in values {
+            for (what, secret) in &secrets {
+                assert!(!contains(value, secret.as_bytes()), "the clear {what} is stored in {column}");
+            }
+        }
+    }
+    // The scan sees what is there: the hashes are.
+    let stored = |hash: SecretHash, column: &str| dump[column].iter().any(|v| contains(v, hash.to_hex().as_bytes()));
+    assert!(stored(SecretHash::of(first_refresh.as_bytes()), "refresh_tokens.hash"));
+    assert!(stored(SecretHash::of(code.as_bytes()), "authorization_codes.hash"));
+    raw.close().await;
+    store.close().await;
+}
+
+/// Sweeping a grant deletes its refresh tokens too, every generation of them.
+pub async fn swept_grants_leave_no_refresh_tokens(url: &str) {
+    let store = SqlStore::connect(url).await.unwrap();
+    let stores = store.clone().into_stores();
+    let t = UnixTime::from_secs;
+    let mut grant: Grant = serde_json::from_value(serde_json::json!({
+        "id": GrantId::generate(), "client_id": "c", "user": "u", "scopes": "mcp:tools",
+        "resource": RESOURCE, "auth_time": 0, "created_at": 0, "generation": 0, "has_refresh_token": true,
+        "rotated_at": null, "refresh_expires_at": 1000, "revoked_at": null,
+    }))
+    .unwrap();
+    stores.grants.create_grant(&grant, Some(&RefreshToken::generate().hash())).await.unwrap();
+    assert!(
+        stores
+            .grants
+            .rotate_refresh_token(&grant.id, 0, &RefreshToken::generate().hash(), t(1), t(1000))
+            .await
+            .unwrap()
+    );
+    grant.id = GrantId::generate();
+    stores.grants.create_grant(&grant, Some(&RefreshToken::generate().hash())).await.unwrap();
+    let raw = Raw::open(url).await;
+    assert_eq!(raw.count("refresh_tokens").await, 3);
+    assert!(stores.grants.revoke_grant(&grant.id, t(5)).await.unwrap());
+    assert_eq!(stores.grants.sweep_grants(t(6)).await.unwrap(), 1);
+    assert_eq!(raw.count("refresh_tokens").await, 2, "the swept grant's token is gone");
+    assert_eq!(stores.grants.sweep_grants(t(2000)).await.unwrap(), 1);
+    assert_eq!((raw.count("grants").await, raw.count("refresh_tokens").await), (0, 0), "both generations are gone");
+    raw.close().await;
+    store.close().await;
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn start_server(store: SqlStore) -> AuthorizationServer {
+    let config = ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap());
+    AuthorizationServer::new(config, store.into_stores()).await.unwrap()
+}
+
+async fn register(server: &AuthorizationServer) -> ClientId {
+    let body = format!(
+        r#"{{"client_name":"sql","redirect_uris":["{REDIRECT}"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}}"#
+    );
+    let resp = server.register(RegistrationRequest::from_json(body.as_bytes()).unwrap()).await.unwrap();
+    ClientId::parse(&resp.client_id).unwrap()
+}
+
+/// The authorization request and its approval: the code and its verifier.
+async fn authorize(server: &AuthorizationServer, client: &ClientId) -> (String, CodeVerifier) {
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let req = AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "xyz"),
+        ("resource", RESOURCE),
+    ])
+    .unwrap();
+    let prompt = server.authorize(req).await.unwrap();
+    let user = UserId::parse("user-1").unwrap();
+    let location = server.approve(&prompt.pending.id, &user, server.now(), false).await.unwrap();
+    let url = url::Url::parse(&location).unwrap();
+    let code = url.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code");
+    (code, verifier)
+}
+
+fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
+    TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap()
+}
+
+fn refresh_request(client: &ClientId, token: &str) -> TokenRequest {
+    TokenRequest::from_pairs([
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap()
+}

@@ -1,0 +1,41 @@
+//! The store conformance kit and the SQL-specific scenarios on SQLite, each test on a fresh
+//! database file (WAL, several pooled connections), so that the races are real.
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+oauth_core::store_conformance_tests!(common::sqlite_stores());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_on_an_empty_database_and_again() {
+    common::migrations_are_idempotent(&common::sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_survive_a_restart() {
+    common::tokens_survive_a_restart(&common::sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_clear_secret_in_any_table() {
+    common::no_clear_secret_in_any_table(&common::sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swept_grants_leave_no_refresh_tokens() {
+    common::swept_grants_leave_no_refresh_tokens(&common::sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_databases_work_on_one_connection() {
+    let store = oauth_store_sql::SqlStore::connect("sqlite::memory:").await.unwrap();
+    oauth_core::testing::code_redemption_race_has_one_winner(store.clone().into_stores()).await;
+    oauth_core::testing::refresh_rotation_race_has_one_winner(store.into_stores()).await;
+}
+
+#[tokio::test]
+async fn a_missing_file_is_not_created_without_mode_rwc() {
+    let url = common::sqlite_url().replace("?mode=rwc", "");
+    let e = oauth_store_sql::SqlStore::connect(&url).await.unwrap_err();
+    assert!(matches!(e, oauth_store_sql::ConnectError::Connect(_)), "{e}");
+}
