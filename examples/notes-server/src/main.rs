@@ -20,7 +20,8 @@ struct Cli {
     #[arg(long, env = "NOTES_PUBLIC_URL")]
     public_url: Option<String>,
     /// Where the authorization server keeps clients, grants and keys.
-    #[arg(long, env = "DATABASE_URL", default_value = "memory")]
+    /// `sqlite://path?mode=rwc`, `postgres://…`, or `memory` (nothing survives a restart).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
     database_url: String,
     /// Private-use redirect URI schemes to accept, for clients such as Cursor (`cursor`).
     #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',')]
@@ -90,5 +91,11 @@ async fn open_stores(url: &str) -> Result<Stores, Box<dyn std::error::Error>> {
     if url == "memory" {
         return Ok(oauth_store_memory::MemoryStore::new().into_stores());
     }
-    Err(format!("unsupported database URL '{url}'").into())
+    // SQLite creates the file but not its directory.
+    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default())
+        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(oauth_store_sql::SqlStore::connect(url).await?.into_stores())
 }

@@ -74,8 +74,9 @@ impl Drop for Server {
     }
 }
 
-fn database_url(_dir: &Path) -> String {
-    "memory".to_owned()
+/// A fresh SQLite file: the embedded default, with WAL and real concurrency.
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}/oauth.db?mode=rwc", dir.display())
 }
 
 fn nanos() -> u128 {
