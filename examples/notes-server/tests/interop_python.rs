@@ -8,8 +8,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 #[test]
 fn python_sdk_connects_calls_tools_and_refreshes() {
     let root = common::repo_root();
@@ -20,23 +18,8 @@ fn python_sdk_connects_calls_tools_and_refreshes() {
     cmd.arg(root.join("interop/python/flow.py")).current_dir(&root);
     let out = common::run_client(&server, cmd, Duration::from_secs(120));
 
-    assert_eq!(out["client"], "python-sdk", "{out}");
-    assert_eq!(out["sdk_version"], "2.3.0", "{out}");
-    assert_eq!(out["whoami"]["username"], common::USERNAME, "{out}");
-    let client_id = out["client_id"].as_str().unwrap_or_default();
-    assert!(!client_id.is_empty(), "no client_id: {out}");
-    assert_eq!(out["whoami"]["client_id"], client_id, "{out}");
-    let tools: Vec<&str> = out["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
-    for tool in ["whoami", "add_note", "list_notes"] {
-        assert!(tools.contains(&tool), "{tool} not listed: {out}");
-    }
-    let notes = out["notes"].as_array().expect("notes");
-    assert!(
-        notes.iter().filter_map(Value::as_str).any(|n| n.starts_with("interop note from the Python SDK")),
-        "the note is missing: {out}"
-    );
-    assert_eq!(out["refreshed"], true, "{out}");
-    assert_eq!(out["refresh_token_rotated"], true, "{out}");
+    let client_id = common::assert_client_result(&out, "python-sdk", "2.3.0", "interop note from the Python SDK");
+    let client_id = client_id.as_str();
     let ms = out["ms_401_to_first_tool_call"].as_u64().expect("ms_401_to_first_tool_call");
 
     // The server's own account of the same connection, from its flow events.

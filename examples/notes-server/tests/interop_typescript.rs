@@ -8,8 +8,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 #[test]
 fn typescript_sdk_connects_calls_tools_and_refreshes() {
     let root = common::repo_root();
@@ -22,23 +20,9 @@ fn typescript_sdk_connects_calls_tools_and_refreshes() {
     cmd.arg(root.join("interop/ts/flow.mjs")).current_dir(&root);
     let out = common::run_client(&server, cmd, Duration::from_secs(120));
 
-    assert_eq!(out["client"], "typescript-sdk", "{out}");
-    assert_eq!(out["sdk_version"], "1.32.2", "{out}");
-    assert_eq!(out["whoami"]["username"], common::USERNAME, "{out}");
-    let client_id = out["client_id"].as_str().unwrap_or_default();
-    assert!(!client_id.is_empty(), "no client_id: {out}");
-    assert_eq!(out["whoami"]["client_id"], client_id, "{out}");
-    let tools: Vec<&str> = out["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
-    for tool in ["whoami", "add_note", "list_notes"] {
-        assert!(tools.contains(&tool), "{tool} not listed: {out}");
-    }
-    let notes = out["notes"].as_array().expect("notes");
-    assert!(
-        notes.iter().filter_map(Value::as_str).any(|n| n.starts_with("interop note from the TypeScript SDK")),
-        "the note is missing: {out}"
-    );
-    assert_eq!(out["refreshed"], true, "{out}");
-    assert_eq!(out["refresh_token_rotated"], true, "{out}");
+    let client_id =
+        common::assert_client_result(&out, "typescript-sdk", "1.32.2", "interop note from the TypeScript SDK");
+    let client_id = client_id.as_str();
 
     // The server saw every step, for this client: registration, the exchange, the refused
     // corrupted token, and the rotation the SDK's refresh caused.

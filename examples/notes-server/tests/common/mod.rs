@@ -124,3 +124,25 @@ pub fn run_client(server: &Server, mut cmd: Command, timeout: Duration) -> serde
         .unwrap_or_else(|| panic!("{cmd:?} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from {cmd:?}: {e}: {last}"))
 }
+
+/// The checks every SDK client's result must pass: it is the client and version expected, it
+/// signed in as [`USERNAME`], listed the three tools, kept a note starting with `note_prefix`,
+/// and refreshed with rotation. Returns the registered client id.
+pub fn assert_client_result(out: &serde_json::Value, client: &str, sdk_version: &str, note_prefix: &str) -> String {
+    use serde_json::Value;
+    assert_eq!(out["client"], client, "{out}");
+    assert_eq!(out["sdk_version"], sdk_version, "{out}");
+    assert_eq!(out["whoami"]["username"], USERNAME, "{out}");
+    let client_id = out["client_id"].as_str().unwrap_or_default().to_owned();
+    assert!(!client_id.is_empty(), "no client_id: {out}");
+    assert_eq!(out["whoami"]["client_id"], client_id.as_str(), "{out}");
+    let tools: Vec<&str> = out["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+    for tool in ["whoami", "add_note", "list_notes"] {
+        assert!(tools.contains(&tool), "{tool} not listed: {out}");
+    }
+    let notes = out["notes"].as_array().expect("notes");
+    assert!(notes.iter().filter_map(Value::as_str).any(|n| n.starts_with(note_prefix)), "the note is missing: {out}");
+    assert_eq!(out["refreshed"], true, "{out}");
+    assert_eq!(out["refresh_token_rotated"], true, "{out}");
+    client_id
+}
