@@ -71,9 +71,15 @@ macro_rules! store_conformance_tests {
     };
 }
 
-const ISSUER: &str = "https://as.example.com";
-const RESOURCE: &str = "https://as.example.com/mcp";
-const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+/// The issuer of the kit's servers.
+pub const ISSUER: &str = "https://as.example.com";
+/// The resource the kit's servers protect.
+pub const RESOURCE: &str = "https://as.example.com/mcp";
+/// The redirect URI the kit's clients register.
+pub const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+/// The redirect URI the kit's clients send: the registered loopback one on another port and
+/// host spelling (RFC 8252 7.3).
+pub const CALLBACK: &str = "http://localhost:45678/callback";
 const T0: i64 = 1_800_000_000;
 
 fn t(secs: i64) -> UnixTime {
@@ -463,43 +469,45 @@ struct Harness {
 
 async fn harness(stores: Stores) -> Harness {
     let clock = Arc::new(ManualClock::new(t(0)));
-    let config = ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap());
-    let server = AuthorizationServer::with_clock(config, stores, clock.clone()).await.unwrap();
+    let server = AuthorizationServer::with_clock(config(), stores, clock.clone()).await.unwrap();
     Harness { server: Arc::new(server), clock }
 }
 
-async fn public_client(h: &Harness) -> ClientId {
+/// The kit's server configuration: [`ISSUER`] protecting [`RESOURCE`].
+pub fn config() -> ServerConfig {
+    ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap())
+}
+
+/// Registers a public client (DCR, `none`) with [`REDIRECT`].
+pub async fn register_public_client(server: &AuthorizationServer) -> ClientId {
     let req = RegistrationRequest::from_json(
         format!(r#"{{"client_name":"kit","redirect_uris":["{REDIRECT}"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}}"#)
             .as_bytes(),
     )
     .unwrap();
-    let resp = h.server.register(req).await.unwrap();
+    let resp = server.register(req).await.unwrap();
     assert!(resp.client_secret.is_none());
     cid(&resp.client_id)
 }
 
-/// Runs the authorization request and approval; returns the code and its verifier.
-async fn authorize(h: &Harness, client: &ClientId) -> (String, CodeVerifier) {
+/// Runs an authorization request to [`CALLBACK`] and its approval by `user-1`; returns the
+/// code and its verifier, after checking that `state` and `iss` come back.
+pub async fn authorize_code(server: &AuthorizationServer, client: &ClientId) -> (String, CodeVerifier) {
     let verifier = CodeVerifier::generate();
     let challenge = CodeChallenge::s256(&verifier);
     let req = AuthorizationRequest::from_pairs([
         ("response_type", "code"),
         ("client_id", client.as_str()),
-        ("redirect_uri", "http://localhost:45678/callback"),
+        ("redirect_uri", CALLBACK),
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
         ("state", "xyz"),
         ("resource", RESOURCE),
     ])
     .unwrap();
-    let prompt = h.server.authorize(req).await.unwrap();
-    assert_eq!(
-        prompt.pending.redirect_uri.as_str(),
-        "http://localhost:45678/callback",
-        "the presented loopback port is kept"
-    );
-    let location = h.server.approve(&prompt.pending.id, &uid("user-1"), h.clock.now(), false).await.unwrap();
+    let prompt = server.authorize(req).await.unwrap();
+    assert_eq!(prompt.pending.redirect_uri.as_str(), CALLBACK, "the presented loopback port is kept");
+    let location = server.approve(&prompt.pending.id, &uid("user-1"), server.now(), false).await.unwrap();
     let url = url::Url::parse(&location).unwrap();
     let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(q.get("state").map(String::as_str), Some("xyz"));
@@ -508,18 +516,20 @@ async fn authorize(h: &Harness, client: &ClientId) -> (String, CodeVerifier) {
     (q["code"].clone(), verifier)
 }
 
-fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
+/// The token request that exchanges `code`.
+pub fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
     TokenRequest::from_pairs([
         ("grant_type", "authorization_code"),
         ("code", code),
         ("code_verifier", verifier.secret()),
-        ("redirect_uri", "http://localhost:45678/callback"),
+        ("redirect_uri", CALLBACK),
         ("client_id", client.as_str()),
     ])
     .unwrap()
 }
 
-fn refresh_request(client: &ClientId, token: &str) -> TokenRequest {
+/// The token request that refreshes with `token`.
+pub fn refresh_request(client: &ClientId, token: &str) -> TokenRequest {
     TokenRequest::from_pairs([
         ("grant_type", "refresh_token"),
         ("refresh_token", token),
@@ -548,8 +558,8 @@ pub async fn secrets_are_stored_only_as_hashes(stores: Stores) {
         .await
         .unwrap();
     let secret = created.secret.as_ref().unwrap().secret().to_owned();
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
 
@@ -578,8 +588,8 @@ pub async fn secrets_are_stored_only_as_hashes(stores: Stores) {
 
 pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     assert_eq!(tokens.scope.to_string(), "mcp:tools");
     assert_eq!(tokens.expires_in, 3600);
@@ -615,8 +625,8 @@ pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
 
 pub async fn concurrent_code_exchanges_one_wins(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -641,8 +651,8 @@ pub async fn concurrent_code_exchanges_one_wins(stores: Stores) {
 
 pub async fn code_replay_revokes_the_grant(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let e = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap_err();
     assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
@@ -658,8 +668,8 @@ pub async fn code_replay_revokes_the_grant(stores: Stores) {
 
 pub async fn concurrent_refreshes_rotate_once(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let rt = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
     let barrier = Arc::new(tokio::sync::Barrier::new(20));
@@ -691,8 +701,8 @@ pub async fn concurrent_refreshes_rotate_once(stores: Stores) {
 
 pub async fn refresh_replay_after_grace_revokes_family(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let first = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
     let second = h.server.token(refresh_request(&client, first.secret()), None).await.unwrap().refresh_token.unwrap();
     // A retry inside the window: the same successor.
@@ -711,8 +721,8 @@ pub async fn refresh_replay_after_grace_revokes_family(stores: Stores) {
 
 pub async fn grant_error_paths_write_nothing(stores: Stores) {
     let h = harness(stores).await;
-    let client = public_client(&h).await;
-    let other = public_client(&h).await;
+    let client = register_public_client(&h.server).await;
+    let other = register_public_client(&h.server).await;
     let confidential = h
         .server
         .create_client(NewClient::new("conf", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
@@ -881,7 +891,7 @@ pub async fn grant_error_paths_write_nothing(stores: Stores) {
     ];
 
     for (name, build, code, reason) in &cases {
-        let (auth_code, verifier) = authorize(&h, &client).await;
+        let (auth_code, verifier) = authorize_code(&h.server, &client).await;
         let (req, header) = build(&client, &auth_code, &verifier);
         let target = req.client_id.as_deref().and_then(|c| ClientId::parse(c).ok()).unwrap_or_else(|| client.clone());
         let e = h.server.token(req, header.as_deref()).await.expect_err(name);
@@ -907,13 +917,13 @@ pub async fn grant_error_paths_write_nothing(stores: Stores) {
     }
 
     // A code issued to one client cannot be redeemed by another.
-    let (auth_code, verifier) = authorize(&h, &client).await;
+    let (auth_code, verifier) = authorize_code(&h.server, &client).await;
     let e = h.server.token(code_request(&other, &auth_code, &verifier), None).await.unwrap_err();
     assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
     assert_eq!(last_failure(&h, &other).await, Some(Reason::CodeClientMismatch));
 
     // An expired code.
-    let (auth_code, verifier) = authorize(&h, &client).await;
+    let (auth_code, verifier) = authorize_code(&h.server, &client).await;
     h.clock.advance(Duration::from_secs(301));
     let e = h.server.token(code_request(&client, &auth_code, &verifier), None).await.unwrap_err();
     assert_eq!(oauth_code(&e), ErrorCode::InvalidGrant);
@@ -924,8 +934,8 @@ pub async fn grant_error_paths_write_nothing(stores: Stores) {
 
 pub async fn keys_survive_a_restart(stores: Stores) {
     let h = harness(stores.clone()).await;
-    let client = public_client(&h).await;
-    let (code, verifier) = authorize(&h, &client).await;
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
     let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let jwks_before = serde_json::to_value(h.server.jwks()).unwrap();
     drop(h);

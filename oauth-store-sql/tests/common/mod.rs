@@ -8,22 +8,16 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use oauth_core::authorize::AuthorizationRequest;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::registration::RegistrationRequest;
-use oauth_core::secret::{CodeVerifier, RefreshToken, SecretHash};
+use oauth_core::secret::{RefreshToken, SecretHash};
 use oauth_core::server::NewClient;
 use oauth_core::store::Grant;
-use oauth_core::token::TokenRequest;
-use oauth_core::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, UserId};
-use oauth_core::{AuthorizationServer, ServerConfig, Stores, UnixTime};
+use oauth_core::testing::{
+    self, REDIRECT, RESOURCE, authorize_code, code_request, refresh_request, register_public_client,
+};
+use oauth_core::types::{GrantId, RedirectUri};
+use oauth_core::{AuthorizationServer, Stores, UnixTime};
 use oauth_store_sql::{Backend, SqlStore};
 use sqlx::AssertSqlSafe;
-
-const ISSUER: &str = "https://as.example.com";
-const RESOURCE: &str = "https://as.example.com/mcp";
-const REDIRECT: &str = "http://127.0.0.1:7777/callback";
-const CALLBACK: &str = "http://localhost:45678/callback";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -256,8 +250,8 @@ pub async fn migrations_are_idempotent(url: &str) {
 pub async fn tokens_survive_a_restart(url: &str) {
     let store = SqlStore::connect(url).await.unwrap();
     let server = start_server(store.clone()).await;
-    let client = register(&server).await;
-    let (code, verifier) = authorize(&server, &client).await;
+    let client = register_public_client(&server).await;
+    let (code, verifier) = authorize_code(&server, &client).await;
     let tokens = server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let refresh = tokens.refresh_token.as_ref().expect("a refresh token").secret().to_owned();
     drop(server);
@@ -283,8 +277,8 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
         .create_client(NewClient::new("confidential", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
         .await
         .unwrap();
-    let client = register(&server).await;
-    let (code, verifier) = authorize(&server, &client).await;
+    let client = register_public_client(&server).await;
+    let (code, verifier) = authorize_code(&server, &client).await;
     let first = server.token(code_request(&client, &code, &verifier), None).await.unwrap();
     let first_refresh = first.refresh_token.as_ref().unwrap().secret().to_owned();
     let second = server.token(refresh_request(&client, &first_refresh), None).await.unwrap();
@@ -358,56 +352,5 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn start_server(store: SqlStore) -> AuthorizationServer {
-    let config = ServerConfig::new(Issuer::parse(ISSUER).unwrap(), ResourceUri::parse(RESOURCE).unwrap());
-    AuthorizationServer::new(config, store.into_stores()).await.unwrap()
-}
-
-async fn register(server: &AuthorizationServer) -> ClientId {
-    let body = format!(
-        r#"{{"client_name":"sql","redirect_uris":["{REDIRECT}"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}}"#
-    );
-    let resp = server.register(RegistrationRequest::from_json(body.as_bytes()).unwrap()).await.unwrap();
-    ClientId::parse(&resp.client_id).unwrap()
-}
-
-/// The authorization request and its approval: the code and its verifier.
-async fn authorize(server: &AuthorizationServer, client: &ClientId) -> (String, CodeVerifier) {
-    let verifier = CodeVerifier::generate();
-    let challenge = CodeChallenge::s256(&verifier);
-    let req = AuthorizationRequest::from_pairs([
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("state", "xyz"),
-        ("resource", RESOURCE),
-    ])
-    .unwrap();
-    let prompt = server.authorize(req).await.unwrap();
-    let user = UserId::parse("user-1").unwrap();
-    let location = server.approve(&prompt.pending.id, &user, server.now(), false).await.unwrap();
-    let url = url::Url::parse(&location).unwrap();
-    let code = url.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code");
-    (code, verifier)
-}
-
-fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
-    TokenRequest::from_pairs([
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", client.as_str()),
-    ])
-    .unwrap()
-}
-
-fn refresh_request(client: &ClientId, token: &str) -> TokenRequest {
-    TokenRequest::from_pairs([
-        ("grant_type", "refresh_token"),
-        ("refresh_token", token),
-        ("client_id", client.as_str()),
-    ])
-    .unwrap()
+    AuthorizationServer::new(testing::config(), store.into_stores()).await.unwrap()
 }
