@@ -3,6 +3,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod pages;
+mod ratelimit;
 mod session;
 
 use std::sync::Arc;
@@ -24,8 +25,10 @@ use oauth_core::users::Authenticator;
 use oauth_core::{AuthorizationServer, Error, OAuthError, UnixTime};
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::ratelimit::{Class, Limiter};
 use crate::session::{Cookies, Session};
 
+pub use crate::ratelimit::{Limit, RateLimits};
 pub use oauth_core;
 
 /// Largest request body accepted by any endpoint.
@@ -49,12 +52,28 @@ pub struct AuthRouter {
     authenticator: Arc<dyn Authenticator>,
     session_ttl: Duration,
     cors: bool,
+    rate_limits: Option<RateLimits>,
 }
 
 impl AuthRouter {
     /// A router for `server`, signing users in with `authenticator`.
     pub fn new(server: Arc<AuthorizationServer>, authenticator: Arc<dyn Authenticator>) -> Self {
-        Self { server, authenticator, session_ttl: Duration::from_secs(12 * 3600), cors: true }
+        Self {
+            server,
+            authenticator,
+            session_ttl: Duration::from_secs(12 * 3600),
+            cors: true,
+            rate_limits: Some(RateLimits::default()),
+        }
+    }
+
+    /// Per-address rate limits on registration, sign-in and the token endpoints. Default:
+    /// [`RateLimits::default`]. `None` turns them off (only behind a gateway that limits
+    /// instead). They need the peer address: serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn with_rate_limits(mut self, limits: Option<RateLimits>) -> Self {
+        self.rate_limits = limits;
+        self
     }
 
     /// How long a browser stays signed in. Default 12 h. Longer sessions let whoever uses the
@@ -87,6 +106,7 @@ impl AuthRouter {
             server: self.server,
             authenticator: self.authenticator,
             session_ttl: self.session_ttl,
+            limiter: self.rate_limits.map(Limiter::new),
         });
 
         let mut api = Router::new()
@@ -143,6 +163,7 @@ struct Shared {
     cookies: Cookies,
     pages: Pages,
     session_ttl: Duration,
+    limiter: Option<Limiter>,
 }
 
 #[derive(Debug)]
@@ -171,7 +192,10 @@ fn cacheable(body: impl IntoResponse) -> Response {
     r
 }
 
-async fn register(State(s): AppState, body: Bytes) -> Response {
+async fn register(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::Registration, &peer, &headers) {
+        return limited;
+    }
     let req = match RegistrationRequest::from_json(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -185,7 +209,10 @@ async fn register(State(s): AppState, body: Bytes) -> Response {
     }
 }
 
-async fn token(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+        return limited;
+    }
     let req = match form_pairs(&headers, &body).and_then(TokenRequest::from_pairs) {
         Ok(r) => r,
         Err(e) => {
@@ -198,7 +225,10 @@ async fn token(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response 
     }
 }
 
-async fn revoke(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+        return limited;
+    }
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
         Ok(f) => f,
         Err(e) => return api_error(&s.server.fail(FlowStep::Revocation, Reason::InvalidRequest, None, e, None).await),
@@ -209,7 +239,10 @@ async fn revoke(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response
     }
 }
 
-async fn introspect(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+async fn introspect(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+        return limited;
+    }
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
         Ok(f) => f,
         Err(e) => {
@@ -239,7 +272,10 @@ async fn authorize(State(s): AppState, headers: HeaderMap, uri: Uri) -> Response
 }
 
 /// `POST …/sign-in`.
-async fn sign_in(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers) {
+        return limited;
+    }
     let mut form = match FormFields::parse(&headers, &body, &["pending", "csrf", "username", "password"]) {
         Ok(f) => f,
         Err(e) => return show_error(&e),
@@ -339,6 +375,40 @@ async fn consent(State(s): AppState, headers: HeaderMap, body: Bytes) -> Respons
 }
 
 impl Shared {
+    /// The 429 answer when this client address is over its limit for `class`.
+    fn limited(&self, class: Class, peer: &Peer, headers: &HeaderMap) -> Option<Response> {
+        let limiter = self.limiter.as_ref()?;
+        let Some(addr) = limiter.client_addr(peer.0, headers) else {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "rate limits are off: the peer address is unknown; serve the app with into_make_service_with_connect_info::<SocketAddr>()"
+                );
+            });
+            return None;
+        };
+        let wait = limiter.check(class, addr, std::time::Instant::now()).err()?;
+        tracing::warn!(target: "oauth::flow", client_addr = %addr, ?class, "rate limited; retry in {} s", wait.as_secs());
+        let description = format!("too many requests from this address; retry in {} s", wait.as_secs());
+        let mut resp = if class == Class::SignIn {
+            pages::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                &description,
+                "temporarily_unavailable",
+            )
+        } else {
+            no_store((
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(OAuthError::new(oauth_core::ErrorCode::TemporarilyUnavailable, description)),
+            ))
+        };
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        Some(resp)
+    }
+
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let value = self.cookies.session_value(headers)?;
         session::open_session(&self.server.keys(), &value, self.server.now())
@@ -438,6 +508,17 @@ impl Shared {
             csrf: &csrf,
         };
         pages::page(StatusCode::OK, &page, &cookies)
+    }
+}
+
+/// The peer's socket address, when the app is served with connect info.
+struct Peer(Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)))
     }
 }
 

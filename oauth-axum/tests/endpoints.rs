@@ -398,3 +398,36 @@ async fn cors_preflight_on_api_routes() {
         assert_eq!(header(&r, header::ACCESS_CONTROL_ALLOW_ORIGIN), "*", "{path}");
     }
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_per_address() {
+    let a = app("http://127.0.0.1:8080").await;
+    let from = |mut req: Request<Body>, ip: &str| {
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    let body = r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none"}"#;
+    for i in 0..20 {
+        let (r, b) = send(&a, from(json("/register", body), "192.0.2.1")).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "request {i}: {b}");
+    }
+    let (r, b) = send(&a, from(json("/register", body), "192.0.2.1")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_code(&b), "temporarily_unavailable");
+    assert!(header(&r, header::RETRY_AFTER).parse::<u64>().unwrap() >= 1);
+    let (r, _) = send(&a, from(json("/register", body), "192.0.2.2")).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "another address has its own bucket");
+
+    // Password guessing: the eleventh sign-in attempt from one address is refused.
+    for _ in 0..10 {
+        let (r, _) =
+            send(&a, from(form("/authorize/sign-in", "pending=x&csrf=y&username=alice&password=guess"), "192.0.2.3"))
+                .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "refused for its CSRF token, but counted");
+    }
+    let (r, page) =
+        send(&a, from(form("/authorize/sign-in", "pending=x&csrf=y&username=alice&password=guess"), "192.0.2.3")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.contains("Too many attempts"), "{page}");
+}

@@ -84,7 +84,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    axum::serve(listener, app.router).with_graceful_shutdown(shutdown).await?;
+    // The peer address feeds the authorization server's per-address rate limits.
+    axum::serve(listener, app.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
