@@ -148,6 +148,23 @@ impl AuthRouter {
     }
 }
 
+/// Runs [`AuthorizationServer::sweep`] every `every` in a background task: expired pending
+/// requests and codes, dead grants, old flow events, abandoned dynamically registered clients
+/// and retired keys past retention. Failures are logged and retried at the next tick.
+pub fn spawn_sweeper(server: Arc<AuthorizationServer>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match server.sweep().await {
+                Ok(report) => tracing::debug!(?report, "swept expired records"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired records failed; retrying at the next tick"),
+            }
+        }
+    })
+}
+
 /// The router with default options: [`AuthRouter::new`] then [`AuthRouter::into_router`].
 pub fn router<S: Clone + Send + Sync + 'static>(
     server: Arc<AuthorizationServer>,

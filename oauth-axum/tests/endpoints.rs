@@ -431,3 +431,33 @@ async fn rate_limits_answer_429_per_address() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(page.contains("Too many attempts"), "{page}");
 }
+
+#[tokio::test]
+async fn the_sweeper_removes_abandoned_registrations() {
+    let clock = Arc::new(oauth_core::ManualClock::starting_now());
+    let config = ServerConfig::new(
+        Issuer::parse("http://127.0.0.1:8080").unwrap(),
+        ResourceUri::parse("http://127.0.0.1:8080/mcp").unwrap(),
+    );
+    let server = Arc::new(
+        AuthorizationServer::with_clock(config, MemoryStore::new().into_stores(), clock.clone()).await.unwrap(),
+    );
+    let req = oauth_core::registration::RegistrationRequest::from_json(
+        br#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none"}"#,
+    )
+    .unwrap();
+    server.register(req).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(8 * 86_400));
+    let task = oauth_axum::spawn_sweeper(server.clone(), std::time::Duration::from_millis(10));
+    // Bounded wait for the background task, not a timing assertion.
+    let mut left = usize::MAX;
+    for _ in 0..500 {
+        left = server.stores().clients.list_clients().await.unwrap().len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert_eq!(left, 0, "a client registered 8 days ago that never got a token is collected");
+}

@@ -81,6 +81,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
         None => println!("  sign in with an existing user of this database"),
     }
+    oauth_axum::spawn_sweeper(app.server.clone(), std::time::Duration::from_secs(600));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
