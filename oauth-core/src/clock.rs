@@ -41,6 +41,23 @@ impl UnixTime {
         Self(self.0.saturating_sub(duration_secs(d)))
     }
 
+    /// The time in UTC, `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339), for reports a person reads.
+    pub fn to_rfc3339(self) -> String {
+        let days = self.0.div_euclid(86_400);
+        let secs = self.0.rem_euclid(86_400);
+        // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    }
+
     /// Whole seconds from `earlier` to `self` (negative when `earlier` is later).
     pub fn seconds_since(self, earlier: UnixTime) -> i64 {
         self.0.saturating_sub(earlier.0)
@@ -103,5 +120,17 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> UnixTime {
         UnixTime(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(UnixTime::from_secs(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(UnixTime::from_secs(951_782_400).to_rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(UnixTime::from_secs(1_795_396_544).to_rfc3339(), "2026-11-23T01:15:44Z");
     }
 }

@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod client;
 pub mod clock;
+pub mod diagnose;
 pub mod error;
 pub mod events;
 pub mod introspect;

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use notes_server::{MCP_PATH, Settings, build};
-use oauth_core::Stores;
 use oauth_core::users::create_user;
+use oauth_core::{Clock as _, Stores};
 
 /// An MCP server with per-user notes, protected by OAuth 2.1.
 #[derive(Debug, Parser)]
@@ -21,7 +21,7 @@ struct Cli {
     public_url: Option<String>,
     /// Where the authorization server keeps clients, grants and keys.
     /// `sqlite://path?mode=rwc`, `postgres://…`, or `memory` (nothing survives a restart).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
     database_url: String,
     /// Private-use redirect URI schemes to accept, for clients such as Cursor (`cursor`).
     #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',')]
@@ -30,6 +30,25 @@ struct Cli {
     /// when not given.
     #[arg(long, env = "NOTES_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Why did a connection not come up? Each client's connection attempts, the step where each
+    /// one stopped, the exact reason and the fix, from the flow events in the database.
+    Diagnose {
+        /// Only this client.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// How far back to look: `90s`, `30m`, `1h`, `2d`.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +72,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::Diagnose { client_id, since, json }) = &cli.command {
+        return diagnose(&cli.database_url, client_id.as_deref(), since, *json).await;
+    }
     // Bind first, so that `--listen 127.0.0.1:0` yields a real port for the default public URL.
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let bound = listener.local_addr()?;
@@ -90,6 +112,42 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+async fn diagnose(
+    database_url: &str,
+    client: Option<&str>,
+    since: &str,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let stores = open_stores(database_url).await?;
+    let client = client.map(oauth_core::types::ClientId::parse).transpose()?;
+    let since = oauth_core::SystemClock.now().minus(parse_age(since)?);
+    let report = oauth_core::diagnose::diagnose(stores.events.as_ref(), client.as_ref(), since).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.is_empty() {
+        println!("no flow events in that period");
+    } else {
+        for d in &report {
+            print!("{}", d.render());
+        }
+    }
+    Ok(())
+}
+
+/// `90s`, `30m`, `1h`, `2d`.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not an age like 90s, 30m, 1h or 2d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{s}' is not an age like 90s, 30m, 1h or 2d")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 async fn open_stores(url: &str) -> Result<Stores, Box<dyn std::error::Error>> {

@@ -14,63 +14,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 
 const REDIRECT: &str = "http://127.0.0.1:45731/callback";
 
-/// A browser that keeps cookies by hand and never follows redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { http, cookies: Vec::new() }
-    }
-
-    fn keep_cookies(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(name, _)| name != k);
-            self.cookies.push((k.to_owned(), v.to_owned()));
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    async fn get(&mut self, url: &str) -> (reqwest::StatusCode, String, Option<String>) {
-        let resp = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
-        self.finish(resp).await
-    }
-
-    async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> (reqwest::StatusCode, String, Option<String>) {
-        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let resp = self
-            .http
-            .post(url)
-            .header("cookie", self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        self.finish(resp).await
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> (reqwest::StatusCode, String, Option<String>) {
-        self.keep_cookies(&resp);
-        let status = resp.status();
-        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
-        (status, resp.text().await.unwrap(), location)
-    }
-}
-
-fn attribute(page: &str, marker: &str) -> String {
-    let start = page.find(marker).unwrap_or_else(|| panic!("{marker} not in page:\n{page}")) + marker.len();
-    page[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&#47;", "/")
-}
-
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
     let v = serde_json::to_value(&result.content).unwrap();
     v[0]["text"].as_str().unwrap_or_default().to_owned()
@@ -104,25 +47,7 @@ async fn rmcp_client_completes_the_flow() {
     let auth_url = state.get_authorization_url().await.unwrap();
 
     // 3. The person: sign in and approve.
-    let mut browser = Browser::new();
-    let (status, page, _) = browser.get(&auth_url).await;
-    assert_eq!(status, 200, "{page}");
-    let action = format!("{}{}", server.base_url, attribute(&page, "action=\""));
-    let pending = attribute(&page, "name=\"pending\" value=\"");
-    let csrf = attribute(&page, "name=\"csrf\" value=\"");
-    let (status, consent, _) = browser
-        .post_form(
-            &action,
-            &[("pending", &pending), ("csrf", &csrf), ("username", common::USERNAME), ("password", common::PASSWORD)],
-        )
-        .await;
-    assert_eq!(status, 200, "{consent}");
-    let action = format!("{}{}", server.base_url, attribute(&consent, "action=\""));
-    let csrf = attribute(&consent, "name=\"csrf\" value=\"");
-    let (status, _, location) =
-        browser.post_form(&action, &[("pending", &pending), ("csrf", &csrf), ("decision", "approve")]).await;
-    assert_eq!(status, 303);
-    let location = location.expect("redirect to the client");
+    let location = common::Browser::new().sign_in_and_approve(&server, &auth_url).await;
     assert!(location.starts_with(REDIRECT), "{location}");
     assert!(
         location.contains(&format!(

@@ -1,0 +1,402 @@
+//! Why did a connection not come up? Correlates a client's flow events into connection
+//! attempts, each ending at its furthest step, and turns the failure (or the silence after the
+//! last step) into a verdict with a plain-language fix.
+//!
+//! ```
+//! use oauth_core::diagnose::{Verdict, attempts};
+//! use oauth_core::events::{FlowEvent, FlowStep, Reason};
+//! use oauth_core::UnixTime;
+//!
+//! let t = UnixTime::from_secs;
+//! let events = vec![
+//!     FlowEvent::success(t(0), FlowStep::Registration, "registered"),
+//!     FlowEvent::failure(t(5), FlowStep::AuthorizationRequest, Reason::RedirectUriNotRegistered, "sent X, registered Y"),
+//! ];
+//! let a = attempts(&events);
+//! assert!(matches!(a[0].verdict, Verdict::Failed { reason: Reason::RedirectUriNotRegistered, .. }));
+//! ```
+
+use serde::Serialize;
+
+use crate::clock::UnixTime;
+use crate::error::Error;
+use crate::events::{EventQuery, FlowEvent, FlowStep, Reason};
+use crate::server::AuthorizationServer;
+use crate::store::EventStore;
+use crate::types::ClientId;
+
+/// How a connection attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The client called the MCP endpoint with a token that was accepted.
+    Connected,
+    /// A step failed.
+    Failed {
+        /// The step.
+        step: FlowStep,
+        /// The stable reason.
+        reason: Reason,
+        /// What happened, exactly.
+        detail: String,
+        /// What to change.
+        fix: String,
+    },
+    /// Nothing failed, but the flow stopped after `step`.
+    Stalled {
+        /// The furthest step reached.
+        step: FlowStep,
+        /// What did not happen next, and what to check.
+        explanation: String,
+    },
+}
+
+/// One connection attempt of a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The client.
+    pub client_id: Option<ClientId>,
+    /// First event.
+    pub started_at: UnixTime,
+    /// Last event.
+    pub ended_at: UnixTime,
+    /// The furthest step that succeeded.
+    pub furthest: Option<FlowStep>,
+    /// The verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// The events, oldest first.
+    pub events: Vec<FlowEvent>,
+}
+
+fn rank(step: FlowStep) -> usize {
+    FlowStep::ALL.iter().position(|s| *s == step).unwrap_or(0)
+}
+
+/// Splits one client's events (oldest first) into connection attempts. An attempt starts at a
+/// registration, or at an authorization request once the previous attempt got a code or
+/// failed; refreshes and MCP calls belong to the attempt whose tokens they use.
+pub fn attempts(events: &[FlowEvent]) -> Vec<Attempt> {
+    let mut groups: Vec<Vec<FlowEvent>> = Vec::new();
+    for e in events {
+        let starts_new = match groups.last() {
+            None => true,
+            Some(current) => {
+                let got_code = current.iter().any(|x| x.succeeded() && rank(x.step) >= rank(FlowStep::CodeIssued));
+                let failed = current.iter().any(|x| !x.succeeded());
+                match e.step {
+                    FlowStep::Registration => true,
+                    FlowStep::AuthorizationRequest => got_code || failed,
+                    _ => false,
+                }
+            }
+        };
+        if starts_new {
+            groups.push(Vec::new());
+        }
+        if let Some(g) = groups.last_mut() {
+            g.push(e.clone());
+        }
+    }
+    groups.into_iter().map(judge).collect()
+}
+
+fn judge(events: Vec<FlowEvent>) -> Attempt {
+    let started_at = events.first().map(|e| e.at).unwrap_or(UnixTime::from_secs(0));
+    let ended_at = events.last().map(|e| e.at).unwrap_or(started_at);
+    let client_id = events.iter().find_map(|e| e.client_id.clone());
+    let furthest = events.iter().filter(|e| e.succeeded()).map(|e| e.step).max_by_key(|s| rank(*s));
+    let connected = events.iter().any(|e| e.succeeded() && e.step == FlowStep::ResourceAccess);
+    // The last failure decides, unless the client got through afterwards (a retry that worked).
+    let last_failure = events.iter().rposition(|e| !e.succeeded());
+    let recovered = last_failure.is_some_and(|i| {
+        let failed = rank(events[i].step);
+        events[i + 1..].iter().any(|e| e.succeeded() && rank(e.step) >= failed)
+    });
+    let last_failure = last_failure.map(|i| &events[i]);
+    let verdict = match last_failure {
+        Some(f) if !recovered => {
+            let reason = f.reason.unwrap_or(Reason::Internal);
+            Verdict::Failed { step: f.step, reason, detail: f.detail.clone(), fix: fix(reason).to_owned() }
+        }
+        _ if connected => Verdict::Connected,
+        _ => {
+            let step = furthest.unwrap_or(FlowStep::Registration);
+            Verdict::Stalled { step, explanation: stalled(step, ended_at).to_owned() }
+        }
+    };
+    Attempt { client_id, started_at, ended_at, furthest, verdict, events }
+}
+
+fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
+    match step {
+        FlowStep::Registration => {
+            "the client registered but never sent an authorization request: check from the client's side that the protected-resource and authorization-server metadata are reachable and agree on the issuer"
+        }
+        FlowStep::AuthorizationRequest => {
+            "the sign-in page was shown but nobody signed in: the person closed the window, or the page did not open"
+        }
+        FlowStep::SignIn => "the person signed in but did not answer the consent page",
+        FlowStep::Consent => "consent was given but no code was issued: see the server log for an internal error",
+        FlowStep::CodeIssued => {
+            "a code was issued but never exchanged: the client never called the token endpoint; check that the token endpoint is reachable from the client's servers (Claude.ai and ChatGPT call it from the internet: the public URL must be https and reachable)"
+        }
+        FlowStep::CodeExchange | FlowStep::Refresh | FlowStep::ClientCredentials => {
+            "tokens were issued but never presented to the MCP endpoint: the client did not call the MCP URL with them; check that the URL the client was given is this server's MCP endpoint"
+        }
+        _ => "the flow stopped here without an error",
+    }
+}
+
+/// What to change, for each reason a step can fail.
+pub fn fix(reason: Reason) -> &'static str {
+    match reason {
+        Reason::InvalidRequest => "the client sent a malformed request; the detail names the parameter",
+        Reason::ClientUnknown => {
+            "the client id is not registered here (deleted, or registered with another server or database): reconnect so that the client registers again"
+        }
+        Reason::ClientInactive => "the client is deactivated: reactivate it, or have the client register again",
+        Reason::ClientAuthFailed => {
+            "the client's secret is wrong or missing: re-enter the client id and secret in the client (Claude: the connector's advanced settings), or rotate the secret and give the client the new one"
+        }
+        Reason::RedirectUriNotRegistered => {
+            "the redirect URI the client sent is not among the registered ones: register that exact URI for the client (loopback URIs match on any port)"
+        }
+        Reason::RedirectUriMismatch => {
+            "the client sent a different redirect_uri at the token endpoint than in the authorization request"
+        }
+        Reason::UnsupportedResponseType => "the client asked for a response type other than 'code'",
+        Reason::UnsupportedGrantType | Reason::UnauthorizedClient => {
+            "the client used a grant it did not register: register the client with that grant type"
+        }
+        Reason::PkceMissing => "the client did not send an S256 PKCE challenge: it must (MCP requires PKCE)",
+        Reason::PkceMismatch => {
+            "the code verifier does not match the challenge: the client lost its verifier between authorization and exchange (a restart, or two flows at once)"
+        }
+        Reason::InvalidScope => {
+            "the client asked for scopes this server does not offer: see the detail for the supported ones"
+        }
+        Reason::ResourceMismatch => {
+            "the client asked for a resource this server does not protect: give the client this server's MCP URL exactly"
+        }
+        Reason::PendingExpired => "the sign-in took longer than the request lives: start the connection again",
+        Reason::AccessDenied => "the person denied the request on the consent page",
+        Reason::BadCredentials => "wrong username or password on the sign-in page",
+        Reason::CodeUnknown => {
+            "the code is unknown: it was never issued here, or another server (or database) issued it"
+        }
+        Reason::CodeExpired => {
+            "the code expired before the client exchanged it: the client's token request came too late; check that the token endpoint is reachable quickly from the client"
+        }
+        Reason::CodeReused => {
+            "the code was exchanged twice (a client retry or a stolen code): its tokens were revoked; connect again"
+        }
+        Reason::CodeClientMismatch => "a client exchanged a code issued to another client",
+        Reason::RefreshUnknown | Reason::RefreshExpired => {
+            "the refresh token is unknown or expired: the client must sign in again"
+        }
+        Reason::RefreshReused => {
+            "an old refresh token was replayed after rotation: every token of that authorization was revoked; the client must sign in again (if the client keeps doing this, it is not storing the rotated token)"
+        }
+        Reason::GrantRevoked => "the authorization was revoked: the client must sign in again",
+        Reason::InvalidClientMetadata | Reason::InvalidRedirectUri => {
+            "the registration request was refused: the detail says which field; private-use redirect schemes must be allowed by the operator"
+        }
+        Reason::TokenMissing => "the client called the MCP endpoint without a token",
+        Reason::TokenMalformed => "the client sent something that is not one of this server's access tokens",
+        Reason::TokenSignatureInvalid => {
+            "the token was signed by another key: issued by another server, or before the keys were replaced; the client must sign in again"
+        }
+        Reason::TokenExpired => "the access token expired and the client did not refresh it",
+        Reason::TokenIssuerMismatch => {
+            "the token comes from another issuer: the client is using tokens of another server"
+        }
+        Reason::TokenAudienceMismatch => {
+            "the token is for another resource URL (a trailing slash, another path or host): give the client this server's MCP URL exactly"
+        }
+        Reason::InsufficientScope => {
+            "the token lacks a scope the tool needs: the client must ask for it and the person consent again"
+        }
+        _ => "an internal error: see the server log",
+    }
+}
+
+/// The attempts of one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClientDiagnosis {
+    /// The client (`None` for events that name none, such as refused malformed tokens).
+    pub client_id: Option<ClientId>,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+impl ClientDiagnosis {
+    /// A human-readable report.
+    pub fn render(&self) -> String {
+        let mut out = format!("client {}\n", self.client_id.as_ref().map(ClientId::as_str).unwrap_or("(none)"));
+        for (i, a) in self.attempts.iter().enumerate() {
+            out.push_str(&format!(
+                "  attempt {} ({} .. {}): ",
+                i + 1,
+                a.started_at.to_rfc3339(),
+                a.ended_at.to_rfc3339()
+            ));
+            match &a.verdict {
+                Verdict::Connected => out.push_str("connected\n"),
+                Verdict::Failed { step, reason, detail, fix } => {
+                    out.push_str(&format!("FAILED at {step}: {reason}\n    what happened: {detail}\n    fix: {fix}\n"));
+                }
+                Verdict::Stalled { step, explanation } => {
+                    out.push_str(&format!("stopped after {step}\n    {explanation}\n"));
+                }
+            }
+            for e in &a.events {
+                let outcome = e.reason.map(|r| format!("FAILED {r}")).unwrap_or_else(|| "ok".into());
+                out.push_str(&format!(
+                    "    {} {:<22} {:<28} {}\n",
+                    e.at.to_rfc3339(),
+                    e.step.as_str(),
+                    outcome,
+                    e.detail
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl AuthorizationServer {
+    /// The connection attempts since `since`, per client (or of one client).
+    pub async fn diagnose(&self, client: Option<&ClientId>, since: UnixTime) -> Result<Vec<ClientDiagnosis>, Error> {
+        diagnose(self.stores().events.as_ref(), client, since).await
+    }
+}
+
+/// The connection attempts recorded in `store` since `since`, per client (or of one client):
+/// what an operator's command line runs against the server's database.
+pub async fn diagnose(
+    store: &dyn EventStore,
+    client: Option<&ClientId>,
+    since: UnixTime,
+) -> Result<Vec<ClientDiagnosis>, Error> {
+    {
+        let mut query = EventQuery::all().since(since).limit(10_000);
+        if let Some(c) = client {
+            query = query.for_client(c);
+        }
+        let events = store.events(&query).await?;
+        let mut clients: Vec<Option<ClientId>> = Vec::new();
+        for e in &events {
+            if !clients.contains(&e.client_id) {
+                clients.push(e.client_id.clone());
+            }
+        }
+        Ok(clients
+            .into_iter()
+            .map(|c| {
+                let mine: Vec<FlowEvent> = events.iter().filter(|e| e.client_id == c).cloned().collect();
+                ClientDiagnosis { client_id: c, attempts: attempts(&mine) }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(t: i64, step: FlowStep) -> FlowEvent {
+        FlowEvent::success(UnixTime::from_secs(t), step, format!("{step} ok"))
+    }
+
+    fn bad(t: i64, step: FlowStep, reason: Reason) -> FlowEvent {
+        FlowEvent::failure(UnixTime::from_secs(t), step, reason, "exact detail")
+    }
+
+    #[test]
+    fn a_full_flow_is_connected() {
+        let e = [
+            ok(0, FlowStep::Registration),
+            ok(1, FlowStep::AuthorizationRequest),
+            ok(2, FlowStep::SignIn),
+            ok(3, FlowStep::Consent),
+            ok(4, FlowStep::CodeIssued),
+            ok(5, FlowStep::CodeExchange),
+            ok(6, FlowStep::ResourceAccess),
+            ok(900, FlowStep::Refresh),
+        ];
+        let a = attempts(&e);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].verdict, Verdict::Connected);
+    }
+
+    #[test]
+    fn failures_name_step_reason_and_fix() {
+        let e = [
+            ok(0, FlowStep::Registration),
+            ok(1, FlowStep::AuthorizationRequest),
+            ok(4, FlowStep::CodeIssued),
+            bad(400, FlowStep::CodeExchange, Reason::CodeExpired),
+        ];
+        match &attempts(&e)[0].verdict {
+            Verdict::Failed { step, reason, detail, fix } => {
+                assert_eq!((*step, *reason), (FlowStep::CodeExchange, Reason::CodeExpired));
+                assert_eq!(detail, "exact detail");
+                assert!(fix.contains("expired"));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn silence_after_a_code_is_a_stall_at_the_token_endpoint() {
+        let e = [ok(0, FlowStep::Registration), ok(1, FlowStep::AuthorizationRequest), ok(2, FlowStep::CodeIssued)];
+        match &attempts(&e)[0].verdict {
+            Verdict::Stalled { step, explanation } => {
+                assert_eq!(*step, FlowStep::CodeIssued);
+                assert!(explanation.contains("never exchanged"));
+            }
+            v => panic!("{v:?}"),
+        }
+        let e = [ok(0, FlowStep::CodeIssued), ok(1, FlowStep::CodeExchange)];
+        assert!(
+            matches!(&attempts(&e)[0].verdict, Verdict::Stalled { explanation, .. } if explanation.contains("never presented"))
+        );
+    }
+
+    #[test]
+    fn retries_start_new_attempts_and_recoveries_count() {
+        let e = [
+            ok(0, FlowStep::Registration),
+            bad(1, FlowStep::AuthorizationRequest, Reason::RedirectUriNotRegistered),
+            ok(50, FlowStep::Registration),
+            ok(51, FlowStep::AuthorizationRequest),
+            ok(52, FlowStep::CodeIssued),
+            ok(53, FlowStep::CodeExchange),
+            // A corrupted token, then the client refreshed and got through.
+            bad(60, FlowStep::ResourceAccess, Reason::TokenExpired),
+            ok(61, FlowStep::Refresh),
+            ok(62, FlowStep::ResourceAccess),
+        ];
+        let a = attempts(&e);
+        assert_eq!(a.len(), 2);
+        assert!(matches!(a[0].verdict, Verdict::Failed { reason: Reason::RedirectUriNotRegistered, .. }));
+        assert_eq!(a[1].verdict, Verdict::Connected);
+    }
+
+    #[test]
+    fn every_reason_has_a_fix() {
+        for r in Reason::ALL {
+            assert!(!fix(*r).is_empty());
+        }
+        let d = ClientDiagnosis {
+            client_id: None,
+            attempts: attempts(&[bad(1, FlowStep::CodeExchange, Reason::PkceMismatch)]),
+        };
+        let text = d.render();
+        assert!(text.contains("FAILED at code_exchange: pkce_mismatch") && text.contains("fix: "), "{text}");
+    }
+}
