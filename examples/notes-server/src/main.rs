@@ -49,6 +49,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Users of the sign-in page.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Pre-registered clients (for example the id and secret typed into Claude's "Advanced
+    /// settings").
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Adds a user; the password is read from the first line of standard input.
+    Add {
+        /// The username.
+        username: String,
+    },
+    /// Sets a user's password, read from the first line of standard input.
+    Passwd {
+        /// The username.
+        username: String,
+    },
+    /// Lists the users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientsCommand {
+    /// Registers a client and prints its id and, for a confidential client, its secret (once).
+    Add {
+        /// The name shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Give the client a secret (client_secret_post or client_secret_basic).
+        #[arg(long)]
+        confidential: bool,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        trusted: bool,
+    },
+    /// Lists the clients.
+    List,
 }
 
 #[tokio::main]
@@ -72,8 +116,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(Command::Diagnose { client_id, since, json }) = &cli.command {
-        return diagnose(&cli.database_url, client_id.as_deref(), since, *json).await;
+    match &cli.command {
+        None => {}
+        Some(Command::Diagnose { client_id, since, json }) => {
+            return diagnose(&cli.database_url, client_id.as_deref(), since, *json).await;
+        }
+        Some(Command::Users(cmd)) => return users(&cli.database_url, cmd).await,
+        Some(Command::Clients(cmd)) => return clients(&cli, cmd).await,
     }
     // Bind first, so that `--listen 127.0.0.1:0` yields a real port for the default public URL.
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
@@ -101,7 +150,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match first_user {
         Some((password, true)) => println!("  sign in as: admin / {password}   (shown once; stored only as a hash)"),
         Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
-        None => println!("  sign in with an existing user of this database"),
+        None => println!("  sign in with an existing user of this database (add one: notes-server users add NAME)"),
     }
     oauth_axum::spawn_sweeper(app.server.clone(), std::time::Duration::from_secs(600));
     let shutdown = async {
@@ -131,6 +180,77 @@ async fn diagnose(
     } else {
         for d in &report {
             print!("{}", d.render());
+        }
+    }
+    Ok(())
+}
+
+async fn users(database_url: &str, cmd: &UsersCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let stores = open_stores(database_url).await?;
+    let users = stores.users.as_ref();
+    match cmd {
+        UsersCommand::Add { username } => {
+            let user = create_user(users, username, &read_password()?, oauth_core::SystemClock.now()).await?;
+            println!("added user '{}' ({})", user.username, user.id);
+        }
+        UsersCommand::Passwd { username } => {
+            if !oauth_core::users::set_password(users, username, &read_password()?).await? {
+                return Err(format!("no user named '{username}'").into());
+            }
+            println!("password of '{username}' changed");
+        }
+        UsersCommand::List => {
+            for u in users.list_users().await? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}  {}  {state}  created {}", u.id, u.username, u.created_at.to_rfc3339());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first line of standard input: passwords never go on the command line.
+fn read_password() -> Result<String, Box<dyn std::error::Error>> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn clients(cli: &Cli, cmd: &ClientsCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let stores = open_stores(&cli.database_url).await?;
+    match cmd {
+        ClientsCommand::Add { name, redirect_uris, confidential, trusted } => {
+            let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{}", cli.listen));
+            let settings = Settings { public_url, redirect_schemes: cli.redirect_schemes.clone() };
+            let app = build(&settings, stores).await?;
+            let uris = redirect_uris
+                .iter()
+                .map(|u| oauth_core::types::RedirectUri::parse(u))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut spec = oauth_core::server::NewClient::new(name.clone(), uris);
+            if *confidential {
+                spec = spec.confidential();
+            }
+            if *trusted {
+                spec = spec.trusted();
+            }
+            let created = app.server.create_client(spec).await?;
+            println!("client_id: {}", created.client.id);
+            if let Some(secret) = &created.secret {
+                println!("client_secret: {}   (shown once; stored only as a hash)", secret.secret());
+            }
+        }
+        ClientsCommand::List => {
+            for c in stores.clients.list_clients().await? {
+                println!(
+                    "{}  {}  {}  {:?}  redirect URIs: {}",
+                    c.id,
+                    c.display_name(),
+                    c.auth_method.as_str(),
+                    c.origin,
+                    c.redirect_uri_list()
+                );
+            }
         }
     }
     Ok(())
