@@ -23,8 +23,10 @@ struct Cli {
     /// `sqlite://path?mode=rwc`, `postgres://…`, or `memory` (nothing survives a restart).
     #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
     database_url: String,
-    /// Private-use redirect URI schemes to accept, for clients such as Cursor (`cursor`).
-    #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',')]
+    /// Private-use redirect URI schemes to accept. Default: `cursor`, so that Cursor connects
+    /// out of the box; any app on the user's machine can claim a scheme, so list only the
+    /// clients you expect.
+    #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',', default_value = "cursor")]
     redirect_schemes: Vec<String>,
     /// Password of the first user (`admin`) on a fresh database; generated and printed once
     /// when not given.
