@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod cache;
 mod policy;
 mod verifier;
 
@@ -23,6 +24,7 @@ use oauth_core::types::{ResourceUri, ScopeSet};
 use tower::{Layer, Service};
 use tower_http::cors::{Any, CorsLayer};
 
+pub use crate::cache::{CacheStats, TokenCache, TokenCacheConfig};
 pub use crate::policy::ScopePolicy;
 pub use crate::verifier::{AuthContext, LocalVerifier, Rejection, TokenVerifier};
 

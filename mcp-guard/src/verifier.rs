@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use oauth_core::events::{FlowEvent, Reason};
-use oauth_core::types::{ClientId, ScopeSet, UserId};
+use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{AuthorizationServer, Clock, SystemClock, UnixTime};
+
+use crate::cache::{TokenCache, TokenCacheConfig};
 
 /// Who is calling: put into the request extensions for tool handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub struct AuthContext {
     pub issuer: String,
     /// The token's unique id (`jti`).
     pub token_id: String,
+    /// The grant the token belongs to (`gid`), when the issuer says: what
+    /// [`TokenCache::invalidate_grant`] matches on.
+    pub grant_id: Option<GrantId>,
 }
 
 impl AuthContext {
@@ -36,7 +41,14 @@ impl AuthContext {
         issuer: String,
         token_id: String,
     ) -> Self {
-        Self { subject, client_id, scopes, expires_at, issuer, token_id }
+        Self { subject, client_id, scopes, expires_at, issuer, token_id, grant_id: None }
+    }
+
+    /// Sets the grant the token belongs to.
+    #[must_use]
+    pub fn with_grant_id(mut self, grant_id: GrantId) -> Self {
+        self.grant_id = Some(grant_id);
+        self
     }
 
     /// Whether the token has `scope`.
@@ -81,23 +93,52 @@ pub trait TokenVerifier: std::fmt::Debug + Send + Sync + 'static {
 
 /// Verifies tokens with the keys of an embedded [`AuthorizationServer`]: signature, `typ`,
 /// issuer, audience (the canonical resource) and expiry. Events go to the server's event store.
+///
+/// Accepted tokens are cached by default (see [`crate::cache`] for why that is safe); share a
+/// [`TokenCache`] that watches the server's revocations with [`Self::with_cache`], or turn it
+/// off with [`Self::without_cache`].
 #[derive(Debug, Clone)]
 pub struct LocalVerifier {
     server: Arc<AuthorizationServer>,
+    cache: Option<TokenCache>,
 }
 
 impl LocalVerifier {
-    /// A verifier for tokens of `server`.
+    /// A verifier for tokens of `server`, with its own [`TokenCache`] sized by
+    /// [`TokenCacheConfig::for_server`].
     pub fn new(server: Arc<AuthorizationServer>) -> Self {
-        Self { server }
+        let cache = TokenCache::new(TokenCacheConfig::for_server(server.config()));
+        Self { server, cache: Some(cache) }
     }
-}
 
-#[async_trait]
-impl TokenVerifier for LocalVerifier {
-    async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
+    /// Caches accepted tokens in `cache`, typically one that
+    /// [watches the server's revocations](TokenCache::watch_revocations). Default: a cache of
+    /// its own, which sees no revocation.
+    #[must_use]
+    pub fn with_cache(mut self, cache: TokenCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Checks every token's signature on every request. Default: cached.
+    #[must_use]
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// The cache, if any: to invalidate tokens or grants, or to clear it.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<AuthContext, Rejection> {
         let claims = self.server.verify_access_token(token).map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
         let malformed = |what: &str| Rejection::new(Reason::TokenMalformed, format!("the token's {what} is malformed"));
+        let grant_id = match claims.gid.as_deref() {
+            Some(g) => Some(GrantId::parse(g).map_err(|_| malformed("gid"))?),
+            None => None,
+        };
         Ok(AuthContext {
             subject: UserId::parse(&claims.sub).map_err(|_| malformed("sub"))?,
             client_id: ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?,
@@ -105,7 +146,25 @@ impl TokenVerifier for LocalVerifier {
             expires_at: UnixTime::from_secs(claims.exp),
             issuer: claims.iss,
             token_id: claims.jti,
+            grant_id,
         })
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for LocalVerifier {
+    async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
+        let Some(cache) = &self.cache else {
+            return self.verify_uncached(token);
+        };
+        let now = self.server.now();
+        let key = cache.key_of(token);
+        if let Some(ctx) = cache.lookup(key, now) {
+            return Ok(ctx);
+        }
+        let ctx = self.verify_uncached(token)?;
+        cache.admit_key(key, &ctx, now)?;
+        Ok(ctx)
     }
 
     async fn record(&self, event: FlowEvent) {
