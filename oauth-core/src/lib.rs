@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod admin;
 pub mod authorize;
 pub mod client;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod registration;
 pub mod revoke;
 pub mod secret;
+pub mod selfcheck;
 pub mod server;
 pub mod store;
 pub mod token;

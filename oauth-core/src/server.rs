@@ -19,9 +19,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::client::{Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+use crate::admin::Operator;
+use crate::client::{Client, GrantType};
 use crate::clock::{Clock, SystemClock, UnixTime};
-use crate::error::{Error, OAuthError, StoreError};
+use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep, Reason};
 use crate::jwt::{AccessTokenClaims, TokenValidation, VerifyError, verify};
 use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
@@ -29,6 +30,7 @@ use crate::metadata::{AuthorizationServerMetadata, EndpointPaths, MetadataInputs
 use crate::policy::RedirectPolicy;
 use crate::registration::{RegistrationRequest, RegistrationResponse};
 use crate::secret::{ClientSecret, hash_password};
+use crate::selfcheck::{self, KnownClient};
 use crate::store::Stores;
 use crate::types::{ClientId, Issuer, RedirectUri, ResourceUri, ScopeSet};
 
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     pub client_credentials: bool,
     /// Documentation URL for the metadata's `service_documentation`.
     pub service_documentation: Option<String>,
+    /// Clients the operator expects to connect; the self-check makes sure each one can.
+    pub expected_clients: Vec<KnownClient>,
 }
 
 impl ServerConfig {
@@ -107,6 +111,7 @@ impl ServerConfig {
             dynamic_registration: true,
             client_credentials: true,
             service_documentation: None,
+            expected_clients: Vec::new(),
         }
     }
 
@@ -215,6 +220,16 @@ impl ServerConfig {
     #[must_use]
     pub fn with_service_documentation(mut self, url: impl Into<String>) -> Self {
         self.service_documentation = Some(url.into());
+        self
+    }
+
+    /// Declares the clients expected to connect (Claude, Cursor, …), so that the self-check
+    /// ([`AuthorizationServer::self_check`]) refuses a configuration that would lock one out:
+    /// a callback the redirect policy refuses, or a loopback URL for a client that connects
+    /// from the internet. Default: none, which checks nothing client-specific.
+    #[must_use]
+    pub fn with_expected_clients(mut self, clients: impl IntoIterator<Item = KnownClient>) -> Self {
+        self.expected_clients = clients.into_iter().collect();
         self
     }
 
@@ -452,10 +467,7 @@ impl AuthorizationServer {
     /// Records a flow event: to `tracing`, and to the event store. A store failure is logged,
     /// never turned into a failed request.
     pub async fn record(&self, event: FlowEvent) {
-        event.trace();
-        if let Err(e) = self.stores.events.record_event(&event).await {
-            tracing::error!(error = %e, step = event.step.as_str(), "could not store a flow event");
-        }
+        record_event(&self.stores, event).await;
     }
 
     /// Dynamic client registration (RFC 7591).
@@ -516,43 +528,29 @@ impl AuthorizationServer {
     }
 
     /// Registers a client on the operator's behalf (pre-registration). Confidential clients
-    /// get a generated secret, returned once and stored as a hash.
+    /// get a generated secret, returned once and stored as a hash. See [`Operator`].
     pub async fn create_client(&self, spec: NewClient) -> Result<CreatedClient, Error> {
-        for uri in &spec.redirect_uris {
-            if uri.kind() == crate::types::RedirectKind::PlainHttp {
-                return Err(OAuthError::invalid_redirect_uri(format!(
-                    "'{uri}' uses plain http to a non-loopback host"
-                ))
-                .into());
-            }
+        self.operator().create_client(spec).await
+    }
+
+    /// The startup self-check: refuses, with every problem and its fix, a deployment that no
+    /// client could use. `prm` is the protected-resource metadata served, `served_mcp_url`
+    /// where the MCP endpoint is mounted. See [`crate::selfcheck`].
+    pub fn self_check(&self, prm: &ProtectedResourceMetadata, served_mcp_url: &str) -> Result<(), Error> {
+        let problems = selfcheck::check(&self.config, prm, served_mcp_url);
+        if problems.is_empty() {
+            return Ok(());
         }
-        let now = self.now();
-        let method =
-            if spec.confidential { TokenEndpointAuthMethod::ClientSecretPost } else { TokenEndpointAuthMethod::None };
-        let id = spec.client_id.unwrap_or_else(ClientId::generate);
-        let mut client = Client::new(id, method, spec.redirect_uris, ClientOrigin::PreRegistered, now);
-        client.name = Some(spec.name);
-        client.trusted = spec.trusted;
-        client.grant_types = spec.grant_types;
-        let secret = spec.confidential.then(ClientSecret::generate);
-        if let Some(s) = &secret {
-            client.secret_hash = Some(hash_password(s.secret())?);
+        for p in &problems {
+            tracing::error!(problem = %p.what, fix = %p.fix, "self-check: this configuration cannot work");
         }
-        match self.stores.clients.create_client(&client).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(
-                    OAuthError::invalid_request(format!("a client with id '{}' already exists", client.id)).into()
-                );
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.record(
-            FlowEvent::success(now, FlowStep::Registration, format!("pre-registered '{}'", client.display_name()))
-                .client(&client.id),
-        )
-        .await;
-        Ok(CreatedClient { client, secret })
+        let list: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
+        Err(Error::Config(format!("the self-check found {} problem(s):{}", problems.len(), list.concat())))
+    }
+
+    /// The operator's actions on this server's stores and clock.
+    pub fn operator(&self) -> Operator {
+        Operator::with_clock(self.stores.clone(), self.clock.clone())
     }
 
     /// Deletes expired and abandoned records: pending requests, old codes, dead grants, old
@@ -578,6 +576,14 @@ impl AuthorizationServer {
             self.reload_keys().await?;
         }
         Ok(report)
+    }
+}
+
+/// Traces `event` and stores it; a store failure is logged, never returned.
+pub(crate) async fn record_event(stores: &Stores, event: FlowEvent) {
+    event.trace();
+    if let Err(e) = stores.events.record_event(&event).await {
+        tracing::error!(error = %e, step = event.step.as_str(), "could not store a flow event");
     }
 }
 

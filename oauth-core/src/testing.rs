@@ -58,6 +58,7 @@ macro_rules! store_conformance_tests {
             refresh_replay_after_grace_revokes_family,
             grant_error_paths_write_nothing,
             keys_survive_a_restart,
+            operator_manages_clients_and_users,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -965,6 +966,76 @@ pub async fn keys_survive_a_restart(stores: Stores) {
     let report = again.server.sweep().await.unwrap();
     assert_eq!(report.keys, 1);
     assert_eq!(again.server.jwks().keys.len(), 1);
+}
+
+pub async fn operator_manages_clients_and_users(stores: Stores) {
+    use crate::admin::ClientUpdate;
+    let h = harness(stores).await;
+    let op = h.server.operator();
+    let redirect = RedirectUri::parse(REDIRECT).unwrap();
+
+    // A confidential client, its secret rotated: only the new secret verifies.
+    let created = op.create_client(NewClient::new("Claude", vec![redirect.clone()]).confidential()).await.unwrap();
+    let first = created.secret.unwrap();
+    let second = op.rotate_client_secret(&created.client.id).await.unwrap();
+    assert_ne!(first.secret(), second.secret());
+    let stored = h.server.stores().clients.client(&created.client.id).await.unwrap().unwrap();
+    let hash = stored.secret_hash.unwrap();
+    assert!(crate::secret::verify_password(second.secret(), &hash));
+    assert!(!crate::secret::verify_password(first.secret(), &hash), "the old secret stops working");
+
+    // Updates change only what they name.
+    let claude = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
+    let updated = op
+        .update_client(&created.client.id, ClientUpdate::default().redirect_uris(vec![claude.clone()]).trusted(true))
+        .await
+        .unwrap();
+    assert_eq!((updated.redirect_uris.clone(), updated.trusted, updated.active), (vec![claude], true, true));
+    assert_eq!(h.server.stores().clients.client(&created.client.id).await.unwrap(), Some(updated));
+    let plain = RedirectUri::parse("http://example.com/cb").unwrap();
+    let e = op.update_client(&created.client.id, ClientUpdate::default().redirect_uris(vec![plain])).await;
+    assert_eq!(oauth_code(&e.unwrap_err()), ErrorCode::InvalidRedirectUri);
+    assert!(op.update_client(&cid("ghost"), ClientUpdate::default().trusted(true)).await.is_err());
+    assert!(
+        op.rotate_client_secret(&register_public_client(&h.server).await).await.is_err(),
+        "public clients have no secret"
+    );
+
+    // A public client's codes, counted from its flow events.
+    let client = register_public_client(&h.server).await;
+    let (code, verifier) = authorize_code(&h.server, &client).await;
+    let tokens = h.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let _unused = authorize_code(&h.server, &client).await;
+    let report = op.client_report(&client).await.unwrap().unwrap();
+    assert_eq!(
+        (report.codes_issued, report.codes_exchanged, report.codes_expired, report.codes_unused, report.active_grants),
+        (2, 1, 0, 1, 1),
+        "{report:?}"
+    );
+    assert!(!report.has_secret && report.render().contains("2 issued, 1 exchanged"));
+    assert!(op.client_report(&cid("ghost")).await.unwrap().is_none());
+
+    // Deactivating revokes the grants: the refresh token stops working.
+    op.update_client(&client, ClientUpdate::default().active(false)).await.unwrap();
+    assert_eq!(op.client_report(&client).await.unwrap().unwrap().active_grants, 0);
+    let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+    assert!(h.server.token(refresh_request(&client, &refresh), None).await.is_err());
+
+    // Removing a user revokes what it approved; removing a client deletes it.
+    let other = register_public_client(&h.server).await;
+    let user = User::new(uid("user-1"), "alice".into(), crate::secret::hash_password("a long password").unwrap(), t(0));
+    h.server.stores().users.create_user(&user).await.unwrap();
+    let (code, verifier) = authorize_code(&h.server, &other).await;
+    let tokens = h.server.token(code_request(&other, &code, &verifier), None).await.unwrap();
+    assert!(op.remove_user("alice").await.unwrap());
+    assert!(!op.remove_user("alice").await.unwrap());
+    assert!(h.server.stores().users.user(&user.id).await.unwrap().is_none());
+    assert!(h.server.stores().grants.client_grants(&other).await.unwrap().iter().all(|g| g.revoked_at.is_some()));
+    let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+    assert!(h.server.token(refresh_request(&other, &refresh), None).await.is_err());
+    assert!(op.remove_client(&other).await.unwrap());
+    assert!(!op.remove_client(&other).await.unwrap());
+    assert!(h.server.stores().clients.client(&other).await.unwrap().is_none());
 }
 
 #[allow(dead_code)]
