@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod admin;
 mod pages;
 mod ratelimit;
 mod session;
@@ -28,6 +29,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::ratelimit::{Class, Limiter};
 use crate::session::{Cookies, Session};
 
+pub use crate::admin::{AdminToken, MIN_ADMIN_TOKEN_LEN, admin_router};
 pub use crate::ratelimit::{Limit, RateLimits};
 pub use oauth_core;
 

@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::request::Parts;
 use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, mcp_cors_layer, protected_resource_router};
+use oauth_axum::AdminToken;
 use oauth_core::policy::RedirectPolicy;
+use oauth_core::selfcheck::KnownClient;
 use oauth_core::types::{Issuer, ResourceUri};
 use oauth_core::users::StoreAuthenticator;
-use oauth_core::{AuthorizationServer, Error, ServerConfig, Stores};
+use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -33,6 +35,24 @@ pub struct Settings {
     pub public_url: String,
     /// Private-use redirect schemes to accept at registration (`cursor`, …).
     pub redirect_schemes: Vec<String>,
+    /// Clients the operator expects; the startup self-check refuses a configuration that
+    /// would lock one of them out.
+    pub expected_clients: Vec<KnownClient>,
+    /// Turns on the admin endpoint (`/admin/diagnose`, `/admin/clients/{id}`) behind this
+    /// bearer secret. Off when `None`.
+    pub admin_token: Option<AdminToken>,
+}
+
+impl Settings {
+    /// Settings for `public_url` with nothing else on.
+    pub fn new(public_url: impl Into<String>) -> Self {
+        Self {
+            public_url: public_url.into(),
+            redirect_schemes: Vec::new(),
+            expected_clients: Vec::new(),
+            admin_token: None,
+        }
+    }
 }
 
 /// The assembled application.
@@ -44,8 +64,13 @@ pub struct App {
     pub server: Arc<AuthorizationServer>,
 }
 
-/// Builds the app on `stores`.
+/// Builds the app on `stores`, after the startup self-check.
 pub async fn build(settings: &Settings, stores: Stores) -> Result<App, Error> {
+    build_with_clock(settings, stores, Arc::new(SystemClock)).await
+}
+
+/// [`build`] on the given clock (tests move time forward with a `ManualClock`).
+pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dyn Clock>) -> Result<App, Error> {
     let public = settings.public_url.trim_end_matches('/');
     let issuer = Issuer::parse(public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
     if !issuer.path().is_empty() {
@@ -55,8 +80,11 @@ pub async fn build(settings: &Settings, stores: Stores) -> Result<App, Error> {
     }
     let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
     let config = ServerConfig::new(issuer, resource.clone())
-        .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()));
-    let server = Arc::new(AuthorizationServer::new(config, stores).await?);
+        .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
+        .with_expected_clients(settings.expected_clients.iter().copied());
+    let server = Arc::new(AuthorizationServer::with_clock(config, stores, clock).await?);
+    let prm = server.protected_resource_metadata().with_name("Notes");
+    server.self_check(&prm, &format!("{public}{MCP_PATH}"))?;
 
     let notes = Notebook::default();
     let mcp_server = server.clone();
@@ -74,10 +102,13 @@ pub async fn build(settings: &Settings, stores: Stores) -> Result<App, Error> {
         .with_required_scopes(server.config().default_scopes.clone());
 
     let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
-    let router = Router::new()
+    let mut router = Router::new()
         .nest_service(MCP_PATH, tower::ServiceBuilder::new().layer(mcp_cors_layer()).layer(guard).service(mcp))
-        .merge(protected_resource_router(server.protected_resource_metadata().with_name("Notes")))
+        .merge(protected_resource_router(prm))
         .merge(oauth_axum::router(server.clone(), authenticator));
+    if let Some(token) = &settings.admin_token {
+        router = router.merge(oauth_axum::admin_router(server.clone(), token.clone()));
+    }
     Ok(App { router, server })
 }
 

@@ -15,7 +15,7 @@ async fn body(resp: axum::response::Response) -> serde_json::Value {
 
 #[tokio::test]
 async fn public_https_url_behind_a_proxy() {
-    let settings = Settings { public_url: "https://mcp.example.com/".into(), redirect_schemes: vec!["cursor".into()] };
+    let settings = Settings { redirect_schemes: vec!["cursor".into()], ..Settings::new("https://mcp.example.com/") };
     let app = build(&settings, MemoryStore::new().into_stores()).await.unwrap();
 
     let prm = app
@@ -81,10 +81,89 @@ async fn public_https_url_behind_a_proxy() {
 
 #[tokio::test]
 async fn a_public_url_with_a_path_is_refused_with_a_reason() {
-    let settings = Settings { public_url: "https://mcp.example.com/notes".into(), redirect_schemes: vec![] };
+    let settings = Settings::new("https://mcp.example.com/notes");
     let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err();
     assert!(err.to_string().contains("has a path"), "{err}");
-    let settings = Settings { public_url: "http://mcp.example.com".into(), redirect_schemes: vec![] };
+    let settings = Settings::new("http://mcp.example.com");
     let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err();
     assert!(err.to_string().contains("https"), "plain http outside loopback is refused: {err}");
+}
+
+#[tokio::test]
+async fn the_self_check_refuses_what_an_expected_client_cannot_use() {
+    use oauth_core::selfcheck::KnownClient;
+    // Claude connects from its servers: a loopback URL cannot work.
+    let settings = Settings { expected_clients: vec![KnownClient::Claude], ..Settings::new("http://127.0.0.1:8080") };
+    let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err().to_string();
+    assert!(err.contains("claude is expected") && err.contains("https tunnel"), "{err}");
+    // Cursor's callback needs its scheme allowed.
+    let settings = Settings { expected_clients: vec![KnownClient::Cursor], ..Settings::new("https://mcp.example.com") };
+    let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err().to_string();
+    assert!(err.contains("cursor is expected") && err.contains("private-use scheme 'cursor'"), "{err}");
+    // Both fixed: the server starts.
+    let settings = Settings {
+        expected_clients: KnownClient::ALL.to_vec(),
+        redirect_schemes: vec!["cursor".into()],
+        ..Settings::new("https://mcp.example.com")
+    };
+    assert!(build(&settings, MemoryStore::new().into_stores()).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
+    let get = |router: axum::Router, auth: Option<&str>| {
+        let mut req = Request::get("/admin/diagnose?since=600");
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        router.oneshot(req.body(Body::empty()).unwrap())
+    };
+    let off = build(&Settings::new("https://mcp.example.com"), MemoryStore::new().into_stores()).await.unwrap();
+    assert_eq!(get(off.router, Some("Bearer anything")).await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    let secret = "an admin secret of more than thirty-two characters";
+    assert!(oauth_axum::AdminToken::new("short").is_err(), "short admin secrets are refused");
+    let settings = Settings {
+        admin_token: Some(oauth_axum::AdminToken::new(secret).unwrap()),
+        ..Settings::new("https://mcp.example.com")
+    };
+    let on = build(&settings, MemoryStore::new().into_stores()).await.unwrap();
+    let refused = get(on.router.clone(), None).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(on.router.clone(), Some("Bearer wrong")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // A failed registration, then the timeline names it.
+    let reg = on
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"client_name":"x","redirect_uris":["http://evil.example/cb"]}"#))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), StatusCode::BAD_REQUEST);
+    let ok = get(on.router.clone(), Some(&format!("Bearer {secret}"))).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()[header::CACHE_CONTROL], "no-store");
+    let report = body(ok).await;
+    let attempt = &report[0]["attempts"][0];
+    assert_eq!(
+        (attempt["verdict"].as_str(), attempt["reason"].as_str()),
+        (Some("failed"), Some("invalid_redirect_uri")),
+        "{report}"
+    );
+    let missing = on
+        .router
+        .oneshot(
+            Request::get("/admin/clients/mcp_nope")
+                .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }

@@ -1,4 +1,7 @@
-//! The operator's subcommands, run as processes on a fresh SQLite database.
+//! The operator's subcommands, run as processes on a fresh SQLite database, and `check`
+//! against the running example.
+
+mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -59,4 +62,23 @@ fn users_and_clients_are_managed_from_the_command_line() {
     assert!(list.contains(&id) && list.contains("client_secret_post") && list.contains("PreRegistered"), "{list}");
     assert!(!list.contains(&secret), "the secret is never shown again");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check` against the running example: every step a client takes passes.
+#[test]
+fn check_passes_against_the_running_example() {
+    let server = common::Server::start("check");
+    let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["check", "--public-url", &server.base_url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("every step passed"), "{text}");
+    for step in ["challenge", "cors-challenge", "cors-preflight", "resource-metadata", "issuer", "pkce", "jwks"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with("ok") && l.contains(step)),
+            "{step} not checked:\n{text}"
+        );
+    }
 }

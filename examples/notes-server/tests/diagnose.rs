@@ -1,19 +1,21 @@
-//! `notes-server diagnose`: provoke each failure with a real HTTP flow against the running
-//! server, then run the command as a process on the same database and check that it names
-//! the step, the reason and a fix.
+//! `notes-server diagnose`: provoke each failure with a real HTTP flow against the server,
+//! then run the command as a process on the same database and check that it names the step,
+//! the reason and a fix. The failures that need time to pass (an expired code) or a second
+//! authorization server (a token for another resource or issuer) run against the app in this
+//! process, on a manual clock, over a real socket.
 
 mod common;
 
 use std::process::Command;
 
+use oauth_core::Clock as _;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
 
-fn diagnose(server: &common::Server, client_id: &str) -> Value {
+fn diagnose(db: &str, client_id: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(["diagnose", "--json", "--since", "1h", "--client-id", client_id, "--database-url"])
-        .arg(server.database_url())
+        .args(["diagnose", "--json", "--since", "1h", "--client-id", client_id, "--database-url", db])
         .output()
         .expect("run notes-server diagnose");
     assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -22,18 +24,17 @@ fn diagnose(server: &common::Server, client_id: &str) -> Value {
     report[0]["attempts"].as_array().expect("attempts").last().expect("an attempt").clone()
 }
 
-fn human(server: &common::Server, client_id: &str) -> String {
+fn human(db: &str, client_id: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(["diagnose", "--client-id", client_id, "--database-url"])
-        .arg(server.database_url())
+        .args(["diagnose", "--client-id", client_id, "--database-url", db])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn register(http: &reqwest::Client, server: &common::Server, body: &str) -> Value {
+async fn register(http: &reqwest::Client, base: &str, body: &str) -> Value {
     let resp = http
-        .post(format!("{}/register", server.base_url))
+        .post(format!("{base}/register"))
         .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
@@ -43,11 +44,10 @@ async fn register(http: &reqwest::Client, server: &common::Server, body: &str) -
     serde_json::from_str(&resp.text().await.unwrap()).unwrap()
 }
 
-fn authorize_url(server: &common::Server, client_id: &str, redirect: &str, challenge: &str) -> String {
+fn authorize_url(base: &str, client_id: &str, redirect: &str, challenge: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     format!(
-        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=s",
-        server.base_url,
+        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=s",
         enc(redirect)
     )
 }
@@ -56,9 +56,9 @@ fn code_of(location: &str) -> String {
     url::Url::parse(location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
 }
 
-async fn token(http: &reqwest::Client, server: &common::Server, form: &[(&str, &str)]) -> reqwest::StatusCode {
+async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> reqwest::StatusCode {
     let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    http.post(format!("{}/token", server.base_url))
+    http.post(format!("{base}/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -70,6 +70,8 @@ async fn token(http: &reqwest::Client, server: &common::Server, form: &[(&str, &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_names_the_failing_step_reason_and_fix() {
     let server = common::Server::start("diagnose");
+    let (base, db) = (server.base_url.as_str(), server.database_url());
+    let db = db.as_str();
     let http = reqwest::Client::new();
     let public =
         format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
@@ -77,14 +79,14 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
 
     // 1. A redirect URI that differs from the registered one.
-    let c1 = register(&http, &server, &public).await["client_id"].as_str().unwrap().to_owned();
+    let c1 = register(&http, base, &public).await["client_id"].as_str().unwrap().to_owned();
     let resp = http
-        .get(authorize_url(&server, &c1, "https://claude.ai/api/mcp/auth_callback", challenge.as_str()))
+        .get(authorize_url(base, &c1, "https://claude.ai/api/mcp/auth_callback", challenge.as_str()))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    let a = diagnose(&server, &c1);
+    let a = diagnose(db, &c1);
     assert_eq!(
         (a["verdict"].as_str(), a["step"].as_str(), a["reason"].as_str()),
         (Some("failed"), Some("authorization_request"), Some("redirect_uri_not_registered")),
@@ -98,11 +100,11 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     assert!(a["fix"].as_str().unwrap().contains("register that exact URI"), "{a}");
 
     // 2. A code issued and never exchanged: the silence is the verdict.
-    let c2 = register(&http, &server, &public).await["client_id"].as_str().unwrap().to_owned();
+    let c2 = register(&http, base, &public).await["client_id"].as_str().unwrap().to_owned();
     let location = common::Browser::new()
-        .sign_in_and_approve(&server, &authorize_url(&server, &c2, CALLBACK, challenge.as_str()))
+        .sign_in_and_approve(&server, &authorize_url(base, &c2, CALLBACK, challenge.as_str()))
         .await;
-    let a = diagnose(&server, &c2);
+    let a = diagnose(db, &c2);
     assert_eq!((a["verdict"].as_str(), a["step"].as_str()), (Some("stalled"), Some("code_issued")), "{a}");
     assert!(a["explanation"].as_str().unwrap().contains("never exchanged"), "{a}");
 
@@ -115,17 +117,17 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
         ("redirect_uri", CALLBACK),
         ("client_id", c2.as_str()),
     ];
-    assert_eq!(token(&http, &server, &exchange).await, 200);
-    assert_eq!(token(&http, &server, &exchange).await, 400);
-    let a = diagnose(&server, &c2);
+    assert_eq!(token(&http, base, &exchange).await, 200);
+    assert_eq!(token(&http, base, &exchange).await, 400);
+    let a = diagnose(db, &c2);
     assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("code_exchange"), Some("code_reused")), "{a}");
 
     // 4. A wrong client secret (Claude's client_secret_post).
-    let conf = register(&http, &server, &format!(r#"{{"client_name":"Claude","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"client_secret_post"}}"#)).await;
+    let conf = register(&http, base, &format!(r#"{{"client_name":"Claude","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"client_secret_post"}}"#)).await;
     let c3 = conf["client_id"].as_str().unwrap().to_owned();
     let status = token(
         &http,
-        &server,
+        base,
         &[
             ("grant_type", "authorization_code"),
             ("code", "x"),
@@ -136,14 +138,150 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     )
     .await;
     assert_eq!(status, 401);
-    let a = diagnose(&server, &c3);
+    let a = diagnose(db, &c3);
     assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("code_exchange"), Some("client_auth_failed")), "{a}");
 
     // The human-readable report says the same.
-    let text = human(&server, &c1);
+    let text = human(db, &c1);
     assert!(
         text.contains("FAILED at authorization_request: redirect_uri_not_registered") && text.contains("fix: "),
         "{text}"
     );
+    println!("{text}");
+}
+
+/// The example app in this process on a manual clock, served on a loopback socket, with the
+/// first user created; returns its base URL, database URL, server and clock.
+async fn app_on_a_manual_clock(
+    name: &str,
+) -> (String, String, std::sync::Arc<oauth_core::AuthorizationServer>, std::sync::Arc<oauth_core::ManualClock>) {
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("notes-diag-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.display());
+    // Start at the real time, so that `diagnose --since 1h` sees the events.
+    let clock = Arc::new(oauth_core::ManualClock::new(oauth_core::SystemClock.now()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stores = mcp_auth::open_database(&db).await.unwrap();
+    let app = notes_server::build_with_clock(&notes_server::Settings::new(&base), stores, clock.clone()).await.unwrap();
+    let users = app.server.stores().users.clone();
+    oauth_core::users::create_user(users.as_ref(), common::USERNAME, common::PASSWORD, clock.now()).await.unwrap();
+    let router = app.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, db, app.server, clock)
+}
+
+/// A second authorization server on the same database (so the same signing keys) with another
+/// issuer or resource: its tokens have a valid signature but are not for the example.
+async fn token_from_another_server(
+    stores: &oauth_core::Stores,
+    issuer: &str,
+    resource: &str,
+    clock: std::sync::Arc<oauth_core::ManualClock>,
+) -> (String, String) {
+    use oauth_core::authorize::AuthorizationRequest;
+    use oauth_core::registration::RegistrationRequest;
+    use oauth_core::token::TokenRequest;
+    use oauth_core::types::{Issuer, ResourceUri, UserId};
+
+    let config = oauth_core::ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(resource).unwrap());
+    let other = oauth_core::AuthorizationServer::with_clock(config, stores.clone(), clock).await.unwrap();
+    let reg =
+        format!(r#"{{"client_name":"elsewhere","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
+    let client = other.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id;
+    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let request = AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    let prompt = other.authorize(request).await.unwrap();
+    let location =
+        other.approve(&prompt.pending.id, &UserId::parse("someone").unwrap(), other.now(), false).await.unwrap();
+    let code = code_of(&location);
+    let exchange = TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap();
+    (client, other.token(exchange, None).await.unwrap().access_token)
+}
+
+async fn call_mcp(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
+    http.post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer() {
+    let (base, db, server, clock) = app_on_a_manual_clock("clock").await;
+    let http = reqwest::Client::new();
+    let public =
+        format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
+
+    // 1. A code left to expire: the exchange comes after the code's 5 minutes.
+    let client = register(&http, &base, &public).await["client_id"].as_str().unwrap().to_owned();
+    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let location = common::Browser::new()
+        .sign_in_and_approve_at(&base, &authorize_url(&base, &client, CALLBACK, challenge.as_str()))
+        .await;
+    clock.advance(server.config().code_ttl + std::time::Duration::from_secs(1));
+    let code = code_of(&location);
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client.as_str()),
+    ];
+    assert_eq!(token(&http, &base, &exchange).await, 400);
+    let a = diagnose(&db, &client);
+    assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("code_exchange"), Some("code_expired")), "{a}");
+    assert!(a["fix"].as_str().unwrap().contains("expired before the client exchanged it"), "{a}");
+
+    // 2. A token for another resource on the same issuer and keys: the audience is wrong.
+    let other_resource = format!("{base}/other-mcp");
+    let (client, access) = token_from_another_server(server.stores(), &base, &other_resource, clock.clone()).await;
+    let resp = call_mcp(&http, &base, &access).await;
+    assert_eq!(resp.status(), 401);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.contains("invalid_token"), "{www}");
+    let a = diagnose(&db, &client);
+    assert_eq!(
+        (a["step"].as_str(), a["reason"].as_str()),
+        (Some("resource_access"), Some("token_audience_mismatch")),
+        "{a}"
+    );
+    assert!(a["detail"].as_str().unwrap().contains(&other_resource), "the audience presented: {a}");
+
+    // 3. A token from another issuer with the same keys and resource.
+    let other_issuer = base.replace("127.0.0.1", "localhost");
+    let (client, access) =
+        token_from_another_server(server.stores(), &other_issuer, &format!("{base}/mcp"), clock.clone()).await;
+    assert_eq!(call_mcp(&http, &base, &access).await.status(), 401);
+    let a = diagnose(&db, &client);
+    assert_eq!(
+        (a["step"].as_str(), a["reason"].as_str()),
+        (Some("resource_access"), Some("token_issuer_mismatch")),
+        "{a}"
+    );
+    let text = human(&db, &client);
+    assert!(text.contains("FAILED at resource_access: token_issuer_mismatch"), "{text}");
     println!("{text}");
 }

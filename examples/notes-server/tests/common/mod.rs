@@ -218,9 +218,14 @@ impl Browser {
     /// Signs in as [`USERNAME`] and approves the request at `auth_url`; returns the redirect
     /// location with the code.
     pub async fn sign_in_and_approve(&mut self, server: &Server, auth_url: &str) -> String {
+        self.sign_in_and_approve_at(&server.base_url, auth_url).await
+    }
+
+    /// [`Self::sign_in_and_approve`] on the server at `base_url`.
+    pub async fn sign_in_and_approve_at(&mut self, base_url: &str, auth_url: &str) -> String {
         let (status, page, _) = self.get(auth_url).await;
         assert_eq!(status, 200, "{page}");
-        let action = format!("{}{}", server.base_url, attribute(&page, "action=\""));
+        let action = format!("{base_url}{}", attribute(&page, "action=\""));
         let pending = attribute(&page, "name=\"pending\" value=\"");
         let csrf = attribute(&page, "name=\"csrf\" value=\"");
         let (status, consent, _) = self
@@ -230,7 +235,7 @@ impl Browser {
             )
             .await;
         assert_eq!(status, 200, "{consent}");
-        let action = format!("{}{}", server.base_url, attribute(&consent, "action=\""));
+        let action = format!("{base_url}{}", attribute(&consent, "action=\""));
         let csrf = attribute(&consent, "name=\"csrf\" value=\"");
         let (status, _, location) =
             self.post_form(&action, &[("pending", &pending), ("csrf", &csrf), ("decision", "approve")]).await;

@@ -1,0 +1,384 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod check;
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use clap::Subcommand;
+use oauth_core::admin::{ClientUpdate, Operator};
+use oauth_core::diagnose::{ClientDiagnosis, Verdict};
+use oauth_core::server::NewClient;
+use oauth_core::types::{ClientId, RedirectUri};
+use oauth_core::users::create_user;
+use oauth_core::{Clock as _, Stores, SystemClock};
+
+/// Everything that can go wrong in a command: the message says what, and what to do.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The operator's commands. A program embeds them in its own command line with
+/// `#[command(flatten)]`, as the example server does.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Why did a connection not come up? Each client's connection attempts, the step where each
+    /// one stopped, the exact reason and the fix, from the flow events in the database.
+    Diagnose {
+        /// Only this client (every attempt, connected ones included).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// How far back to look: `90s`, `30m`, `1h`, `2d`.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Also list the attempts that connected (without a client id, only the others are).
+        #[arg(long)]
+        all: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks a live deployment from outside, as a client discovers it: the 401 challenge, the
+    /// protected-resource and authorization-server metadata, the keys, CORS. Exits non-zero
+    /// when a client would fail.
+    Check {
+        /// The public URL clients are given: the origin (the MCP endpoint is then
+        /// `<origin>/mcp`) or the MCP endpoint's URL itself.
+        #[arg(long)]
+        public_url: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Users of the sign-in page.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Registered clients; pre-registration (for example the id and secret typed into
+    /// Claude's "Advanced settings").
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+/// `users …`
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum UsersCommand {
+    /// Adds a user; the password is read from the first line of standard input.
+    Add {
+        /// The username.
+        username: String,
+    },
+    /// Sets a user's password, read from the first line of standard input.
+    Passwd {
+        /// The username.
+        username: String,
+    },
+    /// Lists the users.
+    List,
+    /// Removes a user and revokes every authorization it approved.
+    Remove {
+        /// The username.
+        username: String,
+    },
+}
+
+/// `clients …`
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum ClientsCommand {
+    /// Lists the clients.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A client's metadata, redirect URIs and what became of its codes.
+    Show {
+        /// The client id.
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Registers a client and prints its id and, for a confidential client, its secret (once).
+    Add {
+        /// The name shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Give the client a secret (client_secret_post or client_secret_basic).
+        #[arg(long)]
+        confidential: bool,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        trusted: bool,
+    },
+    /// Changes a client.
+    Update {
+        /// The client id.
+        id: String,
+        /// Replaces the redirect URIs (comma-separated, or repeat the flag).
+        #[arg(long = "redirect-uris", value_delimiter = ',')]
+        redirect_uris: Vec<String>,
+        /// Skip the consent page.
+        #[arg(long, conflicts_with = "untrusted")]
+        trusted: bool,
+        /// Show the consent page.
+        #[arg(long)]
+        untrusted: bool,
+        /// Accept the client again.
+        #[arg(long, conflicts_with = "inactive")]
+        active: bool,
+        /// Refuse the client everywhere and revoke its authorizations.
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Gives a confidential client a new secret, printed once; the old one stops working.
+    RotateSecret {
+        /// The client id.
+        id: String,
+    },
+    /// Revokes every authorization of a client and deletes it.
+    Remove {
+        /// The client id.
+        id: String,
+    },
+}
+
+/// Runs `command` on the database at `database_url`, printing to standard output. `Ok(false)`
+/// means the command ran and found a problem (`check`), for a non-zero exit.
+pub async fn run(command: &Command, database_url: &str) -> Result<bool, CliError> {
+    match command {
+        Command::Check { public_url, json } => {
+            let report = check::check(public_url).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(report.passed())
+        }
+        Command::Diagnose { client_id, since, all, json } => {
+            let stores = open_database(database_url).await?;
+            diagnose(&stores, client_id.as_deref(), since, *all, *json).await?;
+            Ok(true)
+        }
+        Command::Users(cmd) => {
+            users(&Operator::new(open_database(database_url).await?), cmd).await?;
+            Ok(true)
+        }
+        Command::Clients(cmd) => {
+            clients(&Operator::new(open_database(database_url).await?), cmd).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Opens the server's database, `sqlite://…` or `postgres://…`, creating a SQLite file's
+/// directory when it is missing, and brings its schema up to date.
+pub async fn open_database(url: &str) -> Result<Stores, CliError> {
+    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default())
+        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    Ok(oauth_store_sql::SqlStore::connect(url).await?.into_stores())
+}
+
+/// Parses an age: `90s`, `30m`, `1h`, `2d` (a bare number is hours).
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not an age like 90s, 30m, 1h or 2d");
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+async fn diagnose(stores: &Stores, client: Option<&str>, since: &str, all: bool, json: bool) -> Result<(), CliError> {
+    let client = client.map(ClientId::parse).transpose()?;
+    let since = SystemClock.now().minus(parse_age(since)?);
+    let mut report = oauth_core::diagnose::diagnose(stores.events.as_ref(), client.as_ref(), since).await?;
+    let hidden = if all || client.is_some() { 0 } else { hide_connected(&mut report) };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if report.is_empty() {
+        println!("no failed or unfinished connection attempts in that period");
+    }
+    for d in &report {
+        print!("{}", d.render());
+    }
+    if hidden > 0 {
+        println!("({hidden} attempt(s) that connected are not shown; --all shows them)");
+    }
+    Ok(())
+}
+
+/// Leaves out the attempts that connected, and the clients left with none; returns how many
+/// attempts were left out.
+fn hide_connected(report: &mut Vec<ClientDiagnosis>) -> usize {
+    let mut hidden = 0;
+    for d in report.iter_mut() {
+        let before = d.attempts.len();
+        d.attempts.retain(|a| a.verdict != Verdict::Connected);
+        hidden += before - d.attempts.len();
+    }
+    report.retain(|d| !d.attempts.is_empty());
+    hidden
+}
+
+async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
+    let users = op.stores().users.as_ref();
+    match cmd {
+        UsersCommand::Add { username } => {
+            let user = create_user(users, username, &read_password()?, SystemClock.now()).await?;
+            println!("added user '{}' ({})", user.username, user.id);
+        }
+        UsersCommand::Passwd { username } => {
+            if !oauth_core::users::set_password(users, username, &read_password()?).await? {
+                return Err(format!("no user named '{username}'").into());
+            }
+            println!("password of '{username}' changed");
+        }
+        UsersCommand::List => {
+            for u in users.list_users().await? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}  {}  {state}  created {}", u.id, u.username, u.created_at.to_rfc3339());
+            }
+        }
+        UsersCommand::Remove { username } => {
+            if !op.remove_user(username).await? {
+                return Err(format!("no user named '{username}'").into());
+            }
+            println!("removed user '{username}'; its authorizations are revoked");
+        }
+    }
+    Ok(())
+}
+
+/// The first line of standard input, at most 4 KiB: passwords never go on the command line.
+fn read_password() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(std::io::stdin().take(4096)), &mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
+    match cmd {
+        ClientsCommand::List { json } => {
+            let all = op.stores().clients.list_clients().await?;
+            if *json {
+                let mut reports = Vec::with_capacity(all.len());
+                for c in &all {
+                    reports.extend(op.client_report(&c.id).await?);
+                }
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+                return Ok(());
+            }
+            for c in all {
+                let mut flags = Vec::new();
+                if c.trusted {
+                    flags.push("trusted");
+                }
+                if !c.active {
+                    flags.push("INACTIVE");
+                }
+                println!(
+                    "{}  {}  {}  {:?}  {}  last used {}  redirect URIs: {}",
+                    c.id,
+                    c.display_name(),
+                    c.auth_method.as_str(),
+                    c.origin,
+                    if flags.is_empty() { "-".to_owned() } else { flags.join(",") },
+                    c.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
+                    c.redirect_uri_list()
+                );
+            }
+        }
+        ClientsCommand::Show { id, json } => {
+            let id = ClientId::parse(id)?;
+            let report = op.client_report(&id).await?.ok_or_else(|| format!("there is no client '{id}'"))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+        }
+        ClientsCommand::Add { name, redirect_uris, confidential, trusted } => {
+            let mut spec = NewClient::new(name.clone(), parse_redirects(redirect_uris)?);
+            if *confidential {
+                spec = spec.confidential();
+            }
+            if *trusted {
+                spec = spec.trusted();
+            }
+            let created = op.create_client(spec).await?;
+            println!("client_id: {}", created.client.id);
+            if let Some(secret) = &created.secret {
+                println!("client_secret: {}   (shown once; stored only as a hash)", secret.secret());
+            }
+        }
+        ClientsCommand::Update { id, redirect_uris, trusted, untrusted, active, inactive } => {
+            let id = ClientId::parse(id)?;
+            let mut update = ClientUpdate::default();
+            if !redirect_uris.is_empty() {
+                update = update.redirect_uris(parse_redirects(redirect_uris)?);
+            }
+            if *trusted || *untrusted {
+                update = update.trusted(*trusted);
+            }
+            if *active || *inactive {
+                update = update.active(*active);
+            }
+            let client = op.update_client(&id, update).await?;
+            println!(
+                "client {} updated: trusted {}, active {}, redirect URIs: {}",
+                client.id,
+                client.trusted,
+                client.active,
+                client.redirect_uri_list()
+            );
+        }
+        ClientsCommand::RotateSecret { id } => {
+            let secret = op.rotate_client_secret(&ClientId::parse(id)?).await?;
+            println!("client_secret: {}   (shown once; the old secret no longer works)", secret.secret());
+        }
+        ClientsCommand::Remove { id } => {
+            let id = ClientId::parse(id)?;
+            if !op.remove_client(&id).await? {
+                return Err(format!("there is no client '{id}'").into());
+            }
+            println!("removed client {id}; its authorizations are revoked");
+        }
+    }
+    Ok(())
+}
+
+fn parse_redirects(uris: &[String]) -> Result<Vec<RedirectUri>, CliError> {
+    Ok(uris.iter().map(|u| RedirectUri::parse(u.trim())).collect::<Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_age("2"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_age("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_age("soon").is_err());
+        assert!(parse_age("5w").is_err());
+    }
+}

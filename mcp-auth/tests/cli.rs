@@ -1,0 +1,202 @@
+//! `mcp-auth` as an operator runs it: a process on the server's database, SQLite and
+//! PostgreSQL. The PostgreSQL half uses the database `MCP_OAUTH_TEST_POSTGRES_URL` names (a
+//! fresh schema per test); unset, it fails and says how to set it, unless
+//! `MCP_OAUTH_SKIP_POSTGRES=1` asks to skip it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauth_core::Clock as _;
+use oauth_core::testing::{authorize_code, code_request, config, register_public_client};
+use oauth_core::{AuthorizationServer, ManualClock, SystemClock};
+use serde_json::Value;
+
+fn mcp_auth(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(args)
+        .args(["--database-url", db])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a command that must succeed; returns its standard output.
+fn ok(db: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = mcp_auth(db, args, stdin);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns its standard error.
+fn fails(db: &str, args: &[&str]) -> String {
+    let out = mcp_auth(db, args, None);
+    assert!(!out.status.success(), "{args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(db: &str, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(db, args, None)).unwrap()
+}
+
+fn line_value(out: &str, prefix: &str) -> String {
+    let line = out.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or_else(|| panic!("no {prefix} in {out}"));
+    line.split_whitespace().next().unwrap().to_owned()
+}
+
+/// Every operator command, on the database at `db`.
+async fn operator_commands(db: &str) {
+    // Users.
+    assert!(ok(db, &["users", "add", "alice"], Some("a long password\n")).contains("added user 'alice'"));
+    let again = mcp_auth(db, &["users", "add", "alice"], Some("a long password\n"));
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(fails(db, &["users", "add", "bob"]).contains("at least 8"), "an empty password is refused");
+    assert!(ok(db, &["users", "list"], None).contains(" alice "));
+    assert!(ok(db, &["users", "passwd", "alice"], Some("another long password\n")).contains("changed"));
+    assert!(ok(db, &["users", "remove", "alice"], None).contains("removed user 'alice'"));
+    assert!(fails(db, &["users", "remove", "alice"]).contains("no user named 'alice'"));
+
+    // A client pre-registered for Claude's "Advanced settings".
+    let out = ok(
+        db,
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Claude",
+            "--redirect-uri",
+            "https://claude.ai/api/mcp/auth_callback",
+            "--confidential",
+        ],
+        None,
+    );
+    let id = line_value(&out, "client_id: ");
+    let secret = line_value(&out, "client_secret: ");
+    assert!(secret.len() >= 43, "a 256-bit secret: {secret}");
+    let shown = json(db, &["clients", "show", &id, "--json"]);
+    assert_eq!(shown["client_id"], id.as_str());
+    assert_eq!(shown["has_secret"], true);
+    assert_eq!(shown["token_endpoint_auth_method"], "client_secret_post");
+    assert_eq!(shown["redirect_uris"], serde_json::json!(["https://claude.ai/api/mcp/auth_callback"]));
+    assert_eq!((shown["trusted"].as_bool(), shown["active"].as_bool()), (Some(false), Some(true)));
+    assert!(!serde_json::to_string(&shown).unwrap().contains(&secret), "the secret is never shown again");
+    assert!(ok(db, &["clients", "show", &id], None).contains("0 issued, 0 exchanged"));
+
+    // Update, deactivate, rotate, remove.
+    ok(
+        db,
+        &[
+            "clients",
+            "update",
+            &id,
+            "--redirect-uris",
+            "https://claude.ai/api/mcp/auth_callback,https://claude.com/api/mcp/auth_callback",
+            "--trusted",
+        ],
+        None,
+    );
+    let shown = json(db, &["clients", "show", &id, "--json"]);
+    assert_eq!(shown["redirect_uris"].as_array().unwrap().len(), 2);
+    assert_eq!(shown["trusted"], true);
+    assert!(fails(db, &["clients", "update", &id, "--redirect-uris", "http://evil.example/cb"]).contains("plain http"));
+    ok(db, &["clients", "update", &id, "--inactive"], None);
+    assert_eq!(json(db, &["clients", "show", &id, "--json"])["active"], false);
+    assert!(ok(db, &["clients", "list"], None).lines().any(|l| l.contains(&id) && l.contains("INACTIVE")));
+    let rotated = line_value(&ok(db, &["clients", "rotate-secret", &id], None), "client_secret: ");
+    assert_ne!(rotated, secret);
+    let listed = json(db, &["clients", "list", "--json"]);
+    assert!(listed.as_array().unwrap().iter().any(|c| c["client_id"] == id.as_str()));
+    assert!(ok(db, &["clients", "remove", &id], None).contains("removed client"));
+    assert!(fails(db, &["clients", "show", &id]).contains("there is no client"));
+    assert!(fails(db, &["clients", "remove", &id]).contains("there is no client"));
+
+    // diagnose: a code exchanged twice, provoked through the server on the same database.
+    let stores = mcp_auth::open_database(db).await.unwrap();
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let server = AuthorizationServer::with_clock(config(), stores, clock.clone()).await.unwrap();
+    let client = register_public_client(&server).await;
+    let (code, verifier) = authorize_code(&server, &client).await;
+    server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
+    let report = json(db, &["diagnose", "--json", "--since", "1h", "--client-id", client.as_str()]);
+    let attempt = &report[0]["attempts"][0];
+    assert_eq!(
+        (attempt["verdict"].as_str(), attempt["step"].as_str(), attempt["reason"].as_str()),
+        (Some("failed"), Some("code_exchange"), Some("code_reused")),
+        "{report}"
+    );
+    let text = ok(db, &["diagnose", "--since", "1h"], None);
+    assert!(text.contains("FAILED at code_exchange: code_reused") && text.contains("fix: "), "{text}");
+
+    // A client that connected is left out of the overview, and shown with --all.
+    let good = register_public_client(&server).await;
+    let (code, verifier) = authorize_code(&server, &good).await;
+    server.token(code_request(&good, &code, &verifier), None).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    // The guard records the first accepted MCP call; here the event is recorded directly.
+    server
+        .record(
+            oauth_core::events::FlowEvent::success(
+                clock.now(),
+                oauth_core::events::FlowStep::ResourceAccess,
+                "first call",
+            )
+            .client(&good),
+        )
+        .await;
+    assert!(!ok(db, &["diagnose"], None).contains(good.as_str()));
+    assert!(ok(db, &["diagnose", "--all"], None).contains(good.as_str()));
+    assert!(fails(db, &["diagnose", "--since", "soon"]).contains("not an age"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_on_sqlite() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The directory does not exist yet: the command creates it, as an operator's first run does.
+    let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.join("data").display());
+    operator_commands(&db).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_on_postgres() {
+    use sqlx::Connection as _;
+    const URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
+    let base = match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ if std::env::var("MCP_OAUTH_SKIP_POSTGRES").as_deref() == Ok("1") => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "!! MCP_OAUTH_SKIP_POSTGRES=1: the PostgreSQL command-line test is SKIPPED"
+            );
+            return;
+        }
+        _ => panic!(
+            "{URL_VAR} is not set, so the PostgreSQL command-line test cannot run: point it at a throwaway \
+             database (postgres://postgres@127.0.0.1:5432/test; `bash .ci/run` sets it up), or set \
+             MCP_OAUTH_SKIP_POSTGRES=1 to skip it on purpose"
+        ),
+    };
+    let schema = format!("mcp_auth_cli_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{URL_VAR} is set but PostgreSQL cannot be reached: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    operator_commands(&format!("{base}{sep}options%5Bsearch_path%5D={schema}")).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut conn).await.unwrap();
+}
