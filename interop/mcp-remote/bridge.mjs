@@ -5,10 +5,12 @@
 // the loopback callback, then speaks JSON-RPC over stdio. Three runs, as a desktop user sees
 // them: the first sign-in, a restart that reuses the stored tokens, a restart after the access
 // token expired, which mcp-remote must refresh without a browser, and a run in mcp-remote's
-// dual-era mode, which speaks the stateless 2026-07-28 revision to a server that offers it.
+// dual-era mode, which speaks the stateless 2026-07-28 revision to a server that offers it;
+// then the operator removes the client and mcp-remote must register again.
 // Prints one JSON line with what it observed.
 //
-// Environment: MCP_URL (the MCP endpoint), MCP_USERNAME, MCP_PASSWORD.
+// Environment: MCP_URL (the MCP endpoint), MCP_USERNAME, MCP_PASSWORD, and NOTES_SERVER_BIN
+// with DATABASE_URL, the server's binary and database, to remove the client as an operator.
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -231,14 +233,9 @@ async function waitForBrowser(count) {
   fail(`mcp-remote did not open the browser within ${STEP_TIMEOUT_MS} ms`);
 }
 
-async function main() {
-  const metadata = await (await fetch(new URL('/.well-known/oauth-authorization-server', mcpUrl))).json();
-  const started = performance.now();
-
-  // 1. First start: mcp-remote opens the browser; the person signs in and approves; the
-  //    browser lands on mcp-remote's loopback callback; then the desktop client talks MCP.
-  const first = new Bridge('first');
-  const authorizationUrl = await waitForBrowser(1);
+/** The person's part: the URL mcp-remote opened, sign-in and consent, then its callback page. */
+async function browserStep(visit) {
+  const authorizationUrl = await waitForBrowser(visit);
   const q = authorizationUrl.searchParams;
   const redirectUri = new URL(q.get('redirect_uri'));
   const callback = await within('sign-in and consent', signInAndApprove(authorizationUrl.toString()));
@@ -247,6 +244,29 @@ async function main() {
   const landed = await within('the callback page', fetch(callback));
   const landedText = await landed.text();
   check(landed.status === 200, `mcp-remote's callback answered ${landed.status}: ${landedText}`);
+  return { authorizationUrl, callback, landed };
+}
+
+/** Removes a client as the operator does, with the server's own command line. */
+async function removeClient(clientId) {
+  const bin = need('NOTES_SERVER_BIN');
+  const child = spawn(bin, ['clients', 'remove', clientId], { env: { ...process.env, DATABASE_URL: need('DATABASE_URL') }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  check(code === 0, `notes-server clients remove ${clientId} failed (${code}): ${output}`);
+}
+
+async function main() {
+  const metadata = await (await fetch(new URL('/.well-known/oauth-authorization-server', mcpUrl))).json();
+  const started = performance.now();
+
+  // 1. First start: mcp-remote opens the browser; the person signs in and approves; the
+  //    browser lands on mcp-remote's loopback callback; then the desktop client talks MCP.
+  const first = new Bridge('first');
+  const { authorizationUrl, callback, landed } = await browserStep(1);
+  const q = authorizationUrl.searchParams;
   const one = await first.session();
   const msToFirstTool = Math.round(performance.now() - started);
   const clientId = q.get('client_id');
@@ -278,6 +298,20 @@ async function main() {
   // mcp-remote says which era it settled on only in its log.
   four.modernEra = bridgeLog.split('\n').some((l) => l.startsWith('[auto]') && l.includes('Remote server speaks MCP 2026-07-28'));
   check(openedUrls().length === 1, `the dual-era run sent the person to the browser again: ${openedUrls()}`);
+  const visitsBeforeRemoval = openedUrls().length;
+
+  // 5. The operator removes the client. Once its access token is no longer accepted (a stand-in
+  //    for one the server cannot verify any more: a JWT stays valid to its exp), the refresh
+  //    gets 401 invalid_client, and mcp-remote must register again and send the person to sign
+  //    in, rather than stay stuck with a client the server forgot.
+  await removeClient(clientId);
+  const kept = JSON.parse(readFileSync(tokensFile(), 'utf8'));
+  writeFileSync(tokensFile(), JSON.stringify({ ...kept, access_token: 'no-longer-accepted', expires_at: Date.now() - 3_600_000 }));
+  const fifth = new Bridge('removed');
+  const again = await browserStep(visitsBeforeRemoval + 1);
+  const five = await fifth.session();
+  await fifth.stop();
+  five.clientId = again.authorizationUrl.searchParams.get('client_id');
 
   console.log(
     JSON.stringify({
@@ -301,6 +335,8 @@ async function main() {
       restart: two,
       expired: three,
       protocol_auto: four,
+      browser_visits_before_removal: visitsBeforeRemoval,
+      after_removal: five,
       refresh_token_rotated: afterRefresh.refresh_token !== stored.refresh_token,
       access_token_changed: afterRefresh.access_token !== stored.access_token,
       ms_to_first_tool_call: msToFirstTool,

@@ -3,7 +3,8 @@
 //! both the desktop client on the bridge's stdio and the person at the browser the bridge
 //! opens: sign-in and consent, then the bridge's loopback callback. It starts the bridge four
 //! times against one temporary home: the first sign-in, a restart on the stored tokens, a
-//! restart after the access token expired, and the bridge's dual-era mode.
+//! restart after the access token expired, and the bridge's dual-era mode; then, once the
+//! operator removed its client, a fifth start must register again and sign in anew.
 
 mod common;
 
@@ -21,7 +22,10 @@ fn mcp_remote_signs_in_through_the_browser_and_bridges_stdio() {
     );
     let server = common::Server::start("mcp-remote");
     let mut cmd = Command::new("node");
-    cmd.arg(root.join("interop/mcp-remote/bridge.mjs")).current_dir(&root);
+    cmd.arg(root.join("interop/mcp-remote/bridge.mjs"))
+        .current_dir(&root)
+        .env("NOTES_SERVER_BIN", env!("CARGO_BIN_EXE_notes-server"))
+        .env("DATABASE_URL", server.database_url());
     let started = Instant::now();
     let out = common::run_client(&server, cmd, Duration::from_secs(180));
 
@@ -44,8 +48,9 @@ fn mcp_remote_signs_in_through_the_browser_and_bridges_stdio() {
     // RFC 9207: the callback carried the issuer, and the bridge (which checks it) accepted it.
     assert_eq!(out["callback_iss"], server.base_url.as_str(), "{out}");
     assert_eq!(out["callback_status"], 200, "{out}");
-    // One sign-in for all four runs.
-    assert_eq!(out["browser_visits"], 1, "{out}");
+    // One sign-in for the first four runs; a second once the client was removed.
+    assert_eq!(out["browser_visits_before_removal"], 1, "{out}");
+    assert_eq!(out["browser_visits"], 2, "{out}");
 
     let client_id = out["client_id"].as_str().expect("client_id");
     for run in ["first", "restart", "expired", "protocol_auto"] {
@@ -63,13 +68,29 @@ fn mcp_remote_signs_in_through_the_browser_and_bridges_stdio() {
     // The dual-era run found the 2026-07-28 revision and used it.
     assert_eq!(out["protocol_auto"]["modernEra"], true, "{out}");
 
+    // After the operator removed the client, the refresh's 401 invalid_client made mcp-remote
+    // register a new client, and the person signed in with it.
+    let after = &out["after_removal"];
+    let new_client_id = after["clientId"].as_str().expect("the new client id");
+    assert_ne!(new_client_id, client_id, "{out}");
+    assert_eq!(after["whoami"]["client_id"], new_client_id, "{out}");
+    assert_eq!(after["whoami"]["username"], common::USERNAME, "{out}");
+
     let log = server.log();
     let mentions = |needle: &str| log.lines().any(|l| l.contains(client_id) && l.contains(needle));
     assert!(mentions("'MCP CLI Proxy' registered with 1 redirect URI"), "no registration event:\n{log}");
     assert!(mentions("exchanged; grant"), "no code exchange event:\n{log}");
     assert!(mentions("rotated to generation 1"), "no refresh rotation event:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains(client_id) && l.contains("refresh failed") && l.contains("client_unknown")),
+        "no refused refresh for the removed client:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains(new_client_id) && l.contains("'MCP CLI Proxy' registered")),
+        "no second registration:\n{log}"
+    );
     println!(
-        "mcp-remote {} on node {}: first tool call after {} ms, all four runs {} ms",
+        "mcp-remote {} on node {}: first tool call after {} ms, all five runs {} ms",
         out["bridge_version"].as_str().unwrap_or_default(),
         out["node_version"].as_str().unwrap_or_default(),
         out["ms_to_first_tool_call"],
