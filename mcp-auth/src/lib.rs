@@ -260,7 +260,10 @@ async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
             if !op.remove_user(username).await? {
                 return Err(format!("no user named '{username}'").into());
             }
-            println!("removed user '{username}'; its authorizations are revoked");
+            println!(
+                "removed user '{username}'; its authorizations are revoked: refresh tokens stop working now, \
+                 access tokens already issued stay valid until they expire (1 h by default)"
+            );
         }
     }
     Ok(())
@@ -358,7 +361,10 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
             if !op.remove_client(&id).await? {
                 return Err(format!("there is no client '{id}'").into());
             }
-            println!("removed client {id}; its authorizations are revoked");
+            println!(
+                "removed client {id}; its authorizations are revoked: its refresh tokens stop working now, \
+                 access tokens already issued stay valid until they expire (1 h by default)"
+            );
         }
     }
     Ok(())

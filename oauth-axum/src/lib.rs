@@ -279,15 +279,28 @@ async fn authorize(State(s): AppState, headers: HeaderMap, uri: Uri) -> Response
     let query = uri.query().unwrap_or_default();
     let req = match AuthorizationRequest::from_pairs(url::form_urlencoded::parse(query.as_bytes())) {
         Ok(r) => r,
-        Err(e) => return show_error(&e),
+        Err(e) => return show_authorize_error(&headers, &e),
     };
     match s.server.authorize(req).await {
         Ok(prompt) => match s.session(&headers) {
             Some(session) => s.after_sign_in(&headers, prompt, &session, Vec::new()).await,
             None => s.sign_in_page(&headers, &prompt, "", None, StatusCode::OK),
         },
+        Err(AuthorizeError::ShowToUser(e)) => show_authorize_error(&headers, &e),
         Err(e) => authorize_error(e),
     }
+}
+
+/// An `/authorize` error that must not be redirected: a page for a browser, JSON for a client
+/// that asks for JSON and not HTML. mcp-remote probes a cached registration that way and
+/// registers again only on a JSON `invalid_client`; a page would leave it stuck.
+fn show_authorize_error(headers: &HeaderMap, e: &OAuthError) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    if accept.contains("application/json") && !accept.contains("text/html") {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        return no_store((status, Json(e)));
+    }
+    show_error(e)
 }
 
 /// `POST …/sign-in`.

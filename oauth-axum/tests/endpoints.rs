@@ -199,6 +199,22 @@ async fn authorize_shows_client_errors_and_redirects_the_rest() {
     let (r, _) = send(&a, get(&dup)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
+    // A client that asks for JSON (mcp-remote probing a cached registration) gets the same
+    // error as JSON, so that it can register again; a browser's Accept still gets the page.
+    let probe = |accept: &'static str| {
+        Request::get(authorize_url("mcp_unknown", challenge.as_str()))
+            .header(header::ACCEPT, accept)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (r, b) = send(&a, probe("application/json")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "invalid_client is a 401: {b}");
+    assert!(r.headers().get(header::LOCATION).is_none());
+    assert_eq!(error_code(&b), "invalid_client", "{b}");
+    let (r, b) = send(&a, probe("text/html,application/xhtml+xml,application/json;q=0.9")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(b.contains("not registered") && b.contains("<html"), "{b}");
+
     // Everything else goes back to the client with state and iss.
     let cases = [
         (authorize_url(&client, challenge.as_str()).replace("&code_challenge_method=S256", ""), "invalid_request"),
