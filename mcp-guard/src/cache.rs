@@ -1,19 +1,23 @@
 //! A cache of verified tokens: a client that calls the MCP endpoint many times with one access
 //! token pays for one signature check, not one per request.
 //!
-//! An entry is keyed by a 128-bit SipHash-1-3 of the whole token under a random per-process
-//! key, so the cache never holds a token, and a client cannot aim a forged token at another
+//! An entry is keyed by a 128-bit SipHash-1-3 of the whole token under random per-process
+//! keys (two lanes, one per half of the token, run side by side), so the cache never holds a token, and a client cannot aim a forged token at another
 //! token's entry without that key. It holds the [`AuthContext`] the verifier produced, in a
 //! compact form, and lives until the token's `exp` at the latest. Only accepted tokens are
 //! cached; a refused token is checked again each time it is presented.
 //!
 //! # Bounds
 //! [`TokenCacheConfig::max_entries`] and [`TokenCacheConfig::max_bytes`] cap the cache. Its
-//! table is set-associative: a token may sit in any of the 8 slots of the set its hash picks,
-//! and when they are all taken an expired entry goes first, else the one that expires soonest.
-//! The table is allocated at its full size with the first entry and never grows, so its memory
-//! is known in advance (72 bytes a slot, plus each entry's strings); an evicted token only
-//! costs one more signature check.
+//! table is set-associative with two choices: a token may sit in any of the 8 slots of either
+//! of the two sets its hash picks, goes to the emptier one, and when both are full a resident
+//! moves to its other set to make room. The table has a quarter more slots than
+//! `max_entries`, which is then enforced by count, so that a full cache holds `max_entries`
+//! tokens, not the fraction a one-choice table would. Past the bound an expired entry goes
+//! first, else the one that expires soonest. The table is allocated at its full size with
+//! the first entry and never grows, so its memory is known in advance (120 bytes a slot, plus
+//! each entry's strings: about 25 MiB for 100 000 tokens); an evicted token only costs one
+//! more signature check.
 //!
 //! # Invalidation and staleness
 //! [`TokenCache::invalidate_grant`] and [`TokenCache::invalidate_token`] drop the entries and,
@@ -54,6 +58,7 @@ mod siphash;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,7 +69,7 @@ use oauth_core::store::{Grant, GrantStore, StoreResult};
 use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{ServerConfig, Stores, UnixTime};
 
-use self::siphash::{SipKey, siphash13_128};
+use self::siphash::{SipKey, siphash13_128_x2};
 use crate::verifier::{AuthContext, Rejection};
 
 /// Most invalidations remembered at once; past that, expired ones are dropped, then arbitrary
@@ -112,7 +117,7 @@ impl TokenCacheConfig {
     }
 
     /// Most memory held, in bytes: the table and the entries' strings. Default: 8 MiB, room
-    /// for about 50 000 typical tokens, so the entry limit binds first.
+    /// for about 35 000 typical tokens, so the entry limit binds first.
     #[must_use]
     pub fn with_max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n;
@@ -157,7 +162,7 @@ pub struct TokenCache {
 }
 
 struct Inner {
-    key: SipKey,
+    keys: [SipKey; 2],
     config: TokenCacheConfig,
     shards: Box<[Mutex<Shard>]>,
     revoked: Mutex<Revocations>,
@@ -186,10 +191,13 @@ impl TokenCache {
         let shards = by_entries.min(by_bytes).clamp(1, 16);
         let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
         let layout = Layout::new(config.max_entries / shards, config.max_bytes / shards);
+        // The entry bound is global, so that a shard that draws more than its share of
+        // tokens still keeps them all.
+        let count = Arc::new(Count { held: AtomicUsize::new(0), max: config.max_entries });
         Self {
             inner: Arc::new(Inner {
-                key: random_key(),
-                shards: (0..shards).map(|_| Mutex::new(Shard::new(layout))).collect(),
+                keys: [random_key(), random_key()],
+                shards: (0..shards).map(|_| Mutex::new(Shard::new(layout, count.clone()))).collect(),
                 revoked: Mutex::new(Revocations::default()),
                 config,
             }),
@@ -283,7 +291,7 @@ impl TokenCache {
     }
 
     pub(crate) fn key_of(&self, token: &str) -> Key {
-        let h = siphash13_128(self.inner.key, token.as_bytes());
+        let h = siphash13_128_x2(self.inner.keys, token.as_bytes());
         // Truncation intended: the two halves of the 128-bit hash.
         Key { lo: h as u64, hi: (h >> 64) as u64 }
     }
@@ -379,16 +387,19 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Slots per set: a token can live in any of the 8 slots of its set, so the table behaves
-/// almost like a fully associative one while a lookup compares at most 8 keys.
+/// Slots per set: a token can live in any of the 8 slots of either of its two sets, so the
+/// table fills almost completely while a lookup compares at most 16 keys.
 const WAYS: usize = 8;
 
 /// Bytes of one slot: its key and its entry (an empty slot is a `None` of the same size).
 const SLOT_BYTES: usize = std::mem::size_of::<Key>() + std::mem::size_of::<Option<Entry>>();
 
-/// The strings of a typical entry as allocated (a 30-character client id, a 22-character
-/// token id, a grant id and a short subject): only for sizing shards.
+/// The strings of a typical entry as allocated (a 22-character token id, a grant id and a
+/// short subject; the client id is shared): only for sizing shards.
 const TYPICAL_TEXT_BYTES: usize = 96;
+
+/// Longest subject and token id cached together, as the longest token verified.
+const MAX_TOKEN_LEN: usize = oauth_core::jwt::MAX_TOKEN_LEN;
 
 /// The shape of a shard's table.
 #[derive(Debug, Clone, Copy)]
@@ -401,9 +412,11 @@ struct Layout {
 
 impl Layout {
     fn new(max_entries: usize, max_bytes: usize) -> Self {
-        // As many slots as entries allowed, but leaving room in the byte budget for each
-        // slot's strings.
-        let slots = max_entries.min(max_bytes / (SLOT_BYTES + TYPICAL_TEXT_BYTES));
+        // A quarter more slots than entries: tokens fall unevenly on shards and sets, and with
+        // that slack a full cache still finds a slot for every one of `max_entries`. The byte
+        // budget leaves room for each slot's strings.
+        let wanted = max_entries.saturating_add(max_entries / 4);
+        let slots = wanted.min(max_bytes / (SLOT_BYTES + TYPICAL_TEXT_BYTES));
         let ways = WAYS.min(slots).max(1);
         let sets = slots / ways;
         Self { sets, ways, heap_budget: max_bytes.saturating_sub(sets * ways * SLOT_BYTES) }
@@ -414,10 +427,17 @@ impl Layout {
     }
 }
 
+/// The entries held by all shards, against [`TokenCacheConfig::max_entries`].
+struct Count {
+    held: AtomicUsize,
+    max: usize,
+}
+
 /// A set-associative table: a fixed number of slots, no rehashing, no growth, so its memory
 /// is known in advance.
 struct Shard {
     layout: Layout,
+    count: Arc<Count>,
     keys: Vec<Key>,
     entries: Vec<Option<Entry>>,
     len: usize,
@@ -425,23 +445,27 @@ struct Shard {
     heap: usize,
     /// Where eviction for the string budget resumes.
     cursor: usize,
-    /// Scope sets and issuers shared by the entries: most tokens carry one of a few.
+    /// Client ids, scope sets and issuers shared by the entries: most tokens carry one of a
+    /// few.
+    clients: Vec<Arc<ClientId>>,
     scopes: Vec<Arc<ScopeSet>>,
     issuers: Vec<Arc<String>>,
 }
 
-/// Most distinct scope sets or issuers a shard shares; others get their own copy.
+/// Most distinct client ids, scope sets or issuers a shard shares; others get their own copy.
 const INTERNED: usize = 16;
 
 impl Shard {
-    fn new(layout: Layout) -> Self {
+    fn new(layout: Layout, count: Arc<Count>) -> Self {
         Self {
             layout,
+            count,
             keys: Vec::new(),
             entries: Vec::new(),
             len: 0,
             heap: 0,
             cursor: 0,
+            clients: Vec::new(),
             scopes: Vec::new(),
             issuers: Vec::new(),
         }
@@ -453,25 +477,35 @@ impl Shard {
             + self.heap
     }
 
-    /// The slots of `key`'s set.
-    fn set(&self, key: Key) -> std::ops::Range<usize> {
-        // Multiply-shift maps the uniform 64 bits onto 0..sets without a division.
-        let set = ((u128::from(key.lo) * self.layout.sets as u128) >> 64) as usize;
-        set * self.layout.ways..(set + 1) * self.layout.ways
+    /// The slots of `key`'s two sets.
+    fn sets(&self, key: Key) -> [std::ops::Range<usize>; 2] {
+        // Multiply-shift maps uniform 64 bits onto 0..sets without a division. The first set
+        // comes from the low word; the second from the high word less its top bits, which
+        // picked the shard.
+        let pick = |bits: u64| {
+            let set = ((u128::from(bits) * self.layout.sets as u128) >> 64) as usize;
+            set * self.layout.ways..(set + 1) * self.layout.ways
+        };
+        [pick(key.lo), pick(key.hi << 6)]
+    }
+
+    fn occupied(&self, i: usize) -> Option<&Entry> {
+        self.entries.get(i).and_then(Option::as_ref)
     }
 
     fn find(&self, key: Key) -> Option<usize> {
-        let set = self.set(key);
-        let keys = self.keys.get(set.clone())?;
-        let i = set.start + keys.iter().position(|k| *k == key)?;
-        self.entries.get(i)?.as_ref().map(|_| i)
+        self.sets(key).into_iter().find_map(|set| {
+            let keys = self.keys.get(set.clone())?;
+            let i = set.start + keys.iter().position(|k| *k == key)?;
+            self.occupied(i).map(|_| i)
+        })
     }
 
     fn get(&mut self, key: Key, now: i64) -> Option<AuthContext> {
         let i = self.find(key)?;
-        let entry = self.entries.get(i)?.as_ref()?;
+        let entry = self.occupied(i)?;
         if entry.expires_at > now {
-            return entry.context();
+            return Some(entry.context());
         }
         self.take(i);
         None
@@ -491,19 +525,19 @@ impl Shard {
         if entry.heap_bytes() > self.layout.heap_budget {
             return;
         }
-        // The token's own slot, else an empty one, else an expired one, else the one that
-        // expires first.
-        let set = self.set(key);
-        let slot = self.find(key).unwrap_or_else(|| {
-            set.clone()
-                .min_by_key(|&i| match self.entries.get(i).and_then(Option::as_ref) {
-                    None => i64::MIN,
-                    Some(e) if e.expires_at <= now => i64::MIN + 1,
-                    Some(e) => e.expires_at,
-                })
-                .unwrap_or(set.start)
-        });
+        // The token's own slot, else a free or expired one in its sets, else one freed by
+        // moving a resident to its other set, else the one that expires first.
+        let slot = match self.find(key) {
+            Some(i) => i,
+            None => match self.free_slot(key, now).or_else(|| self.relocate(key)) {
+                Some(i) => i,
+                None => self.soonest(key, usize::MAX).unwrap_or(self.sets(key)[0].start),
+            },
+        };
         self.take(slot);
+        if !self.reserve(key, slot, now) {
+            return;
+        }
         self.heap += entry.heap_bytes();
         self.len += 1;
         if let (Some(k), Some(e)) = (self.keys.get_mut(slot), self.entries.get_mut(slot)) {
@@ -519,6 +553,72 @@ impl Shard {
         }
     }
 
+    /// An empty slot in the emptier of `key`'s sets, else an expired one in either.
+    fn free_slot(&mut self, key: Key, now: i64) -> Option<usize> {
+        let [a, b] = self.sets(key);
+        let used = |s: &std::ops::Range<usize>| s.clone().filter(|&i| self.occupied(i).is_some()).count();
+        let (first, second) = if used(&a) <= used(&b) { (a, b) } else { (b, a) };
+        let mut all = first.chain(second);
+        let empty = all.clone().find(|&i| self.occupied(i).is_none());
+        empty.or_else(|| all.find(|&i| self.occupied(i).is_some_and(|e| e.expires_at <= now)))
+    }
+
+    /// Moves a resident of `key`'s full sets to an empty slot of its other set; the slot it
+    /// leaves.
+    fn relocate(&mut self, key: Key) -> Option<usize> {
+        for set in self.sets(key) {
+            for i in set {
+                let resident = *self.keys.get(i)?;
+                let Some(j) = self.sets(resident).into_iter().flatten().find(|&j| self.occupied(j).is_none()) else {
+                    continue;
+                };
+                let moved = self.entries.get_mut(i).and_then(Option::take);
+                if let (Some(k), Some(e)) = (self.keys.get_mut(j), self.entries.get_mut(j)) {
+                    *k = resident;
+                    *e = moved;
+                }
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The occupied slot of `key`'s sets that expires first, other than `except`.
+    fn soonest(&self, key: Key, except: usize) -> Option<usize> {
+        self.sets(key)
+            .into_iter()
+            .flatten()
+            .filter(|&i| i != except)
+            .filter_map(|i| self.occupied(i).map(|e| (e.expires_at, i)))
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    /// Counts the entry about to go into `slot` against the global bound; when the cache is
+    /// full, evicts one of this shard's entries first. False when there is none to evict.
+    fn reserve(&mut self, key: Key, slot: usize, now: i64) -> bool {
+        loop {
+            let held = self.count.held.load(Ordering::Relaxed);
+            if held < self.count.max {
+                if self.count.held.compare_exchange(held, held + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                    return true;
+                }
+                continue;
+            }
+            let victim = self.soonest(key, slot).or_else(|| {
+                // Nothing else in the token's sets: any other entry of this shard, preferring
+                // an expired one.
+                let others = (0..self.entries.len()).filter(|&i| i != slot);
+                let expired = others.clone().find(|&i| self.occupied(i).is_some_and(|e| e.expires_at <= now));
+                expired.or_else(|| others.clone().find(|&i| self.occupied(i).is_some()))
+            });
+            match victim {
+                Some(i) => self.take(i),
+                None => return false,
+            }
+        }
+    }
+
     fn remove(&mut self, key: Key) {
         if let Some(i) = self.find(key) {
             self.take(i);
@@ -527,7 +627,7 @@ impl Shard {
 
     fn remove_where(&mut self, mut f: impl FnMut(&Entry) -> bool) {
         for i in 0..self.entries.len() {
-            if self.entries.get(i).and_then(Option::as_ref).is_some_and(&mut f) {
+            if self.occupied(i).is_some_and(&mut f) {
                 self.take(i);
             }
         }
@@ -538,6 +638,7 @@ impl Shard {
         if let Some(e) = self.entries.get_mut(i).and_then(Option::take) {
             self.heap -= e.heap_bytes();
             self.len -= 1;
+            self.count.held.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -552,6 +653,17 @@ impl Shard {
         s
     }
 
+    fn intern_client(&mut self, client: &ClientId) -> Arc<ClientId> {
+        if let Some(c) = self.clients.iter().find(|c| ***c == *client) {
+            return c.clone();
+        }
+        let c = Arc::new(client.clone());
+        if self.clients.len() < INTERNED {
+            self.clients.push(c.clone());
+        }
+        c
+    }
+
     fn intern_issuer(&mut self, issuer: &str) -> Arc<String> {
         if let Some(s) = self.issuers.iter().find(|s| s.as_str() == issuer) {
             return s.clone();
@@ -564,74 +676,72 @@ impl Shard {
     }
 }
 
-/// A cached token, compact: its own strings in one allocation, the shared ones by reference.
+/// A cached token, compact: its own values as parsed, the ones that most tokens share by
+/// reference. A hit clones them, which is cheaper than parsing them again.
 struct Entry {
     /// Valid while now < this: the token's `exp`, or sooner with a max age.
     expires_at: i64,
     /// The token's `exp`.
     exp: i64,
-    /// Subject, client id, token id and grant id, one after the other.
-    text: Box<str>,
-    /// Where the subject, the client id and the token id end in `text`.
-    cuts: [u16; 3],
-    has_grant: bool,
+    subject: UserId,
+    token_id: Box<str>,
+    grant: Option<GrantId>,
+    client: Arc<ClientId>,
     scopes: Arc<ScopeSet>,
     issuer: Arc<String>,
 }
 
 impl Entry {
     fn new(ctx: &AuthContext, expires_at: i64, shard: &mut Shard) -> Option<Self> {
-        let grant = ctx.grant_id.as_ref().map(GrantId::as_str).unwrap_or_default();
-        let parts = [ctx.subject.as_str(), ctx.client_id.as_str(), ctx.token_id.as_str(), grant];
-        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-        let mut cuts = [0u16; 3];
-        for (i, p) in parts.iter().enumerate() {
-            text.push_str(p);
-            if let Some(cut) = cuts.get_mut(i) {
-                // Tokens are at most 8 KiB, so every offset fits; a larger one is not cached.
-                *cut = u16::try_from(text.len()).ok()?;
-            }
+        // Tokens are at most 8 KiB; larger values are not cached.
+        if ctx.subject.as_str().len() + ctx.token_id.len() > MAX_TOKEN_LEN {
+            return None;
         }
         Some(Self {
             expires_at,
             exp: ctx.expires_at.as_secs(),
-            text: text.into_boxed_str(),
-            cuts,
-            has_grant: ctx.grant_id.is_some(),
+            subject: ctx.subject.clone(),
+            token_id: ctx.token_id.as_str().into(),
+            grant: ctx.grant_id.clone(),
+            client: shard.intern_client(&ctx.client_id),
             scopes: shard.intern_scopes(&ctx.scopes),
             issuer: shard.intern_issuer(&ctx.issuer),
         })
     }
 
-    fn part(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { usize::from(self.cuts[i - 1]) };
-        let end = self.cuts.get(i).map_or(self.text.len(), |&c| usize::from(c));
-        self.text.get(start..end).unwrap_or_default()
-    }
-
     fn grant(&self) -> Option<&str> {
-        self.has_grant.then(|| self.part(3))
+        self.grant.as_ref().map(GrantId::as_str)
     }
 
-    fn context(&self) -> Option<AuthContext> {
-        // The values were parsed once already; parsing again only copies them.
-        let mut ctx = AuthContext::new(
-            UserId::parse(self.part(0)).ok()?,
-            ClientId::parse(self.part(1)).ok()?,
+    fn context(&self) -> AuthContext {
+        let ctx = AuthContext::new(
+            self.subject.clone(),
+            ClientId::clone(&self.client),
             ScopeSet::clone(&self.scopes),
             UnixTime::from_secs(self.exp),
             String::clone(&self.issuer),
-            self.part(2).to_owned(),
+            self.token_id.to_string(),
         );
-        if let Some(g) = self.grant() {
-            ctx = ctx.with_grant_id(GrantId::parse(g).ok()?);
+        match &self.grant {
+            Some(g) => ctx.with_grant_id(g.clone()),
+            None => ctx,
         }
-        Some(ctx)
     }
 
-    /// The entry's own allocation, as the allocator rounds it (16-byte granules, 8 of header).
+    /// The entry's own allocations, as the allocator rounds them (16-byte granules, 8 of
+    /// header, 32 at least): its strings, and its client id unless it is shared.
     fn heap_bytes(&self) -> usize {
-        (self.text.len() + 8).next_multiple_of(16)
+        let block = |n: usize| (n + 8).next_multiple_of(16).max(32);
+        let own_client = if Arc::strong_count(&self.client) == 1 {
+            // Only an interned client id is shared (by the shard's list), and for good.
+            block(std::mem::size_of::<ClientId>() + 16) + block(self.client.as_str().len())
+        } else {
+            0
+        };
+        block(self.subject.as_str().len())
+            + block(self.token_id.len())
+            + self.grant().map_or(0, |g| block(g.len()))
+            + own_client
     }
 }
 
@@ -775,11 +885,25 @@ mod tests {
         for i in 0..50 {
             cache.admit(&format!("t{i}"), &ctx(i, 2000, Some("gr_x")), now).unwrap();
         }
-        let table = 96 * SLOT_BYTES;
+        let table = Layout::new(100, 8 << 20).slots() * SLOT_BYTES;
         assert!(cache.stats().bytes > table, "{}", cache.stats().bytes);
         cache.invalidate_grant(&GrantId::parse("gr_x").unwrap(), now);
         assert_eq!(cache.stats().bytes, table, "only the table is left");
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_full_cache_holds_every_one_of_max_entries() {
+        let cache = TokenCache::new(TokenCacheConfig::default().with_max_entries(20_000));
+        let now = UnixTime::from_secs(1000);
+        for i in 0..20_000 {
+            cache.admit(&format!("t{i}"), &ctx(i, 2000, None), now).unwrap();
+        }
+        assert_eq!(cache.len(), 20_000);
+        assert!((0..20_000).all(|i| cache.get(&format!("t{i}"), now).is_some()), "relocated entries are found");
+        cache.admit("one more", &ctx(0, 1500, None), now).unwrap();
+        assert_eq!(cache.len(), 20_000, "past the bound, one goes for each one in");
+        assert!(cache.get("one more", now).is_some());
     }
 
     #[test]
@@ -788,9 +912,9 @@ mod tests {
             [(0, 0), (1, 1 << 20), (10, 1 << 20), (100, 1000), (10_000, 8 << 20), (100_000, 32 << 20)]
         {
             let l = Layout::new(entries, bytes);
-            assert!(l.slots() <= entries, "{entries} {bytes}: {l:?}");
+            assert!(l.slots() <= entries + entries / 4, "{entries} {bytes}: {l:?}");
             assert!(l.slots() * SLOT_BYTES + l.heap_budget <= bytes.max(l.slots() * SLOT_BYTES), "{l:?}");
         }
-        assert_eq!(Layout::new(10_000, 8 << 20).slots(), 10_000);
+        assert_eq!(Layout::new(10_000, 8 << 20).slots(), 12_496);
     }
 }
