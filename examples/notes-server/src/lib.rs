@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::request::Parts;
-use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, mcp_cors_layer, protected_resource_router};
+use mcp_guard::{
+    AuthContext, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer, protected_resource_router,
+};
 use oauth_axum::AdminToken;
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
@@ -82,7 +84,10 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let config = ServerConfig::new(issuer, resource.clone())
         .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
         .with_expected_clients(settings.expected_clients.iter().copied());
-    let server = Arc::new(AuthorizationServer::with_clock(config, stores, clock).await?);
+    // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
+    // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
+    let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
+    let server = Arc::new(AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?);
     let prm = server.protected_resource_metadata().with_name("Notes");
     server.self_check(&prm, &format!("{public}{MCP_PATH}"))?;
 
@@ -98,7 +103,7 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     );
-    let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone())), &resource)
+    let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone()).with_cache(cache)), &resource)
         .with_required_scopes(server.config().default_scopes.clone());
 
     let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));

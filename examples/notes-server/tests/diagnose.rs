@@ -150,29 +150,6 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     println!("{text}");
 }
 
-/// The example app in this process on a manual clock, served on a loopback socket, with the
-/// first user created; returns its base URL, database URL, server and clock.
-async fn app_on_a_manual_clock(
-    name: &str,
-) -> (String, String, std::sync::Arc<oauth_core::AuthorizationServer>, std::sync::Arc<oauth_core::ManualClock>) {
-    use std::sync::Arc;
-    let dir = std::env::temp_dir().join(format!("notes-diag-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.display());
-    // Start at the real time, so that `diagnose --since 1h` sees the events.
-    let clock = Arc::new(oauth_core::ManualClock::new(oauth_core::SystemClock.now()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stores = mcp_auth::open_database(&db).await.unwrap();
-    let app = notes_server::build_with_clock(&notes_server::Settings::new(&base), stores, clock.clone()).await.unwrap();
-    let users = app.server.stores().users.clone();
-    oauth_core::users::create_user(users.as_ref(), common::USERNAME, common::PASSWORD, clock.now()).await.unwrap();
-    let router = app.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (base, db, app.server, clock)
-}
-
 /// A second authorization server on the same database (so the same signing keys) with another
 /// issuer or resource: its tokens have a valid signature but are not for the example.
 async fn token_from_another_server(
@@ -229,7 +206,7 @@ async fn call_mcp(http: &reqwest::Client, base: &str, token: &str) -> reqwest::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer() {
-    let (base, db, server, clock) = app_on_a_manual_clock("clock").await;
+    let (base, db, server, clock) = common::app_on_a_manual_clock("clock").await;
     let http = reqwest::Client::new();
     let public =
         format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
@@ -284,4 +261,56 @@ async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer(
     let text = human(&db, &client);
     assert!(text.contains("FAILED at resource_access: token_issuer_mismatch"), "{text}");
     println!("{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_once_and_diagnosed() {
+    let (base, db, _server, _clock) = common::app_on_a_manual_clock("revoke").await;
+    let http = reqwest::Client::new();
+    let public =
+        format!(r#"{{"client_name":"revoked","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
+    let client = register(&http, &base, &public).await["client_id"].as_str().unwrap().to_owned();
+    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let location = common::Browser::new()
+        .sign_in_and_approve_at(&base, &authorize_url(&base, &client, CALLBACK, challenge.as_str()))
+        .await;
+    let code = code_of(&location);
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", verifier.secret()),
+            ("redirect_uri", CALLBACK),
+            ("client_id", client.as_str()),
+        ])
+        .finish();
+    let resp = http
+        .post(format!("{base}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let tokens: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+
+    // Accepted (and cached by the guard) before the revocation...
+    let before = call_mcp(&http, &base, &access).await;
+    assert_ne!(before.status(), 401, "a fresh token is accepted");
+    // ...refused right after it, although its signature and `exp` are still good.
+    let revoke: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("token", access.as_str()), ("client_id", client.as_str())])
+        .finish();
+    let resp = http
+        .post(format!("{base}/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(revoke)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(call_mcp(&http, &base, &access).await.status(), 401);
+    let a = diagnose(&db, &client);
+    assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("resource_access"), Some("grant_revoked")), "{a}");
 }

@@ -243,3 +243,27 @@ impl Browser {
         location.expect("a redirect to the client")
     }
 }
+
+/// The example app in this process on a manual clock, served on a loopback socket, with the
+/// first user created; returns its base URL, database URL, server and clock.
+pub async fn app_on_a_manual_clock(
+    name: &str,
+) -> (String, String, std::sync::Arc<oauth_core::AuthorizationServer>, std::sync::Arc<oauth_core::ManualClock>) {
+    use oauth_core::Clock as _;
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("notes-diag-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.display());
+    // Start at the real time, so that `diagnose --since 1h` sees the events.
+    let clock = Arc::new(oauth_core::ManualClock::new(oauth_core::SystemClock.now()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stores = mcp_auth::open_database(&db).await.unwrap();
+    let app = notes_server::build_with_clock(&notes_server::Settings::new(&base), stores, clock.clone()).await.unwrap();
+    let users = app.server.stores().users.clone();
+    oauth_core::users::create_user(users.as_ref(), USERNAME, PASSWORD, clock.now()).await.unwrap();
+    let router = app.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, db, app.server, clock)
+}
