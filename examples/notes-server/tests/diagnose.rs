@@ -8,7 +8,6 @@ mod common;
 
 use std::process::Command;
 
-use oauth_core::Clock as _;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
