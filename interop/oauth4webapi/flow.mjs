@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as oauth from 'oauth4webapi';
+import { signInAndApprove as personSignsIn } from '../lib/person.mjs';
 
 const LIBRARY_VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/oauth4webapi/package.json', import.meta.url)),
@@ -50,66 +51,9 @@ async function step(what, run) {
   }
 }
 
-/** A person in a browser: keeps cookies by hand and never follows redirects. */
-class Browser {
-  constructor() {
-    this.cookies = new Map();
-  }
-  keep(response) {
-    for (const c of response.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const i = pair.indexOf('=');
-      this.cookies.set(pair.slice(0, i), pair.slice(i + 1));
-    }
-  }
-  header() {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-  async get(url) {
-    const r = await fetch(url, { redirect: 'manual', headers: { cookie: this.header() } });
-    this.keep(r);
-    return r;
-  }
-  async post(url, fields) {
-    const r = await fetch(url, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: this.header(), 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(fields).toString(),
-    });
-    this.keep(r);
-    return r;
-  }
-}
-
-function decode(s) {
-  return s.replace(/&#x2f;|&#47;/gi, '/').replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;|&#x27;/g, "'");
-}
-
-/** The page's form: where it posts and its hidden fields (the pending request and the CSRF token). */
-function form(page, base) {
-  const action = page.match(/<form method="post" action="([^"]+)"/);
-  check(action, `no form on the page:\n${page.slice(0, 2000)}`);
-  const fields = {};
-  for (const m of page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) fields[m[1]] = decode(m[2]);
-  check(fields.pending && fields.csrf, `the form lacks pending/csrf fields:\n${page.slice(0, 2000)}`);
-  return { action: new URL(decode(action[1]), base).toString(), fields };
-}
-
 /** Signs in, approves, and returns the URL the browser is sent back to (the loopback callback). */
-async function signInAndApprove(authorizationUrl) {
-  const browser = new Browser();
-  const first = await browser.get(authorizationUrl);
-  const signIn = await first.text();
-  check(first.status === 200, `authorization page answered ${first.status}:\n${signIn.slice(0, 2000)}`);
-  const f1 = form(signIn, authorizationUrl);
-  const second = await browser.post(f1.action, { ...f1.fields, username, password });
-  const consent = await second.text();
-  check(second.status === 200 && consent.includes('decision'), `sign-in did not lead to consent (${second.status}):\n${consent.slice(0, 2000)}`);
-  const f2 = form(consent, authorizationUrl);
-  const third = await browser.post(f2.action, { ...f2.fields, decision: 'approve' });
-  check(third.status === 303, `consent answered ${third.status}, expected 303`);
-  return new URL(third.headers.get('location'));
+function signInAndApprove(authorizationUrl) {
+  return personSignsIn(authorizationUrl, { username, password });
 }
 
 /** One JSON-RPC call to the MCP endpoint through the library's resource request. */

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { signInAndApprove as personSignsIn } from '../lib/person.mjs';
 
 const SDK_VERSION = '1.32.2';
 const REDIRECT = 'http://127.0.0.1:53682/callback';
@@ -95,66 +96,9 @@ class MemoryProvider {
   }
 }
 
-/** A person in a browser: follows the sign-in and consent pages and returns the code. */
-class Browser {
-  constructor() {
-    this.cookies = new Map();
-  }
-  keep(response) {
-    for (const c of response.headers.getSetCookie()) {
-      const [pair] = c.split(';');
-      const i = pair.indexOf('=');
-      this.cookies.set(pair.slice(0, i), pair.slice(i + 1));
-    }
-  }
-  header() {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-  async get(url) {
-    const r = await fetch(url, { redirect: 'manual', headers: { cookie: this.header() } });
-    this.keep(r);
-    return r;
-  }
-  async post(url, fields) {
-    const r = await fetch(url, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { cookie: this.header(), 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(fields).toString(),
-    });
-    this.keep(r);
-    return r;
-  }
-}
-
-function decode(s) {
-  return s.replace(/&#x2f;|&#47;/gi, '/').replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;|&#x27;/g, "'");
-}
-
-function form(page, base) {
-  const action = page.match(/<form method="post" action="([^"]+)"/);
-  check(action, `no form on the page:\n${page.slice(0, 2000)}`);
-  const fields = {};
-  for (const m of page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) fields[m[1]] = decode(m[2]);
-  check(fields.pending && fields.csrf, `the form lacks pending/csrf fields:\n${page.slice(0, 2000)}`);
-  return { action: new URL(decode(action[1]), base).toString(), fields };
-}
-
+/** Signs in, approves, and checks the redirect back: the registered callback, with RFC 9207 `iss`. */
 async function signInAndApprove(authorizationUrl, issuer) {
-  const browser = new Browser();
-  const first = await browser.get(authorizationUrl);
-  const signIn = await first.text();
-  check(first.status === 200, `authorization page answered ${first.status}:\n${signIn.slice(0, 2000)}`);
-  check(browser.cookies.has('mcp_oauth_csrf'), 'no CSRF cookie on the sign-in page');
-  const f1 = form(signIn, authorizationUrl);
-  const second = await browser.post(f1.action, { ...f1.fields, username, password });
-  const consent = await second.text();
-  check(second.status === 200 && consent.includes('decision'), `sign-in did not lead to consent (${second.status}):\n${consent.slice(0, 2000)}`);
-  check(browser.cookies.has('mcp_oauth_session'), 'no session cookie after sign-in');
-  const f2 = form(consent, authorizationUrl);
-  const third = await browser.post(f2.action, { ...f2.fields, decision: 'approve' });
-  check(third.status === 303, `consent answered ${third.status}, expected 303`);
-  const location = new URL(third.headers.get('location'));
+  const location = await personSignsIn(authorizationUrl, { username, password });
   check(`${location.origin}${location.pathname}` === REDIRECT, `redirected to ${location}, expected ${REDIRECT}`);
   check(location.searchParams.get('iss') === issuer, `iss ${location.searchParams.get('iss')} is not the issuer ${issuer} (RFC 9207)`);
   return { code: location.searchParams.get('code'), state: location.searchParams.get('state') };
