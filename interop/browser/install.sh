@@ -11,13 +11,8 @@ if [[ ! -x /usr/bin/chromium ]]; then
     fi
 fi
 /usr/bin/chromium --version
-stamp=node_modules/.package-lock.sha256
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    exit 0
-fi
-if ! npm ci --no-audit --no-fund --loglevel=error; then
-    echo "interop/browser: 'npm ci' failed" >&2
-    exit 1
-fi
-echo "$want" > "$stamp"
+source ../lib/npm-ci.sh
+loads() {
+    node -e 'require("playwright-core")'
+}
+npm_ci_once browser loads
