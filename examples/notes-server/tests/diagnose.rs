@@ -8,6 +8,7 @@ mod common;
 
 use std::process::Command;
 
+use oauth_core::secret::CodeVerifier;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
@@ -55,15 +56,30 @@ fn code_of(location: &str) -> String {
     url::Url::parse(location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
 }
 
-async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> reqwest::StatusCode {
+/// POSTs a form to `url`; returns the status and the body.
+async fn post_form(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, String) {
     let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    http.post(format!("{base}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    let resp =
+        http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> reqwest::StatusCode {
+    post_form(http, &format!("{base}/token"), form).await.0
+}
+
+/// Registers a public client named `name`, signs in and approves: the client id, the code and
+/// its verifier.
+async fn signed_in_code(http: &reqwest::Client, base: &str, name: &str) -> (String, String, CodeVerifier) {
+    let body =
+        format!(r#"{{"client_name":"{name}","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
+    let client = register(http, base, &body).await["client_id"].as_str().unwrap().to_owned();
+    let verifier = CodeVerifier::generate();
+    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let location = common::Browser::new()
+        .sign_in_and_approve_at(base, &authorize_url(base, &client, CALLBACK, challenge.as_str()))
+        .await;
+    (client, code_of(&location), verifier)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +90,7 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     let http = reqwest::Client::new();
     let public =
         format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
-    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let verifier = CodeVerifier::generate();
     let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
 
     // 1. A redirect URI that differs from the registered one.
@@ -167,7 +183,7 @@ async fn token_from_another_server(
     let reg =
         format!(r#"{{"client_name":"elsewhere","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
     let client = other.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id;
-    let verifier = oauth_core::secret::CodeVerifier::generate();
+    let verifier = CodeVerifier::generate();
     let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
     let request = AuthorizationRequest::from_pairs([
         ("response_type", "code"),
@@ -207,18 +223,10 @@ async fn call_mcp(http: &reqwest::Client, base: &str, token: &str) -> reqwest::R
 async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer() {
     let (base, db, server, clock) = common::app_on_a_manual_clock("clock").await;
     let http = reqwest::Client::new();
-    let public =
-        format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
 
     // 1. A code left to expire: the exchange comes after the code's 5 minutes.
-    let client = register(&http, &base, &public).await["client_id"].as_str().unwrap().to_owned();
-    let verifier = oauth_core::secret::CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
-    let location = common::Browser::new()
-        .sign_in_and_approve_at(&base, &authorize_url(&base, &client, CALLBACK, challenge.as_str()))
-        .await;
+    let (client, code, verifier) = signed_in_code(&http, &base, "diag").await;
     clock.advance(server.config().code_ttl + std::time::Duration::from_secs(1));
-    let code = code_of(&location);
     let exchange = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -266,49 +274,25 @@ async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer(
 async fn a_revoked_token_is_refused_at_once_and_diagnosed() {
     let (base, db, _server, _clock) = common::app_on_a_manual_clock("revoke").await;
     let http = reqwest::Client::new();
-    let public =
-        format!(r#"{{"client_name":"revoked","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
-    let client = register(&http, &base, &public).await["client_id"].as_str().unwrap().to_owned();
-    let verifier = oauth_core::secret::CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
-    let location = common::Browser::new()
-        .sign_in_and_approve_at(&base, &authorize_url(&base, &client, CALLBACK, challenge.as_str()))
-        .await;
-    let code = code_of(&location);
-    let form: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("code_verifier", verifier.secret()),
-            ("redirect_uri", CALLBACK),
-            ("client_id", client.as_str()),
-        ])
-        .finish();
-    let resp = http
-        .post(format!("{base}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await
-        .unwrap();
-    let tokens: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let (client, code, verifier) = signed_in_code(&http, &base, "revoked").await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client.as_str()),
+    ];
+    let (status, body) = post_form(&http, &format!("{base}/token"), &exchange).await;
+    assert_eq!(status, 200, "{body}");
+    let tokens: Value = serde_json::from_str(&body).unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_owned();
 
     // Accepted (and cached by the guard) before the revocation...
     let before = call_mcp(&http, &base, &access).await;
     assert_ne!(before.status(), 401, "a fresh token is accepted");
     // ...refused right after it, although its signature and `exp` are still good.
-    let revoke: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("token", access.as_str()), ("client_id", client.as_str())])
-        .finish();
-    let resp = http
-        .post(format!("{base}/revoke"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(revoke)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let revoke = [("token", access.as_str()), ("client_id", client.as_str())];
+    assert_eq!(post_form(&http, &format!("{base}/revoke"), &revoke).await.0, 200);
     assert_eq!(call_mcp(&http, &base, &access).await.status(), 401);
     let a = diagnose(&db, &client);
     assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("resource_access"), Some("grant_revoked")), "{a}");
