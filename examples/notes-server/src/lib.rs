@@ -5,6 +5,7 @@
 //! and the protected-resource metadata. The tools answer according to who is calling.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -12,7 +13,7 @@ use axum::http::request::Parts;
 use mcp_guard::{
     AuthContext, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer, protected_resource_router,
 };
-use oauth_axum::AdminToken;
+use oauth_axum::{AdminToken, RateLimits};
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
 use oauth_core::types::{Issuer, ResourceUri};
@@ -43,6 +44,9 @@ pub struct Settings {
     /// Turns on the admin endpoint (`/admin/diagnose`, `/admin/clients/{id}`) behind this
     /// bearer secret. Off when `None`.
     pub admin_token: Option<AdminToken>,
+    /// Reverse proxies whose `X-Forwarded-For` the rate limits believe. Empty: limits key on
+    /// the socket's peer address.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Settings {
@@ -53,6 +57,7 @@ impl Settings {
             redirect_schemes: Vec::new(),
             expected_clients: Vec::new(),
             admin_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -110,7 +115,11 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let mut router = Router::new()
         .nest_service(MCP_PATH, tower::ServiceBuilder::new().layer(mcp_cors_layer()).layer(guard).service(mcp))
         .merge(protected_resource_router(prm))
-        .merge(oauth_axum::router(server.clone(), authenticator));
+        .merge(
+            oauth_axum::AuthRouter::new(server.clone(), authenticator)
+                .with_rate_limits(Some(RateLimits::default().with_trusted_proxies(settings.trusted_proxies.clone())))
+                .into_router(),
+        );
     if let Some(token) = &settings.admin_token {
         router = router.merge(oauth_axum::admin_router(server.clone(), token.clone()));
     }

@@ -42,6 +42,11 @@ struct Cli {
     /// bearer secret (at least 32 characters). Off when not set.
     #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Reverse proxies or tunnels (IP addresses) whose `X-Forwarded-For` the per-address rate
+    /// limits believe. Without one they key on the connecting address, which behind a proxy is
+    /// the proxy's for every client.
+    #[arg(long = "trusted-proxy", env = "NOTES_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -90,6 +95,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = Settings::new(public_url.clone());
     settings.redirect_schemes = cli.redirect_schemes.clone();
     settings.expected_clients = cli.expected_clients.clone();
+    settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.admin_token = cli.admin_token.as_deref().map(AdminToken::new).transpose()?;
     let app = build(&settings, stores).await?;
 

@@ -167,3 +167,32 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_rate_limits_key_on_the_forwarded_address() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = Settings { trusted_proxies: vec!["127.0.0.1".parse().unwrap()], ..Settings::new(&base) };
+    let app = build(&settings, MemoryStore::new().into_stores()).await.unwrap();
+    let service = app.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+
+    let http = reqwest::Client::new();
+    let register = |from: &'static str| {
+        http.post(format!("{base}/register"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", from)
+            .body(r#"{"redirect_uris":["http://127.0.0.1:9/cb"],"token_endpoint_auth_method":"none"}"#)
+            .send()
+    };
+    // The default registration limit is a burst of 20: one address behind the proxy runs out...
+    let mut limited = 0;
+    for _ in 0..25 {
+        if register("203.0.113.7").await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS.as_u16() {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 4, "only {limited} of 25 registrations were limited");
+    // ...and another one behind the same proxy is not limited with it.
+    assert_eq!(register("203.0.113.8").await.unwrap().status(), StatusCode::CREATED.as_u16());
+}
