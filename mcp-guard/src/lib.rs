@@ -4,6 +4,8 @@
 
 pub mod cache;
 mod policy;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod verifier;
 
 use std::collections::HashSet;
@@ -238,6 +240,14 @@ impl GuardConfig {
                     event = event.client(&c);
                 }
                 self.verifier.record(event).await;
+                if rejection.reason == Reason::Internal {
+                    // The token could not be checked (the authorization server is unreachable):
+                    // a 401 would make the client throw its tokens away and sign in again.
+                    let mut resp =
+                        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &rejection.description);
+                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return Err(Box::new(resp));
+                }
                 return Err(Box::new(self.challenge(
                     StatusCode::UNAUTHORIZED,
                     Some("invalid_token"),

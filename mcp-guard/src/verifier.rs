@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use oauth_core::events::{FlowEvent, Reason};
+use oauth_core::jwt::AccessTokenClaims;
 use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{AuthorizationServer, Clock, SystemClock, UnixTime};
 
@@ -134,21 +135,26 @@ impl LocalVerifier {
 
     fn verify_uncached(&self, token: &str) -> Result<AuthContext, Rejection> {
         let claims = self.server.verify_access_token(token).map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
-        let malformed = |what: &str| Rejection::new(Reason::TokenMalformed, format!("the token's {what} is malformed"));
-        let grant_id = match claims.gid.as_deref() {
-            Some(g) => Some(GrantId::parse(g).map_err(|_| malformed("gid"))?),
-            None => None,
-        };
-        Ok(AuthContext {
-            subject: UserId::parse(&claims.sub).map_err(|_| malformed("sub"))?,
-            client_id: ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?,
-            scopes: ScopeSet::parse(&claims.scope).map_err(|_| malformed("scope"))?,
-            expires_at: UnixTime::from_secs(claims.exp),
-            issuer: claims.iss,
-            token_id: claims.jti,
-            grant_id,
-        })
+        context_from_claims(claims)
     }
+}
+
+/// The caller described by a verified token's claims.
+pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthContext, Rejection> {
+    let malformed = |what: &str| Rejection::new(Reason::TokenMalformed, format!("the token's {what} is malformed"));
+    let grant_id = match claims.gid.as_deref() {
+        Some(g) => Some(GrantId::parse(g).map_err(|_| malformed("gid"))?),
+        None => None,
+    };
+    Ok(AuthContext {
+        subject: UserId::parse(&claims.sub).map_err(|_| malformed("sub"))?,
+        client_id: ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?,
+        scopes: ScopeSet::parse(&claims.scope).map_err(|_| malformed("scope"))?,
+        expires_at: UnixTime::from_secs(claims.exp),
+        issuer: claims.iss,
+        token_id: claims.jti,
+        grant_id,
+    })
 }
 
 #[async_trait]

@@ -1,0 +1,564 @@
+//! Verifiers for tokens issued by an authorization server in another process: another replica
+//! of the embedded server, or an external one (Keycloak, Auth0, Entra, any RFC 8414 server).
+//!
+//! - [`JwksVerifier`] checks RFC 9068 JWT access tokens locally against the server's published
+//!   keys. The keys are fetched once and again only when a token names a key not seen yet (a
+//!   rotation), at most once per [`JwksVerifier::with_min_refresh_interval`]; the network is
+//!   never on the path of a token signed by a known key.
+//! - [`IntrospectionVerifier`] asks the server about each token (RFC 7662), for opaque tokens
+//!   or when a revocation must be seen within a bound: its cache's `max_age` is that bound.
+//!
+//! Both check what [`LocalVerifier`](crate::LocalVerifier) checks: the issuer, the audience
+//! (this resource), the expiry, and they hand tool handlers the same [`AuthContext`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcp_guard::remote::RemoteError> {
+//! use std::sync::Arc;
+//! use mcp_guard::McpGuardLayer;
+//! use mcp_guard::remote::JwksVerifier;
+//! use oauth_core::types::ResourceUri;
+//!
+//! let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
+//! // Reads the issuer's RFC 8414 metadata, checks its `issuer`, and fetches its `jwks_uri`.
+//! let verifier = JwksVerifier::discover("https://auth.example.com", &resource).await?;
+//! let guard = McpGuardLayer::new(Arc::new(verifier), &resource);
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use oauth_core::events::Reason;
+use oauth_core::jwt::{TokenValidation, VerifyError, verify};
+use oauth_core::keys::KeyResolver;
+use oauth_core::metadata::well_known_url;
+use oauth_core::secret::ClientSecret;
+use oauth_core::types::{ClientId, ResourceUri, ScopeSet, UserId};
+use oauth_core::{Clock, SystemClock, UnixTime};
+use serde::Deserialize;
+
+use crate::cache::{TokenCache, TokenCacheConfig};
+use crate::verifier::{AuthContext, Rejection, TokenVerifier, context_from_claims};
+
+/// Largest document read from the authorization server (metadata, JWKS, introspection).
+const MAX_DOCUMENT: usize = 256 * 1024;
+/// Time limit of one request to the authorization server.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A remote verifier could not be set up: the message says which document and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// A document could not be fetched.
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A document was fetched but cannot be used.
+    #[error("{url}: {reason}")]
+    Invalid {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        // A redirect could lead a key fetch anywhere; the documents are served where they are named.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Reads a response body of at most [`MAX_DOCUMENT`] bytes.
+async fn bounded_body(url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, RemoteError> {
+    let fetch = |reason: String| RemoteError::Fetch { url: url.to_owned(), reason };
+    if let Some(len) = resp.content_length()
+        && len > MAX_DOCUMENT as u64
+    {
+        return Err(fetch(format!("the document has {len} bytes, more than {MAX_DOCUMENT}")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fetch(e.to_string()))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(fetch(format!("the document is larger than {MAX_DOCUMENT} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, RemoteError> {
+    let resp = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| RemoteError::Fetch { url: url.to_owned(), reason: e.to_string() })?;
+    if !resp.status().is_success() {
+        return Err(RemoteError::Fetch { url: url.to_owned(), reason: format!("answered {}", resp.status()) });
+    }
+    let body = bounded_body(url, resp).await?;
+    serde_json::from_slice(&body).map_err(|e| RemoteError::Invalid { url: url.to_owned(), reason: e.to_string() })
+}
+
+#[derive(Debug, Deserialize)]
+struct DiscoveredMetadata {
+    issuer: String,
+    jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
+}
+
+/// The issuer's RFC 8414 metadata (OpenID configuration as a fallback), with its `issuer`
+/// checked to be exactly `issuer` (RFC 8414 3.3: otherwise the document may be an attacker's).
+async fn discover(http: &reqwest::Client, issuer: &str) -> Result<DiscoveredMetadata, RemoteError> {
+    let primary = well_known_url("oauth-authorization-server", issuer);
+    let meta = match get_json::<DiscoveredMetadata>(http, &primary).await {
+        Ok(m) => m,
+        Err(first) => {
+            let oidc = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+            get_json::<DiscoveredMetadata>(http, &oidc).await.map_err(|_| first)?
+        }
+    };
+    if meta.issuer != issuer {
+        return Err(RemoteError::Invalid {
+            url: primary,
+            reason: format!("the metadata's issuer is '{}', not '{issuer}'", meta.issuer),
+        });
+    }
+    Ok(meta)
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWKS
+
+/// Verifies RFC 9068 JWT access tokens against a remote authorization server's JWKS.
+#[derive(Debug, Clone)]
+pub struct JwksVerifier {
+    inner: Arc<JwksInner>,
+    validation: TokenValidation,
+    min_refresh: Duration,
+    cache: Option<TokenCache>,
+}
+
+/// What clones share: the keys and when they were last fetched.
+#[derive(Debug)]
+struct JwksInner {
+    http: reqwest::Client,
+    jwks_uri: String,
+    keys: RwLock<Arc<RemoteKeys>>,
+    last_fetch: Mutex<Instant>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+/// Keys taken from a JWKS: asymmetric signature keys with a `kid`.
+#[derive(Default)]
+struct RemoteKeys(Vec<(String, Algorithm, DecodingKey)>);
+
+impl std::fmt::Debug for RemoteKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(kid, alg, _)| (kid, alg))).finish()
+    }
+}
+
+impl KeyResolver for RemoteKeys {
+    fn resolve(&self, kid: &str) -> Option<(Algorithm, &DecodingKey)> {
+        self.0.iter().find(|(k, _, _)| k == kid).map(|(_, alg, key)| (*alg, key))
+    }
+}
+
+impl RemoteKeys {
+    /// The usable keys of `set`: a `kid`, an asymmetric algorithm (stated, or implied by the key
+    /// type), a signature use. Others are skipped: a symmetric key in a JWKS is a misconfiguration,
+    /// and accepting one would allow algorithm confusion.
+    fn from_jwks(set: &JwkSet) -> Self {
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
+                continue;
+            }
+            let alg = match (jwk.common.key_algorithm, &jwk.algorithm) {
+                (Some(KeyAlgorithm::ES256), AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES256,
+                (Some(KeyAlgorithm::ES384), AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES384,
+                (Some(KeyAlgorithm::EdDSA), AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+                (Some(KeyAlgorithm::RS256), AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                (Some(KeyAlgorithm::RS384), AlgorithmParameters::RSA(_)) => Algorithm::RS384,
+                (Some(KeyAlgorithm::RS512), AlgorithmParameters::RSA(_)) => Algorithm::RS512,
+                (Some(KeyAlgorithm::PS256), AlgorithmParameters::RSA(_)) => Algorithm::PS256,
+                (None, AlgorithmParameters::EllipticCurve(p)) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+                (None, AlgorithmParameters::EllipticCurve(p)) if p.curve == EllipticCurve::P384 => Algorithm::ES384,
+                (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+                (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                _ => continue,
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.push((kid, alg, key));
+            }
+        }
+        Self(keys)
+    }
+}
+
+impl JwksVerifier {
+    /// Reads `issuer`'s metadata, checks that it states exactly that issuer, and uses its
+    /// `jwks_uri`. Tokens must be issued by `issuer` for `resource`.
+    pub async fn discover(issuer: &str, resource: &ResourceUri) -> Result<Self, RemoteError> {
+        let http = http_client();
+        let meta = discover(&http, issuer).await?;
+        let jwks_uri = meta.jwks_uri.ok_or_else(|| RemoteError::Invalid {
+            url: well_known_url("oauth-authorization-server", issuer),
+            reason: "the metadata has no jwks_uri; use introspection".into(),
+        })?;
+        Self::with_http(http, issuer, resource, jwks_uri).await
+    }
+
+    /// Tokens of `issuer` for `resource`, verified with the keys at `jwks_uri`.
+    pub async fn new(issuer: &str, resource: &ResourceUri, jwks_uri: impl Into<String>) -> Result<Self, RemoteError> {
+        Self::with_http(http_client(), issuer, resource, jwks_uri.into()).await
+    }
+
+    async fn with_http(
+        http: reqwest::Client,
+        issuer: &str,
+        resource: &ResourceUri,
+        jwks_uri: String,
+    ) -> Result<Self, RemoteError> {
+        let set: JwkSet = get_json(&http, &jwks_uri).await?;
+        let keys = RemoteKeys::from_jwks(&set);
+        if keys.0.is_empty() {
+            return Err(RemoteError::Invalid {
+                url: jwks_uri,
+                reason: "no usable signing key (asymmetric, with a kid)".into(),
+            });
+        }
+        tracing::info!(jwks_uri = %jwks_uri, keys = keys.0.len(), "loaded the authorization server's keys");
+        Ok(Self {
+            inner: Arc::new(JwksInner {
+                http,
+                jwks_uri,
+                keys: RwLock::new(Arc::new(keys)),
+                last_fetch: Mutex::new(Instant::now()),
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
+            validation: TokenValidation::new(issuer, resource.as_str()),
+            min_refresh: Duration::from_secs(30),
+            cache: Some(TokenCache::new(TokenCacheConfig::default())),
+        })
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default: 60 s.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation = self.validation.with_leeway(leeway);
+        self
+    }
+
+    /// The least time between two fetches of the JWKS for an unknown `kid`. Default: 30 s, so a
+    /// stream of tokens with made-up key ids cannot make this server hammer the authorization
+    /// server.
+    #[must_use]
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_refresh = interval;
+        self
+    }
+
+    /// Replaces the verified-token cache. Default: [`TokenCacheConfig::default`]. Revocations at
+    /// the remote server are not seen before a token's `exp` (a JWT carries no revocation);
+    /// use [`IntrospectionVerifier`] where they must be.
+    #[must_use]
+    pub fn with_cache(mut self, cache: TokenCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Turns the cache off: every request pays for a signature check.
+    #[must_use]
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// How many keys are loaded.
+    pub fn key_count(&self) -> usize {
+        self.keys().0.len()
+    }
+
+    fn keys(&self) -> Arc<RemoteKeys> {
+        match self.inner.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Fetches the JWKS again, unless it was fetched less than `min_refresh` ago; returns whether
+    /// the keys changed.
+    async fn refresh(&self) -> bool {
+        let _one_at_a_time = self.inner.refreshing.lock().await;
+        {
+            let mut last = self.inner.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < self.min_refresh {
+                return false;
+            }
+            *last = Instant::now();
+        }
+        match get_json::<JwkSet>(&self.inner.http, &self.inner.jwks_uri).await {
+            Ok(set) => {
+                let keys = RemoteKeys::from_jwks(&set);
+                if keys.0.is_empty() {
+                    tracing::warn!(jwks_uri = %self.inner.jwks_uri, "the refreshed JWKS has no usable key; keeping the old keys");
+                    return false;
+                }
+                tracing::info!(jwks_uri = %self.inner.jwks_uri, keys = keys.0.len(), "reloaded the authorization server's keys");
+                match self.inner.keys.write() {
+                    Ok(mut k) => *k = Arc::new(keys),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the authorization server's keys");
+                false
+            }
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str, now: UnixTime) -> Result<AuthContext, Rejection> {
+        let first = verify(token, &self.validation, self.keys().as_ref(), now);
+        let claims = match first {
+            Err(VerifyError::UnknownKey(Some(_))) if self.refresh().await => {
+                verify(token, &self.validation, self.keys().as_ref(), now)
+            }
+            other => other,
+        }
+        .map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
+        context_from_claims(claims)
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for JwksVerifier {
+    async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
+        let now = SystemClock.now();
+        let Some(cache) = &self.cache else {
+            return self.verify_uncached(token, now).await;
+        };
+        if let Some(ctx) = cache.get(token, now) {
+            return Ok(ctx);
+        }
+        let ctx = self.verify_uncached(token, now).await?;
+        cache.admit(token, &ctx, now)?;
+        Ok(ctx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Introspection
+
+/// Asks the authorization server whether each token is active (RFC 7662), authenticating as a
+/// confidential client with `client_secret_basic`.
+#[derive(Debug, Clone)]
+pub struct IntrospectionVerifier {
+    http: reqwest::Client,
+    endpoint: String,
+    client_id: String,
+    client_secret: Arc<ClientSecret>,
+    issuer: String,
+    resource: String,
+    cache: Option<TokenCache>,
+}
+
+/// The members of an RFC 7662 response the guard uses.
+#[derive(Debug, Deserialize)]
+struct Introspected {
+    active: bool,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+impl IntrospectionVerifier {
+    /// Reads `issuer`'s metadata (its `issuer` checked exactly) and uses its introspection
+    /// endpoint, authenticating as `client_id` with `client_secret`. Tokens must be for
+    /// `resource`.
+    pub async fn discover(
+        issuer: &str,
+        resource: &ResourceUri,
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+    ) -> Result<Self, RemoteError> {
+        let http = http_client();
+        let meta = discover(&http, issuer).await?;
+        let endpoint = meta.introspection_endpoint.ok_or_else(|| RemoteError::Invalid {
+            url: well_known_url("oauth-authorization-server", issuer),
+            reason: "the metadata has no introspection_endpoint".into(),
+        })?;
+        Ok(Self::new(issuer, resource, endpoint, client_id, client_secret).with_http(http))
+    }
+
+    /// Introspects at `endpoint`, as `client_id` with `client_secret`. Tokens must be issued by
+    /// `issuer` for `resource`. Accepted tokens are cached for at most 60 s (and never past
+    /// their `exp`): a token revoked at the server is refused within that bound.
+    pub fn new(
+        issuer: &str,
+        resource: &ResourceUri,
+        endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+    ) -> Self {
+        Self {
+            http: http_client(),
+            endpoint: endpoint.into(),
+            client_id: client_id.into(),
+            client_secret: Arc::new(client_secret),
+            issuer: issuer.to_owned(),
+            resource: resource.as_str().to_owned(),
+            cache: Some(TokenCache::new(TokenCacheConfig::default().with_max_age(Duration::from_secs(60)))),
+        }
+    }
+
+    fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Replaces the cache; its `max_age` is how stale a revocation may be seen. Default: 60 s.
+    #[must_use]
+    pub fn with_cache(mut self, cache: TokenCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Asks the server on every request.
+    #[must_use]
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    async fn introspect(&self, token: &str, now: UnixTime) -> Result<AuthContext, Rejection> {
+        let unreachable = |why: String| {
+            tracing::error!(endpoint = %self.endpoint, reason = %why, "token introspection failed");
+            Rejection::new(Reason::Internal, "the authorization server could not be asked about the token")
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        // RFC 6749 2.3.1: the id and secret are form-encoded before Basic encoding.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .basic_auth(enc(&self.client_id), Some(enc(self.client_secret.secret())))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unreachable(format!("the introspection endpoint answered {}", resp.status())));
+        }
+        let body = bounded_body(&self.endpoint, resp).await.map_err(|e| unreachable(e.to_string()))?;
+        let answer: Introspected =
+            serde_json::from_slice(&body).map_err(|e| unreachable(format!("not an RFC 7662 response: {e}")))?;
+        self.judge(answer, now)
+    }
+
+    fn judge(&self, a: Introspected, now: UnixTime) -> Result<AuthContext, Rejection> {
+        if !a.active {
+            return Err(Rejection::new(
+                Reason::GrantRevoked,
+                "the authorization server says the token is not active (expired, revoked or unknown)",
+            ));
+        }
+        if a.token_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("refresh_token")) {
+            return Err(Rejection::new(Reason::TokenMalformed, "a refresh token is not an access token"));
+        }
+        if let Some(iss) = &a.iss
+            && iss != &self.issuer
+        {
+            return Err(Rejection::new(
+                Reason::TokenIssuerMismatch,
+                format!("the token was issued by {iss}, expected {}", self.issuer),
+            ));
+        }
+        let audiences: Vec<String> = match &a.aud {
+            Some(serde_json::Value::String(s)) => s.split(", ").map(str::to_owned).collect(),
+            Some(serde_json::Value::Array(v)) => v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        if !audiences.iter().any(|x| x == &self.resource) {
+            return Err(Rejection::new(
+                Reason::TokenAudienceMismatch,
+                format!(
+                    "the token is for {}, not {}",
+                    if audiences.is_empty() { "no audience".into() } else { audiences.join(", ") },
+                    self.resource
+                ),
+            ));
+        }
+        let exp =
+            a.exp.ok_or_else(|| Rejection::new(Reason::TokenMalformed, "the introspection response has no exp"))?;
+        if exp <= now.as_secs() {
+            return Err(Rejection::new(Reason::TokenExpired, format!("the token expired at {exp}")));
+        }
+        let malformed = |what: &str| {
+            Rejection::new(Reason::TokenMalformed, format!("the introspected {what} is missing or malformed"))
+        };
+        let subject = a.sub.as_deref().and_then(|s| UserId::parse(s).ok()).ok_or_else(|| malformed("sub"))?;
+        let client_id =
+            a.client_id.as_deref().and_then(|s| ClientId::parse(s).ok()).ok_or_else(|| malformed("client_id"))?;
+        let scopes = ScopeSet::parse(a.scope.as_deref().unwrap_or_default()).map_err(|_| malformed("scope"))?;
+        Ok(AuthContext::new(
+            subject,
+            client_id,
+            scopes,
+            UnixTime::from_secs(exp),
+            self.issuer.clone(),
+            a.jti.unwrap_or_default(),
+        ))
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for IntrospectionVerifier {
+    async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
+        if token.len() > oauth_core::jwt::MAX_TOKEN_LEN {
+            return Err(Rejection::new(Reason::TokenMalformed, "the token is too long"));
+        }
+        let now = SystemClock.now();
+        let Some(cache) = &self.cache else {
+            return self.introspect(token, now).await;
+        };
+        if let Some(ctx) = cache.get(token, now) {
+            return Ok(ctx);
+        }
+        let ctx = self.introspect(token, now).await?;
+        cache.admit(token, &ctx, now)?;
+        Ok(ctx)
+    }
+}

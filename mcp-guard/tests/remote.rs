@@ -1,0 +1,184 @@
+//! The remote verifiers against a real authorization server on a loopback socket: the embedded
+//! one, served by `oauth-axum` in this process, as another replica or an external server would
+//! be seen.
+#![cfg(feature = "remote")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_guard::TokenVerifier;
+use mcp_guard::remote::{IntrospectionVerifier, JwksVerifier};
+use oauth_core::authorize::AuthorizationRequest;
+use oauth_core::events::Reason;
+use oauth_core::jwt::{AccessTokenClaims, mint};
+use oauth_core::pkce::CodeChallenge;
+use oauth_core::registration::RegistrationRequest;
+use oauth_core::revoke::TokenRequestForm;
+use oauth_core::secret::CodeVerifier;
+use oauth_core::server::NewClient;
+use oauth_core::token::TokenRequest;
+use oauth_core::types::{Issuer, RedirectUri, ResourceUri, UserId};
+use oauth_core::users::StoreAuthenticator;
+use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_store_memory::MemoryStore;
+
+const CALLBACK: &str = "http://127.0.0.1:45999/callback";
+
+/// The embedded authorization server on a loopback port; its issuer and resource.
+async fn authorization_server() -> (Arc<AuthorizationServer>, String, ResourceUri) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let resource = ResourceUri::parse(&format!("{issuer}/mcp")).unwrap();
+    let config = ServerConfig::new(Issuer::parse(&issuer).unwrap(), resource.clone());
+    let server = Arc::new(AuthorizationServer::new(config, MemoryStore::new().into_stores()).await.unwrap());
+    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let app: axum::Router = oauth_axum::AuthRouter::new(server.clone(), auth).with_rate_limits(None).into_router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (server, issuer, resource)
+}
+
+/// A token of `server` for `audience`, signed with its current key.
+fn token_for(server: &AuthorizationServer, audience: &str) -> String {
+    let claims = AccessTokenClaims::new(
+        server.config().issuer.as_str(),
+        "user-1",
+        audience,
+        "client-1",
+        "mcp:tools",
+        server.now(),
+        Duration::from_secs(600),
+    );
+    mint(&claims, &server.keys()).unwrap()
+}
+
+/// A token issued through the whole flow, bound to a grant that can be revoked.
+async fn token_through_the_flow(server: &AuthorizationServer) -> (String, String) {
+    let reg =
+        format!(r#"{{"client_name":"remote","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
+    let client = server.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id;
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let request = AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    let prompt = server.authorize(request).await.unwrap();
+    let location =
+        server.approve(&prompt.pending.id, &UserId::parse("user-1").unwrap(), server.now(), false).await.unwrap();
+    let url = url::Url::parse(&location).unwrap();
+    let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let exchange = TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap();
+    (client, server.token(exchange, None).await.unwrap().access_token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_verifier_discovers_checks_and_follows_a_key_rotation() {
+    let (server, issuer, resource) = authorization_server().await;
+    let verifier = JwksVerifier::discover(&issuer, &resource).await.unwrap().with_min_refresh_interval(Duration::ZERO);
+    assert_eq!(verifier.key_count(), 1);
+
+    let ctx = verifier.verify(&token_for(&server, resource.as_str())).await.unwrap();
+    assert_eq!(
+        (ctx.subject.as_str(), ctx.client_id.as_str(), ctx.issuer.as_str()),
+        ("user-1", "client-1", issuer.as_str())
+    );
+    assert!(ctx.has_scope("mcp:tools"));
+
+    let other = verifier.verify(&token_for(&server, "https://elsewhere.example/mcp")).await.unwrap_err();
+    assert_eq!(other.reason, Reason::TokenAudienceMismatch, "{other:?}");
+    assert_eq!(verifier.verify("not.a.token").await.unwrap_err().reason, Reason::TokenMalformed);
+
+    // The server rotates its key: the first token with the new kid makes the verifier fetch
+    // the JWKS again, and tokens of the retired key still verify.
+    let before = token_for(&server, resource.as_str());
+    server.rotate_signing_key().await.unwrap();
+    let after = token_for(&server, resource.as_str());
+    assert!(verifier.verify(&after).await.is_ok(), "a token of the new key verifies after a refresh");
+    assert_eq!(verifier.key_count(), 2);
+    assert!(verifier.without_cache().verify(&before).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_refreshes_for_unknown_keys_are_rate_limited() {
+    let (server, issuer, resource) = authorization_server().await;
+    let verifier =
+        JwksVerifier::discover(&issuer, &resource).await.unwrap().with_min_refresh_interval(Duration::from_secs(3600));
+    server.rotate_signing_key().await.unwrap();
+    // Within the interval the JWKS is not fetched again: the new key stays unknown.
+    let refused = verifier.verify(&token_for(&server, resource.as_str())).await.unwrap_err();
+    assert_eq!(refused.reason, Reason::TokenSignatureInvalid, "{refused:?}");
+    assert_eq!(verifier.key_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_refuses_metadata_for_another_issuer() {
+    let (_server, issuer, resource) = authorization_server().await;
+    let err = JwksVerifier::discover(&format!("{issuer}/other"), &resource).await.unwrap_err();
+    assert!(err.to_string().contains("answered 404"), "{err}");
+    let spoofed = issuer.replace("127.0.0.1", "localhost");
+    let err = JwksVerifier::discover(&spoofed, &resource).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("not '{spoofed}'")), "the issuer is compared exactly: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_verifier_sees_a_revocation() {
+    let (server, issuer, resource) = authorization_server().await;
+    // The resource server's own confidential client, as an operator would create it.
+    let rs = server
+        .create_client(NewClient::new("resource server", vec![RedirectUri::parse(CALLBACK).unwrap()]).confidential())
+        .await
+        .unwrap();
+    let secret = rs.secret.unwrap();
+    let make = || {
+        IntrospectionVerifier::discover(
+            &issuer,
+            &resource,
+            rs.client.id.as_str(),
+            oauth_core::secret::ClientSecret::new(secret.secret().to_owned()),
+        )
+    };
+    let verifier = make().await.unwrap().without_cache();
+
+    let (client, access) = token_through_the_flow(&server).await;
+    let ctx = verifier.verify(&access).await.unwrap();
+    assert_eq!((ctx.subject.as_str(), ctx.client_id.as_str()), ("user-1", client.as_str()));
+
+    // Revoked at the server: the next introspection says inactive.
+    let form = TokenRequestForm::from_pairs([("token", access.as_str()), ("client_id", client.as_str())]).unwrap();
+    server.revoke(form, None).await.unwrap();
+    assert_eq!(verifier.verify(&access).await.unwrap_err().reason, Reason::GrantRevoked);
+
+    // A wrong secret is the resource server's problem, not the caller's: refused, and logged.
+    let wrong = IntrospectionVerifier::discover(
+        &issuer,
+        &resource,
+        rs.client.id.as_str(),
+        oauth_core::secret::ClientSecret::new("wrong".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.verify(&token_for(&server, resource.as_str())).await.unwrap_err().reason, Reason::Internal);
+    // Behind the guard that is a 503 to retry, not a 401 that would make the client sign in again.
+    let guarded = axum::Router::new()
+        .route("/mcp", axum::routing::any(|| async { "tools" }))
+        .layer(mcp_guard::McpGuardLayer::new(Arc::new(wrong), &resource));
+    let req = axum::http::Request::post("/mcp")
+        .header("authorization", format!("Bearer {}", token_for(&server, resource.as_str())))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(guarded, req).await.unwrap();
+    assert_eq!(resp.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().get("www-authenticate").is_none() && resp.headers().get("retry-after").is_some());
+}
