@@ -8,7 +8,7 @@ mod policy;
 pub mod remote;
 mod verifier;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use oauth_core::UnixTime;
 use oauth_core::events::{FlowEvent, FlowStep, Reason};
 use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path, well_known_url};
 use oauth_core::types::{ResourceUri, ScopeSet};
@@ -48,10 +49,27 @@ struct GuardConfig {
     challenge_scope: Option<String>,
     policy: ScopePolicy,
     seen: Mutex<HashSet<String>>,
+    refusals: Mutex<Refusals>,
+}
+
+/// When refusals were last stored, per reason and claimed client, and how many were stored in
+/// the current interval.
+#[derive(Debug, Default)]
+struct Refusals {
+    last: HashMap<(Reason, String), i64>,
+    window_start: i64,
+    stored_in_window: u32,
 }
 
 /// How many token ids the guard remembers to record only the first accepted call of each.
 const SEEN_CAPACITY: usize = 10_000;
+/// A refused token is always logged, but stored as a flow event at most once per reason and
+/// claimed client in this many seconds, so that a flood of forged tokens cannot fill the event
+/// store.
+const REFUSAL_STORE_INTERVAL_SECS: i64 = 10;
+/// At most this many refusals are stored per interval in all, whatever client ids the forged
+/// tokens claim.
+const REFUSAL_STORE_BUDGET: u32 = 100;
 
 impl McpGuardLayer {
     /// A guard for `resource`, checking tokens with `verifier`. The `resource_metadata` URL in
@@ -64,6 +82,7 @@ impl McpGuardLayer {
                 challenge_scope: None,
                 policy: ScopePolicy::default(),
                 seen: Mutex::new(HashSet::new()),
+                refusals: Mutex::new(Refusals::default()),
             }),
         }
     }
@@ -78,6 +97,7 @@ impl McpGuardLayer {
                     challenge_scope: self.config.challenge_scope.clone(),
                     policy: self.config.policy.clone(),
                     seen: Mutex::new(HashSet::new()),
+                    refusals: Mutex::new(Refusals::default()),
                 };
                 f(&mut c);
                 self.config = Arc::new(c);
@@ -239,7 +259,11 @@ impl GuardConfig {
                 if let Some(c) = claimed.as_deref().and_then(|c| oauth_core::types::ClientId::parse(c).ok()) {
                     event = event.client(&c);
                 }
-                self.verifier.record(event).await;
+                if self.store_refusal(rejection.reason, claimed.as_deref().unwrap_or_default(), event.at) {
+                    self.verifier.record(event).await;
+                } else {
+                    event.trace();
+                }
                 if rejection.reason == Reason::Internal {
                     // The token could not be checked (the authorization server is unreachable):
                     // a 401 would make the client throw its tokens away and sign in again.
@@ -296,6 +320,30 @@ impl GuardConfig {
         }
         req.extensions_mut().insert(ctx);
         Ok(req)
+    }
+
+    /// Whether a refusal for `reason` of a token claiming `client` is stored now, or only
+    /// logged because one like it was stored less than [`REFUSAL_STORE_INTERVAL_SECS`] ago.
+    fn store_refusal(&self, reason: Reason, client: &str, at: UnixTime) -> bool {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = at.as_secs();
+        if now - r.window_start >= REFUSAL_STORE_INTERVAL_SECS {
+            r.window_start = now;
+            r.stored_in_window = 0;
+        }
+        if r.stored_in_window >= REFUSAL_STORE_BUDGET {
+            return false;
+        }
+        if r.last.len() >= SEEN_CAPACITY {
+            r.last.clear();
+        }
+        let key = (reason, client.to_owned());
+        if r.last.get(&key).is_some_and(|t| now - *t < REFUSAL_STORE_INTERVAL_SECS) {
+            return false;
+        }
+        r.last.insert(key, now);
+        r.stored_in_window += 1;
+        true
     }
 
     fn first_sighting(&self, token_id: &str) -> bool {

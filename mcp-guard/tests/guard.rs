@@ -127,6 +127,37 @@ async fn bad_tokens_get_invalid_token_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_flood_of_forged_tokens_is_logged_but_stored_once_per_interval() {
+    use oauth_core::events::{EventQuery, FlowStep};
+    let f = fixture().await;
+    let refusals = || async {
+        let events = f.server.stores().events.events(&EventQuery::all()).await.unwrap();
+        events.iter().filter(|e| e.step == FlowStep::ResourceAccess && !e.succeeded()).count()
+    };
+    for _ in 0..50 {
+        let (r, _) = call(&f, rpc(INITIALIZE, Some("garbage"))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "every forged token is still refused");
+    }
+    assert_eq!(refusals().await, 1, "50 identical refusals within the interval are stored once");
+    // Another reason is stored on its own, and the same one again after the interval.
+    call(&f, rpc(INITIALIZE, Some(&token(&f, "https://other.example/mcp", "mcp:tools")))).await;
+    assert_eq!(refusals().await, 2);
+    f.clock.advance(Duration::from_secs(11));
+    call(&f, rpc(INITIALIZE, Some("garbage"))).await;
+    assert_eq!(refusals().await, 3);
+
+    // Tokens that each claim another client id: at most 100 stored per interval in all.
+    f.clock.advance(Duration::from_secs(11));
+    for i in 0..150 {
+        use base64::Engine as _;
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"client_id":"forged-{i}"}}"#));
+        call(&f, rpc(INITIALIZE, Some(&format!("eyJhbGciOiJFUzI1NiJ9.{payload}.sig")))).await;
+    }
+    assert_eq!(refusals().await, 3 + 100);
+}
+
+#[tokio::test]
 async fn valid_tokens_reach_the_handler_with_the_caller() {
     let f = fixture().await;
     let (r, body) = call(&f, rpc(INITIALIZE, Some(&token(&f, RESOURCE, "mcp:tools")))).await;
