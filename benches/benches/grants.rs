@@ -12,13 +12,16 @@ use oauth_core::keys::SigningAlgorithm;
 use oauth_core::testing::{authorize_code, code_request, refresh_request};
 use oauth_store_sql::SqlStore;
 
+/// Opens a backend's stores.
+type OpenStores<'a> = Box<dyn Fn() -> Stores + 'a>;
+
 fn grants(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("oauth-benches-grants-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite = format!("sqlite://{}?mode=rwc", dir.join("grants.db").display());
 
-    let backends: [(&str, Box<dyn Fn() -> Stores>); 2] = [
+    let backends: [(&str, OpenStores<'_>); 2] = [
         ("memory", Box::new(|| oauth_store_memory::MemoryStore::new().into_stores())),
         ("sqlite", Box::new(|| rt.block_on(SqlStore::connect(&sqlite)).unwrap().into_stores())),
     ];
