@@ -16,7 +16,7 @@ use oauth_core::keys::SigningAlgorithm;
 use oauth_core::testing::{authorize_code, code_request};
 use oauth_core::types::{GrantId, UserId};
 use oauth_core::{AuthorizationServer, UnixTime};
-use oauth_store_sql::SqlStore;
+use oauth_store_sql::{SqlStore, SqlStoreOptions};
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
@@ -60,13 +60,25 @@ fn main() {
     let memory = rt.block_on(exchange_rate(f.server.clone(), &f, exchanges));
     let dir = std::env::temp_dir().join(format!("oauth-benches-targets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("targets.db").display());
-    let sqlite = rt.block_on(async {
-        let s = TokenFixture::new(SigningAlgorithm::Es256, SqlStore::connect(&url).await.unwrap().into_stores()).await;
-        exchange_rate(s.server.clone(), &s, exchanges).await
-    });
+    // The default pool, and one connection: SQLite has one writer at a time, and the
+    // difference says what queueing for it costs.
+    let sqlite_rate = |options: SqlStoreOptions, file: &str| {
+        let url = format!("sqlite://{}?mode=rwc", dir.join(file).display());
+        rt.block_on(async {
+            let store = SqlStore::connect_with(&url, &options).await.unwrap();
+            let s = TokenFixture::new(SigningAlgorithm::Es256, store.into_stores()).await;
+            exchange_rate(s.server.clone(), &s, exchanges).await
+        })
+    };
+    let sqlite = sqlite_rate(SqlStoreOptions::default(), "pool.db");
+    let single = sqlite_rate(SqlStoreOptions::default().with_max_connections(1), "single.db");
     let _ = std::fs::remove_dir_all(&dir);
-    println!("  code exchanges in process, 2 workers: memory {}, SQLite {}", per_second(memory), per_second(sqlite));
+    println!(
+        "  code exchanges in process, 2 workers: memory {}, SQLite {} (one connection: {})",
+        per_second(memory),
+        per_second(sqlite),
+        per_second(single)
+    );
     check("SQLite code exchanges/s in process", sqlite, ">= 2000", sqlite >= 2000.0);
     println!("  (over HTTP, and on PostgreSQL: benches/loadtest)");
 }
