@@ -3,6 +3,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
+#[cfg(feature = "metadata-documents")]
+pub mod metadata_documents;
 mod pages;
 mod ratelimit;
 mod session;

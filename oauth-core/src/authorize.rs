@@ -139,16 +139,12 @@ impl AuthorizationServer {
                     .await);
             }
         };
-        let client = match self.stores().clients.client(&client_id).await.map_err(Error::from)? {
-            Some(c) => c,
-            None => {
-                let msg = format!(
-                    "client '{}' is not registered with this server (it may have been deleted); reconnect so that the client registers again",
-                    clip(raw_id)
-                );
+        let client = match self.resolve_client(&client_id).await.map_err(AuthorizeError::Internal)? {
+            Ok(c) => c,
+            Err((reason, msg)) => {
                 return Err(self
                     .show(
-                        FlowEvent::failure(now, step, Reason::ClientUnknown, msg.clone()).client(&client_id),
+                        FlowEvent::failure(now, step, reason, msg.clone()).client(&client_id),
                         OAuthError::invalid_client(msg),
                     )
                     .await);

@@ -167,6 +167,10 @@ pub struct Client {
     pub created_at: UnixTime,
     /// When the client last completed a token request.
     pub last_used_at: Option<UnixTime>,
+    /// For a Client ID Metadata Document client: when the cached document must be fetched
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_expires_at: Option<UnixTime>,
 }
 
 impl Client {
@@ -201,6 +205,7 @@ impl Client {
             active: true,
             created_at,
             last_used_at: None,
+            metadata_expires_at: None,
         }
     }
 

@@ -20,13 +20,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::admin::Operator;
-use crate::client::{Client, GrantType};
+use crate::client::{Client, ClientOrigin, GrantType};
 use crate::clock::{Clock, SystemClock, UnixTime};
-use crate::error::{Error, OAuthError};
+use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{FlowEvent, FlowStep, Reason};
 use crate::jwt::{AccessTokenClaims, TokenValidation, VerifyError, verify};
 use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
 use crate::metadata::{AuthorizationServerMetadata, EndpointPaths, MetadataInputs, ProtectedResourceMetadata};
+use crate::metadata_document::{self, MetadataDocumentFetcher};
 use crate::policy::RedirectPolicy;
 use crate::registration::{RegistrationRequest, RegistrationResponse};
 use crate::secret::{ClientSecret, hash_password};
@@ -351,6 +352,7 @@ pub struct AuthorizationServer {
     stores: Stores,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeySet>>,
+    metadata_documents: Option<Arc<dyn MetadataDocumentFetcher>>,
 }
 
 impl AuthorizationServer {
@@ -364,7 +366,17 @@ impl AuthorizationServer {
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
-        Ok(Self { config, stores, clock, keys: RwLock::new(Arc::new(keys)) })
+        Ok(Self { config, stores, clock, keys: RwLock::new(Arc::new(keys)), metadata_documents: None })
+    }
+
+    /// Accepts clients identified by a Client ID Metadata Document (an https `client_id` URL),
+    /// fetched with `fetcher`, and says so in the metadata
+    /// (`client_id_metadata_document_supported`). Default: off. The fetcher carries the SSRF
+    /// defences; see [`crate::metadata_document`].
+    #[must_use]
+    pub fn with_metadata_documents(mut self, fetcher: Arc<dyn MetadataDocumentFetcher>) -> Self {
+        self.metadata_documents = Some(fetcher);
+        self
     }
 
     /// The configuration.
@@ -404,7 +416,7 @@ impl AuthorizationServer {
             scopes: &self.config.scopes_supported,
             registration_enabled: self.config.dynamic_registration,
             client_credentials_enabled: self.config.client_credentials,
-            metadata_documents_enabled: false,
+            metadata_documents_enabled: self.metadata_documents.is_some(),
             service_documentation: self.config.service_documentation.as_deref(),
         })
     }
@@ -531,6 +543,77 @@ impl AuthorizationServer {
     /// get a generated secret, returned once and stored as a hash. See [`Operator`].
     pub async fn create_client(&self, spec: NewClient) -> Result<CreatedClient, Error> {
         self.operator().create_client(spec).await
+    }
+
+    /// The client `id`, or why it cannot be used (`Ok(Err((reason, message)))`): unknown, or,
+    /// for a Client ID Metadata Document, a document that could not be fetched or breaks the
+    /// rules. A document client is fetched when first seen and again when its cached document
+    /// expires; what the operator set (trusted, active) is kept across fetches.
+    pub async fn resolve_client(&self, id: &ClientId) -> Result<Result<Client, (Reason, String)>, Error> {
+        let stored = self.stores.clients.client(id).await?;
+        let fetcher = match &self.metadata_documents {
+            Some(f) if metadata_document::is_document_url(id) => f,
+            _ => {
+                return Ok(stored.ok_or_else(|| {
+                    (
+                        Reason::ClientUnknown,
+                        format!(
+                            "client '{}' is not registered with this server (it may have been deleted); reconnect so that the client registers again",
+                            crate::params::clip(id.as_str())
+                        ),
+                    )
+                }));
+            }
+        };
+        let now = self.now();
+        if let Some(c) = &stored
+            && (c.origin != ClientOrigin::MetadataDocument || c.metadata_expires_at.is_some_and(|t| t > now))
+        {
+            return Ok(Ok(c.clone()));
+        }
+        let step = FlowStep::Registration;
+        let fetched = match fetcher.fetch(id.as_str()).await {
+            Ok(f) => f,
+            Err(why) => {
+                let msg = format!("the client's metadata document at {id} could not be fetched: {why}");
+                self.record(FlowEvent::failure(now, step, Reason::ClientUnknown, msg.clone()).client(id)).await;
+                return Ok(Err((Reason::ClientUnknown, msg)));
+            }
+        };
+        let mut client =
+            match metadata_document::client_from_document(id, &fetched.body, &self.config.redirect_policy, now) {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = e.description().to_owned();
+                    self.record(FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id))
+                        .await;
+                    return Ok(Err((Reason::InvalidClientMetadata, msg)));
+                }
+            };
+        client.metadata_expires_at = Some(now.plus(fetched.cache_for()));
+        let detail = format!(
+            "metadata document fetched: '{}' with {} redirect URI(s) [{}], cached for {} s",
+            client.display_name(),
+            client.redirect_uris.len(),
+            client.redirect_uri_list(),
+            fetched.cache_for().as_secs()
+        );
+        match stored {
+            Some(old) => {
+                client.created_at = old.created_at;
+                client.last_used_at = old.last_used_at;
+                client.trusted = old.trusted;
+                client.active = old.active;
+                self.stores.clients.update_client(&client).await?;
+            }
+            None => match self.stores.clients.create_client(&client).await {
+                // Another request fetched it at the same moment: one document, one row.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            },
+        }
+        self.record(FlowEvent::success(now, step, detail).client(id)).await;
+        Ok(Ok(client))
     }
 
     /// The startup self-check: refuses, with every problem and its fix, a deployment that no

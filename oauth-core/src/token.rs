@@ -309,11 +309,13 @@ impl AuthorizationServer {
                     .await);
             }
         };
-        let Some(client) = self.stores().clients.client(&id).await? else {
+        let client = match self.resolve_client(&id).await? {
+            Ok(c) => c,
             // 401 invalid_client is what makes Claude register again instead of staying
             // "not connected".
-            let msg = format!("client '{}' is not registered (it may have been deleted); register again", clip(raw_id));
-            return Err(self.fail(step, Reason::ClientUnknown, Some(&id), OAuthError::invalid_client(msg), None).await);
+            Err((reason, msg)) => {
+                return Err(self.fail(step, reason, Some(&id), OAuthError::invalid_client(msg), None).await);
+            }
         };
         if !client.active {
             let msg = format!("client '{id}' is deactivated");

@@ -13,6 +13,7 @@ use axum::http::request::Parts;
 use mcp_guard::{
     AuthContext, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer, protected_resource_router,
 };
+use oauth_axum::metadata_documents::HttpsDocumentFetcher;
 use oauth_axum::{AdminToken, RateLimits};
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
@@ -47,6 +48,9 @@ pub struct Settings {
     /// Reverse proxies whose `X-Forwarded-For` the rate limits believe. Empty: limits key on
     /// the socket's peer address.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL,
+    /// fetched with the SSRF-safe fetcher of `oauth-axum`).
+    pub metadata_documents: bool,
 }
 
 impl Settings {
@@ -58,6 +62,7 @@ impl Settings {
             expected_clients: Vec::new(),
             admin_token: None,
             trusted_proxies: Vec::new(),
+            metadata_documents: true,
         }
     }
 }
@@ -92,7 +97,11 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
     // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
     let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
-    let server = Arc::new(AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?);
+    let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
+    if settings.metadata_documents {
+        server = server.with_metadata_documents(Arc::new(HttpsDocumentFetcher::new()));
+    }
+    let server = Arc::new(server);
     let prm = server.protected_resource_metadata().with_name("Notes");
     server.self_check(&prm, &format!("{public}{MCP_PATH}"))?;
 

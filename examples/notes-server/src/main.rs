@@ -47,6 +47,10 @@ struct Cli {
     /// the proxy's for every client.
     #[arg(long = "trusted-proxy", env = "NOTES_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL
+    /// that this server fetches, public addresses only), as Claude Code and ChatGPT prefer.
+    #[arg(long, env = "NOTES_METADATA_DOCUMENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    metadata_documents: bool,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -96,6 +100,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     settings.redirect_schemes = cli.redirect_schemes.clone();
     settings.expected_clients = cli.expected_clients.clone();
     settings.trusted_proxies = cli.trusted_proxies.clone();
+    settings.metadata_documents = cli.metadata_documents;
     settings.admin_token = cli.admin_token.as_deref().map(AdminToken::new).transpose()?;
     let app = build(&settings, stores).await?;
 

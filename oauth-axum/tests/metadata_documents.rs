@@ -1,0 +1,274 @@
+//! Client ID Metadata Documents end to end: the documents are served over real TLS on a
+//! loopback port (a certificate made by `openssl` for this run), fetched by the SSRF-safe
+//! fetcher, and used by the authorization server for a whole code flow. Loopback is allowed
+//! here only through the fetcher's `dangerous_allow_private_addresses`.
+#![cfg(feature = "metadata-documents")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use oauth_axum::metadata_documents::HttpsDocumentFetcher;
+use oauth_core::authorize::{AuthorizationRequest, AuthorizeError};
+use oauth_core::client::ClientOrigin;
+use oauth_core::pkce::CodeChallenge;
+use oauth_core::secret::CodeVerifier;
+use oauth_core::token::TokenRequest;
+use oauth_core::types::{ClientId, Issuer, ResourceUri, UserId};
+use oauth_core::users::StoreAuthenticator;
+use oauth_core::{AuthorizationServer, ManualClock, ServerConfig, UnixTime};
+use oauth_store_memory::MemoryStore;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tower::ServiceExt as _;
+
+const CALLBACK: &str = "http://127.0.0.1:7777/callback";
+
+/// A test CA and a certificate it issued for `localhost`, made by openssl for this run:
+/// (CA certificate, server certificate, server PKCS#8 key), all DER.
+fn certificates(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (the Debian package openssl) runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=test CA"]]
+        .concat());
+    run(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    run(&["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"]);
+    run(&["x509", "-in", "server.pem", "-outform", "DER", "-out", "server.der"]);
+    run(&["pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "key.der"]);
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    (read("ca.der"), read("server.der"), read("key.der"))
+}
+
+/// An https server on a loopback port answering the routes `routes(origin)` makes (path →
+/// status, extra headers, body); returns its origin and a count of requests per path.
+async fn document_server(
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    routes: impl FnOnce(&str) -> HashMap<String, (u16, String, String)>,
+) -> (String, Arc<HashMap<String, AtomicUsize>>) {
+    use tokio_rustls::rustls;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert)],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let routes = Arc::new(routes(&origin));
+    let counts: Arc<HashMap<String, AtomicUsize>> =
+        Arc::new(routes.keys().map(|k| (k.clone(), AtomicUsize::new(0))).collect());
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, routes, seen) = (acceptor.clone(), routes.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+                let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (status, headers, body) = match routes.get(&path) {
+                    Some(r) => {
+                        seen[&path].fetch_add(1, Ordering::SeqCst);
+                        r.clone()
+                    }
+                    None => (404, String::new(), String::new()),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (origin, counts)
+}
+
+fn document(client_id: &str, name: &str) -> String {
+    format!(
+        r#"{{"client_id":"{client_id}","client_name":"{name}","redirect_uris":["{CALLBACK}"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}}"#
+    )
+}
+
+fn authorize_request(client_id: &str, challenge: &CodeChallenge) -> AuthorizationRequest {
+    AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "s"),
+    ])
+    .unwrap()
+}
+
+fn shown(e: AuthorizeError) -> String {
+    match e {
+        AuthorizeError::ShowToUser(e) => e.description().to_owned(),
+        other => panic!("expected an error shown to the user, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_document_client_signs_in_without_registering() {
+    let dir = std::env::temp_dir().join(format!("cimd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = certificates(&dir);
+    let (origin, fetches) = document_server(cert, key, |origin| {
+        HashMap::from([
+            (
+                "/client.json".to_owned(),
+                (
+                    200,
+                    "Cache-Control: max-age=600\r\n".to_owned(),
+                    document(&format!("{origin}/client.json"), "CIMD Test App"),
+                ),
+            ),
+            (
+                "/impostor.json".to_owned(),
+                (200, String::new(), document("https://claude.ai/oauth/client.json", "Impostor")),
+            ),
+            ("/moved.json".to_owned(), (302, format!("Location: {origin}/client.json\r\n"), String::new())),
+        ])
+    })
+    .await;
+    let client_id = format!("{origin}/client.json");
+
+    let clock = Arc::new(ManualClock::new(UnixTime::from_secs(1_800_000_000)));
+    let issuer = "http://127.0.0.1:8080";
+    let config =
+        ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(&format!("{issuer}/mcp")).unwrap());
+    let fetcher = HttpsDocumentFetcher::new().with_only_root_certificate(&ca).dangerous_allow_private_addresses(true);
+    let server = Arc::new(
+        AuthorizationServer::with_clock(config, MemoryStore::new().into_stores(), clock.clone())
+            .await
+            .unwrap()
+            .with_metadata_documents(Arc::new(fetcher)),
+    );
+    assert_eq!(server.metadata().client_id_metadata_document_supported, Some(true));
+
+    // The authorization request fetches the document; the consent page will name the client.
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let prompt = server.authorize(authorize_request(&client_id, &challenge)).await.unwrap();
+    assert_eq!(prompt.client.display_name(), "CIMD Test App");
+    assert_eq!(prompt.client.origin, ClientOrigin::MetadataDocument);
+    let location =
+        server.approve(&prompt.pending.id, &UserId::parse("user-1").unwrap(), server.now(), false).await.unwrap();
+    let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+
+    // The token request uses the cached document: one fetch for the whole flow.
+    let exchange = TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client_id.as_str()),
+    ])
+    .unwrap();
+    let tokens = server.token(exchange, None).await.unwrap();
+    assert_eq!(server.verify_access_token(&tokens.access_token).unwrap().client_id, client_id);
+    assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 1);
+
+    // The operator's choices survive a refetch after the document's max-age.
+    let id = ClientId::parse(&client_id).unwrap();
+    server.operator().update_client(&id, oauth_core::admin::ClientUpdate::default().trusted(true)).await.unwrap();
+    clock.advance(Duration::from_secs(601));
+    let again = server.authorize(authorize_request(&client_id, &challenge)).await.unwrap();
+    assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);
+    assert!(again.client.trusted, "trusted is kept across fetches");
+
+    // A document that claims another client_id, a redirect, and a missing document: refused
+    // on the page, with the reason.
+    let e =
+        shown(server.authorize(authorize_request(&format!("{origin}/impostor.json"), &challenge)).await.unwrap_err());
+    assert!(e.contains("must be exactly its own URL"), "{e}");
+    let e = shown(server.authorize(authorize_request(&format!("{origin}/moved.json"), &challenge)).await.unwrap_err());
+    assert!(e.contains("redirects are not followed"), "{e}");
+    let e =
+        shown(server.authorize(authorize_request(&format!("{origin}/nothing.json"), &challenge)).await.unwrap_err());
+    assert!(e.contains("404"), "{e}");
+
+    // Without the dangerous switch the same loopback document is never fetched.
+    let strict = Arc::new(
+        AuthorizationServer::new(
+            ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(&format!("{issuer}/mcp")).unwrap()),
+            MemoryStore::new().into_stores(),
+        )
+        .await
+        .unwrap()
+        .with_metadata_documents(Arc::new(HttpsDocumentFetcher::new().with_only_root_certificate(&ca))),
+    );
+    let e = shown(strict.authorize(authorize_request(&client_id, &challenge)).await.unwrap_err());
+    assert!(e.contains("not a public address"), "{e}");
+    assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);
+
+    // Over HTTP the metadata advertises it and /authorize shows the sign-in page.
+    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let app: axum::Router = oauth_axum::router(server.clone(), auth);
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/.well-known/oauth-authorization-server").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let uri = format!(
+        "/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={}&code_challenge_method=S256",
+        enc(&client_id),
+        enc(CALLBACK),
+        challenge.as_str()
+    );
+    let page = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
