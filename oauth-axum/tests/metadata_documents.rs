@@ -75,11 +75,12 @@ fn certificates(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 }
 
 /// An https server on a loopback port answering the routes `routes(origin)` makes (path →
-/// status, extra headers, body); returns its origin and a count of requests per path.
+/// statuses, extra headers, body: the n-th request gets the n-th status, the last one after
+/// that); returns its origin and a count of requests per path.
 async fn document_server(
     cert: Vec<u8>,
     key: Vec<u8>,
-    routes: impl FnOnce(&str) -> HashMap<String, (u16, String, String)>,
+    routes: impl FnOnce(&str) -> HashMap<String, (Vec<u16>, String, String)>,
 ) -> (String, Arc<HashMap<String, AtomicUsize>>) {
     use tokio_rustls::rustls;
     let config = rustls::ServerConfig::builder()
@@ -113,9 +114,9 @@ async fn document_server(
                 let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
                 let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
                 let (status, headers, body) = match routes.get(&path) {
-                    Some(r) => {
-                        seen[&path].fetch_add(1, Ordering::SeqCst);
-                        r.clone()
+                    Some((statuses, headers, body)) => {
+                        let n = seen[&path].fetch_add(1, Ordering::SeqCst);
+                        (statuses[n.min(statuses.len() - 1)], headers.clone(), body.clone())
                     }
                     None => (404, String::new(), String::new()),
                 };
@@ -166,16 +167,20 @@ async fn a_metadata_document_client_signs_in_without_registering() {
             (
                 "/client.json".to_owned(),
                 (
-                    200,
+                    vec![200],
                     "Cache-Control: max-age=600\r\n".to_owned(),
                     document(&format!("{origin}/client.json"), "CIMD Test App"),
                 ),
             ),
             (
                 "/impostor.json".to_owned(),
-                (200, String::new(), document("https://claude.ai/oauth/client.json", "Impostor")),
+                (vec![200], String::new(), document("https://claude.ai/oauth/client.json", "Impostor")),
             ),
-            ("/moved.json".to_owned(), (302, format!("Location: {origin}/client.json\r\n"), String::new())),
+            (
+                "/flaky.json".to_owned(),
+                (vec![200, 503], String::new(), document(&format!("{origin}/flaky.json"), "Flaky")),
+            ),
+            ("/moved.json".to_owned(), (vec![302], format!("Location: {origin}/client.json\r\n"), String::new())),
         ])
     })
     .await;
@@ -224,6 +229,13 @@ async fn a_metadata_document_client_signs_in_without_registering() {
     let again = server.authorize(authorize_request(&client_id, &challenge)).await.unwrap();
     assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);
     assert!(again.client.trusted, "trusted is kept across fetches");
+
+    // A document whose host fails after it expired: the expired copy keeps the client working.
+    let flaky = format!("{origin}/flaky.json");
+    assert!(server.authorize(authorize_request(&flaky, &challenge)).await.is_ok());
+    clock.advance(Duration::from_secs(3601));
+    let still = server.authorize(authorize_request(&flaky, &challenge)).await.unwrap();
+    assert_eq!((still.client.display_name(), fetches["/flaky.json"].load(Ordering::SeqCst)), ("Flaky", 2));
 
     // A document that claims another client_id, a redirect, and a missing document: refused
     // on the page, with the reason.
