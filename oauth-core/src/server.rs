@@ -574,13 +574,13 @@ impl AuthorizationServer {
         let step = FlowStep::Registration;
         let fetched = match fetcher.fetch(id.as_str()).await {
             Ok(f) => f,
-            // A valid copy that merely expired keeps the client working while its host is
-            // down; the next request tries again.
-            Err(why) if stored.is_some() => {
-                tracing::warn!(client_id = %id, reason = %why, "could not refetch a client metadata document; using the expired copy");
-                return Ok(stored.ok_or_else(|| (Reason::ClientUnknown, why)));
-            }
             Err(why) => {
+                if let Some(expired) = stored {
+                    // A valid copy that merely expired keeps the client working while its
+                    // host is down; the next request tries again.
+                    tracing::warn!(client_id = %id, reason = %why, "could not refetch a client metadata document; using the expired copy");
+                    return Ok(Ok(expired));
+                }
                 let msg = format!("the client's metadata document at {id} could not be fetched: {why}");
                 self.record(FlowEvent::failure(now, step, Reason::ClientUnknown, msg.clone()).client(id)).await;
                 return Ok(Err((Reason::ClientUnknown, msg)));
