@@ -8,7 +8,7 @@
 //!   IPv4-mapped IPv6 included; the connection then goes to exactly the addresses checked, so a
 //!   second DNS answer cannot point it elsewhere;
 //! - no redirects; 5 s for the whole exchange; at most
-//!   [`MAX_DOCUMENT_BYTES`](oauth_core::metadata_document::MAX_DOCUMENT_BYTES);
+//!   [`MAX_DOCUMENT_BYTES`];
 //! - at most 60 fetches a minute in all, so that made-up `client_id` URLs cannot turn the
 //!   server into a crawler.
 //!
