@@ -40,8 +40,9 @@
 //! published for longer than any token lives (`key_retention` ≥ `access_token_ttl` is checked at start-up). So the
 //! cache accepts nothing the uncached check would refuse, except after an emergency removal
 //! of a signing key: call [`TokenCache::clear`] then. In exchange a repeated token costs a
-//! keyed hash and a map lookup (about half a microsecond) instead of a signature check (about
-//! a hundred), and the memory stays under [`TokenCacheConfig::max_bytes`] (8 MiB by default).
+//! keyed hash and a map lookup (about 0.4 µs, `cargo bench -p oauth-benches --bench
+//! validation`) instead of a signature check (about 65 µs for ES256), and the memory stays
+//! under [`TokenCacheConfig::max_bytes`] (8 MiB by default).
 //!
 //! ```
 //! use std::time::Duration;
