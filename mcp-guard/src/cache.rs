@@ -715,17 +715,15 @@ impl Entry {
     }
 
     fn context(&self) -> AuthContext {
-        let ctx = AuthContext::new(
-            self.subject.clone(),
-            ClientId::clone(&self.client),
-            ScopeSet::clone(&self.scopes),
-            UnixTime::from_secs(self.exp),
-            String::clone(&self.issuer),
-            self.token_id.to_string(),
-        );
-        match &self.grant {
-            Some(g) => ctx.with_grant_id(g.clone()),
-            None => ctx,
+        // Built in place: a hit is short enough for the moves of a builder to show.
+        AuthContext {
+            subject: self.subject.clone(),
+            client_id: ClientId::clone(&self.client),
+            scopes: ScopeSet::clone(&self.scopes),
+            expires_at: UnixTime::from_secs(self.exp),
+            issuer: String::clone(&self.issuer),
+            token_id: self.token_id.to_string(),
+            grant_id: self.grant.clone(),
         }
     }
 
