@@ -606,6 +606,9 @@ pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
         h.server.token(refresh_request(&client, tokens.refresh_token.as_ref().unwrap().secret()), None).await.unwrap();
     assert_ne!(refreshed.refresh_token, tokens.refresh_token, "refresh tokens rotate");
     assert!(h.server.verify_access_token(&refreshed.access_token).is_ok());
+    // `last_used_at` follows use at minute precision: once a minute at most, not per request.
+    let last_used = || async { h.server.stores().clients.client(&client).await.unwrap().unwrap().last_used_at };
+    assert_eq!(last_used().await, Some(t(60)));
 
     // Narrowing is allowed, widening is not.
     let next = refreshed.refresh_token.as_ref().unwrap().secret().to_owned();
@@ -614,6 +617,9 @@ pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
     let e = h.server.token(wider, None).await.unwrap_err();
     assert_eq!(oauth_code(&e), ErrorCode::InvalidScope);
     assert_eq!(last_failure(&h, &client).await, Some(Reason::InvalidScope));
+    h.clock.advance(Duration::from_secs(10));
+    let refreshed = h.server.token(refresh_request(&client, &next), None).await.unwrap();
+    assert_eq!(last_used().await, Some(t(60)), "not touched again within the minute");
 
     // The access token expires; the verifier says so.
     h.clock.advance(Duration::from_secs(3600 + 61));

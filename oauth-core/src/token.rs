@@ -34,6 +34,9 @@ use crate::server::AuthorizationServer;
 use crate::store::{CodeRedemption, Grant};
 use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet};
 
+/// Least time between two updates of a client's `last_used_at`.
+const CLIENT_TOUCH_INTERVAL_SECS: i64 = 60;
+
 /// A token request's parameters, as sent (form body).
 #[derive(Debug, Default)]
 #[non_exhaustive]
@@ -280,7 +283,12 @@ impl AuthorizationServer {
             GrantType::RefreshToken => self.refresh(&client, req).await?,
             GrantType::ClientCredentials => self.client_credentials(&client, req).await?,
         };
-        if let Err(e) = self.stores().clients.touch_client(&client.id, self.now()).await {
+        // `last_used_at` tells the operator a client is alive and keeps it from being swept;
+        // minute precision is plenty, and it spares a busy client one write per request.
+        let now = self.now();
+        if client.last_used_at.is_none_or(|t| now.seconds_since(t) >= CLIENT_TOUCH_INTERVAL_SECS)
+            && let Err(e) = self.stores().clients.touch_client(&client.id, now).await
+        {
             tracing::warn!(client_id = %client.id, error = %e, "could not record client use");
         }
         Ok(response)

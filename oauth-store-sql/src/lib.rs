@@ -113,7 +113,7 @@ impl SqlStore {
     async fn connect_sqlite(url: &str, options: &SqlStoreOptions) -> Result<Self, ConnectError> {
         use std::str::FromStr as _;
 
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
         // `mode=rwc` in the URL sets `create_if_missing`; the rest is ours: WAL so that readers
         // never block the writer, a busy timeout so that writers queue instead of failing with
@@ -121,6 +121,11 @@ impl SqlStore {
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| ConnectError::InvalidUrl(Box::new(e)))?
             .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if options.sqlite_synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
         let mut pool = SqlitePoolOptions::new()
@@ -228,6 +233,8 @@ pub struct SqlStoreOptions {
     pub acquire_timeout: Duration,
     /// SQLite only: how long a writer waits for another writer's lock before it fails.
     pub busy_timeout: Duration,
+    /// SQLite only: `synchronous=FULL` (an fsync at every commit) instead of `NORMAL`.
+    pub sqlite_synchronous_full: bool,
 }
 
 impl Default for SqlStoreOptions {
@@ -237,11 +244,23 @@ impl Default for SqlStoreOptions {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(30),
             busy_timeout: Duration::from_secs(5),
+            sqlite_synchronous_full: false,
         }
     }
 }
 
 impl SqlStoreOptions {
+    /// SQLite only: an fsync at every commit (`synchronous=FULL`). Default off: in WAL mode
+    /// `NORMAL` never corrupts the database and loses nothing when the process crashes; only a
+    /// power loss or an operating-system crash can lose the last commits (a code just issued, a
+    /// rotation just made), which clients recover from by signing in again. Turn it on where
+    /// that is not acceptable; it costs an fsync per write.
+    #[must_use]
+    pub fn with_sqlite_synchronous_full(mut self, on: bool) -> Self {
+        self.sqlite_synchronous_full = on;
+        self
+    }
+
     /// Most connections the pool opens. Default 10. More lets more requests touch the database
     /// at once; PostgreSQL counts each against its own `max_connections` (100 by default)
     /// across every replica. An in-memory SQLite database always uses exactly one.
