@@ -41,7 +41,7 @@ use oauth_core::{Clock, SystemClock, UnixTime};
 use serde::Deserialize;
 
 use crate::cache::{TokenCache, TokenCacheConfig};
-use crate::verifier::{AuthContext, Rejection, TokenVerifier, context_from_claims};
+use crate::verifier::{AuthContext, Rejection, TokenVerifier, context_from_claims, through_cache};
 
 /// Largest document read from the authorization server (metadata, JWKS, introspection).
 const MAX_DOCUMENT: usize = 256 * 1024;
@@ -349,15 +349,7 @@ impl JwksVerifier {
 impl TokenVerifier for JwksVerifier {
     async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
         let now = SystemClock.now();
-        let Some(cache) = &self.cache else {
-            return self.verify_uncached(token, now).await;
-        };
-        if let Some(ctx) = cache.get(token, now) {
-            return Ok(ctx);
-        }
-        let ctx = self.verify_uncached(token, now).await?;
-        cache.admit(token, &ctx, now)?;
-        Ok(ctx)
+        through_cache(self.cache.as_ref(), token, now, self.verify_uncached(token, now)).await
     }
 }
 
@@ -551,14 +543,6 @@ impl TokenVerifier for IntrospectionVerifier {
             return Err(Rejection::new(Reason::TokenMalformed, "the token is too long"));
         }
         let now = SystemClock.now();
-        let Some(cache) = &self.cache else {
-            return self.introspect(token, now).await;
-        };
-        if let Some(ctx) = cache.get(token, now) {
-            return Ok(ctx);
-        }
-        let ctx = self.introspect(token, now).await?;
-        cache.admit(token, &ctx, now)?;
-        Ok(ctx)
+        through_cache(self.cache.as_ref(), token, now, self.introspect(token, now)).await
     }
 }

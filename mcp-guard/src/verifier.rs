@@ -139,6 +139,26 @@ impl LocalVerifier {
     }
 }
 
+/// `token`'s context from `cache` when it holds it, else from `verify`, admitted to the cache
+/// on success. `verify` is only polled on a miss.
+pub(crate) async fn through_cache(
+    cache: Option<&TokenCache>,
+    token: &str,
+    now: UnixTime,
+    verify: impl Future<Output = Result<AuthContext, Rejection>>,
+) -> Result<AuthContext, Rejection> {
+    let Some(cache) = cache else {
+        return verify.await;
+    };
+    let key = cache.key_of(token);
+    if let Some(ctx) = cache.lookup(key, now) {
+        return Ok(ctx);
+    }
+    let ctx = verify.await?;
+    cache.admit_key(key, &ctx, now)?;
+    Ok(ctx)
+}
+
 /// The caller described by a verified token's claims.
 pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthContext, Rejection> {
     let malformed = |what: &str| Rejection::new(Reason::TokenMalformed, format!("the token's {what} is malformed"));
@@ -160,17 +180,7 @@ pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthConte
 #[async_trait]
 impl TokenVerifier for LocalVerifier {
     async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
-        let Some(cache) = &self.cache else {
-            return self.verify_uncached(token);
-        };
-        let now = self.server.now();
-        let key = cache.key_of(token);
-        if let Some(ctx) = cache.lookup(key, now) {
-            return Ok(ctx);
-        }
-        let ctx = self.verify_uncached(token)?;
-        cache.admit_key(key, &ctx, now)?;
-        Ok(ctx)
+        through_cache(self.cache.as_ref(), token, self.server.now(), async { self.verify_uncached(token) }).await
     }
 
     async fn record(&self, event: FlowEvent) {
