@@ -9,16 +9,11 @@ use std::time::Duration;
 
 use mcp_guard::TokenVerifier;
 use mcp_guard::remote::{IntrospectionVerifier, JwksVerifier};
-use oauth_core::authorize::AuthorizationRequest;
 use oauth_core::events::Reason;
 use oauth_core::jwt::{AccessTokenClaims, mint};
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::registration::RegistrationRequest;
 use oauth_core::revoke::TokenRequestForm;
-use oauth_core::secret::CodeVerifier;
 use oauth_core::server::NewClient;
-use oauth_core::token::TokenRequest;
-use oauth_core::types::{Issuer, RedirectUri, ResourceUri, UserId};
+use oauth_core::types::{Issuer, RedirectUri, ResourceUri};
 use oauth_core::users::StoreAuthenticator;
 use oauth_core::{AuthorizationServer, ServerConfig};
 use oauth_store_memory::MemoryStore;
@@ -54,33 +49,8 @@ fn token_for(server: &AuthorizationServer, audience: &str) -> String {
 
 /// A token issued through the whole flow, bound to a grant that can be revoked.
 async fn token_through_the_flow(server: &AuthorizationServer) -> (String, String) {
-    let reg =
-        format!(r#"{{"client_name":"remote","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
-    let client = server.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id;
-    let verifier = CodeVerifier::generate();
-    let challenge = CodeChallenge::s256(&verifier);
-    let request = AuthorizationRequest::from_pairs([
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ])
-    .unwrap();
-    let prompt = server.authorize(request).await.unwrap();
-    let location =
-        server.approve(&prompt.pending.id, &UserId::parse("user-1").unwrap(), server.now(), false).await.unwrap();
-    let url = url::Url::parse(&location).unwrap();
-    let code = url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let exchange = TokenRequest::from_pairs([
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", client.as_str()),
-    ])
-    .unwrap();
-    (client, server.token(exchange, None).await.unwrap().access_token)
+    let (client, tokens) = oauth_core::testing::tokens_for_new_client(server, CALLBACK, "user-1").await;
+    (client.to_string(), tokens.access_token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

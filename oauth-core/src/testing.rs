@@ -517,6 +517,43 @@ pub async fn authorize_code(server: &AuthorizationServer, client: &ClientId) -> 
     (q["code"].clone(), verifier)
 }
 
+/// Registers a public client with `redirect` on `server`, lets `user` approve an authorization
+/// request of it, and exchanges the code: the client id and its tokens. Unlike
+/// [`authorize_code`] it assumes nothing of the server's issuer, so it serves any server, for
+/// example a second one on the same stores.
+pub async fn tokens_for_new_client(
+    server: &AuthorizationServer,
+    redirect: &str,
+    user: &str,
+) -> (ClientId, crate::token::TokenResponse) {
+    let reg = format!(r#"{{"client_name":"kit","redirect_uris":["{redirect}"],"token_endpoint_auth_method":"none"}}"#);
+    let client =
+        cid(&server.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id);
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let request = AuthorizationRequest::from_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", redirect),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    let prompt = server.authorize(request).await.unwrap();
+    let location = server.approve(&prompt.pending.id, &uid(user), server.now(), false).await.unwrap();
+    let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let exchange = TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", redirect),
+        ("client_id", client.as_str()),
+    ])
+    .unwrap();
+    let tokens = server.token(exchange, None).await.unwrap();
+    (client, tokens)
+}
+
 /// The token request that exchanges `code`.
 pub fn code_request(client: &ClientId, code: &str, verifier: &CodeVerifier) -> TokenRequest {
     TokenRequest::from_pairs([

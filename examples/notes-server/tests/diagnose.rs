@@ -173,39 +173,12 @@ async fn token_from_another_server(
     resource: &str,
     clock: std::sync::Arc<oauth_core::ManualClock>,
 ) -> (String, String) {
-    use oauth_core::authorize::AuthorizationRequest;
-    use oauth_core::registration::RegistrationRequest;
-    use oauth_core::token::TokenRequest;
-    use oauth_core::types::{Issuer, ResourceUri, UserId};
+    use oauth_core::types::{Issuer, ResourceUri};
 
     let config = oauth_core::ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(resource).unwrap());
     let other = oauth_core::AuthorizationServer::with_clock(config, stores.clone(), clock).await.unwrap();
-    let reg =
-        format!(r#"{{"client_name":"elsewhere","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
-    let client = other.register(RegistrationRequest::from_json(reg.as_bytes()).unwrap()).await.unwrap().client_id;
-    let verifier = CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
-    let request = AuthorizationRequest::from_pairs([
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ])
-    .unwrap();
-    let prompt = other.authorize(request).await.unwrap();
-    let location =
-        other.approve(&prompt.pending.id, &UserId::parse("someone").unwrap(), other.now(), false).await.unwrap();
-    let code = code_of(&location);
-    let exchange = TokenRequest::from_pairs([
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", client.as_str()),
-    ])
-    .unwrap();
-    (client, other.token(exchange, None).await.unwrap().access_token)
+    let (client, tokens) = oauth_core::testing::tokens_for_new_client(&other, CALLBACK, "someone").await;
+    (client.to_string(), tokens.access_token)
 }
 
 async fn call_mcp(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
