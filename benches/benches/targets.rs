@@ -38,6 +38,10 @@ fn main() {
     row("guard cached", Some(cached_rate));
     println!();
     println!("targets:");
+    if cfg!(debug_assertions) {
+        // `cargo test --benches` (the CI smoke run) builds without optimisation.
+        println!("  (an unoptimised build: a smoke run, these figures say nothing; use cargo bench)");
+    }
     check("guard cold time / jsonwebtoken time", floor / cold_rate, "<= 1.15", floor / cold_rate <= 1.15);
     if let Some(o) = openssl {
         println!("  {:<44} {:>10.2}   (for reference)", "guard cold time / openssl verify time", o / cold_rate);
