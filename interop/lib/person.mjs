@@ -77,3 +77,16 @@ export async function signInAndApprove(authorizationUrl, { username, password })
   ensure(third.status === 303, `consent answered ${third.status}, expected 303`);
   return new URL(third.headers.get('location'));
 }
+
+/** `promise`, or a rejection naming `what` once `ms` have passed: no step of a flow hangs. */
+export async function within(what, promise, ms = 30_000) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

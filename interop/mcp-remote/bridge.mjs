@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { signInAndApprove as personSignsIn } from '../lib/person.mjs';
+import { signInAndApprove as personSignsIn, within } from '../lib/person.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = JSON.parse(readFileSync(join(here, 'node_modules/mcp-remote/package.json')));
@@ -47,17 +47,6 @@ function check(condition, message) {
   if (!condition) fail(message);
 }
 
-async function within(what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

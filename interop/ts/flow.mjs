@@ -9,11 +9,10 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { signInAndApprove as personSignsIn } from '../lib/person.mjs';
+import { signInAndApprove as personSignsIn, within } from '../lib/person.mjs';
 
 const SDK_VERSION = '1.32.2';
 const REDIRECT = 'http://127.0.0.1:53682/callback';
-const STEP_TIMEOUT_MS = 30_000;
 
 const mcpUrl = need('MCP_URL');
 const username = need('MCP_USERNAME');
@@ -34,17 +33,6 @@ function check(condition, message) {
   if (!condition) fail(message);
 }
 
-async function within(what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** An OAuthClientProvider that keeps everything in memory, exactly as the SDK hands it over. */
 class MemoryProvider {
