@@ -531,8 +531,12 @@ impl Shared {
         let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
         let host = prompt.pending.redirect_uri.display_host();
         let resource = prompt.pending.resource.to_string();
+        let published_by = (prompt.client.origin == oauth_core::client::ClientOrigin::MetadataDocument)
+            .then(|| url::Url::parse(prompt.client.id.as_str()).ok().and_then(|u| u.host_str().map(str::to_owned)))
+            .flatten();
         let page = pages::Consent {
             client_name: prompt.client.display_name(),
+            published_by: published_by.as_deref(),
             redirect_host: &host,
             resource: &resource,
             scopes: prompt.pending.scopes.iter().map(|s| s.as_str()).collect(),

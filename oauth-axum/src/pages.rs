@@ -21,6 +21,9 @@ pub(crate) struct SignIn<'a> {
 #[template(path = "consent.html")]
 pub(crate) struct Consent<'a> {
     pub(crate) client_name: &'a str,
+    /// For a Client ID Metadata Document client: the host that published its name, the one
+    /// part of its identity that is not self-declared.
+    pub(crate) published_by: Option<&'a str>,
     pub(crate) redirect_host: &'a str,
     pub(crate) resource: &'a str,
     pub(crate) scopes: Vec<&'a str>,
@@ -69,4 +72,32 @@ pub(crate) fn page(status: StatusCode, template: &impl Template, set_cookies: &[
 /// An error page.
 pub(crate) fn error_page(status: StatusCode, title: &str, message: &str, code: &str) -> Response {
     page(status, &ErrorPage { title, message, code }, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consent(published_by: Option<&str>) -> String {
+        Consent {
+            client_name: "Claude Code",
+            published_by,
+            redirect_host: "localhost",
+            resource: "https://mcp.example.com/mcp",
+            scopes: vec!["mcp:tools"],
+            user_name: "alice",
+            action: "/authorize/consent",
+            pending: "p",
+            csrf: "c",
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_metadata_document_client_shows_who_published_its_name() {
+        let page = consent(Some("claude.ai"));
+        assert!(page.contains("describes itself at <code>claude.ai</code>"), "{page}");
+        assert!(!consent(None).contains("describes itself"));
+    }
 }
