@@ -108,7 +108,7 @@ fn hundred_thousand_tokens(ctx: &AuthContext) -> (usize, usize, Option<usize>) {
         let mut c = ctx.clone();
         c.subject =
             UserId::parse(&format!("{}{i:06}", &ctx.subject.as_str()[..ctx.subject.as_str().len() - 6])).unwrap();
-        c.token_id = format!("{}{i:06}", &c.token_id[..c.token_id.len() - 6]);
+        c.token_id = format!("{}{i:06}", &c.token_id[..c.token_id.len() - 6]).into();
         c.grant_id = Some(GrantId::generate());
         cache.admit(&format!("token-{i}-{}", c.token_id), &c, now).unwrap();
     }

@@ -450,7 +450,7 @@ struct Shard {
     /// few.
     clients: Vec<Arc<ClientId>>,
     scopes: Vec<Arc<ScopeSet>>,
-    issuers: Vec<Arc<String>>,
+    issuers: Vec<Arc<str>>,
 }
 
 /// Most distinct client ids, scope sets or issuers a shard shares; others get their own copy.
@@ -665,11 +665,11 @@ impl Shard {
         c
     }
 
-    fn intern_issuer(&mut self, issuer: &str) -> Arc<String> {
-        if let Some(s) = self.issuers.iter().find(|s| s.as_str() == issuer) {
+    fn intern_issuer(&mut self, issuer: &Arc<str>) -> Arc<str> {
+        if let Some(s) = self.issuers.iter().find(|s| ***s == **issuer) {
             return s.clone();
         }
-        let s = Arc::new(issuer.to_owned());
+        let s = issuer.clone();
         if self.issuers.len() < INTERNED {
             self.issuers.push(s.clone());
         }
@@ -685,11 +685,11 @@ struct Entry {
     /// The token's `exp`.
     exp: i64,
     subject: UserId,
-    token_id: Box<str>,
+    token_id: Arc<str>,
     grant: Option<GrantId>,
     client: Arc<ClientId>,
     scopes: Arc<ScopeSet>,
-    issuer: Arc<String>,
+    issuer: Arc<str>,
 }
 
 impl Entry {
@@ -702,7 +702,7 @@ impl Entry {
             expires_at,
             exp: ctx.expires_at.as_secs(),
             subject: ctx.subject.clone(),
-            token_id: ctx.token_id.as_str().into(),
+            token_id: ctx.token_id.clone(),
             grant: ctx.grant_id.clone(),
             client: shard.intern_client(&ctx.client_id),
             scopes: shard.intern_scopes(&ctx.scopes),
@@ -721,25 +721,28 @@ impl Entry {
             client_id: ClientId::clone(&self.client),
             scopes: ScopeSet::clone(&self.scopes),
             expires_at: UnixTime::from_secs(self.exp),
-            issuer: String::clone(&self.issuer),
-            token_id: self.token_id.to_string(),
+            issuer: self.issuer.clone(),
+            token_id: self.token_id.clone(),
             grant_id: self.grant.clone(),
         }
     }
 
     /// The entry's own allocations, as the allocator rounds them (16-byte granules, 8 of
-    /// header, 32 at least): its strings, and its client id unless it is shared.
+    /// header, 32 at least): its shared strings (16 bytes of counts each, and counted whole
+    /// although the verifier's context may share them for a while), and its client id unless
+    /// it is interned.
     fn heap_bytes(&self) -> usize {
         let block = |n: usize| (n + 8).next_multiple_of(16).max(32);
+        let shared = |len: usize| block(16 + len);
         let own_client = if Arc::strong_count(&self.client) == 1 {
             // Only an interned client id is shared (by the shard's list), and for good.
-            block(std::mem::size_of::<ClientId>() + 16) + block(self.client.as_str().len())
+            block(std::mem::size_of::<ClientId>() + 16) + shared(self.client.as_str().len())
         } else {
             0
         };
-        block(self.subject.as_str().len())
-            + block(self.token_id.len())
-            + self.grant().map_or(0, |g| block(g.len()))
+        shared(self.subject.as_str().len())
+            + shared(self.token_id.len())
+            + self.grant().map_or(0, |g| shared(g.len()))
             + own_client
     }
 }
@@ -854,7 +857,7 @@ mod tests {
             ClientId::parse("mcp_abcdefghijklmnopqrstuvwx").unwrap(),
             ScopeSet::parse("mcp:tools notes:write").unwrap(),
             UnixTime::from_secs(exp),
-            "https://as.example".into(),
+            "https://as.example",
             format!("jti-{i}"),
         );
         if let Some(g) = grant {

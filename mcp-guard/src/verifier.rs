@@ -24,9 +24,9 @@ pub struct AuthContext {
     /// When the token expires.
     pub expires_at: UnixTime,
     /// The token's issuer.
-    pub issuer: String,
+    pub issuer: Arc<str>,
     /// The token's unique id (`jti`).
-    pub token_id: String,
+    pub token_id: Arc<str>,
     /// The grant the token belongs to (`gid`), when the issuer says: what
     /// [`TokenCache::invalidate_grant`] matches on.
     pub grant_id: Option<GrantId>,
@@ -39,10 +39,18 @@ impl AuthContext {
         client_id: ClientId,
         scopes: ScopeSet,
         expires_at: UnixTime,
-        issuer: String,
-        token_id: String,
+        issuer: impl Into<Arc<str>>,
+        token_id: impl Into<Arc<str>>,
     ) -> Self {
-        Self { subject, client_id, scopes, expires_at, issuer, token_id, grant_id: None }
+        Self {
+            subject,
+            client_id,
+            scopes,
+            expires_at,
+            issuer: issuer.into(),
+            token_id: token_id.into(),
+            grant_id: None,
+        }
     }
 
     /// Sets the grant the token belongs to.
@@ -171,8 +179,8 @@ pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthConte
         client_id: ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?,
         scopes: ScopeSet::parse(&claims.scope).map_err(|_| malformed("scope"))?,
         expires_at: UnixTime::from_secs(claims.exp),
-        issuer: claims.iss,
-        token_id: claims.jti,
+        issuer: claims.iss.into(),
+        token_id: claims.jti.into(),
         grant_id,
     })
 }

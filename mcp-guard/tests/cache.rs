@@ -82,7 +82,7 @@ fn context(i: usize, exp: UnixTime) -> AuthContext {
         ClientId::parse("client-1").unwrap(),
         ScopeSet::parse("mcp:tools").unwrap(),
         exp,
-        "https://as.example.com".into(),
+        "https://as.example.com",
         format!("jti-{i}"),
     )
 }

@@ -60,10 +60,7 @@ async fn jwks_verifier_discovers_checks_and_follows_a_key_rotation() {
     assert_eq!(verifier.key_count(), 1);
 
     let ctx = verifier.verify(&token_for(&server, resource.as_str())).await.unwrap();
-    assert_eq!(
-        (ctx.subject.as_str(), ctx.client_id.as_str(), ctx.issuer.as_str()),
-        ("user-1", "client-1", issuer.as_str())
-    );
+    assert_eq!((ctx.subject.as_str(), ctx.client_id.as_str(), &*ctx.issuer), ("user-1", "client-1", issuer.as_str()));
     assert!(ctx.has_scope("mcp:tools"));
 
     let other = verifier.verify(&token_for(&server, "https://elsewhere.example/mcp")).await.unwrap_err();

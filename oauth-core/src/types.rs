@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -53,9 +54,12 @@ impl ParseError {
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// Shared, not copied: a clone is a reference count, since identities are cloned on
+        /// every request the guard lets through.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The value as a string.
@@ -72,7 +76,7 @@ macro_rules! string_newtype {
 
         impl From<$name> for String {
             fn from(v: $name) -> String {
-                v.0
+                v.0.to_string()
             }
         }
 
@@ -116,12 +120,12 @@ impl ClientId {
         if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Err(ParseError::new("client_id", "contains characters outside visible ASCII"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// A fresh random client id for a dynamically registered client.
     pub fn generate() -> Self {
-        Self(format!("mcp_{}", crate::secret::random_id::<18>()))
+        Self(format!("mcp_{}", crate::secret::random_id::<18>()).into())
     }
 
     /// Whether this id is an https URL with a path: the form of a Client ID Metadata Document.
@@ -144,12 +148,12 @@ impl UserId {
         if s.chars().any(char::is_control) {
             return Err(ParseError::new("user id", "contains control characters"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// A fresh random user id.
     pub fn generate() -> Self {
-        Self(format!("usr_{}", crate::secret::random_id::<12>()))
+        Self(format!("usr_{}", crate::secret::random_id::<12>()).into())
     }
 }
 
@@ -164,12 +168,12 @@ impl GrantId {
         if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Err(ParseError::new("grant id", "must be 1 to 128 visible ASCII characters"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// A fresh random grant id.
     pub fn generate() -> Self {
-        Self(format!("gr_{}", crate::secret::random_id::<15>()))
+        Self(format!("gr_{}", crate::secret::random_id::<15>()).into())
     }
 }
 
@@ -320,14 +324,14 @@ impl Scope {
                 format!("'{}' is not allowed in a scope (RFC 6749 3.3)", c.escape_ascii()),
             ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
 /// A set of scopes, ordered, written space-separated.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ScopeSet(BTreeSet<Scope>);
+pub struct ScopeSet(Arc<BTreeSet<Scope>>);
 
 impl ScopeSet {
     /// The empty set.
@@ -347,12 +351,12 @@ impl ScopeSet {
                 return Err(ParseError::new("scope", format!("more than {MAX_SCOPES} scopes")));
             }
         }
-        Ok(Self(set))
+        Ok(Self(Arc::new(set)))
     }
 
     /// Builds a set from values that are known to be valid scopes.
     pub fn from_scopes(scopes: impl IntoIterator<Item = Scope>) -> Self {
-        Self(scopes.into_iter().collect())
+        Self(Arc::new(scopes.into_iter().collect()))
     }
 
     /// Whether the set is empty.
@@ -377,12 +381,12 @@ impl ScopeSet {
 
     /// The scopes in both sets.
     pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
-        Self(self.0.intersection(&other.0).cloned().collect())
+        Self(Arc::new(self.0.intersection(&other.0).cloned().collect()))
     }
 
     /// The scopes of `self` not in `other`.
     pub fn difference(&self, other: &ScopeSet) -> ScopeSet {
-        Self(self.0.difference(&other.0).cloned().collect())
+        Self(Arc::new(self.0.difference(&other.0).cloned().collect()))
     }
 
     /// The scopes, in order.
@@ -443,7 +447,7 @@ impl ResourceUri {
         if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
             return Err(ParseError::new(WHAT, format!("'{s}' must be an http(s) URL with a host")));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// The origin (`scheme://host[:port]`) of this resource.
@@ -491,7 +495,7 @@ impl Issuer {
                 format!("'{s}' must not end with '/': clients compare the issuer as an exact string"),
             ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     /// An endpoint URL under this issuer: `issuer + path`.
