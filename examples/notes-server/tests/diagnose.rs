@@ -68,6 +68,17 @@ async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> req
     post_form(http, &format!("{base}/token"), form).await.0
 }
 
+/// The token request that exchanges `code` for the public client `client`.
+fn exchange_form<'a>(client: &'a str, code: &'a str, verifier: &'a CodeVerifier) -> [(&'static str, &'a str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client),
+    ]
+}
+
 /// Registers a public client named `name`, signs in and approves: the client id, the code and
 /// its verifier.
 async fn signed_in_code(http: &reqwest::Client, base: &str, name: &str) -> (String, String, CodeVerifier) {
@@ -125,13 +136,7 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
 
     // 3. The same code exchanged twice.
     let code = code_of(&location);
-    let exchange = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", c2.as_str()),
-    ];
+    let exchange = exchange_form(&c2, &code, &verifier);
     assert_eq!(token(&http, base, &exchange).await, 200);
     assert_eq!(token(&http, base, &exchange).await, 400);
     let a = diagnose(db, &c2);
@@ -200,13 +205,7 @@ async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer(
     // 1. A code left to expire: the exchange comes after the code's 5 minutes.
     let (client, code, verifier) = signed_in_code(&http, &base, "diag").await;
     clock.advance(server.config().code_ttl + std::time::Duration::from_secs(1));
-    let exchange = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", client.as_str()),
-    ];
+    let exchange = exchange_form(&client, &code, &verifier);
     assert_eq!(token(&http, &base, &exchange).await, 400);
     let a = diagnose(&db, &client);
     assert_eq!((a["step"].as_str(), a["reason"].as_str()), (Some("code_exchange"), Some("code_expired")), "{a}");
@@ -248,13 +247,7 @@ async fn a_revoked_token_is_refused_at_once_and_diagnosed() {
     let (base, db, _server, _clock) = common::app_on_a_manual_clock("revoke").await;
     let http = reqwest::Client::new();
     let (client, code, verifier) = signed_in_code(&http, &base, "revoked").await;
-    let exchange = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.secret()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", client.as_str()),
-    ];
+    let exchange = exchange_form(&client, &code, &verifier);
     let (status, body) = post_form(&http, &format!("{base}/token"), &exchange).await;
     assert_eq!(status, 200, "{body}");
     let tokens: Value = serde_json::from_str(&body).unwrap();
