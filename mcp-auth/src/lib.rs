@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use oauth_core::admin::{ClientUpdate, Operator};
-use oauth_core::diagnose::{ClientDiagnosis, Verdict};
+use oauth_core::diagnose::without_connected;
 use oauth_core::server::NewClient;
 use oauth_core::types::{ClientId, RedirectUri};
 use oauth_core::users::create_user;
@@ -207,7 +207,7 @@ async fn diagnose(stores: &Stores, client: Option<&str>, since: &str, all: bool,
     let client = client.map(ClientId::parse).transpose()?;
     let since = SystemClock.now().minus(parse_age(since)?);
     let mut report = oauth_core::diagnose::diagnose(stores.events.as_ref(), client.as_ref(), since).await?;
-    let hidden = if all || client.is_some() { 0 } else { hide_connected(&mut report) };
+    let hidden = if all || client.is_some() { 0 } else { without_connected(&mut report) };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -222,19 +222,6 @@ async fn diagnose(stores: &Stores, client: Option<&str>, since: &str, all: bool,
         println!("({hidden} attempt(s) that connected are not shown; --all shows them)");
     }
     Ok(())
-}
-
-/// Leaves out the attempts that connected, and the clients left with none; returns how many
-/// attempts were left out.
-fn hide_connected(report: &mut Vec<ClientDiagnosis>) -> usize {
-    let mut hidden = 0;
-    for d in report.iter_mut() {
-        let before = d.attempts.len();
-        d.attempts.retain(|a| a.verdict != Verdict::Connected);
-        hidden += before - d.attempts.len();
-    }
-    report.retain(|d| !d.attempts.is_empty());
-    hidden
 }
 
 async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {

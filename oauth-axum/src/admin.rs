@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use oauth_core::AuthorizationServer;
-use oauth_core::diagnose::Verdict;
+use oauth_core::diagnose::without_connected;
 use oauth_core::secret::{SecretHash, ct_eq};
 use oauth_core::types::ClientId;
 
@@ -99,10 +99,7 @@ async fn diagnose(State(a): State<Arc<Admin>>, headers: HeaderMap, uri: Uri) -> 
     match a.server.diagnose(client.as_ref(), a.server.now().minus(since)).await {
         Ok(mut report) => {
             if !all && client.is_none() {
-                for d in &mut report {
-                    d.attempts.retain(|x| x.verdict != Verdict::Connected);
-                }
-                report.retain(|d| !d.attempts.is_empty());
+                without_connected(&mut report);
             }
             no_store(Json(report))
         }

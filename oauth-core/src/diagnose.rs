@@ -268,6 +268,19 @@ impl ClientDiagnosis {
     }
 }
 
+/// Leaves out of `report` the attempts that connected, and the clients left with none: what
+/// an operator asking "what went wrong?" wants to see. Returns how many attempts were left out.
+pub fn without_connected(report: &mut Vec<ClientDiagnosis>) -> usize {
+    let mut hidden = 0;
+    for d in report.iter_mut() {
+        let before = d.attempts.len();
+        d.attempts.retain(|a| a.verdict != Verdict::Connected);
+        hidden += before - d.attempts.len();
+    }
+    report.retain(|d| !d.attempts.is_empty());
+    hidden
+}
+
 impl AuthorizationServer {
     /// The connection attempts since `since`, per client (or of one client).
     pub async fn diagnose(&self, client: Option<&ClientId>, since: UnixTime) -> Result<Vec<ClientDiagnosis>, Error> {
@@ -398,5 +411,18 @@ mod tests {
         };
         let text = d.render();
         assert!(text.contains("FAILED at code_exchange: pkce_mismatch") && text.contains("fix: "), "{text}");
+    }
+
+    #[test]
+    fn connected_attempts_can_be_left_out() {
+        let connected = [ok(0, FlowStep::CodeExchange), ok(1, FlowStep::ResourceAccess)];
+        let failed = [bad(2, FlowStep::CodeExchange, Reason::PkceMismatch)];
+        let mut report = vec![
+            ClientDiagnosis { client_id: None, attempts: attempts(&connected) },
+            ClientDiagnosis { client_id: None, attempts: [attempts(&connected), attempts(&failed)].concat() },
+        ];
+        assert_eq!(without_connected(&mut report), 2);
+        assert_eq!(report.len(), 1, "a client left with no attempt is dropped");
+        assert!(matches!(report[0].attempts[..], [Attempt { verdict: Verdict::Failed { .. }, .. }]));
     }
 }
