@@ -25,8 +25,8 @@ use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenEndpo
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{EventQuery, FlowEvent, FlowStep, Reason};
-use crate::secret::{ClientSecret, hash_password};
-use crate::server::{CreatedClient, NewClient, record_event};
+use crate::secret::{ClientSecret, ClientSecretHash, ServerSecret};
+use crate::server::{CLIENT_SECRET_PEPPER, CreatedClient, NewClient, load_server_secret, record_event};
 use crate::store::Stores;
 use crate::types::{ClientId, RedirectKind, RedirectUri};
 
@@ -171,6 +171,18 @@ impl Operator {
     /// get a generated secret, returned once and stored as a password hash.
     pub async fn create_client(&self, spec: NewClient) -> Result<CreatedClient, Error> {
         check_operator_redirects(&spec.redirect_uris)?;
+        let machine_grant = spec.grant_types.contains(&GrantType::ClientCredentials);
+        if spec.machine != machine_grant || (spec.machine && !spec.confidential) {
+            return Err(OAuthError::invalid_client_metadata(
+                "client_credentials is for machine clients only, and a machine client is confidential with that grant",
+            )
+            .into());
+        }
+        if (spec.machine || spec.introspection) && !spec.confidential {
+            return Err(
+                OAuthError::invalid_client_metadata("an introspecting client needs a secret (confidential)").into()
+            );
+        }
         let now = self.clock.now();
         let method =
             if spec.confidential { TokenEndpointAuthMethod::ClientSecretPost } else { TokenEndpointAuthMethod::None };
@@ -179,9 +191,11 @@ impl Operator {
         client.name = Some(spec.name);
         client.trusted = spec.trusted;
         client.grant_types = spec.grant_types;
+        client.machine = spec.machine;
+        client.introspection = spec.introspection;
         let secret = spec.confidential.then(ClientSecret::generate);
         if let Some(s) = &secret {
-            client.secret_hash = Some(hash_password(s.secret())?);
+            client.secret_hash = Some(ClientSecretHash::of(s.secret(), &self.pepper().await?));
         }
         match self.stores.clients.create_client(&client).await {
             Ok(()) => {}
@@ -247,10 +261,15 @@ impl Operator {
             .into());
         }
         let secret = ClientSecret::generate();
-        client.secret_hash = Some(hash_password(secret.secret())?);
+        client.secret_hash = Some(ClientSecretHash::of(secret.secret(), &self.pepper().await?));
         client.secret_expires_at = None;
         if !self.stores.clients.update_client(&client).await? {
             return Err(not_found(id));
+        }
+        if client.machine {
+            // A machine client's tokens are its secret's only output: a rotation after a leak
+            // must end the tokens minted with the old one too.
+            self.stores.grants.revoke_client_grants(id, self.clock.now()).await?;
         }
         tracing::info!(client_id = %id, "client secret rotated by the operator");
         Ok(secret)
@@ -320,6 +339,11 @@ impl Operator {
         let removed = self.stores.users.delete_user(&user.id).await?;
         tracing::info!(user = %user.id, revoked_grants = revoked, "user removed by the operator");
         Ok(removed)
+    }
+
+    /// The pepper of client-secret hashes, shared with the server through the key store.
+    async fn pepper(&self) -> Result<ServerSecret, Error> {
+        load_server_secret(&self.stores, CLIENT_SECRET_PEPPER, self.clock.now()).await
     }
 
     async fn existing(&self, id: &ClientId) -> Result<Client, Error> {

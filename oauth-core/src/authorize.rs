@@ -174,14 +174,19 @@ impl AuthorizationServer {
                     }
                 };
                 if client.find_redirect_uri(&presented).is_none() {
-                    let msg = format!(
+                    // The registered URIs are for the operator (log, diagnose), not for whoever
+                    // opened this link: they would show an attacker where codes can be sent.
+                    let detail = format!(
                         "redirect_uri '{presented}' is not registered for client '{client_id}'; registered: {}",
                         client.redirect_uri_list()
                     );
+                    let msg = format!(
+                        "the application sent a return address that is not registered for it ('{}'); the operator can see which ones are",
+                        crate::params::clip(presented.as_str())
+                    );
                     return Err(self
                         .show(
-                            FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, msg.clone())
-                                .client(&client_id),
+                            FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, detail).client(&client_id),
                             OAuthError::invalid_request(msg),
                         )
                         .await);
@@ -191,14 +196,18 @@ impl AuthorizationServer {
             None => match client.redirect_uris.as_slice() {
                 [only] => (only.clone(), false),
                 _ => {
-                    let msg = format!(
+                    let detail = format!(
                         "redirect_uri is missing and client '{client_id}' has {} registered; send one of: {}",
                         client.redirect_uris.len(),
                         client.redirect_uri_list()
                     );
+                    let msg = format!(
+                        "redirect_uri is missing and client '{client_id}' has {} registered; the request must name one",
+                        client.redirect_uris.len()
+                    );
                     return Err(self
                         .show(
-                            FlowEvent::failure(now, step, Reason::InvalidRequest, msg.clone()).client(&client_id),
+                            FlowEvent::failure(now, step, Reason::InvalidRequest, detail).client(&client_id),
                             OAuthError::invalid_request(msg),
                         )
                         .await);
@@ -355,6 +364,14 @@ impl AuthorizationServer {
         remember: bool,
     ) -> Result<String, AuthorizeError> {
         let now = self.now();
+        if !user.is_user() {
+            // An authenticator that returned a machine client's subject for a person: refusing
+            // here keeps users and clients from ever sharing a `sub`.
+            tracing::error!(user = %user, "sign-in produced a user id in the machine-client namespace; refused");
+            return Err(AuthorizeError::ShowToUser(OAuthError::access_denied(
+                "this account cannot approve applications; ask the operator",
+            )));
+        }
         let pending = self.take_pending(pending_id).await?;
         let code = AuthorizationCode::generate();
         let record = AuthorizationCodeRecord {

@@ -64,7 +64,8 @@ pub enum GrantType {
     AuthorizationCode,
     /// `refresh_token`.
     RefreshToken,
-    /// `client_credentials` (confidential clients only).
+    /// `client_credentials`: only for machine clients the operator created
+    /// ([`Client::machine`]), never for a self-registered or metadata-document client.
     ClientCredentials,
 }
 
@@ -171,6 +172,14 @@ pub struct Client {
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_expires_at: Option<UnixTime>,
+    /// A machine client: the operator created it to obtain tokens with `client_credentials`,
+    /// with no person behind them. Only an operator-created confidential client can be one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine: bool,
+    /// A resource server the operator registered to introspect any access token of this server
+    /// (RFC 7662). Every other client may introspect only its own tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspection: bool,
 }
 
 impl Client {
@@ -206,6 +215,8 @@ impl Client {
             created_at,
             last_used_at: None,
             metadata_expires_at: None,
+            machine: false,
+            introspection: false,
         }
     }
 
@@ -217,6 +228,16 @@ impl Client {
     /// Whether the client registered `grant`.
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// Whether the client may use `client_credentials`: a confidential machine client the
+    /// operator created. The grant type alone is not enough: a record written before machine
+    /// clients existed, or edited by hand, cannot open the grant to a self-registered client.
+    pub fn is_machine_client(&self) -> bool {
+        self.machine
+            && self.origin == ClientOrigin::PreRegistered
+            && !self.is_public()
+            && self.allows_grant(GrantType::ClientCredentials)
     }
 
     /// The registered redirect URI matching `presented`, if any.

@@ -219,6 +219,12 @@ pub fn fix(reason: Reason) -> &'static str {
         Reason::InsufficientScope => {
             "the token lacks a scope the tool needs: the client must ask for it and the person consent again"
         }
+        Reason::IntrospectionNotEntitled => {
+            "a client introspected a token that is not its own: only resource servers the operator registered for it may (clients add --introspection)"
+        }
+        Reason::MachineTokenRefused => {
+            "a machine client's token was presented to an MCP endpoint that accepts only users' tokens: let the resource accept machine clients, or sign a person in"
+        }
         _ => "an internal error: see the server log",
     }
 }

@@ -155,6 +155,12 @@ wire_enum! {
         InsufficientScope => "insufficient_scope",
         /// An internal failure (storage, cryptography).
         Internal => "internal",
+        /// A client asked about a token it may not introspect (another client's token, and it
+        /// is not a resource server registered for introspection): answered inactive.
+        IntrospectionNotEntitled => "introspection_not_entitled",
+        /// A machine client's token (`client_credentials`) at a resource that accepts only
+        /// users' tokens.
+        MachineTokenRefused => "machine_token_refused",
     }
 }
 

@@ -1,8 +1,13 @@
 //! Token introspection (RFC 7662), for resource servers that do not verify JWTs themselves.
 //!
-//! Only authenticated confidential clients may introspect. An access token is active when it
-//! verifies and its grant is not revoked; a refresh token is active when it is its grant's
-//! current one, unexpired and unrevoked.
+//! Only authenticated confidential clients may introspect, and only what they are entitled to
+//! (RFC 7662 section 4, no token scanning): a resource server the operator registered for it
+//! ([`crate::server::NewClient::introspection`]) may ask about any access token of this server; any
+//! other client only about its own access and refresh tokens. Everything else is answered
+//! `{"active": false}`, exactly as for an unknown token, and recorded for the operator.
+//!
+//! An access token is active when it verifies and its grant is not revoked; a refresh token is
+//! active when it is its grant's current one, unexpired and unrevoked.
 
 use serde::Serialize;
 
@@ -79,7 +84,7 @@ impl AuthorizationServer {
                 )
                 .await);
         }
-        let Some(token) = form.token.filter(|t| t.len() <= crate::jwt::MAX_TOKEN_LEN) else {
+        let Some(token) = form.token.filter(|t| t.secret().len() <= crate::jwt::MAX_TOKEN_LEN) else {
             return Err(self
                 .fail(
                     step,
@@ -91,7 +96,19 @@ impl AuthorizationServer {
                 .await);
         };
         let now = self.now();
-        if let Ok(claims) = self.verify_access_token(&token) {
+        let refused =
+            |what: String| FlowEvent::failure(now, step, Reason::IntrospectionNotEntitled, what).client(&caller.id);
+        if let Ok(claims) = self.verify_access_token(token.secret()) {
+            // RFC 7662 section 4: no token scanning. A resource server the operator registered
+            // for it may ask about any access token; a client only about its own.
+            if !caller.introspection && claims.client_id != caller.id.as_str() {
+                self.record(refused(format!(
+                    "asked about an access token of client {}",
+                    crate::params::clip(&claims.client_id)
+                )))
+                .await;
+                return Ok(IntrospectionResponse::inactive());
+            }
             if let Some(gid) = grant_id_of(&claims) {
                 let grant = self.stores().grants.grant(&gid).await?;
                 if grant.is_none_or(|g| g.revoked_at.is_some()) {
@@ -111,9 +128,14 @@ impl AuthorizationServer {
                 jti: Some(claims.jti),
             });
         }
-        if token.len() <= MAX_SECRET_LEN {
-            let hash = RefreshToken::new(token).hash();
+        if token.secret().len() <= MAX_SECRET_LEN {
+            let hash = RefreshToken::new(token.secret().to_owned()).hash();
             if let Some((grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? {
+                // A refresh token is its own client's business only, resource servers included.
+                if grant.client_id != caller.id {
+                    self.record(refused(format!("asked about a refresh token of client {}", grant.client_id))).await;
+                    return Ok(IntrospectionResponse::inactive());
+                }
                 let current = generation == grant.generation
                     && grant.revoked_at.is_none()
                     && grant.refresh_expires_at.is_some_and(|t| t > now);

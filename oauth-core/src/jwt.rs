@@ -70,7 +70,8 @@ impl Audience {
 pub struct AccessTokenClaims {
     /// Issuer.
     pub iss: String,
-    /// Subject: the user (or the client, for `client_credentials`).
+    /// Subject: the user, or `client:<client_id>` for a machine client's token
+    /// ([`crate::types::UserId::for_client`]).
     pub sub: String,
     /// Audience: the canonical resource.
     pub aud: Audience,
@@ -95,6 +96,10 @@ pub struct AccessTokenClaims {
     /// introspection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// `true` on a machine client's token (`client_credentials`): no person is behind it. Absent
+    /// on users' tokens. Resource servers refuse these unless they opt in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub machine: bool,
 }
 
 impl AccessTokenClaims {
@@ -120,6 +125,7 @@ impl AccessTokenClaims {
             scope: scope.into(),
             auth_time: None,
             gid: None,
+            machine: false,
         }
     }
 

@@ -168,6 +168,12 @@ impl RegistrationRequest {
                 let mut out = Vec::new();
                 for g in list {
                     match GrantType::parse(g) {
+                        // A token with no person behind it is the operator's decision: a
+                        // self-registered client never gets client_credentials.
+                        Some(GrantType::ClientCredentials) => {
+                            ignored_grant_types
+                                .push("client_credentials (only for machine clients the operator creates)".into());
+                        }
                         Some(parsed) if !out.contains(&parsed) => out.push(parsed),
                         Some(_) => {}
                         None => ignored_grant_types.push(clip(g)),
@@ -175,18 +181,13 @@ impl RegistrationRequest {
                 }
                 if out.is_empty() {
                     return Err(OAuthError::invalid_client_metadata(format!(
-                        "none of the grant types ({}) is supported; supported: authorization_code, refresh_token, client_credentials",
+                        "none of the grant types ({}) can be registered; supported: authorization_code, refresh_token",
                         ignored_grant_types.join(", ")
                     )));
                 }
                 out
             }
         };
-        if grant_types.contains(&GrantType::ClientCredentials) && auth_method.is_public() {
-            return Err(OAuthError::invalid_client_metadata(
-                "client_credentials needs a confidential client; token_endpoint_auth_method 'none' cannot use it",
-            ));
-        }
 
         if let Some(types) = &self.response_types {
             for t in types {
@@ -506,6 +507,23 @@ mod tests {
         let body = format!(r#"{{"redirect_uris":[{}]}}"#, many.join(","));
         assert_eq!(validate(&body, &p).unwrap_err().code(), ErrorCode::InvalidRedirectUri);
         assert!(RegistrationRequest::from_json(&vec![b' '; MAX_REGISTRATION_BODY + 1]).is_err());
+    }
+
+    #[test]
+    fn self_registration_never_gets_client_credentials() {
+        let p = RedirectPolicy::default();
+        let v = validate(
+            r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"client_secret_post"}"#,
+            &p,
+        )
+        .unwrap();
+        assert_eq!(v.grant_types, vec![GrantType::AuthorizationCode]);
+        assert!(v.ignored_grant_types[0].starts_with("client_credentials"), "{:?}", v.ignored_grant_types);
+        let e =
+            validate(r#"{"grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_post"}"#, &p)
+                .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidClientMetadata);
+        assert!(e.description().contains("only for machine clients"), "{e}");
     }
 
     #[test]

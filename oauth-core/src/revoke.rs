@@ -8,7 +8,7 @@
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep};
 use crate::params::Params;
-use crate::secret::{MAX_SECRET_LEN, RefreshToken};
+use crate::secret::{ClientSecret, MAX_SECRET_LEN, PresentedToken, RefreshToken};
 use crate::server::AuthorizationServer;
 use crate::token::{ClientCredentials, grant_id_of};
 use crate::types::GrantId;
@@ -18,13 +18,13 @@ use crate::types::GrantId;
 #[non_exhaustive]
 pub struct TokenRequestForm {
     /// `token`.
-    pub token: Option<String>,
+    pub token: Option<PresentedToken>,
     /// `token_type_hint`.
     pub token_type_hint: Option<String>,
     /// `client_id` in the body.
     pub client_id: Option<String>,
     /// `client_secret` in the body.
-    pub client_secret: Option<String>,
+    pub client_secret: Option<ClientSecret>,
 }
 
 impl TokenRequestForm {
@@ -37,15 +37,19 @@ impl TokenRequestForm {
     {
         let mut p = Params::collect(pairs, &[])?;
         Ok(Self {
-            token: p.take("token"),
+            token: p.take("token").map(PresentedToken::new),
             token_type_hint: p.take("token_type_hint"),
             client_id: p.take("client_id"),
-            client_secret: p.take("client_secret"),
+            client_secret: p.take("client_secret").map(ClientSecret::new),
         })
     }
 
     pub(crate) fn credentials(&self, authorization: Option<&str>) -> Result<ClientCredentials, OAuthError> {
-        ClientCredentials::new(authorization, self.client_id.as_deref(), self.client_secret.as_deref())
+        ClientCredentials::new(
+            authorization,
+            self.client_id.as_deref(),
+            self.client_secret.as_ref().map(ClientSecret::secret),
+        )
     }
 }
 
@@ -58,7 +62,7 @@ impl AuthorizationServer {
             Err(e) => return Err(self.fail(step, crate::events::Reason::ClientAuthFailed, None, e, None).await),
         };
         let client = self.authenticate_client(&creds, step).await?;
-        let Some(token) = form.token.filter(|t| t.len() <= crate::jwt::MAX_TOKEN_LEN) else {
+        let Some(token) = form.token.filter(|t| t.secret().len() <= crate::jwt::MAX_TOKEN_LEN) else {
             return Err(self
                 .fail(
                     step,
@@ -71,14 +75,14 @@ impl AuthorizationServer {
         };
         let access_first = form.token_type_hint.as_deref() == Some("access_token");
         let grant = if access_first {
-            match self.grant_of_access_token(&token) {
+            match self.grant_of_access_token(token.secret()) {
                 Some(g) => Some(g),
-                None => self.grant_of_refresh_token(&token).await?,
+                None => self.grant_of_refresh_token(token.secret()).await?,
             }
         } else {
-            match self.grant_of_refresh_token(&token).await? {
+            match self.grant_of_refresh_token(token.secret()).await? {
                 Some(g) => Some(g),
-                None => self.grant_of_access_token(&token),
+                None => self.grant_of_access_token(token.secret()),
             }
         };
         let Some((grant_id, owner)) = grant else {

@@ -1,8 +1,17 @@
 //! Secrets: client secrets, authorization codes, refresh tokens and PKCE verifiers.
 //!
-//! A secret redacts itself in `Debug`, compares in constant time, and is stored only as a
-//! [`SecretHash`] (SHA-256) or, for client secrets, a password hash. The clear value exists in
-//! memory only between generation and the response that carries it.
+//! A secret redacts itself in `Debug`, compares in constant time, and is stored only as a hash,
+//! chosen by the secret's kind:
+//!
+//! - Generated secrets (codes, refresh tokens, client secrets) have 256 bits of entropy, so no
+//!   guessing attack can reach them and a password hash would only cost CPU: codes and refresh
+//!   tokens are stored as a [`SecretHash`] (SHA-256, the lookup key), client secrets as
+//!   [`ClientSecretHash`], HMAC-SHA256 under a server-held pepper, compared in constant time.
+//! - Passwords, chosen by people, get Argon2id ([`hash_password_off_thread`],
+//!   [`verify_password_off_thread`]): on the blocking pool behind a small concurrency bound, so a
+//!   flood of sign-ins cannot stall the async workers or anything else the server does.
+//!
+//! The clear value exists in memory only between generation and the response that carries it.
 //!
 //! ```
 //! use oauth_core::secret::AuthorizationCode;
@@ -71,7 +80,7 @@ macro_rules! secret_type {
 }
 
 secret_type! {
-    /// A client secret (RFC 6749 2.3.1). Stored as an Argon2id password hash.
+    /// A client secret (RFC 6749 2.3.1). Stored as a [`ClientSecretHash`].
     ClientSecret
 }
 
@@ -84,6 +93,12 @@ secret_type! {
 secret_type! {
     /// A refresh token (RFC 6749 1.5): rotated on use, stored as a SHA-256 hash. Not `Clone`.
     RefreshToken
+}
+
+secret_type! {
+    /// A token presented for revocation or introspection (RFC 7009, RFC 7662): an access or a
+    /// refresh token, not yet known which. Not `Clone`.
+    PresentedToken
 }
 
 secret_type! {
@@ -111,19 +126,55 @@ impl RefreshToken {
         Self(random_token())
     }
 
-    /// The successor of this token in a rotation: `HMAC-SHA256(self, label ‖ generation)`.
+    /// The successor of this token in a rotation:
+    /// `HMAC-SHA256(key, "refresh successor v2" ‖ 0 ‖ len(grant) ‖ grant ‖ generation ‖ self)`.
     ///
-    /// Deriving the successor from the presented token lets a retry within the grace window
-    /// receive the same successor without the server ever storing a token in clear; only the
-    /// holder of this token can compute it.
-    pub fn successor(&self, label: &str, generation: u64) -> RefreshToken {
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.0.as_bytes());
-        let mut msg = Vec::with_capacity(label.len() + 9);
-        msg.extend_from_slice(label.as_bytes());
-        msg.push(0);
-        msg.extend_from_slice(&generation.to_be_bytes());
-        let tag = aws_lc_rs::hmac::sign(&key, &msg);
-        RefreshToken(URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    /// A retry within the grace window receives the same successor without the server ever
+    /// storing a token in clear. Computing it takes both the server-held `key` (in the key
+    /// store, never sent anywhere) and this token in clear (the store holds only its hash): a
+    /// holder of old tokens and of the grant id cannot derive a later token, and neither can a
+    /// reader of the database.
+    pub fn successor(&self, key: &ServerSecret, grant: &str, generation: u64) -> RefreshToken {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.0);
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+        ctx.update(b"refresh successor v2\0");
+        ctx.update(&(grant.len() as u64).to_be_bytes());
+        ctx.update(grant.as_bytes());
+        ctx.update(&generation.to_be_bytes());
+        ctx.update(self.0.as_bytes());
+        RefreshToken(URL_SAFE_NO_PAD.encode(ctx.sign().as_ref()))
+    }
+}
+
+/// A 256-bit key that only this server holds, kept in the key store under a name so that it
+/// survives restarts and every replica uses the same one (see
+/// [`KeyStore::server_secret`](crate::store::KeyStore::server_secret)). Redacted in `Debug`.
+#[derive(Clone)]
+pub struct ServerSecret([u8; SECRET_BYTES]);
+
+impl ServerSecret {
+    /// A fresh random secret.
+    pub fn generate() -> Self {
+        Self(random_bytes::<SECRET_BYTES>())
+    }
+
+    /// From stored bytes; `None` unless exactly 32.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// The raw bytes, for storage.
+    ///
+    /// # Security
+    /// A key: never log it or send it anywhere but the key store.
+    pub fn as_bytes(&self) -> &[u8; SECRET_BYTES] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerSecret([redacted])")
     }
 }
 
@@ -131,6 +182,58 @@ impl CodeVerifier {
     /// A fresh random verifier (43 characters, the RFC 7636 minimum length at full entropy).
     pub fn generate() -> Self {
         Self(random_token())
+    }
+}
+
+/// How a client secret is stored: `hmac-sha256$` and 64 hex digits of
+/// `HMAC-SHA256(pepper, secret)`, the pepper being a [`ServerSecret`] in the key store. A
+/// generated secret has 256 bits of entropy, so this is as strong as a password hash against a
+/// stolen database and costs a microsecond instead of tens of milliseconds per request. Records
+/// written before it hold an Argon2id PHC string; [`ClientSecretHash::verify`] still accepts
+/// those and says that the record should be rehashed.
+pub struct ClientSecretHash;
+
+/// The outcome of checking a client secret against its stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretCheck {
+    /// The secret matches.
+    Valid,
+    /// The secret matches a legacy Argon2id hash; store this new hash in its place.
+    ValidRehash(String),
+    /// The secret does not match (or the stored hash is malformed).
+    Invalid,
+}
+
+const CLIENT_SECRET_PREFIX: &str = "hmac-sha256$";
+
+impl ClientSecretHash {
+    /// The storage form of `secret` under `pepper`.
+    pub fn of(secret: &str, pepper: &ServerSecret) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &pepper.0);
+        let tag = aws_lc_rs::hmac::sign(&key, secret.as_bytes());
+        format!("{CLIENT_SECRET_PREFIX}{}", hex(tag.as_ref()))
+    }
+
+    /// Checks `secret` against `stored` in constant time. A legacy Argon2id hash is checked on
+    /// the blocking pool (see [`verify_password_off_thread`]) and, when it matches, comes back
+    /// with its replacement.
+    pub async fn verify(secret: &str, stored: &str, pepper: &ServerSecret) -> SecretCheck {
+        if secret.len() > MAX_SECRET_LEN {
+            return SecretCheck::Invalid;
+        }
+        if stored.starts_with(CLIENT_SECRET_PREFIX) {
+            return if ct_eq(Self::of(secret, pepper).as_bytes(), stored.as_bytes()) {
+                SecretCheck::Valid
+            } else {
+                SecretCheck::Invalid
+            };
+        }
+        if verify_password_off_thread(secret, stored).await {
+            SecretCheck::ValidRehash(Self::of(secret, pepper))
+        } else {
+            SecretCheck::Invalid
+        }
     }
 }
 
@@ -241,8 +344,49 @@ pub(crate) fn random_id<const N: usize>() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<N>())
 }
 
-/// Hashes a low-entropy secret (a password, an operator-chosen client secret) with Argon2id
-/// and a random salt, in PHC string format.
+/// Most Argon2id computations at once: half the cores, at least one. Each takes ~19 MiB and a
+/// core for tens of milliseconds; more at once would only take the cores from every other
+/// request, and queue inside the blocking pool with the memory held.
+fn password_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+/// How long a password check waits for its turn before giving up (a sign-in flood).
+const PASSWORD_HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn password_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(password_hash_concurrency()))
+}
+
+/// Runs an Argon2id computation on the blocking pool, at most [`password_hash_concurrency`]
+/// at once; `None` if it could not get a turn within [`PASSWORD_HASH_WAIT`].
+async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let permit = tokio::time::timeout(PASSWORD_HASH_WAIT, password_permits().acquire()).await.ok()?.ok()?;
+    let out = tokio::task::spawn_blocking(f).await.ok();
+    drop(permit);
+    out
+}
+
+/// [`hash_password`] on the blocking pool, bounded: what request handlers call.
+pub async fn hash_password_off_thread(password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    off_thread(move || hash_password(&password))
+        .await
+        .unwrap_or_else(|| Err(Error::Crypto("too many password checks at once; try again".into())))
+}
+
+/// [`verify_password`] on the blocking pool, bounded: what request handlers call. `false` also
+/// when the check could not get a turn in time.
+pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
+    if password.len() > MAX_SECRET_LEN || !phc.starts_with("$argon2") {
+        return false;
+    }
+    let (password, phc) = (password.to_owned(), phc.to_owned());
+    off_thread(move || verify_password(&password, &phc)).await.unwrap_or(false)
+}
+
+/// Hashes a password with Argon2id and a random salt, in PHC string format. Blocks for tens
+/// of milliseconds: from async code call [`hash_password_off_thread`].
 pub fn hash_password(password: &str) -> Result<String, Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt =
@@ -254,6 +398,7 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
 }
 
 /// Checks `password` against a PHC string from [`hash_password`]. A malformed hash is `false`.
+/// Blocks for tens of milliseconds: from async code call [`verify_password_off_thread`].
 pub fn verify_password(password: &str, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     if password.len() > MAX_SECRET_LEN {
@@ -297,12 +442,76 @@ mod tests {
     }
 
     #[test]
-    fn successor_is_deterministic_and_generation_bound() {
+    fn successor_is_deterministic_and_bound_to_key_grant_generation_and_token() {
+        let k = ServerSecret::generate();
         let t = RefreshToken::new("token".into());
-        assert_eq!(t.successor("g", 2), t.successor("g", 2));
-        assert_ne!(t.successor("g", 2), t.successor("g", 3));
-        assert_ne!(t.successor("g", 2), t.successor("h", 2));
-        assert_ne!(t.successor("g", 2), RefreshToken::new("other".into()).successor("g", 2));
+        assert_eq!(t.successor(&k, "g", 2), t.successor(&k, "g", 2));
+        assert_ne!(t.successor(&k, "g", 2), t.successor(&k, "g", 3));
+        assert_ne!(t.successor(&k, "g", 2), t.successor(&k, "h", 2));
+        assert_ne!(t.successor(&k, "g", 2), RefreshToken::new("other".into()).successor(&k, "g", 2));
+        assert_ne!(t.successor(&k, "g", 2), t.successor(&ServerSecret::generate(), "g", 2));
+        // Length-prefixed: a grant id cannot absorb the generation bytes.
+        assert_ne!(t.successor(&k, "g\0", 2), t.successor(&k, "g", 2));
+        assert_eq!(format!("{k:?}"), "ServerSecret([redacted])");
+        assert!(ServerSecret::from_bytes(&[0; 31]).is_none());
+    }
+
+    #[test]
+    fn successor_is_not_the_token_keyed_formula() {
+        // The formula a holder of old tokens could compute offline: HMAC(key = token, gid ‖ 0 ‖ gen).
+        let t = RefreshToken::new("token".into());
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, t.secret().as_bytes());
+        let mut msg = b"g".to_vec();
+        msg.push(0);
+        msg.extend_from_slice(&1u64.to_be_bytes());
+        let offline = URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, &msg).as_ref());
+        assert_ne!(t.successor(&ServerSecret::generate(), "g", 1).secret(), offline);
+    }
+
+    #[tokio::test]
+    async fn client_secrets_are_peppered_hmacs_and_legacy_hashes_migrate() {
+        let pepper = ServerSecret::generate();
+        let secret = ClientSecret::generate();
+        let stored = ClientSecretHash::of(secret.secret(), &pepper);
+        assert!(stored.starts_with("hmac-sha256$") && stored.len() == 12 + 64, "{stored}");
+        assert!(!stored.contains(secret.secret()));
+        assert_eq!(ClientSecretHash::verify(secret.secret(), &stored, &pepper).await, SecretCheck::Valid);
+        assert_eq!(ClientSecretHash::verify("wrong", &stored, &pepper).await, SecretCheck::Invalid);
+        assert_eq!(
+            ClientSecretHash::verify(secret.secret(), &stored, &ServerSecret::generate()).await,
+            SecretCheck::Invalid,
+            "another server's pepper"
+        );
+        // A record from before: Argon2id verifies once and comes back with its replacement.
+        let legacy = hash_password(secret.secret()).unwrap();
+        match ClientSecretHash::verify(secret.secret(), &legacy, &pepper).await {
+            SecretCheck::ValidRehash(new) => assert_eq!(new, stored),
+            other => panic!("expected a rehash, got {other:?}"),
+        }
+        assert_eq!(ClientSecretHash::verify("wrong", &legacy, &pepper).await, SecretCheck::Invalid);
+        assert_eq!(ClientSecretHash::verify(secret.secret(), "garbage", &pepper).await, SecretCheck::Invalid);
+        let long = "x".repeat(MAX_SECRET_LEN + 1);
+        assert_eq!(ClientSecretHash::verify(&long, &stored, &pepper).await, SecretCheck::Invalid);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_checks_on_the_blocking_pool_are_bounded() {
+        let h = hash_password_off_thread("correct horse").await.unwrap();
+        // Many at once: all finish with the right answer, and every permit comes back.
+        let checks: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    verify_password_off_thread(if i % 2 == 0 { "correct horse" } else { "nope" }, &h).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for c in checks {
+            results.push(c.await.unwrap());
+        }
+        assert_eq!(results, [true, false, true, false, true, false, true, false]);
+        assert_eq!(password_permits().available_permits(), password_hash_concurrency(), "every permit returned");
     }
 
     #[test]

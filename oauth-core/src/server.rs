@@ -30,7 +30,7 @@ use crate::metadata::{AuthorizationServerMetadata, EndpointPaths, MetadataInputs
 use crate::metadata_document::{self, MetadataDocumentFetcher};
 use crate::policy::RedirectPolicy;
 use crate::registration::{RegistrationRequest, RegistrationResponse};
-use crate::secret::{ClientSecret, hash_password};
+use crate::secret::{ClientSecret, ClientSecretHash, ServerSecret};
 use crate::selfcheck::{self, KnownClient};
 use crate::store::Stores;
 use crate::types::{ClientId, Issuer, RedirectUri, ResourceUri, ScopeSet};
@@ -76,7 +76,8 @@ pub struct ServerConfig {
     pub redirect_policy: RedirectPolicy,
     /// Whether the RFC 7591 registration endpoint is on.
     pub dynamic_registration: bool,
-    /// Whether confidential clients may use `client_credentials`.
+    /// Whether machine clients (operator-created, [`NewClient::machine`]) may use
+    /// `client_credentials`. No other client ever may.
     pub client_credentials: bool,
     /// Documentation URL for the metadata's `service_documentation`.
     pub service_documentation: Option<String>,
@@ -87,7 +88,8 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A configuration for `issuer` protecting `resource`, with secure defaults: scope
     /// `mcp:tools`, ES256, access tokens for 1 h, codes for 5 min, refresh tokens for 30 days
-    /// with a 30 s retry window, DCR on, no private-use redirect schemes.
+    /// with a 30 s retry window, DCR on, `client_credentials` off, no private-use redirect
+    /// schemes.
     pub fn new(issuer: Issuer, resource: ResourceUri) -> Self {
         let scopes =
             ScopeSet::from_scopes([crate::types::Scope::parse("mcp:tools").unwrap_or_else(|_| unreachable_scope())]);
@@ -110,7 +112,7 @@ impl ServerConfig {
             leeway: Duration::from_secs(60),
             redirect_policy: RedirectPolicy::default(),
             dynamic_registration: true,
-            client_credentials: true,
+            client_credentials: false,
             service_documentation: None,
             expected_clients: Vec::new(),
         }
@@ -185,7 +187,10 @@ impl ServerConfig {
         self
     }
 
-    /// Allows `client_credentials` for confidential clients. Default on.
+    /// Allows `client_credentials` for machine clients: confidential clients the operator
+    /// created with [`NewClient::machine`]. Default off. Self-registered and metadata-document
+    /// clients never get the grant, whatever this says. Machine tokens carry no user; the guard
+    /// refuses them unless the resource opts in.
     #[must_use]
     pub fn with_client_credentials(mut self, on: bool) -> Self {
         self.client_credentials = on;
@@ -284,6 +289,10 @@ pub struct NewClient {
     pub client_id: Option<ClientId>,
     /// Grant types; default `authorization_code` and `refresh_token`.
     pub grant_types: Vec<GrantType>,
+    /// A machine client: `client_credentials` only, no redirect URIs, tokens with no user.
+    pub machine: bool,
+    /// May introspect any access token of this server (a resource server).
+    pub introspection: bool,
 }
 
 impl NewClient {
@@ -296,7 +305,30 @@ impl NewClient {
             trusted: false,
             client_id: None,
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            machine: false,
+            introspection: false,
         }
+    }
+
+    /// A machine client: confidential, the `client_credentials` grant only, no redirect URIs.
+    /// Its tokens name the client, never a user, and are backed by a revocable grant. The
+    /// server must allow the grant ([`ServerConfig::with_client_credentials`]) and the
+    /// resource must accept machine tokens.
+    pub fn machine(name: impl Into<String>) -> Self {
+        Self {
+            confidential: true,
+            grant_types: vec![GrantType::ClientCredentials],
+            machine: true,
+            ..Self::new(name, Vec::new())
+        }
+    }
+
+    /// Lets the client introspect any access token of this server (RFC 7662): for a resource
+    /// server that does not verify tokens itself. Needs a confidential client.
+    #[must_use]
+    pub fn introspection(mut self) -> Self {
+        self.introspection = true;
+        self
     }
 
     /// Gives the client a secret (`client_secret_post`, the method Claude's "Advanced settings"
@@ -352,8 +384,16 @@ pub struct AuthorizationServer {
     stores: Stores,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeySet>>,
+    refresh_secret: RwLock<ServerSecret>,
+    pepper: ServerSecret,
     metadata_documents: Option<Arc<dyn MetadataDocumentFetcher>>,
 }
+
+/// The key-store name of the key refresh-token successors are derived with.
+const REFRESH_SECRET: &str = "refresh-successor-v1";
+/// The key-store name of the pepper of client-secret hashes. Never rotated: every stored client
+/// secret hash depends on it (rotate the clients' secrets instead).
+pub(crate) const CLIENT_SECRET_PEPPER: &str = "client-secret-pepper-v1";
 
 impl AuthorizationServer {
     /// A server on the system clock. Loads the signing keys from the key store, creating the
@@ -366,7 +406,17 @@ impl AuthorizationServer {
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
-        Ok(Self { config, stores, clock, keys: RwLock::new(Arc::new(keys)), metadata_documents: None })
+        let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;
+        let pepper = load_server_secret(&stores, CLIENT_SECRET_PEPPER, clock.now()).await?;
+        Ok(Self {
+            config,
+            stores,
+            clock,
+            keys: RwLock::new(Arc::new(keys)),
+            refresh_secret: RwLock::new(refresh_secret),
+            pepper,
+            metadata_documents: None,
+        })
     }
 
     /// Accepts clients identified by a Client ID Metadata Document (an https `client_id` URL),
@@ -466,6 +516,34 @@ impl AuthorizationServer {
         self.reload_keys().await
     }
 
+    /// The pepper client secrets are hashed with.
+    pub(crate) fn pepper(&self) -> &ServerSecret {
+        &self.pepper
+    }
+
+    /// The key refresh-token successors are derived with.
+    pub(crate) fn refresh_secret(&self) -> ServerSecret {
+        match self.refresh_secret.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the key refresh-token successors are derived with. Refresh tokens already
+    /// issued keep working (they are looked up by hash); only a client that retries, within
+    /// the grace window, a refresh it made before the rotation gets `invalid_grant` and must
+    /// authorize again. For when the key may have leaked with a copy of the database.
+    pub async fn rotate_refresh_secret(&self) -> Result<(), Error> {
+        let fresh = ServerSecret::generate();
+        self.stores.keys.replace_server_secret(REFRESH_SECRET, fresh.as_bytes(), self.now()).await?;
+        match self.refresh_secret.write() {
+            Ok(mut k) => *k = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        tracing::info!("refresh-token successor key rotated");
+        Ok(())
+    }
+
     /// Reloads the keys from the store (after another replica rotated them).
     pub async fn reload_keys(&self) -> Result<(), Error> {
         let set = KeySet::load(&self.stores.keys.list_keys().await?, self.config.signing_algorithm)?;
@@ -513,16 +591,9 @@ impl AuthorizationServer {
             ));
             return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
         }
-        if valid.grant_types.contains(&GrantType::ClientCredentials) && !self.config.client_credentials {
-            let e = OAuthError::invalid_client_metadata("the client_credentials grant is disabled on this server");
-            return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
-        }
         let ignored = valid.ignored_grant_types.clone();
         let secret = (!valid.auth_method.is_public()).then(ClientSecret::generate);
-        let secret_hash = match &secret {
-            Some(s) => Some(hash_password(s.secret())?),
-            None => None,
-        };
+        let secret_hash = secret.as_ref().map(|s| ClientSecretHash::of(s.secret(), &self.pepper));
         let client = valid.into_client(ClientId::generate(), secret_hash, now);
         self.stores.clients.create_client(&client).await?;
         let mut detail = format!(
@@ -674,6 +745,15 @@ pub(crate) async fn record_event(stores: &Stores, event: FlowEvent) {
     if let Err(e) = stores.events.record_event(&event).await {
         tracing::error!(error = %e, step = event.step.as_str(), "could not store a flow event");
     }
+}
+
+/// The server secret `name` from the key store, generated and stored on first use; every
+/// replica on the same store gets the same one.
+pub(crate) async fn load_server_secret(stores: &Stores, name: &str, now: UnixTime) -> Result<ServerSecret, Error> {
+    let bytes = stores.keys.server_secret(name, ServerSecret::generate().as_bytes(), now).await?;
+    ServerSecret::from_bytes(&bytes).ok_or_else(|| {
+        Error::Crypto(format!("the stored server secret '{name}' is not 32 bytes; the key store is damaged"))
+    })
 }
 
 /// Loads the key set, generating and persisting the first key when the store has none for the

@@ -292,6 +292,12 @@ pub trait KeyStore: Debug + Send + Sync + 'static {
     async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<bool>;
     /// Deletes a key.
     async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
+    /// The server secret `name` (a key only this server uses, such as the one refresh-token
+    /// successors are derived with), storing `candidate` if there is none yet. Atomic: of any
+    /// number of callers, on any number of replicas, every one gets the value stored first.
+    async fn server_secret(&self, name: &str, candidate: &[u8], now: UnixTime) -> StoreResult<Vec<u8>>;
+    /// Replaces the server secret `name`, or stores it if there is none (a rotation).
+    async fn replace_server_secret(&self, name: &str, value: &[u8], now: UnixTime) -> StoreResult<()>;
 }
 
 /// Flow events, for the operator's "what happened to client X".

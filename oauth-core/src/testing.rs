@@ -59,6 +59,11 @@ macro_rules! store_conformance_tests {
             grant_error_paths_write_nothing,
             keys_survive_a_restart,
             operator_manages_clients_and_users,
+            server_secrets_are_shared_first_writer_wins,
+            replicas_derive_the_same_refresh_successor,
+            machine_tokens_are_marked_revocable_and_operator_only,
+            introspection_answers_only_the_entitled,
+            legacy_client_secret_hashes_verify_once_and_are_rehashed,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1024,8 +1029,14 @@ pub async fn operator_manages_clients_and_users(stores: Stores) {
     assert_ne!(first.secret(), second.secret());
     let stored = h.server.stores().clients.client(&created.client.id).await.unwrap().unwrap();
     let hash = stored.secret_hash.unwrap();
-    assert!(crate::secret::verify_password(second.secret(), &hash));
-    assert!(!crate::secret::verify_password(first.secret(), &hash), "the old secret stops working");
+    let pepper = h.server.pepper();
+    use crate::secret::{ClientSecretHash, SecretCheck};
+    assert_eq!(ClientSecretHash::verify(second.secret(), &hash, pepper).await, SecretCheck::Valid);
+    assert_eq!(
+        ClientSecretHash::verify(first.secret(), &hash, pepper).await,
+        SecretCheck::Invalid,
+        "the old secret stops working"
+    );
 
     // Updates change only what they name.
     let claude = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
@@ -1084,4 +1095,198 @@ pub async fn operator_manages_clients_and_users(stores: Stores) {
 #[allow(dead_code)]
 fn _assert_grant_type_is_used(g: GrantType) -> GrantType {
     g
+}
+
+pub async fn server_secrets_are_shared_first_writer_wins(stores: Stores) {
+    let keys = stores.keys.clone();
+    let racers: Vec<_> = (0u8..16)
+        .map(|i| {
+            let keys = keys.clone();
+            tokio::spawn(async move { keys.server_secret("kit", &[i; 32], t(0)).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for r in racers {
+        seen.push(r.await.unwrap());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every caller gets the value stored first");
+    assert_eq!(keys.server_secret("kit", &[99; 32], t(1)).await.unwrap(), seen[0], "a later candidate is ignored");
+    assert_eq!(keys.server_secret("other", &[7; 32], t(1)).await.unwrap(), vec![7; 32], "names are independent");
+    keys.replace_server_secret("kit", &[5; 32], t(2)).await.unwrap();
+    assert_eq!(keys.server_secret("kit", &[6; 32], t(3)).await.unwrap(), vec![5; 32], "a rotation replaces it");
+}
+
+pub async fn replicas_derive_the_same_refresh_successor(stores: Stores) {
+    // Two servers on one store: the successor key is shared, so a retry within the grace window
+    // that lands on the other replica gets the same successor back.
+    let a = harness(stores.clone()).await;
+    let b = AuthorizationServer::with_clock(config(), stores, a.clock.clone()).await.unwrap();
+    let client = register_public_client(&a.server).await;
+    let (code, verifier) = authorize_code(&a.server, &client).await;
+    let first = a.server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let old = first.refresh_token.unwrap().secret().to_owned();
+    let at_a = a.server.token(refresh_request(&client, &old), None).await.unwrap();
+    let at_b = b.token(refresh_request(&client, &old), None).await.unwrap();
+    assert_eq!(
+        at_a.refresh_token.as_ref().unwrap().secret(),
+        at_b.refresh_token.as_ref().unwrap().secret(),
+        "the retry at another replica gets the same successor"
+    );
+    // The successor is not what the token alone would give.
+    let alone = RefreshToken::new(old.clone())
+        .successor(&crate::secret::ServerSecret::from_bytes(&[0; 32]).unwrap(), "x", 1)
+        .secret()
+        .to_owned();
+    assert_ne!(at_a.refresh_token.as_ref().unwrap().secret(), alone);
+    // After a rotation of the key, issued tokens still rotate.
+    a.server.rotate_refresh_secret().await.unwrap();
+    assert!(a.server.token(refresh_request(&client, at_a.refresh_token.unwrap().secret()), None).await.is_ok());
+}
+
+pub async fn machine_tokens_are_marked_revocable_and_operator_only(stores: Stores) {
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let server = AuthorizationServer::with_clock(config().with_client_credentials(true), stores.clone(), clock.clone())
+        .await
+        .unwrap();
+    let created = server.create_client(NewClient::machine("reporting job")).await.unwrap();
+    let id = created.client.id.clone();
+    let basic = |secret: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let secret = created.secret.as_ref().unwrap().secret().to_owned();
+    let cc = || TokenRequest::from_pairs([("grant_type", "client_credentials")]).unwrap();
+    let tokens = server.token(cc(), Some(&basic(&secret))).await.unwrap();
+    assert!(tokens.refresh_token.is_none());
+    let claims = server.verify_access_token(&tokens.access_token).unwrap();
+    assert!(claims.machine, "a machine token says so");
+    assert_eq!(claims.sub, format!("client:{id}"));
+    assert!(!UserId::parse(&claims.sub).unwrap().is_user(), "no user can have this subject");
+    assert!(claims.auth_time.is_none());
+    let gid = GrantId::parse(claims.gid.as_deref().expect("backed by a grant")).unwrap();
+    assert!(server.stores().grants.grant(&gid).await.unwrap().is_some());
+
+    // Revocable like any token: RFC 7009 by the client itself.
+    let form = crate::revoke::TokenRequestForm::from_pairs([("token", tokens.access_token.as_str())]).unwrap();
+    server.revoke(form, Some(&basic(&secret))).await.unwrap();
+    assert!(server.stores().grants.grant(&gid).await.unwrap().unwrap().revoked_at.is_some());
+    let form = crate::revoke::TokenRequestForm::from_pairs([("token", tokens.access_token.as_str())]).unwrap();
+    assert!(!server.introspect(form, Some(&basic(&secret))).await.unwrap().active);
+
+    // A secret rotation ends every token minted with the old one.
+    let second = server.token(cc(), Some(&basic(&secret))).await.unwrap();
+    let gid2 =
+        GrantId::parse(server.verify_access_token(&second.access_token).unwrap().gid.as_deref().unwrap()).unwrap();
+    server.operator().rotate_client_secret(&id).await.unwrap();
+    assert!(server.stores().grants.grant(&gid2).await.unwrap().unwrap().revoked_at.is_some());
+
+    // A self-registered confidential client never gets the grant, even when it asks for it.
+    let reg = RegistrationRequest::from_json(
+        br#"{"client_name":"stranger","redirect_uris":["https://a.example/cb"],"grant_types":["authorization_code","client_credentials"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+    )
+    .unwrap();
+    let reg = server.register(reg).await.unwrap();
+    assert!(!reg.grant_types.contains(&"client_credentials"), "{:?}", reg.grant_types);
+    // Nor does a record that claims it without being an operator's machine client.
+    let mut forged = server.stores().clients.client(&cid(&reg.client_id)).await.unwrap().unwrap();
+    forged.grant_types.push(GrantType::ClientCredentials);
+    forged.machine = true;
+    server.stores().clients.update_client(&forged).await.unwrap();
+    let stranger = {
+        use base64::Engine as _;
+        let s = reg.client_secret.as_ref().unwrap().secret();
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{s}", reg.client_id)))
+    };
+    let e = server.token(cc(), Some(&stranger)).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::UnauthorizedClient);
+
+    // With the grant off (the default), not even the operator's machine client gets a token.
+    let off = AuthorizationServer::with_clock(config(), stores, clock).await.unwrap();
+    let fresh = off.operator().rotate_client_secret(&id).await.unwrap();
+    let e = off.token(cc(), Some(&basic(fresh.secret()))).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ErrorCode::UnsupportedGrantType);
+    // And a machine client cannot be made without a secret or with a user's grants.
+    let mut bad = NewClient::machine("x");
+    bad.confidential = false;
+    assert!(off.create_client(bad).await.is_err());
+    let mut bad = NewClient::new("x", vec![RedirectUri::parse(REDIRECT).unwrap()]);
+    bad.grant_types.push(GrantType::ClientCredentials);
+    assert!(off.create_client(bad).await.is_err(), "client_credentials without the machine flag");
+}
+
+pub async fn introspection_answers_only_the_entitled(stores: Stores) {
+    use base64::Engine as _;
+    let h = harness(stores).await;
+    let basic = |id: &ClientId, secret: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let redirect = || vec![RedirectUri::parse(REDIRECT).unwrap()];
+    let owner = h.server.create_client(NewClient::new("owner", redirect()).confidential()).await.unwrap();
+    let other = h.server.create_client(NewClient::new("other", redirect()).confidential()).await.unwrap();
+    let rs = h
+        .server
+        .create_client(NewClient::new("resource server", Vec::new()).confidential().introspection())
+        .await
+        .unwrap();
+    let (code, verifier) = authorize_code(&h.server, &owner.client.id).await;
+    let tokens = h
+        .server
+        .token(
+            code_request(&owner.client.id, &code, &verifier),
+            Some(&basic(&owner.client.id, owner.secret.as_ref().unwrap().secret())),
+        )
+        .await
+        .unwrap();
+    let access = tokens.access_token.clone();
+    let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
+    let ask = |token: &str, who: &crate::server::CreatedClient| {
+        let form = crate::revoke::TokenRequestForm::from_pairs([("token", token)]).unwrap();
+        let auth = basic(&who.client.id, who.secret.as_ref().unwrap().secret());
+        let server = h.server.clone();
+        async move { server.introspect(form, Some(&auth)).await.unwrap() }
+    };
+    assert!(ask(&access, &owner).await.active, "a client about its own access token");
+    assert!(ask(&refresh, &owner).await.active, "a client about its own refresh token");
+    assert!(ask(&access, &rs).await.active, "a registered resource server about any access token");
+    let none = crate::introspect::IntrospectionResponse::inactive();
+    assert_eq!(ask(&refresh, &rs).await, none, "refresh tokens are their own client's business");
+    assert_eq!(ask(&access, &other).await, none, "another client learns nothing");
+    assert_eq!(ask(&refresh, &other).await, none);
+    assert_eq!(last_failure(&h, &other.client.id).await, Some(Reason::IntrospectionNotEntitled));
+    // An introspecting client must have a secret.
+    let mut public = NewClient::new("rs", Vec::new()).introspection();
+    public.confidential = false;
+    assert!(h.server.create_client(public).await.is_err());
+}
+
+pub async fn legacy_client_secret_hashes_verify_once_and_are_rehashed(stores: Stores) {
+    use base64::Engine as _;
+    let h = harness(stores).await;
+    let created = h
+        .server
+        .create_client(NewClient::new("old", vec![RedirectUri::parse(REDIRECT).unwrap()]).confidential())
+        .await
+        .unwrap();
+    let id = created.client.id.clone();
+    let secret = created.secret.unwrap();
+    let stored = h.server.stores().clients.client(&id).await.unwrap().unwrap();
+    assert!(stored.secret_hash.as_deref().unwrap().starts_with("hmac-sha256$"), "new secrets are peppered HMACs");
+    // A record written by an earlier version: an Argon2id hash of the same secret.
+    let mut legacy = stored.clone();
+    legacy.secret_hash = Some(crate::secret::hash_password(secret.secret()).unwrap());
+    h.server.stores().clients.update_client(&legacy).await.unwrap();
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.secret())));
+    let (code, verifier) = authorize_code(&h.server, &id).await;
+    h.server.token(code_request(&id, &code, &verifier), Some(&basic)).await.unwrap();
+    let after = h.server.stores().clients.client(&id).await.unwrap().unwrap();
+    assert!(after.secret_hash.as_deref().unwrap().starts_with("hmac-sha256$"), "rehashed on first use");
+    let (code, verifier) = authorize_code(&h.server, &id).await;
+    assert!(h.server.token(code_request(&id, &code, &verifier), Some(&basic)).await.is_ok(), "and still verifies");
+    let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:nope")));
+    let (code, verifier) = authorize_code(&h.server, &id).await;
+    assert_eq!(
+        oauth_code(&h.server.token(code_request(&id, &code, &verifier), Some(&wrong)).await.unwrap_err()),
+        ErrorCode::InvalidClient
+    );
 }

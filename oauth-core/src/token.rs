@@ -5,6 +5,31 @@
 //! - Refresh tokens rotate by compare-and-swap. A retry of the just-rotated token within the
 //!   grace window gets the same successor; a replay after it revokes the whole grant
 //!   (RFC 9700 4.14).
+//! - `client_credentials` is only for machine clients the operator created, and only when the
+//!   server allows it; the token names the client (`sub` is `client:<id>`, `machine: true`),
+//!   never a user, and has a grant of its own, so it is revocable.
+//!
+//! # Refresh rotation against theft
+//!
+//! Each refresh token of a grant has a generation; the grant records the current one. The
+//! successor of generation *n* is derived, not random: `HMAC-SHA256(K, grant ‖ n+1 ‖ token)`,
+//! where `K` is a 256-bit key only the server holds (the key store's `refresh-successor-v1`,
+//! created on first start, shared by every replica on the same store, replaced with
+//! [`AuthorizationServer::rotate_refresh_secret`]). Deriving it lets a client that lost the
+//! response retry the token it just used, within the grace window (30 s), and get the same
+//! successor back without the server ever keeping a token in clear. Since `K` never leaves the
+//! server and the store holds only hashes, neither a holder of old tokens and access tokens
+//! (whose `gid` names the grant) nor a reader of the database can compute a later token.
+//!
+//! Presenting any generation other than the current one is a reuse, except the exact previous
+//! generation within the grace window, by the same authenticated client; a reuse revokes the
+//! grant and every token of it (RFC 9700 4.14.2), and both cases are flow events.
+//!
+//! The known alternative (Cloudflare's provider) keeps the previous token valid until its
+//! successor is first used, issuing a fresh random successor on each retry. It survives
+//! arbitrarily late retries, but a thief who uses a stolen token before the victim's next
+//! refresh is indistinguishable from the victim, for as long as the victim is idle. We bound
+//! that window by time instead (the grace window) and keep detection for everything else.
 //! - Every failure answers the RFC's error code with a description of what to fix, records a
 //!   flow event, and writes nothing.
 //!
@@ -29,10 +54,10 @@ use crate::events::{FlowEvent, FlowStep, Reason};
 use crate::jwt::{AccessTokenClaims, mint};
 use crate::params::{Params, clip};
 use crate::policy::{resolve_resource, resolve_scopes};
-use crate::secret::{ClientSecret, CodeVerifier, MAX_SECRET_LEN, RefreshToken, verify_password};
+use crate::secret::{ClientSecret, ClientSecretHash, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretCheck};
 use crate::server::AuthorizationServer;
 use crate::store::{CodeRedemption, Grant};
-use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet};
+use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet, UserId};
 
 /// Least time between two updates of a client's `last_used_at`.
 const CLIENT_TOUCH_INTERVAL_SECS: i64 = 60;
@@ -347,11 +372,23 @@ impl AuthorizationServer {
                 Err(self.fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None).await)
             }
             (Some(hash), Some(secret)) => {
-                if !verify_password(secret.secret(), hash) {
-                    let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
-                    return Err(self
-                        .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
-                        .await);
+                match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
+                    SecretCheck::Valid => {}
+                    SecretCheck::ValidRehash(new_hash) => {
+                        // A hash from before secrets were peppered HMACs: replace it, so that
+                        // this client's next request skips the password hash.
+                        let mut upgraded = client.clone();
+                        upgraded.secret_hash = Some(new_hash);
+                        if let Err(e) = self.stores().clients.update_client(&upgraded).await {
+                            tracing::warn!(client_id = %id, error = %e, "could not rehash a client secret");
+                        }
+                    }
+                    _ => {
+                        let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
+                        return Err(self
+                            .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
+                            .await);
+                    }
                 }
                 if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
                     let msg = format!("client secret for '{id}' has expired");
@@ -558,7 +595,7 @@ impl AuthorizationServer {
                     .fail(step, Reason::GrantRevoked, cid, unknown(), Some(format!("grant {} is revoked", grant.id)))
                     .await);
             }
-            let successor = token.successor(grant.id.as_str(), generation + 1);
+            let successor = token.successor(&self.refresh_secret(), grant.id.as_str(), generation + 1);
             if generation == grant.generation {
                 if grant.refresh_expires_at.is_some_and(|t| t <= now) {
                     return Err(self
@@ -632,19 +669,21 @@ impl AuthorizationServer {
             .await)
     }
 
+    /// `client_credentials` for a machine client: a token that names the client, never a
+    /// user, backed by a grant of its own so that it can be revoked like any other.
     async fn client_credentials(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
         let step = FlowStep::ClientCredentials;
         let cid = Some(&client.id);
-        if client.is_public() {
-            return Err(self
-                .fail(
-                    step,
-                    Reason::UnauthorizedClient,
-                    cid,
-                    OAuthError::unauthorized_client("client_credentials needs a confidential client"),
-                    None,
-                )
-                .await);
+        if !self.config().client_credentials {
+            let e = OAuthError::unsupported_grant_type("the client_credentials grant is disabled on this server");
+            return Err(self.fail(step, Reason::UnsupportedGrantType, cid, e, None).await);
+        }
+        if !client.is_machine_client() {
+            let e = OAuthError::unauthorized_client(
+                "client_credentials is only for machine clients that the operator created",
+            );
+            let detail = format!("a {:?} client, machine: {}", client.origin, client.machine);
+            return Err(self.fail(step, Reason::UnauthorizedClient, cid, e, Some(detail)).await);
         }
         let cfg = self.config();
         let (scopes, _) = match resolve_scopes(
@@ -661,24 +700,30 @@ impl AuthorizationServer {
             Err(e) => return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await),
         };
         let now = self.now();
-        let mut claims = AccessTokenClaims::new(
-            cfg.issuer.as_str(),
-            client.id.as_str(),
-            resource.as_str(),
-            client.id.as_str(),
-            scopes.to_string(),
-            now,
-            cfg.access_token_ttl,
-        );
-        claims.nbf = None;
-        let access_token = mint(&claims, &self.keys())?;
-        self.record(FlowEvent::success(now, step, format!("token for scope '{scopes}'")).client(&client.id)).await;
-        Ok(TokenResponse {
-            access_token,
-            expires_in: cfg.access_token_ttl.as_secs(),
-            scope: scopes,
-            refresh_token: None,
-        })
+        // One grant per token: RFC 7009 revokes exactly that token, and removing the client or
+        // rotating its secret revokes them all. Swept like any grant without refresh tokens.
+        let grant = Grant {
+            id: GrantId::generate(),
+            client_id: client.id.clone(),
+            user: UserId::for_client(&client.id),
+            scopes: scopes.clone(),
+            resource,
+            auth_time: now,
+            created_at: now,
+            generation: 0,
+            has_refresh_token: false,
+            rotated_at: None,
+            refresh_expires_at: None,
+            revoked_at: None,
+        };
+        self.stores().grants.create_grant(&grant, None).await?;
+        let response = self.issue(&grant, scopes, None)?;
+        self.record(
+            FlowEvent::success(now, step, format!("machine token for scope '{}'; grant {}", grant.scopes, grant.id))
+                .client(&client.id),
+        )
+        .await;
+        Ok(response)
     }
 
     /// A `resource` at the token endpoint must resolve to the grant's resource.
@@ -710,8 +755,13 @@ impl AuthorizationServer {
             self.now(),
             cfg.access_token_ttl,
         );
-        claims.auth_time = Some(grant.auth_time.as_secs());
         claims.gid = Some(grant.id.to_string());
+        if grant.user.is_user() {
+            claims.auth_time = Some(grant.auth_time.as_secs());
+        } else {
+            // A machine client's grant: no person signed in.
+            claims.machine = true;
+        }
         let access_token = mint(&claims, &self.keys())?;
         Ok(TokenResponse { access_token, expires_in: cfg.access_token_ttl.as_secs(), scope: scopes, refresh_token })
     }
@@ -775,6 +825,27 @@ mod tests {
         assert_eq!(c.method, "none");
         // An empty body secret is no secret.
         assert!(ClientCredentials::new(None, Some("pub"), Some("")).unwrap().secret.is_none());
+    }
+
+    #[test]
+    fn no_request_type_shows_a_secret_in_debug() {
+        const SECRET: &str = "s3cr3t-value-that-must-not-show";
+        let token = TokenRequest::from_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", SECRET),
+            ("code_verifier", SECRET),
+            ("refresh_token", SECRET),
+            ("client_secret", SECRET),
+        ])
+        .unwrap();
+        let form = crate::revoke::TokenRequestForm::from_pairs([("token", SECRET), ("client_secret", SECRET)]).unwrap();
+        let basic = format!("Basic {}", STANDARD.encode(format!("c1:{SECRET}")));
+        let creds = ClientCredentials::new(Some(&basic), None, None).unwrap();
+        let authorize =
+            crate::authorize::AuthorizationRequest::from_pairs([("client_id", "c1"), ("state", "st")]).unwrap();
+        for shown in [format!("{token:?}"), format!("{form:?}"), format!("{creds:?}"), format!("{authorize:?}")] {
+            assert!(!shown.contains(SECRET), "{shown}");
+        }
     }
 
     #[test]

@@ -135,11 +135,27 @@ impl ClientId {
 }
 
 string_newtype! {
-    /// The subject of a grant: the signed-in user's stable identifier (the token's `sub`).
+    /// The subject of a grant: the signed-in user's stable identifier (the token's `sub`), or,
+    /// for a machine client's grant, [`UserId::for_client`].
     UserId
 }
 
+/// The prefix of every machine client's subject. No user id has it (see [`UserId::is_user`]), so
+/// a user and a client never share a `sub`.
+pub const MACHINE_SUBJECT_PREFIX: &str = "client:";
+
 impl UserId {
+    /// The subject of a machine client's grant and tokens: `client:<client_id>`.
+    pub fn for_client(client: &ClientId) -> Self {
+        Self(format!("{MACHINE_SUBJECT_PREFIX}{client}").into())
+    }
+
+    /// Whether this is a person's id: not a machine client's subject. Sign-in refuses a user id
+    /// for which this is false, whatever authenticator produced it.
+    pub fn is_user(&self) -> bool {
+        !self.0.starts_with(MACHINE_SUBJECT_PREFIX)
+    }
+
     /// Parses a user id: 1 to 255 characters, no control characters.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         if s.is_empty() || s.len() > 255 {

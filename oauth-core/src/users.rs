@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::error::{Error, OAuthError, StoreError};
-use crate::secret::{MAX_SECRET_LEN, hash_password, verify_password};
+use crate::secret::{MAX_SECRET_LEN, hash_password, hash_password_off_thread, verify_password_off_thread};
 use crate::store::{User, UserStore};
 use crate::types::UserId;
 
@@ -71,15 +71,17 @@ impl Authenticator for StoreAuthenticator {
         if username.len() > MAX_USERNAME_LEN || password.len() > MAX_SECRET_LEN {
             return Ok(None);
         }
+        // Argon2id runs on the blocking pool, a few at a time: a flood of sign-ins waits its
+        // turn instead of stalling every other request.
         match self.users.user_by_username(username).await? {
-            Some(user) if !user.disabled && verify_password(password, &user.password_hash) => {
+            Some(user) if !user.disabled && verify_password_off_thread(password, &user.password_hash).await => {
                 Ok(Some(AuthenticatedUser::new(user.id, user.username)))
             }
             Some(_) => Ok(None),
             None => {
                 // Spend the same time as a real check, so that response times do not reveal
                 // which usernames exist.
-                verify_password(password, dummy_hash());
+                verify_password_off_thread(password, dummy_hash()).await;
                 Ok(None)
             }
         }
@@ -118,7 +120,7 @@ pub fn validate_password(password: &str) -> Result<(), OAuthError> {
 pub async fn create_user(users: &dyn UserStore, username: &str, password: &str, now: UnixTime) -> Result<User, Error> {
     validate_username(username)?;
     validate_password(password)?;
-    let user = User::new(UserId::generate(), username.to_owned(), hash_password(password)?, now);
+    let user = User::new(UserId::generate(), username.to_owned(), hash_password_off_thread(password).await?, now);
     match users.create_user(&user).await {
         Ok(()) => Ok(user),
         Err(StoreError::Conflict(_)) => {
@@ -134,6 +136,6 @@ pub async fn set_password(users: &dyn UserStore, username: &str, password: &str)
     let Some(mut user) = users.user_by_username(username).await? else {
         return Ok(false);
     };
-    user.password_hash = hash_password(password)?;
+    user.password_hash = hash_password_off_thread(password).await?;
     Ok(users.update_user(&user).await?)
 }

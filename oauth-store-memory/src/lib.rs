@@ -32,6 +32,7 @@ struct Inner {
     consents: HashMap<(UserId, ClientId), Consent>,
     users: Vec<User>,
     keys: Vec<StoredKey>,
+    server_secrets: HashMap<String, Vec<u8>>,
     events: Vec<FlowEvent>,
 }
 
@@ -340,6 +341,15 @@ impl KeyStore for MemoryStore {
         let n = g.keys.len();
         g.keys.retain(|k| k.kid != kid);
         Ok(g.keys.len() != n)
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8], _now: UnixTime) -> StoreResult<Vec<u8>> {
+        Ok(self.lock().server_secrets.entry(name.to_owned()).or_insert_with(|| candidate.to_vec()).clone())
+    }
+
+    async fn replace_server_secret(&self, name: &str, value: &[u8], _now: UnixTime) -> StoreResult<()> {
+        self.lock().server_secrets.insert(name.to_owned(), value.to_vec());
+        Ok(())
     }
 }
 

@@ -616,6 +616,41 @@ impl KeyStore for SqlStore {
         .map_err(db("delete_key"))?;
         Ok(done > 0)
     }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8], now: UnixTime) -> StoreResult<Vec<u8>> {
+        // Insert-if-absent, then read: the first writer on any replica wins, and everyone reads
+        // what it wrote.
+        let value: Vec<u8> = with_pool!(self, pool => {
+            async {
+                sqlx::query("INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(candidate)
+                    .bind(now.as_secs())
+                    .execute(pool)
+                    .await?;
+                sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_one(pool).await
+            }
+            .await
+        })
+        .map_err(db("server_secret"))?;
+        Ok(value)
+    }
+
+    async fn replace_server_secret(&self, name: &str, value: &[u8], now: UnixTime) -> StoreResult<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+            )
+            .bind(name)
+            .bind(value)
+            .bind(now.as_secs())
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })
+        .map_err(db("replace_server_secret"))
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,7 @@
+-- Secrets only this server uses (the key refresh-token successors are derived with, the pepper
+-- of client-secret hashes), one row per name, shared by every replica on this database.
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    created_at BIGINT NOT NULL
+);
