@@ -85,6 +85,55 @@ fn main() {
     );
     check("SQLite code exchanges/s in process", sqlite, ">= 2000", sqlite >= 2000.0);
     println!("  (over HTTP, and on PostgreSQL: benches/loadtest)");
+
+    // A confidential client (Claude and ChatGPT register client_secret_post) authenticates on
+    // every refresh; its secret is a peppered HMAC, so that costs next to nothing.
+    let (public, confidential) = rt.block_on(refresh_rates(&f, if quick { 20 } else { 2000 }));
+    println!(
+        "  refresh rotations in process, memory store: public {}, confidential {}",
+        per_second(public),
+        per_second(confidential)
+    );
+    check("confidential refresh time / public", public / confidential, "<= 1.5", public / confidential <= 1.5);
+}
+
+/// Refresh rotations per second, one after another, for the fixture's public client and for a
+/// confidential client on the same server, measured in one run.
+async fn refresh_rates(f: &TokenFixture, n: usize) -> (f64, f64) {
+    use oauth_core::server::NewClient;
+    use oauth_core::testing::{REDIRECT, refresh_request};
+    let server = &f.server;
+    let created = server
+        .create_client(
+            NewClient::new("confidential", vec![oauth_core::types::RedirectUri::parse(REDIRECT).unwrap()])
+                .confidential(),
+        )
+        .await
+        .unwrap();
+    let secret = created.secret.unwrap();
+    let client = created.client.id;
+    let (code, verifier) = authorize_code(server, &client).await;
+    let mut req = code_request(&client, &code, &verifier);
+    req.client_secret = Some(oauth_core::secret::ClientSecret::new(secret.secret().to_owned()));
+    let first = server.token(req, None).await.unwrap();
+
+    let rotate = |client: oauth_core::types::ClientId, token: String, secret: Option<String>| {
+        let server = server.clone();
+        async move {
+            let mut current = token;
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut req = refresh_request(&client, &current);
+                req.client_secret = secret.clone().map(oauth_core::secret::ClientSecret::new);
+                current = server.token(req, None).await.unwrap().refresh_token.unwrap().secret().to_owned();
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        }
+    };
+    let public = rotate(f.client.clone(), f.refresh_token.clone(), None).await;
+    let confidential =
+        rotate(client, first.refresh_token.unwrap().secret().to_owned(), Some(secret.secret().to_owned())).await;
+    (public, confidential)
 }
 
 fn row(name: &str, rate: Option<f64>) {

@@ -106,8 +106,8 @@ pub enum ClientsCommand {
         /// The name shown on the consent page.
         #[arg(long)]
         name: String,
-        /// A redirect URI (repeat for several).
-        #[arg(long = "redirect-uri", required = true)]
+        /// A redirect URI (repeat for several); none for `--machine` or `--introspection` alone.
+        #[arg(long = "redirect-uri", required_unless_present_any = ["machine", "introspection"])]
         redirect_uris: Vec<String>,
         /// Give the client a secret (client_secret_post or client_secret_basic).
         #[arg(long)]
@@ -115,6 +115,13 @@ pub enum ClientsCommand {
         /// Skip the consent page for this client.
         #[arg(long)]
         trusted: bool,
+        /// A machine client: client_credentials only, tokens with no user behind them
+        /// (confidential; the server must allow the grant and the resource accept machines).
+        #[arg(long, conflicts_with_all = ["redirect_uris", "trusted"])]
+        machine: bool,
+        /// A resource server that may introspect any access token (RFC 7662); confidential.
+        #[arg(long)]
+        introspection: bool,
     },
     /// Changes a client.
     Update {
@@ -280,6 +287,12 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                 if c.trusted {
                     flags.push("trusted");
                 }
+                if c.machine {
+                    flags.push("machine");
+                }
+                if c.introspection {
+                    flags.push("introspection");
+                }
                 if !c.active {
                     flags.push("INACTIVE");
                 }
@@ -304,10 +317,17 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
-        ClientsCommand::Add { name, redirect_uris, confidential, trusted } => {
-            let mut spec = NewClient::new(name.clone(), parse_redirects(redirect_uris)?);
-            if *confidential {
+        ClientsCommand::Add { name, redirect_uris, confidential, trusted, machine, introspection } => {
+            let mut spec = if *machine {
+                NewClient::machine(name.clone())
+            } else {
+                NewClient::new(name.clone(), parse_redirects(redirect_uris)?)
+            };
+            if *confidential || *introspection {
                 spec = spec.confidential();
+            }
+            if *introspection {
+                spec = spec.introspection();
             }
             if *trusted {
                 spec = spec.trusted();

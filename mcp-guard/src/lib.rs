@@ -29,7 +29,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 pub use crate::cache::{CacheStats, TokenCache, TokenCacheConfig};
 pub use crate::policy::ScopePolicy;
-pub use crate::verifier::{AuthContext, LocalVerifier, Rejection, TokenVerifier};
+pub use crate::verifier::{AuthContext, Caller, LocalVerifier, Rejection, TokenVerifier};
 
 /// Largest JSON-RPC body the guard reads to find the method and tool, when the request has no
 /// `Mcp-Method` header and the policy needs them.
@@ -48,6 +48,7 @@ struct GuardConfig {
     resource_metadata: String,
     challenge_scope: Option<String>,
     policy: ScopePolicy,
+    machine_clients: bool,
     seen: Mutex<HashSet<String>>,
     refusals: Mutex<Refusals>,
 }
@@ -81,6 +82,7 @@ impl McpGuardLayer {
                 resource_metadata: well_known_url("oauth-protected-resource", resource.as_str()),
                 challenge_scope: None,
                 policy: ScopePolicy::default(),
+                machine_clients: false,
                 seen: Mutex::new(HashSet::new()),
                 refusals: Mutex::new(Refusals::default()),
             }),
@@ -96,6 +98,7 @@ impl McpGuardLayer {
                     resource_metadata: self.config.resource_metadata.clone(),
                     challenge_scope: self.config.challenge_scope.clone(),
                     policy: self.config.policy.clone(),
+                    machine_clients: self.config.machine_clients,
                     seen: Mutex::new(HashSet::new()),
                     refusals: Mutex::new(Refusals::default()),
                 };
@@ -135,6 +138,14 @@ impl McpGuardLayer {
     pub fn with_challenge_scope(self, scope: impl Into<String>) -> Self {
         let scope = scope.into();
         self.edit(|c| c.challenge_scope = Some(scope))
+    }
+
+    /// Accepts tokens of machine clients (`client_credentials`, created by the operator with
+    /// `clients add --machine`), which have no person behind them. Default: refused with 401
+    /// `invalid_token`, so that a tool written for people never runs for a machine. Tool
+    /// handlers tell the two apart with [`AuthContext::caller`].
+    pub fn with_machine_clients(self, accept: bool) -> Self {
+        self.edit(|c| c.machine_clients = accept)
     }
 
     /// The URL sent as `resource_metadata` in challenges. Default: the path-inserted RFC 9728
@@ -279,6 +290,22 @@ impl GuardConfig {
                 )));
             }
         };
+
+        if ctx.is_machine() && !self.machine_clients {
+            let description = "this MCP server accepts only tokens of signed-in users, not of machine clients";
+            self.verifier
+                .record(
+                    FlowEvent::failure(
+                        self.verifier.now(),
+                        FlowStep::ResourceAccess,
+                        Reason::MachineTokenRefused,
+                        format!("machine client {} presented a client_credentials token", ctx.client_id),
+                    )
+                    .client(&ctx.client_id),
+                )
+                .await;
+            return Err(Box::new(self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)));
+        }
 
         let (target, rebuilt) = policy::target(req, self.policy.needs_target()).await;
         req = match rebuilt {

@@ -12,10 +12,15 @@ use oauth_core::{AuthorizationServer, Clock, SystemClock, UnixTime};
 use crate::cache::{TokenCache, TokenCacheConfig};
 
 /// Who is calling: put into the request extensions for tool handlers.
+///
+/// A person, or a machine client the operator created (a `client_credentials` token), which
+/// the guard lets through only where the resource accepts machine clients. Ask
+/// [`Self::caller`] (or [`Self::user`]) rather than reading [`Self::subject`] as a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuthContext {
-    /// The user (`sub`), or the client for `client_credentials` tokens.
+    /// The token's `sub`: the user, or `client:<client_id>` for a machine client, a namespace
+    /// no user id can have ([`UserId::is_user`]).
     pub subject: UserId,
     /// The client the token was issued to.
     pub client_id: ClientId,
@@ -64,6 +69,30 @@ impl AuthContext {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(scope)
     }
+
+    /// Who is calling: a person, or a machine client with no person behind it.
+    pub fn caller(&self) -> Caller<'_> {
+        if self.subject.is_user() { Caller::User(&self.subject) } else { Caller::Machine(&self.client_id) }
+    }
+
+    /// The signed-in person, or `None` for a machine client.
+    pub fn user(&self) -> Option<&UserId> {
+        self.subject.is_user().then_some(&self.subject)
+    }
+
+    /// Whether a machine client is calling.
+    pub fn is_machine(&self) -> bool {
+        !self.subject.is_user()
+    }
+}
+
+/// Who is behind a request: see [`AuthContext::caller`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// A person who signed in and approved the client.
+    User(&'a UserId),
+    /// A machine client the operator created, calling on its own behalf.
+    Machine(&'a ClientId),
 }
 
 /// Why a token was refused: a flow-event reason and a description for the client.
@@ -174,9 +203,17 @@ pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthConte
         Some(g) => Some(GrantId::parse(g).map_err(|_| malformed("gid"))?),
         None => None,
     };
+    let subject = UserId::parse(&claims.sub).map_err(|_| malformed("sub"))?;
+    let client_id = ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?;
+    // The machine claim and the subject's namespace must agree, and a machine token names its
+    // own client: no token can pass a machine off as a person or one client as another.
+    let consistent = if claims.machine { subject == UserId::for_client(&client_id) } else { subject.is_user() };
+    if !consistent {
+        return Err(malformed("sub"));
+    }
     Ok(AuthContext {
-        subject: UserId::parse(&claims.sub).map_err(|_| malformed("sub"))?,
-        client_id: ClientId::parse(&claims.client_id).map_err(|_| malformed("client_id"))?,
+        subject,
+        client_id,
         scopes: ScopeSet::parse(&claims.scope).map_err(|_| malformed("scope"))?,
         expires_at: UnixTime::from_secs(claims.exp),
         issuer: claims.iss.into(),

@@ -102,9 +102,14 @@ async fn discovery_refuses_metadata_for_another_issuer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_verifier_sees_a_revocation() {
     let (server, issuer, resource) = authorization_server().await;
-    // The resource server's own confidential client, as an operator would create it.
+    // The resource server's own confidential client, as an operator would create it
+    // (`clients add --introspection`): only such a client may introspect other clients' tokens.
     let rs = server
-        .create_client(NewClient::new("resource server", vec![RedirectUri::parse(CALLBACK).unwrap()]).confidential())
+        .create_client(
+            NewClient::new("resource server", vec![RedirectUri::parse(CALLBACK).unwrap()])
+                .confidential()
+                .introspection(),
+        )
         .await
         .unwrap();
     let secret = rs.secret.unwrap();

@@ -191,9 +191,12 @@ async fn authorize_shows_client_errors_and_redirects_the_rest() {
     let (r, b) = send(&a, get(&bad)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get(header::LOCATION).is_none());
+    assert!(b.contains("https://evil.example/cb"), "the page names the URI sent: {b}");
+    assert!(!b.contains(REDIRECT), "the page must not show where this client's codes can be sent: {b}");
+    let events = a.server.stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
     assert!(
-        b.contains("https://evil.example/cb") && b.contains(REDIRECT),
-        "the page names the URI sent and the ones registered: {b}"
+        events.iter().any(|e| e.detail.contains("https://evil.example/cb") && e.detail.contains(REDIRECT)),
+        "the operator's event names the URI sent and the ones registered"
     );
     let dup = format!("{}&client_id=other", authorize_url(&client, challenge.as_str()));
     let (r, _) = send(&a, get(&dup)).await;

@@ -116,6 +116,16 @@ fn main() {
             let met = full.rate >= want && full.errors == 0;
             println!("  {db:<11} code exchanges/s {:>10.0}   target >= {want:<6} {}", full.rate, verdict(met));
         }
+        let p50 = |prefix: &str| phases.iter().find(|p| p.name.starts_with(prefix)).map(|p| p.p50.as_secs_f64());
+        if let (Some(before), Some(during)) =
+            (p50("mcp: tools/call whoami, half rate"), p50("mcp: whoami, half rate, secret flood"))
+        {
+            let ratio = during / before;
+            println!(
+                "  {db:<11} /mcp p50 during a wrong-secret flood / before {ratio:>6.2}   target <= 2     {}",
+                verdict(ratio <= 2.0)
+            );
+        }
         for p in phases.iter().filter(|p| p.name.contains("half")) {
             let ms = p.p99.as_secs_f64() * 1e3;
             println!(
@@ -181,8 +191,30 @@ async fn run_backend(url: &str, args: &Args) -> Vec<Phase> {
         let n = ((half_rate * 4.0) as usize).clamp(100, args.calls);
         phases.push(full);
         let calls: Vec<usize> = (0..n).collect();
-        phases
-            .push(run(server.addr, "mcp: tools/call whoami, half rate", calls, Some(half_rate), deadline, call).await);
+        phases.push(
+            run(server.addr, "mcp: tools/call whoami, half rate", calls, Some(half_rate), deadline, call.clone()).await,
+        );
+
+        // The same paced calls while 64 requests at a time present a wrong client secret: a
+        // secret check must not take the workers (or the cores) from everything else.
+        let victim = seed.confidential_client().await;
+        let wrong = move |_: &usize| wrong_secret_request(&victim);
+        let flood_for = Duration::from_secs_f64(n as f64 / half_rate) + Duration::from_millis(500);
+        let calls: Vec<usize> = (0..n).collect();
+        let (during, flood) = tokio::join!(
+            run(server.addr, "mcp: whoami, half rate, secret flood", calls, Some(half_rate), deadline, call),
+            run_with(
+                server.addr,
+                "token: wrong client secrets (401 expected)",
+                (0..1_000_000).collect::<Vec<usize>>(),
+                None,
+                flood_for.min(deadline),
+                wrong,
+                64,
+            ),
+        );
+        phases.push(during);
+        phases.push(flood);
     } else {
         eprintln!("no access token for the MCP phases; skipped");
     }
@@ -201,10 +233,23 @@ async fn run<J: Send + Sync + 'static>(
     deadline: Duration,
     request: impl Fn(&J) -> Request<Full<Bytes>> + Clone + 'static,
 ) -> Phase {
+    let workers = if rate.is_some() { CONCURRENCY * 2 } else { CONCURRENCY };
+    run_with(addr, name, jobs, rate, deadline, request, workers).await
+}
+
+/// [`run`] with `workers` requests in flight.
+async fn run_with<J: Send + Sync + 'static>(
+    addr: SocketAddr,
+    name: &str,
+    jobs: Vec<J>,
+    rate: Option<f64>,
+    deadline: Duration,
+    request: impl Fn(&J) -> Request<Full<Bytes>> + Clone + 'static,
+    workers: usize,
+) -> Phase {
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let workers = if rate.is_some() { CONCURRENCY * 2 } else { CONCURRENCY };
     let mut tasks = Vec::new();
     let local = tokio::task::LocalSet::new();
     for _ in 0..workers {
@@ -420,6 +465,18 @@ impl Seed {
         out
     }
 
+    /// A confidential client, registered as Claude registers (`client_secret_post`).
+    async fn confidential_client(&self) -> String {
+        let reg = RegistrationRequest::from_json(
+            format!(
+                r#"{{"client_name":"confidential","redirect_uris":["{REDIRECT}"],"token_endpoint_auth_method":"client_secret_post"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        self.server.register(reg).await.unwrap().client_id
+    }
+
     /// An access token from the running server, for a fresh code.
     async fn access_token(&self, addr: SocketAddr) -> Option<String> {
         let code = self.codes(1).await.pop()?;
@@ -444,6 +501,21 @@ fn exchange_request(client: &str, (code, verifier): &(String, CodeVerifier)) -> 
         .append_pair("code_verifier", verifier.secret())
         .append_pair("redirect_uri", REDIRECT)
         .append_pair("client_id", client)
+        .finish();
+    Request::post("/token")
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// A refresh request by `client` with a wrong secret: answered 401 `invalid_client`.
+fn wrong_secret_request(client: &str) -> Request<Full<Bytes>> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", "not-a-token")
+        .append_pair("client_id", client)
+        .append_pair("client_secret", "wrong-secret-wrong-secret-wrong-secret-xx")
         .finish();
     Request::post("/token")
         .header("host", "127.0.0.1")

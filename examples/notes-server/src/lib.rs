@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::request::Parts;
 use mcp_guard::{
-    AuthContext, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer, protected_resource_router,
+    AuthContext, Caller, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer,
+    protected_resource_router,
 };
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
 use oauth_axum::{AdminToken, RateLimits};
@@ -51,6 +52,9 @@ pub struct Settings {
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL,
     /// fetched with the SSRF-safe fetcher of `oauth-axum`).
     pub metadata_documents: bool,
+    /// Machine clients the operator created may use `client_credentials`, and the MCP endpoint
+    /// accepts their tokens. Off: only signed-in people get tokens.
+    pub machine_clients: bool,
 }
 
 impl Settings {
@@ -63,6 +67,7 @@ impl Settings {
             admin_token: None,
             trusted_proxies: Vec::new(),
             metadata_documents: true,
+            machine_clients: false,
         }
     }
 }
@@ -93,7 +98,8 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
     let config = ServerConfig::new(issuer, resource.clone())
         .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
-        .with_expected_clients(settings.expected_clients.iter().copied());
+        .with_expected_clients(settings.expected_clients.iter().copied())
+        .with_client_credentials(settings.machine_clients);
     // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
     // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
     let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
@@ -118,7 +124,8 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     );
     let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone()).with_cache(cache)), &resource)
-        .with_required_scopes(server.config().default_scopes.clone());
+        .with_required_scopes(server.config().default_scopes.clone())
+        .with_machine_clients(settings.machine_clients);
 
     let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
     let mut router = Router::new()
@@ -174,11 +181,15 @@ impl NotesServer {
     #[tool(description = "Who is calling: the signed-in user, the client and the granted scopes.")]
     async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
         let ctx = caller(&parts)?;
-        let username = match self.server.stores().users.user(&ctx.subject).await {
-            Ok(Some(u)) => u.username,
-            _ => ctx.subject.to_string(),
+        let (kind, username) = match ctx.caller() {
+            Caller::User(id) => match self.server.stores().users.user(id).await {
+                Ok(Some(u)) => ("user", u.username),
+                _ => ("user", id.to_string()),
+            },
+            Caller::Machine(client) => ("machine client", client.to_string()),
         };
         let body = serde_json::json!({
+            "caller": kind,
             "username": username,
             "subject": ctx.subject.as_str(),
             "client_id": ctx.client_id.as_str(),

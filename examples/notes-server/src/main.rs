@@ -51,6 +51,10 @@ struct Cli {
     /// that this server fetches, public addresses only), as Claude Code and ChatGPT prefer.
     #[arg(long, env = "NOTES_METADATA_DOCUMENTS", default_value_t = true, action = clap::ArgAction::Set)]
     metadata_documents: bool,
+    /// Let machine clients (`clients add --machine`) obtain tokens with client_credentials and
+    /// call the tools with them, with no person signed in. Off by default.
+    #[arg(long, env = "NOTES_MACHINE_CLIENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    machine_clients: bool,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -101,6 +105,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     settings.expected_clients = cli.expected_clients.clone();
     settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.metadata_documents = cli.metadata_documents;
+    settings.machine_clients = cli.machine_clients;
     settings.admin_token = cli.admin_token.as_deref().map(AdminToken::new).transpose()?;
     let app = build(&settings, stores).await?;
 

@@ -24,6 +24,11 @@ pub struct Server {
 impl Server {
     /// Starts the server on a fresh database in a new temporary directory.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (the server's options).
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("notes-server-{name}-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir_all(&dir).unwrap();
         let database_url = database_url(&dir);
@@ -33,6 +38,7 @@ impl Server {
             .env("DATABASE_URL", &database_url)
             .env("NOTES_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
             .spawn()

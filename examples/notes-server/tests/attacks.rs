@@ -1,0 +1,366 @@
+//! What a stranger tries against the example server with its defaults, over a real socket:
+//! each test is an attack found in a security review, done as the attacker would do it, and
+//! asserts that it no longer works.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oauth_core::pkce::CodeChallenge;
+use oauth_core::secret::CodeVerifier;
+use serde_json::Value;
+
+/// A form body (reqwest's `form` feature is not built here).
+trait FormBody {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
+    }
+}
+
+async fn json(resp: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+async fn register(http: &reqwest::Client, base: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    json(http.post(format!("{base}/register")).json(&body).send().await.unwrap()).await
+}
+
+async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
+    json(http.post(format!("{base}/token")).form_body(form).send().await.unwrap()).await
+}
+
+async fn whoami(http: &reqwest::Client, mcp_url: &str, access_token: &str) -> reqwest::StatusCode {
+    http.post(mcp_url)
+        .bearer_auth(access_token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A confidential client registered over DCR and a user's tokens for it, through the real
+/// sign-in and consent pages.
+struct UserTokens {
+    client_id: String,
+    client_secret: String,
+    access_token: String,
+    refresh_token: String,
+}
+
+async fn user_tokens(server: &common::Server, http: &reqwest::Client, name: &str) -> UserTokens {
+    let redirect = "https://app.example/cb";
+    let (status, reg) = register(
+        http,
+        &server.base_url,
+        serde_json::json!({
+            "client_name": name, "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    let client_secret = reg["client_secret"].as_str().unwrap().to_owned();
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let auth_url = format!(
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",
+        server.base_url,
+        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
+        challenge.as_str()
+    );
+    let location = common::Browser::new().sign_in_and_approve(server, &auth_url).await;
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let (status, tokens) = token(
+        http,
+        &server.base_url,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier.secret()),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    UserTokens {
+        client_id,
+        client_secret,
+        access_token: tokens["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// `whoami` called with the official Rust SDK's client, as a real MCP client would.
+async fn call_whoami(mcp_url: &str, access_token: &str) -> Value {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::{CallToolRequestParams, ClientConfig};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(mcp_url).auth_header(access_token),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let who = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
+    serde_json::from_str(serde_json::to_value(&who.content).unwrap()[0]["text"].as_str().unwrap()).unwrap()
+}
+
+fn claims(access_token: &str) -> Value {
+    let payload = access_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Finding: `POST /register` with `grant_types: ["client_credentials"]`, then
+/// `grant_type=client_credentials` at `/token`, gave anyone an MCP token without an account.
+#[tokio::test]
+async fn a_stranger_gets_no_token_from_registration_and_client_credentials() {
+    let server = common::Server::start("attack-cc");
+    let http = reqwest::Client::new();
+    let (status, reg) = register(
+        &http,
+        &server.base_url,
+        serde_json::json!({
+            "client_name": "stranger", "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    if status == 201 {
+        assert!(
+            !reg["grant_types"].as_array().unwrap().iter().any(|g| g == "client_credentials"),
+            "a self-registered client was granted client_credentials: {reg}"
+        );
+        let (status, body) = token(
+            &http,
+            &server.base_url,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", reg["client_id"].as_str().unwrap()),
+                ("client_secret", reg["client_secret"].as_str().unwrap_or_default()),
+            ],
+        )
+        .await;
+        assert_ne!(status, 200, "a self-registered client obtained a machine token: {body}");
+        assert!(body["access_token"].is_null());
+    } else {
+        assert_eq!(status, 400, "{reg}");
+        assert_eq!(reg["error"], "invalid_client_metadata");
+    }
+    // The metadata does not offer the grant at all by default.
+    let meta: Value = http
+        .get(format!("{}/.well-known/oauth-authorization-server", server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!meta["grant_types_supported"].as_array().unwrap().iter().any(|g| g == "client_credentials"), "{meta}");
+}
+
+/// Finding: a refresh token's successor was `HMAC(key = the token, grant id ‖ generation)`, and
+/// the grant id is every access token's `gid`: whoever held an old refresh token and one access
+/// token computed the current refresh token offline.
+#[tokio::test]
+async fn a_stolen_old_refresh_token_does_not_yield_the_current_one() {
+    let server = common::Server::start("attack-refresh");
+    let http = reqwest::Client::new();
+    let t = user_tokens(&server, &http, "victim").await;
+    let stolen = t.refresh_token.clone();
+    let gid = claims(&t.access_token)["gid"].as_str().unwrap().to_owned();
+
+    // The victim refreshes twice.
+    let mut current = t.refresh_token.clone();
+    for _ in 0..2 {
+        let (status, body) = token(
+            &http,
+            &server.base_url,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &current),
+                ("client_id", &t.client_id),
+                ("client_secret", &t.client_secret),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        current = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+
+    // The thief derives generations 1 and 2 from the stolen generation 0 with the old formula.
+    let old_successor = |token: &str, generation: u64| {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, token.as_bytes());
+        let mut msg = gid.as_bytes().to_vec();
+        msg.push(0);
+        msg.extend_from_slice(&generation.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, &msg).as_ref())
+    };
+    let derived = old_successor(&old_successor(&stolen, 1), 2);
+    assert_ne!(derived, current, "the current refresh token is computable from an old one and the gid");
+
+    // Presenting the stale stolen token is a reuse: the family dies, the victim's current token too.
+    let (status, body) = token(
+        &http,
+        &server.base_url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &stolen),
+            ("client_id", &t.client_id),
+            ("client_secret", &t.client_secret),
+        ],
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = token(
+        &http,
+        &server.base_url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &current),
+            ("client_id", &t.client_id),
+            ("client_secret", &t.client_secret),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "the family survived a replay of a stale token: {body}");
+}
+
+/// Finding: any self-registered confidential client could introspect anyone's tokens
+/// (RFC 7662 section 4: the endpoint must be protected against token scanning).
+#[tokio::test]
+async fn a_strangers_client_cannot_introspect_other_tokens() {
+    let server = common::Server::start("attack-introspect");
+    let http = reqwest::Client::new();
+    let victim = user_tokens(&server, &http, "victim").await;
+    let (status, reg) = register(
+        &http,
+        &server.base_url,
+        serde_json::json!({
+            "client_name": "scanner", "redirect_uris": ["https://scanner.example/cb"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let (id, secret) = (reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str().unwrap());
+    for token in [&victim.access_token, &victim.refresh_token] {
+        let (status, body) = json(
+            http.post(format!("{}/introspect", server.base_url))
+                .basic_auth(id, Some(secret))
+                .form_body(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, serde_json::json!({"active": false}), "a stranger's client learned about a token");
+    }
+    // The token's own client may ask about its own tokens.
+    let (_, own) = json(
+        http.post(format!("{}/introspect", server.base_url))
+            .basic_auth(&victim.client_id, Some(&victim.client_secret))
+            .form_body(&[("token", victim.access_token.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(own["active"], true, "{own}");
+    // The token still works at the MCP endpoint: introspection by others changed nothing.
+    assert_eq!(whoami(&http, &server.mcp_url, &victim.access_token).await, 200);
+}
+
+fn add_machine_client(server: &common::Server) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["clients", "add", "--name", "nightly report", "--machine"])
+        .env("DATABASE_URL", server.database_url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().next().unwrap().to_owned())
+            .unwrap()
+    };
+    (field("client_id: "), field("client_secret: "))
+}
+
+/// A machine client exists only when the operator creates one, gets tokens only where the
+/// deployment allows it, and its tokens reach the tools as a machine, never as a user.
+#[tokio::test]
+async fn an_operators_machine_client_is_a_machine_and_only_where_allowed() {
+    let http = reqwest::Client::new();
+    // Default: the grant is off even for the operator's machine client.
+    let closed = common::Server::start("attack-machine-off");
+    let (id, secret) = add_machine_client(&closed);
+    let (status, body) = json(
+        http.post(format!("{}/token", closed.base_url))
+            .basic_auth(&id, Some(&secret))
+            .form_body(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("unsupported_grant_type")), "{body}");
+
+    // Allowed: a token whose caller is the machine client.
+    let open = common::Server::start_with("attack-machine-on", &[("NOTES_MACHINE_CLIENTS", "true")]);
+    let (id, secret) = add_machine_client(&open);
+    let (status, body) = json(
+        http.post(format!("{}/token", open.base_url))
+            .basic_auth(&id, Some(&secret))
+            .form_body(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&access);
+    assert_eq!((c["machine"].as_bool(), c["sub"].as_str()), (Some(true), Some(format!("client:{id}").as_str())));
+    assert!(c["gid"].is_string(), "backed by a revocable grant: {c}");
+    let who = call_whoami(&open.mcp_url, &access).await;
+    assert_eq!(
+        (who["caller"].as_str(), who["username"].as_str()),
+        (Some("machine client"), Some(id.as_str())),
+        "{who}"
+    );
+
+    // Revoked (RFC 7009 by the client itself): refused at the MCP endpoint at once.
+    let r = http
+        .post(format!("{}/revoke", open.base_url))
+        .basic_auth(&id, Some(&secret))
+        .form_body(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        whoami(&http, &open.mcp_url, &access).await,
+        401,
+        "a revoked machine token still opens the MCP endpoint"
+    );
+}
