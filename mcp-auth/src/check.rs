@@ -8,11 +8,16 @@
 //! metadata (path-inserted) must state that same issuer exactly, S256, the code flow and its
 //! endpoints; the OpenID configuration, when served, must agree; the JWKS must hold a key;
 //! browser clients need CORS on the MCP endpoint with `WWW-Authenticate` exposed.
+//!
+//! Requests go through [`oauth_fetch`] configured for operator URLs, as the remote verifiers'
+//! do: no proxy, no redirects followed (a redirect is a finding), 10 s per request including
+//! DNS, 1 MiB per response; https, or plain http to loopback (a local deployment). Any address
+//! may be checked: the deployment is the operator's.
 
 use std::time::Duration;
 
 use oauth_core::metadata::well_known_url;
-use reqwest::header::HeaderMap;
+use oauth_fetch::{FetchConfig, Fetcher, HeaderMap, Method, Request};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -96,11 +101,12 @@ pub fn mcp_url_of(public_url: &str) -> Result<String, CliError> {
 /// Checks the deployment whose public URL is `public_url`.
 pub async fn check(public_url: &str) -> Result<CheckReport, CliError> {
     let mcp_url = mcp_url_of(public_url)?;
-    let http = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("mcp-auth-check/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let http = Fetcher::new(
+        FetchConfig::operator_urls()
+            .with_timeout(TIMEOUT)
+            .with_max_body(MAX_BODY)
+            .with_user_agent(concat!("mcp-auth-check/", env!("CARGO_PKG_VERSION"))),
+    );
     let mut report = CheckReport { mcp_url: mcp_url.clone(), findings: Vec::new() };
     let Some(prm_url) = challenge(&http, &mcp_url, &mut report).await else {
         return Ok(report);
@@ -124,29 +130,9 @@ struct Fetched {
     body: Vec<u8>,
 }
 
-async fn fetch(req: reqwest::RequestBuilder) -> Result<Fetched, String> {
-    let mut resp = req.send().await.map_err(|e| describe(&e))?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("the response is larger than {MAX_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Fetched { status, headers, body })
-}
-
-/// A request error with its causes: "error sending request" alone says nothing.
-fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
+async fn fetch(http: &Fetcher, req: Request) -> Result<Fetched, String> {
+    let resp = http.send(req).await.map_err(|e| e.to_string())?;
+    Ok(Fetched { status: resp.status.as_u16(), headers: resp.headers, body: resp.body })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -154,13 +140,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// GETs a JSON document; a failure becomes a problem of `step`.
-async fn json_document(
-    http: &reqwest::Client,
-    url: &str,
-    step: &'static str,
-    report: &mut CheckReport,
-) -> Option<Value> {
-    match fetch(http.get(url).header("accept", "application/json")).await {
+async fn json_document(http: &Fetcher, url: &str, step: &'static str, report: &mut CheckReport) -> Option<Value> {
+    match fetch(http, Request::get_json(url)).await {
         Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
             Ok(v) if v.is_object() => Some(v),
             _ => {
@@ -187,15 +168,14 @@ async fn json_document(
     }
 }
 
-async fn challenge(http: &reqwest::Client, mcp_url: &str, report: &mut CheckReport) -> Option<String> {
+async fn challenge(http: &Fetcher, mcp_url: &str, report: &mut CheckReport) -> Option<String> {
     let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-auth-check","version":"1"}}}"#;
-    let req = http
-        .post(mcp_url)
+    let req = Request::new(Method::POST, mcp_url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("origin", BROWSER_ORIGIN)
         .body(initialize);
-    let r = match fetch(req).await {
+    let r = match fetch(http, req).await {
         Ok(r) => r,
         Err(e) => {
             report.problem(
@@ -245,13 +225,12 @@ fn resource_metadata_param(www: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-async fn preflight(http: &reqwest::Client, mcp_url: &str, report: &mut CheckReport) {
-    let req = http
-        .request(reqwest::Method::OPTIONS, mcp_url)
+async fn preflight(http: &Fetcher, mcp_url: &str, report: &mut CheckReport) {
+    let req = Request::new(Method::OPTIONS, mcp_url)
         .header("origin", BROWSER_ORIGIN)
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "authorization, content-type, mcp-protocol-version");
-    match fetch(req).await {
+    match fetch(http, req).await {
         Ok(r) if (200..300).contains(&r.status) && !header(&r.headers, "access-control-allow-origin").is_empty() => {
             report.ok("cors-preflight", format!("OPTIONS answered {} with Access-Control-Allow-Origin", r.status));
         }
@@ -264,12 +243,7 @@ async fn preflight(http: &reqwest::Client, mcp_url: &str, report: &mut CheckRepo
     }
 }
 
-async fn protected_resource(
-    http: &reqwest::Client,
-    prm_url: &str,
-    mcp_url: &str,
-    report: &mut CheckReport,
-) -> Option<String> {
+async fn protected_resource(http: &Fetcher, prm_url: &str, mcp_url: &str, report: &mut CheckReport) -> Option<String> {
     let doc = json_document(http, prm_url, "resource-metadata", report).await?;
     let resource = doc.get("resource").and_then(Value::as_str).unwrap_or_default();
     if resource == mcp_url {
@@ -304,7 +278,7 @@ async fn protected_resource(
     Some((*issuer).to_owned())
 }
 
-async fn authorization_server(http: &reqwest::Client, issuer: &str, report: &mut CheckReport) -> Option<Value> {
+async fn authorization_server(http: &Fetcher, issuer: &str, report: &mut CheckReport) -> Option<Value> {
     let url = well_known_url("oauth-authorization-server", issuer);
     if url.is_empty() {
         report.problem("issuer", format!("'{issuer}' is not a URL"), "list the issuer URL in authorization_servers");
@@ -371,9 +345,9 @@ async fn authorization_server(http: &reqwest::Client, issuer: &str, report: &mut
     Some(doc)
 }
 
-async fn openid_configuration(http: &reqwest::Client, issuer: &str, report: &mut CheckReport) {
+async fn openid_configuration(http: &Fetcher, issuer: &str, report: &mut CheckReport) {
     let url = well_known_url("openid-configuration", issuer);
-    let Ok(r) = fetch(http.get(&url)).await else { return };
+    let Ok(r) = fetch(http, Request::new(Method::GET, url.as_str())).await else { return };
     if r.status != 200 {
         report.ok("openid-config", format!("{url} answered {} (optional)", r.status));
         return;
@@ -393,7 +367,7 @@ async fn openid_configuration(http: &reqwest::Client, issuer: &str, report: &mut
     }
 }
 
-async fn jwks(http: &reqwest::Client, metadata: &Value, report: &mut CheckReport) {
+async fn jwks(http: &Fetcher, metadata: &Value, report: &mut CheckReport) {
     let Some(url) = metadata.get("jwks_uri").and_then(Value::as_str) else {
         report.ok("jwks", "no jwks_uri (only introspection can check tokens)");
         return;

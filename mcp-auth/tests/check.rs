@@ -93,3 +93,29 @@ fn an_unreachable_deployment_is_a_problem_not_a_crash() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PROBLEM challenge") && text.contains("could not be reached"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_settings_in_the_environment_are_never_used() {
+    // The check sees the deployment as a client does, directly: a proxy in the environment
+    // would see the requests and could answer for the deployment.
+    let base = serve_broken_deployment().await;
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-auth"));
+        cmd.args(["check", "--public-url", &base, "--json"]);
+        for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"] {
+            cmd.env(var, &proxy_url);
+        }
+        cmd.env_remove("NO_PROXY").env_remove("no_proxy").output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(proxy.accept().is_err(), "the check connected to the proxy named in the environment");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["findings"].as_array().unwrap().iter().any(|f| f["step"] == "challenge" && f["ok"] == true),
+        "{report}"
+    );
+}

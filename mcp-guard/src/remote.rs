@@ -11,6 +11,17 @@
 //! Both check what [`LocalVerifier`](crate::LocalVerifier) checks: the issuer, the audience
 //! (this resource), the expiry, and they hand tool handlers the same [`AuthContext`].
 //!
+//! Every request goes through [`oauth_fetch`] configured for operator URLs: no proxy, no
+//! redirects, 10 s including DNS, 256 KiB. The issuer, the `jwks_uri` and the introspection
+//! endpoint must be https (plain http only to loopback, as in development); anything else is
+//! refused when the verifier is built ([`RemoteError::Config`]), since a token check over plain
+//! http can be answered by anyone on the path.
+//!
+//! The introspection verifier remembers refusals for a short time
+//! ([`IntrospectionVerifier::with_negative_cache`]) and asks the server at most a few times at
+//! once ([`IntrospectionVerifier::with_max_concurrent`]), so a stream of junk bearer tokens
+//! cannot drive the authorization server into rate limiting every caller.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), mcp_guard::remote::RemoteError> {
 //! use std::sync::Arc;
@@ -25,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,6 +50,7 @@ use oauth_core::metadata::well_known_url;
 use oauth_core::secret::ClientSecret;
 use oauth_core::types::{ClientId, ResourceUri, ScopeSet, UserId};
 use oauth_core::{Clock, SystemClock, UnixTime};
+use oauth_fetch::{FetchConfig, Fetcher, Method, Request};
 use serde::Deserialize;
 
 use crate::cache::{TokenCache, TokenCacheConfig};
@@ -45,8 +58,14 @@ use crate::verifier::{AuthContext, Rejection, TokenVerifier, context_from_claims
 
 /// Largest document read from the authorization server (metadata, JWKS, introspection).
 const MAX_DOCUMENT: usize = 256 * 1024;
-/// Time limit of one request to the authorization server.
+/// Time limit of one request to the authorization server, resolution included.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an introspection refusal is remembered by default.
+const NEGATIVE_TTL: Duration = Duration::from_secs(30);
+/// Most refusals remembered by default.
+const NEGATIVE_ENTRIES: usize = 10_000;
+/// Introspection requests in flight at once by default.
+const MAX_CONCURRENT: usize = 8;
 
 /// A remote verifier could not be set up: the message says which document and why.
 #[derive(Debug, thiserror::Error)]
@@ -68,47 +87,41 @@ pub enum RemoteError {
         /// Why.
         reason: String,
     },
+    /// A URL that is never fetched: plain http outside loopback, not a URL, user info.
+    #[error("{url}: {reason}")]
+    Config {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        // A redirect could lead a key fetch anywhere; the documents are served where they are named.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+fn http_client() -> Fetcher {
+    Fetcher::new(
+        FetchConfig::operator_urls()
+            .with_timeout(TIMEOUT)
+            .with_max_body(MAX_DOCUMENT)
+            .with_user_agent(concat!("mcp-guard/", env!("CARGO_PKG_VERSION"))),
+    )
 }
 
-/// Reads a response body of at most [`MAX_DOCUMENT`] bytes.
-async fn bounded_body(url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, RemoteError> {
-    let fetch = |reason: String| RemoteError::Fetch { url: url.to_owned(), reason };
-    if let Some(len) = resp.content_length()
-        && len > MAX_DOCUMENT as u64
-    {
-        return Err(fetch(format!("the document has {len} bytes, more than {MAX_DOCUMENT}")));
+/// Refuses, before anything is sent, a URL the verifiers never fetch.
+fn checked(http: &Fetcher, url: &str) -> Result<(), RemoteError> {
+    match http.config().check_url(url) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(RemoteError::Config { url: url.to_owned(), reason: e.to_string() }),
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| fetch(e.to_string()))? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(fetch(format!("the document is larger than {MAX_DOCUMENT} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, RemoteError> {
-    let resp = http
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| RemoteError::Fetch { url: url.to_owned(), reason: e.to_string() })?;
-    if !resp.status().is_success() {
-        return Err(RemoteError::Fetch { url: url.to_owned(), reason: format!("answered {}", resp.status()) });
+async fn get_json<T: serde::de::DeserializeOwned>(http: &Fetcher, url: &str) -> Result<T, RemoteError> {
+    checked(http, url)?;
+    let resp =
+        http.get_json(url).await.map_err(|e| RemoteError::Fetch { url: url.to_owned(), reason: e.to_string() })?;
+    if !resp.status.is_success() {
+        return Err(RemoteError::Fetch { url: url.to_owned(), reason: format!("answered {}", resp.status) });
     }
-    let body = bounded_body(url, resp).await?;
-    serde_json::from_slice(&body).map_err(|e| RemoteError::Invalid { url: url.to_owned(), reason: e.to_string() })
+    serde_json::from_slice(&resp.body).map_err(|e| RemoteError::Invalid { url: url.to_owned(), reason: e.to_string() })
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +133,8 @@ struct DiscoveredMetadata {
 
 /// The issuer's RFC 8414 metadata (OpenID configuration as a fallback), with its `issuer`
 /// checked to be exactly `issuer` (RFC 8414 3.3: otherwise the document may be an attacker's).
-async fn discover(http: &reqwest::Client, issuer: &str) -> Result<DiscoveredMetadata, RemoteError> {
+async fn discover(http: &Fetcher, issuer: &str) -> Result<DiscoveredMetadata, RemoteError> {
+    checked(http, issuer)?;
     let primary = well_known_url("oauth-authorization-server", issuer);
     let meta = match get_json::<DiscoveredMetadata>(http, &primary).await {
         Ok(m) => m,
@@ -153,7 +167,7 @@ pub struct JwksVerifier {
 /// What clones share: the keys and when they were last fetched.
 #[derive(Debug)]
 struct JwksInner {
-    http: reqwest::Client,
+    http: Fetcher,
     jwks_uri: String,
     keys: RwLock<Arc<RemoteKeys>>,
     last_fetch: Mutex<Instant>,
@@ -228,11 +242,12 @@ impl JwksVerifier {
     }
 
     async fn with_http(
-        http: reqwest::Client,
+        http: Fetcher,
         issuer: &str,
         resource: &ResourceUri,
         jwks_uri: String,
     ) -> Result<Self, RemoteError> {
+        checked(&http, issuer)?;
         let set: JwkSet = get_json(&http, &jwks_uri).await?;
         let keys = RemoteKeys::from_jwks(&set);
         if keys.0.is_empty() {
@@ -360,13 +375,55 @@ impl TokenVerifier for JwksVerifier {
 /// confidential client with `client_secret_basic`.
 #[derive(Debug, Clone)]
 pub struct IntrospectionVerifier {
-    http: reqwest::Client,
+    http: Fetcher,
     endpoint: String,
     client_id: String,
     client_secret: Arc<ClientSecret>,
     issuer: String,
     resource: String,
     cache: Option<TokenCache>,
+    refusals: Option<Arc<Refusals>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Introspection refusals remembered for a short time, keyed by the token's SHA-256 (the
+/// token itself is not kept); bounded in size.
+#[derive(Debug)]
+struct Refusals {
+    ttl: Duration,
+    max_entries: usize,
+    entries: Mutex<HashMap<[u8; 32], (Instant, Rejection)>>,
+}
+
+impl Refusals {
+    fn new(ttl: Duration, max_entries: usize) -> Self {
+        Self { ttl, max_entries: max_entries.max(1), entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    fn get(&self, key: &[u8; 32], now: Instant) -> Option<Rejection> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(key).filter(|(until, _)| *until > now).map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, key: [u8; 32], rejection: Rejection, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.max_entries && !entries.contains_key(&key) {
+            entries.retain(|_, (until, _)| *until > now);
+            if entries.len() >= self.max_entries
+                && let Some(first) = entries.iter().min_by_key(|(_, (until, _))| *until).map(|(k, _)| *k)
+            {
+                entries.remove(&first);
+            }
+        }
+        entries.insert(key, (now + self.ttl, rejection));
+    }
 }
 
 /// The members of an RFC 7662 response the guard uses.
@@ -407,31 +464,39 @@ impl IntrospectionVerifier {
             url: well_known_url("oauth-authorization-server", issuer),
             reason: "the metadata has no introspection_endpoint".into(),
         })?;
-        Ok(Self::new(issuer, resource, endpoint, client_id, client_secret).with_http(http))
+        Ok(Self::new(issuer, resource, endpoint, client_id, client_secret)?.with_http(http))
     }
 
     /// Introspects at `endpoint`, as `client_id` with `client_secret`. Tokens must be issued by
     /// `issuer` for `resource`. Accepted tokens are cached for at most 60 s (and never past
-    /// their `exp`): a token revoked at the server is refused within that bound.
+    /// their `exp`): a token revoked at the server is refused within that bound. Refused
+    /// tokens are remembered for 30 s, and at most 8 introspection requests are in flight.
+    /// `issuer` and `endpoint` must be https (plain http only to loopback).
     pub fn new(
         issuer: &str,
         resource: &ResourceUri,
         endpoint: impl Into<String>,
         client_id: impl Into<String>,
         client_secret: ClientSecret,
-    ) -> Self {
-        Self {
-            http: http_client(),
-            endpoint: endpoint.into(),
+    ) -> Result<Self, RemoteError> {
+        let http = http_client();
+        let endpoint = endpoint.into();
+        checked(&http, issuer)?;
+        checked(&http, &endpoint)?;
+        Ok(Self {
+            http,
+            endpoint,
             client_id: client_id.into(),
             client_secret: Arc::new(client_secret),
             issuer: issuer.to_owned(),
             resource: resource.as_str().to_owned(),
             cache: Some(TokenCache::new(TokenCacheConfig::default().with_max_age(Duration::from_secs(60)))),
-        }
+            refusals: Some(Arc::new(Refusals::new(NEGATIVE_TTL, NEGATIVE_ENTRIES))),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
+        })
     }
 
-    fn with_http(mut self, http: reqwest::Client) -> Self {
+    fn with_http(mut self, http: Fetcher) -> Self {
         self.http = http;
         self
     }
@@ -443,41 +508,76 @@ impl IntrospectionVerifier {
         self
     }
 
-    /// Asks the server on every request.
+    /// Asks the server on every request for a token it has not refused (see
+    /// [`Self::with_negative_cache`]).
     #[must_use]
     pub fn without_cache(mut self) -> Self {
         self.cache = None;
         self
     }
 
+    /// Remembers each refused token (inactive, another audience, …) for `ttl`, at most
+    /// `max_entries` of them. Default: 30 s, 10 000. A token the server refused does not become
+    /// valid, and without this a stranger repeating a junk token makes one introspection call
+    /// per request. Failures to reach the server are not remembered.
+    #[must_use]
+    pub fn with_negative_cache(mut self, ttl: Duration, max_entries: usize) -> Self {
+        self.refusals = Some(Arc::new(Refusals::new(ttl, max_entries)));
+        self
+    }
+
+    /// Introspection requests in flight at once. Default: 8. A request that waits longer than
+    /// the request time limit (10 s) for its turn is answered as a failure to reach the server.
+    #[must_use]
+    pub fn with_max_concurrent(mut self, n: usize) -> Self {
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
+    }
+
     async fn introspect(&self, token: &str, now: UnixTime) -> Result<AuthContext, Rejection> {
+        let key = Refusals::key(token);
+        let refused = |r: &Refusals| r.get(&key, Instant::now());
+        if let Some(rejection) = self.refusals.as_deref().and_then(refused) {
+            return Err(rejection);
+        }
         let unreachable = |why: String| {
             tracing::error!(endpoint = %self.endpoint, reason = %why, "token introspection failed");
             Rejection::new(Reason::Internal, "the authorization server could not be asked about the token")
         };
+        let _turn = match tokio::time::timeout(TIMEOUT, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(unreachable("too many introspection requests are waiting".into())),
+        };
+        // The same token may have been refused while this request waited for its turn.
+        if let Some(rejection) = self.refusals.as_deref().and_then(refused) {
+            return Err(rejection);
+        }
+        let answer = self.ask(token).await.map_err(unreachable)?;
+        let verdict = self.judge(answer, now);
+        if let (Err(rejection), Some(refusals)) = (&verdict, &self.refusals) {
+            refusals.put(key, rejection.clone(), Instant::now());
+        }
+        verdict
+    }
+
+    /// The server's answer about `token`, or why there is none.
+    async fn ask(&self, token: &str) -> Result<Introspected, String> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("token", token)
             .append_pair("token_type_hint", "access_token")
             .finish();
         // RFC 6749 2.3.1: the id and secret are form-encoded before Basic encoding.
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .basic_auth(enc(&self.client_id), Some(enc(self.client_secret.secret())))
+        let request = Request::new(Method::POST, self.endpoint.as_str())
+            .basic_auth(enc(&self.client_id), enc(self.client_secret.secret()))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(unreachable(format!("the introspection endpoint answered {}", resp.status())));
+            .body(form);
+        let resp = self.http.send(request).await.map_err(|e| e.to_string())?;
+        if !resp.status.is_success() {
+            return Err(format!("the introspection endpoint answered {}", resp.status));
         }
-        let body = bounded_body(&self.endpoint, resp).await.map_err(|e| unreachable(e.to_string()))?;
-        let answer: Introspected =
-            serde_json::from_slice(&body).map_err(|e| unreachable(format!("not an RFC 7662 response: {e}")))?;
-        self.judge(answer, now)
+        serde_json::from_slice(&resp.body).map_err(|e| format!("not an RFC 7662 response: {e}"))
     }
 
     fn judge(&self, a: Introspected, now: UnixTime) -> Result<AuthContext, Rejection> {

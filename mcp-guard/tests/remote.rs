@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcp_guard::TokenVerifier;
@@ -12,6 +13,7 @@ use mcp_guard::remote::{IntrospectionVerifier, JwksVerifier};
 use oauth_core::events::Reason;
 use oauth_core::jwt::{AccessTokenClaims, mint};
 use oauth_core::revoke::TokenRequestForm;
+use oauth_core::secret::ClientSecret;
 use oauth_core::server::NewClient;
 use oauth_core::types::{Issuer, RedirectUri, ResourceUri};
 use oauth_core::users::StoreAuthenticator;
@@ -153,4 +155,70 @@ async fn introspection_verifier_sees_a_revocation() {
     let resp = tower::ServiceExt::oneshot(guarded, req).await.unwrap();
     assert_eq!(resp.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().get("www-authenticate").is_none() && resp.headers().get("retry-after").is_some());
+}
+
+/// An RFC 7662 endpoint on a loopback port that calls every token inactive and counts the
+/// requests it gets; its origin and the count.
+async fn counting_introspection_endpoint() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({ "active": false }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (origin, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_token_reaches_the_authorization_server_once() {
+    // A stranger repeats one made-up bearer token: without a negative cache every request is
+    // an introspection call, until the authorization server answers 429 and the guard 503 to
+    // everyone.
+    let (origin, hits) = counting_introspection_endpoint().await;
+    let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
+    let verifier = IntrospectionVerifier::new(
+        &origin,
+        &resource,
+        format!("{origin}/introspect"),
+        "resource-server",
+        ClientSecret::new("rs-secret".into()),
+    )
+    .unwrap();
+    for _ in 0..20 {
+        assert_eq!(verifier.verify("junk-token").await.unwrap_err().reason, Reason::GrantRevoked);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Another junk token is asked about once too.
+    for _ in 0..5 {
+        assert_eq!(verifier.verify("other-junk").await.unwrap_err().reason, Reason::GrantRevoked);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_authorization_server_urls_are_refused_at_construction() {
+    let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
+    let secret = || ClientSecret::new("rs-secret".into());
+    let http = "http://auth.example.invalid";
+    let https = "https://auth.example.invalid";
+    let errors = [
+        JwksVerifier::discover(http, &resource).await.unwrap_err().to_string(),
+        JwksVerifier::new(https, &resource, format!("{http}/jwks")).await.unwrap_err().to_string(),
+        IntrospectionVerifier::discover(http, &resource, "rs", secret()).await.unwrap_err().to_string(),
+        IntrospectionVerifier::new(https, &resource, format!("{http}/introspect"), "rs", secret())
+            .unwrap_err()
+            .to_string(),
+    ];
+    for e in errors {
+        assert!(e.contains("must be https"), "{e}");
+    }
 }

@@ -18,6 +18,8 @@ use http_body_util::BodyExt as _;
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
 use oauth_core::authorize::{AuthorizationRequest, AuthorizeError};
 use oauth_core::client::ClientOrigin;
+use oauth_core::events::{EventQuery, FlowStep};
+use oauth_core::metadata_document::MetadataDocumentFetcher as _;
 use oauth_core::pkce::CodeChallenge;
 use oauth_core::secret::CodeVerifier;
 use oauth_core::token::TokenRequest;
@@ -150,6 +152,18 @@ fn authorize_request(client_id: &str, challenge: &CodeChallenge) -> Authorizatio
     .unwrap()
 }
 
+/// The detail of the newest failed `registration` event of `client_id`.
+async fn fetch_failure(server: &AuthorizationServer, client_id: &str) -> String {
+    let id = ClientId::parse(client_id).unwrap();
+    let events = server.stores().events.events(&EventQuery::all().for_client(&id)).await.unwrap();
+    events
+        .into_iter()
+        .rev()
+        .find(|e| e.step == FlowStep::Registration && e.reason.is_some())
+        .map(|e| e.detail)
+        .unwrap_or_default()
+}
+
 fn shown(e: AuthorizeError) -> String {
     match e {
         AuthorizeError::ShowToUser(e) => e.description().to_owned(),
@@ -237,18 +251,21 @@ async fn a_metadata_document_client_signs_in_without_registering() {
     let still = server.authorize(authorize_request(&flaky, &challenge)).await.unwrap();
     assert_eq!((still.client.display_name(), fetches["/flaky.json"].load(Ordering::SeqCst)), ("Flaky", 2));
 
-    // A document that claims another client_id, a redirect, and a missing document: refused
-    // on the page, with the reason.
+    // A document that claims another client_id: refused on the page, with the reason.
     let e =
         shown(server.authorize(authorize_request(&format!("{origin}/impostor.json"), &challenge)).await.unwrap_err());
     assert!(e.contains("must be exactly its own URL"), "{e}");
-    let e = shown(server.authorize(authorize_request(&format!("{origin}/moved.json"), &challenge)).await.unwrap_err());
-    assert!(e.contains("redirects are not followed"), "{e}");
-    let e =
-        shown(server.authorize(authorize_request(&format!("{origin}/nothing.json"), &challenge)).await.unwrap_err());
-    assert!(e.contains("404"), "{e}");
+    // A redirect and a missing document: the page only says the document could not be
+    // fetched; the operator's flow event says why.
+    for (path, why) in [("/moved.json", "redirects are not followed"), ("/nothing.json", "404")] {
+        let url = format!("{origin}{path}");
+        let e = shown(server.authorize(authorize_request(&url, &challenge)).await.unwrap_err());
+        assert!(e.contains("could not be fetched") && !e.contains(why), "{e}");
+        assert!(fetch_failure(&server, &url).await.contains(why), "{path}");
+    }
 
-    // Without the dangerous switch the same loopback document is never fetched.
+    // Without the dangerous switch the same loopback document is never fetched, and the page
+    // does not say what the host resolved to.
     let strict = Arc::new(
         AuthorizationServer::new(
             ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(&format!("{issuer}/mcp")).unwrap()),
@@ -259,7 +276,8 @@ async fn a_metadata_document_client_signs_in_without_registering() {
         .with_metadata_documents(Arc::new(HttpsDocumentFetcher::new().with_only_root_certificate(&ca))),
     );
     let e = shown(strict.authorize(authorize_request(&client_id, &challenge)).await.unwrap_err());
-    assert!(e.contains("not a public address"), "{e}");
+    assert!(e.contains("could not be fetched") && !e.contains("127.0.0.1") && !e.contains("public"), "{e}");
+    assert!(fetch_failure(&strict, &client_id).await.contains("not a public address"));
     assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);
 
     // Over HTTP the metadata advertises it and /authorize shows the sign-in page.
@@ -282,5 +300,70 @@ async fn a_metadata_document_client_signs_in_without_registering() {
     );
     let page = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A document server with one document at `/client.json`, and a fetcher that trusts its
+/// certificate and may reach loopback.
+async fn one_document(tag: &str) -> (String, HttpsDocumentFetcher, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("cimd-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = certificates(&dir);
+    let (origin, _) = document_server(cert, key, |origin| {
+        HashMap::from([(
+            "/client.json".to_owned(),
+            (vec![200], String::new(), document(&format!("{origin}/client.json"), "Direct")),
+        )])
+    })
+    .await;
+    let fetcher = HttpsDocumentFetcher::new().with_only_root_certificate(&ca).dangerous_allow_private_addresses(true);
+    (format!("{origin}/client.json"), fetcher, dir)
+}
+
+/// Run on its own, and again by `proxy_settings_in_the_environment_are_never_used` with every
+/// proxy variable pointing at a listener that records connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_is_fetched_from_its_own_host() {
+    let (url, fetcher, dir) = one_document("direct").await;
+    let doc = fetcher.fetch(&url).await.unwrap();
+    assert!(String::from_utf8_lossy(&doc.body).contains("\"Direct\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxy_settings_in_the_environment_are_never_used() {
+    // A proxy re-resolves the name itself, so the addresses checked would not be the ones
+    // reached; the fetcher must connect directly whatever the environment says.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args(["--exact", "a_document_is_fetched_from_its_own_host", "--test-threads=1"]);
+    for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"] {
+        child.env(var, &proxy_url);
+    }
+    child.env_remove("NO_PROXY").env_remove("no_proxy");
+    let out = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let connected = proxy.accept().is_ok();
+    assert!(!connected, "the fetcher connected to the proxy named in the environment");
+    assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_documents_on_one_host_do_not_lock_out_another_host() {
+    let (url, fetcher, dir) = one_document("budget").await;
+    // An attacker names made-up documents on a host of theirs (here a closed loopback port)
+    // until that host's budget is spent.
+    let mut refused = String::new();
+    for i in 0..100 {
+        if let Err(e) = fetcher.fetch(&format!("https://127.0.0.2:1/made-up-{i}.json")).await {
+            refused = e;
+        }
+    }
+    assert!(refused.contains("too many"), "the attacker's host is cut off: {refused}");
+    // A real client on another host still gets its document.
+    let doc = fetcher.fetch(&url).await.unwrap();
+    assert!(String::from_utf8_lossy(&doc.body).contains("\"Direct\""));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -73,8 +73,10 @@ impl FetchedDocument {
 
 /// Fetches the document at a `client_id` URL. An implementation must refuse anything but
 /// https, refuse addresses that are not public (loopback, private, link-local, …), not follow
-/// redirects, and bound the time and the size ([`MAX_DOCUMENT_BYTES`]). The error is a
-/// sentence for the operator and the person at the sign-in page; it must not carry secrets.
+/// redirects, and bound the time and the size ([`MAX_DOCUMENT_BYTES`]). The error is the
+/// precise detail for the operator: it goes to the log and the `registration` flow event, and
+/// the requester is only told that the document could not be fetched. It must not carry
+/// secrets.
 #[async_trait]
 pub trait MetadataDocumentFetcher: std::fmt::Debug + Send + Sync + 'static {
     /// Fetches `url`.

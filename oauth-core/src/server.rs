@@ -652,8 +652,13 @@ impl AuthorizationServer {
                     tracing::warn!(client_id = %id, reason = %why, "could not refetch a client metadata document; using the expired copy");
                     return Ok(Ok(expired));
                 }
-                let msg = format!("the client's metadata document at {id} could not be fetched: {why}");
-                self.record(FlowEvent::failure(now, step, Reason::ClientUnknown, msg.clone()).client(id)).await;
+                // The detail (what the host resolved to, why the connection failed) is the
+                // operator's: told to the requester, it would map the server's network.
+                let detail = format!("the client's metadata document at {id} could not be fetched: {why}");
+                self.record(FlowEvent::failure(now, step, Reason::ClientUnknown, detail).client(id)).await;
+                let msg = format!(
+                    "the client's metadata document at {id} could not be fetched; the server's operator can see why (mcp-auth diagnose)"
+                );
                 return Ok(Err((Reason::ClientUnknown, msg)));
             }
         };
