@@ -59,6 +59,7 @@ macro_rules! store_conformance_tests {
             grant_error_paths_write_nothing,
             keys_survive_a_restart,
             operator_manages_clients_and_users,
+            user_grants_list_live_grants_newest_first,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1084,4 +1085,37 @@ pub async fn operator_manages_clients_and_users(stores: Stores) {
 #[allow(dead_code)]
 fn _assert_grant_type_is_used(g: GrantType) -> GrantType {
     g
+}
+
+pub async fn user_grants_list_live_grants_newest_first(stores: Stores) {
+    let s = &stores.grants;
+    let mut old = grant("kit-a");
+    old.created_at = t(1);
+    let mut new = grant("kit-b");
+    new.created_at = t(3);
+    let mut no_refresh = grant("kit-c");
+    no_refresh.created_at = t(2);
+    no_refresh.has_refresh_token = false;
+    no_refresh.refresh_expires_at = None;
+    let mut revoked = grant("kit-d");
+    revoked.created_at = t(4);
+    let mut expired = grant("kit-e");
+    expired.created_at = t(5);
+    expired.refresh_expires_at = Some(t(50));
+    let mut someone_else = grant("kit-a");
+    someone_else.user = uid("user-2");
+    for g in [&old, &new, &no_refresh, &revoked, &expired, &someone_else] {
+        let token = g.has_refresh_token.then(|| RefreshToken::generate().hash());
+        s.create_grant(g, token.as_ref()).await.unwrap();
+    }
+    assert!(s.revoke_grant(&revoked.id, t(6)).await.unwrap());
+
+    let ids = |v: Vec<Grant>| v.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let live = ids(s.user_grants(&uid("user-1"), t(100), 10).await.unwrap());
+    assert_eq!(live, vec![new.id.clone(), no_refresh.id.clone(), old.id.clone()], "live grants, newest first");
+    let before_expiry = ids(s.user_grants(&uid("user-1"), t(49), 10).await.unwrap());
+    assert_eq!(before_expiry[0], expired.id, "a refresh token is live until it expires");
+    assert_eq!(ids(s.user_grants(&uid("user-1"), t(100), 2).await.unwrap()), vec![new.id, no_refresh.id], "bounded");
+    assert_eq!(ids(s.user_grants(&uid("user-2"), t(100), 10).await.unwrap()), vec![someone_else.id]);
+    assert!(s.user_grants(&uid("user-3"), t(100), 10).await.unwrap().is_empty());
 }
