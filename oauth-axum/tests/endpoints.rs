@@ -329,14 +329,24 @@ async fn browser_flow_signs_in_consents_and_gets_tokens() {
         send(&a, form("/token", &format!("grant_type=refresh_token&refresh_token={rt}&client_id={client}"))).await;
     assert_eq!((r.status(), error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "invalid_grant"));
 
-    // Signed in already: the next authorization of this client skips both pages.
-    let (r, _) = send(&a, {
+    // Signed in already: the next authorization of this client skips the sign-in page, but
+    // not the consent page: the code goes to a loopback port of a public client, which another
+    // app on the device could pose as (RFC 8252 8.6), so remembered consent is not replayed.
+    let (r, b) = send(&a, {
         let mut req = get(&authorize_url(&client, challenge.as_str()));
         req.headers_mut().insert(header::COOKIE, cookie_header.parse().unwrap());
         req
     })
     .await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "remembered consent");
+    assert_eq!(r.status(), StatusCode::OK, "consent asked again");
+    assert!(b.contains("asked again") && b.contains("value=\"approve\""), "{b}");
+    let mut req = form(
+        "/authorize/consent",
+        &format!("pending={}&csrf={}&decision=approve", hidden(&b, "pending"), hidden(&b, "csrf")),
+    );
+    req.headers_mut().insert(header::COOKIE, cookie_header.parse().unwrap());
+    let (r, _) = send(&a, req).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let code = query(header(&r, header::LOCATION))["code"].clone();
     let token_body = token_body.replace(&urlencode(&q["code"]), &urlencode(&code));
     let (r, b) = send(&a, form("/token", &token_body)).await;
