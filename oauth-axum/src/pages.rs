@@ -190,7 +190,7 @@ mod tests {
             &[scope("mcp:tools", Some("Read and add your notes")), scope("mcp:admin", None)],
         );
         assert!(page.contains("Read and add your notes"), "{page}");
-        assert!(page.contains("<code>mcp:admin</code>"), "{page}");
+        assert!(page.contains("<code class=\"scope\">mcp:admin</code>"), "{page}");
     }
 
     #[test]
