@@ -195,3 +195,22 @@ async fn revoking_from_connected_apps_ends_the_clients_access_and_refresh_tokens
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_grant", "{body}");
     assert!(server.log().contains("revoked from Connected apps"), "a flow event for the revocation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connected_apps_sign_in_is_rate_limited_like_the_flows_sign_in() {
+    let server = common::Server::start("apps-sign-in-limit");
+    let base = server.base_url.as_str();
+    let mut browser = Browser::new();
+    let (_, page, _) = browser.get(&format!("{base}/account/apps")).await;
+    let action = format!("{base}{}", attribute(&page, "action=\""));
+    let csrf = attribute(&page, "name=\"csrf\" value=\"");
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, _, _) =
+            browser.post_form(&action, &[("csrf", &csrf), ("username", common::USERNAME), ("password", "guess")]).await;
+        statuses.push(status.as_u16());
+    }
+    // The sign-in class allows a burst of 10 per address, then answers 429.
+    assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[11], 429, "password guessing is throttled: {statuses:?}");
+}
