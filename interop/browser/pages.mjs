@@ -138,6 +138,7 @@ async function main() {
       body: new URLSearchParams({ grant_type: 'authorization_code', code: back.searchParams.get('code'), code_verifier: verifier, redirect_uri: CALLBACK, client_id: clientId }),
     });
     check(token.status === 200, `code exchange answered ${token.status}`);
+    const tokens = await token.json();
 
     // 4. An expired session before consent: a clear page asking to sign in again, not a 500.
     const { url: url2 } = authorizeUrl(await register());
@@ -201,6 +202,37 @@ async function main() {
     check(width <= 375, `the sign-in page scrolls sideways at phone width (${width}px)`);
     await p4.screenshot({ path: join(shots, 'sign-in-phone.png') });
     result.phone_width_ok = true;
+
+    // 8. Connected apps: signed in at phone width through the page's own sign-in, the client
+    //    is listed; revoking it removes it and its refresh token stops working.
+    const { ctx: account } = await context(browser, { viewport: { width: 375, height: 700 } });
+    const apps = await account.newPage();
+    await apps.goto(`${base}/account/apps`);
+    await apps.fill('#username', username);
+    await apps.fill('#password', password);
+    await apps.click('button[type=submit]');
+    await apps.waitForURL(`${base}/account/apps`);
+    const listed = apps.locator('section.app', { has: apps.locator(`input[name=client][value="${clientId}"]`) });
+    check((await listed.count()) === 1, 'Connected apps does not list the client');
+    const row = await listed.textContent();
+    check(row.includes('Browser Test Client') && row.includes('unverified') && row.includes('mcp:tools'), `the row lacks name, unverified mark or scope: ${row}`);
+    const appsWidth = await apps.evaluate(() => document.documentElement.scrollWidth);
+    check(appsWidth <= 375, `Connected apps scrolls sideways at phone width (${appsWidth}px)`);
+    await apps.screenshot({ path: join(shots, 'connected-apps-phone.png'), fullPage: true });
+    await apps.setViewportSize({ width: 900, height: 700 });
+    await apps.screenshot({ path: join(shots, 'connected-apps.png'), fullPage: true });
+    result.connected_apps_lists_client = true;
+    await listed.locator('button', { hasText: 'Revoke' }).click();
+    await apps.waitForURL(`${base}/account/apps`);
+    check((await apps.locator(`input[name=client][value="${clientId}"]`).count()) === 0, 'the revoked client is still listed');
+    await apps.screenshot({ path: join(shots, 'connected-apps-revoked.png'), fullPage: true });
+    const refreshed = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: clientId }),
+    });
+    check(refreshed.status === 400, `the revoked refresh token answered ${refreshed.status}`);
+    result.connected_apps_revoke_works = true;
   } finally {
     await browser.close();
   }

@@ -845,6 +845,10 @@ impl GrantStore for RevocationWatch {
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64> {
         self.inner.sweep_grants(before).await
     }
+
+    async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>> {
+        self.inner.user_grants(user, now, limit).await
+    }
 }
 
 #[cfg(test)]

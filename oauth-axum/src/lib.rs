@@ -18,7 +18,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError};
+use oauth_core::account::ClientIdentity;
+use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError, ConsentDecision};
 use oauth_core::events::{FlowEvent, FlowStep, Reason};
 use oauth_core::metadata::well_known_path;
 use oauth_core::registration::RegistrationRequest;
@@ -37,6 +38,16 @@ pub use oauth_core;
 
 /// Largest request body accepted by any endpoint.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Where a signed-in person sees and revokes the apps connected to their account, under the
+/// issuer's path (`https://mcp.example.com/account/apps`). It sits beside the endpoints rather
+/// than under the authorization endpoint because it belongs to no authorization request: a
+/// person opens it on their own, bookmarks it, or follows a link from the consent page.
+pub const ACCOUNT_APPS_PATH: &str = "/account/apps";
+
+/// The standalone sign-in of the Connected apps page (a POST; the form is shown at
+/// [`ACCOUNT_APPS_PATH`] to a browser that is not signed in).
+pub const ACCOUNT_SIGN_IN_PATH: &str = "/account/sign-in";
 
 /// Builds the authorization server's router.
 ///
@@ -106,6 +117,9 @@ impl AuthRouter {
             pages: Pages {
                 sign_in: p(&format!("{}/sign-in", cfg.paths.authorization)),
                 consent: p(&format!("{}/consent", cfg.paths.authorization)),
+                apps: p(ACCOUNT_APPS_PATH),
+                apps_revoke: p(&format!("{ACCOUNT_APPS_PATH}/revoke")),
+                account_sign_in: p(ACCOUNT_SIGN_IN_PATH),
             },
             server: self.server,
             authenticator: self.authenticator,
@@ -147,7 +161,10 @@ impl AuthRouter {
         let pages = Router::new()
             .route(&p(&cfg.paths.authorization), get(authorize))
             .route(&shared.pages.sign_in, post(sign_in))
-            .route(&shared.pages.consent, post(consent));
+            .route(&shared.pages.consent, post(consent))
+            .route(&shared.pages.apps, get(account_apps))
+            .route(&shared.pages.apps_revoke, post(account_apps_revoke))
+            .route(&shared.pages.account_sign_in, post(account_sign_in));
         api.merge(pages).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(shared)
     }
 }
@@ -191,6 +208,9 @@ struct Shared {
 struct Pages {
     sign_in: String,
     consent: String,
+    apps: String,
+    apps_revoke: String,
+    account_sign_in: String,
 }
 
 type AppState = State<Arc<Shared>>;
@@ -492,6 +512,7 @@ impl Shared {
             csrf: &csrf,
             username,
             error,
+            for_account: false,
         };
         pages::page(status, &page, &cookies)
     }
@@ -505,12 +526,12 @@ impl Shared {
         mut cookies: Vec<String>,
     ) -> Response {
         let Some(user) = session.user_id() else { return csrf_failure() };
-        let needs_consent = match self.server.consent_required(&prompt, &user).await {
-            Ok(b) => b,
+        let decision = match self.server.consent_decision(&prompt, &user).await {
+            Ok(d) => d,
             Err(e) => return internal(&e),
         };
-        if !needs_consent {
-            let why = if prompt.client.trusted { "trusted client" } else { "consent given before" };
+        if !decision.ask() {
+            let why = if decision == ConsentDecision::SkipTrusted { "trusted client" } else { "consent given before" };
             self.server
                 .record(
                     FlowEvent::success(self.server.now(), FlowStep::Consent, format!("skipped: {why}"))
@@ -531,20 +552,141 @@ impl Shared {
         let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
         let host = prompt.pending.redirect_uri.display_host();
         let resource = prompt.pending.resource.to_string();
-        let published_by = (prompt.client.origin == oauth_core::client::ClientOrigin::MetadataDocument)
-            .then(|| url::Url::parse(prompt.client.id.as_str()).ok().and_then(|u| u.host_str().map(str::to_owned)))
-            .flatten();
+        let identity = ClientIdentity::of(&prompt.client);
+        let scopes = self.server.describe_scopes(&prompt.pending.scopes);
         let page = pages::Consent {
             client_name: prompt.client.display_name(),
-            published_by: published_by.as_deref(),
+            about: pages::About::new(&identity),
+            asked_again: decision == ConsentDecision::AskAgain,
             redirect_host: &host,
             resource: &resource,
-            scopes: prompt.pending.scopes.iter().map(|s| s.as_str()).collect(),
+            scopes: &scopes,
             user_name: &session.name,
             action: &self.pages.consent,
             pending: &prompt.pending.id,
             csrf: &csrf,
         };
+        pages::page(StatusCode::OK, &page, &cookies)
+    }
+}
+
+/// The binding of the account sign-in form's CSRF token (there is no pending request).
+const ACCOUNT_SIGN_IN_CSRF: &str = "account sign-in";
+
+/// The binding of the Connected apps forms' CSRF token: the signed-in user, so that a token
+/// from one person's page is no good in another's session.
+fn apps_csrf_binding(user: &oauth_core::types::UserId) -> String {
+    format!("account apps|{user}")
+}
+
+/// `GET <issuer path>/account/apps`: the signed-in person's connected apps, or the sign-in form.
+async fn account_apps(State(s): AppState, headers: HeaderMap) -> Response {
+    match s.session(&headers) {
+        Some(session) => s.apps_page(&headers, &session).await,
+        None => s.account_sign_in_page(&headers, "", None),
+    }
+}
+
+/// `POST <issuer path>/account/sign-in`: the standalone sign-in of the Connected apps page,
+/// rate-limited as the sign-in of an authorization request.
+async fn account_sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers) {
+        return limited;
+    }
+    let mut form = match FormFields::parse(&headers, &body, &["csrf", "username", "password"]) {
+        Ok(f) => f,
+        Err(e) => return show_error(&e),
+    };
+    if !s.csrf_ok(&headers, ACCOUNT_SIGN_IN_CSRF, &form.take("csrf")) {
+        return csrf_failure();
+    }
+    let username = form.take("username");
+    let user = match s.authenticator.authenticate(&username, &form.take("password")).await {
+        Ok(u) => u,
+        Err(e) => return internal(&e),
+    };
+    let now = s.server.now();
+    let Some(user) = user else {
+        s.server
+            .record(FlowEvent::failure(
+                now,
+                FlowStep::SignIn,
+                Reason::BadCredentials,
+                format!("wrong username or password for '{}' (Connected apps)", clip(&username)),
+            ))
+            .await;
+        return s.account_sign_in_page(&headers, &username, Some("Wrong username or password."));
+    };
+    s.server
+        .record(
+            FlowEvent::success(now, FlowStep::SignIn, format!("signed in as '{}' (Connected apps)", user.name))
+                .user(&user.id),
+        )
+        .await;
+    let session = Session {
+        sub: user.id.to_string(),
+        name: user.name,
+        auth_time: now.as_secs(),
+        exp: now.plus(s.session_ttl).as_secs(),
+    };
+    let cookie = s.cookies.set_session(&session::sign_session(&s.server.keys(), &session), s.session_ttl.as_secs());
+    with_cookies(redirect(StatusCode::SEE_OTHER, &s.pages.apps), &[cookie])
+}
+
+/// `POST <issuer path>/account/apps/revoke`: revokes the signed-in person's grants to one
+/// client and withdraws the remembered consent, then shows the list again.
+async fn account_apps_revoke(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let mut form = match FormFields::parse(&headers, &body, &["client", "csrf"]) {
+        Ok(f) => f,
+        Err(e) => return show_error(&e),
+    };
+    let Some(session) = s.session(&headers) else {
+        return s.account_sign_in_page(&headers, "", Some("Your session ended; sign in again."));
+    };
+    let Some(user) = session.user_id() else { return csrf_failure() };
+    if !s.csrf_ok(&headers, &apps_csrf_binding(&user), &form.take("csrf")) {
+        return csrf_failure();
+    }
+    let client = match oauth_core::types::ClientId::parse(&form.take("client")) {
+        Ok(c) => c,
+        Err(e) => return show_error(&OAuthError::invalid_request(e.to_string())),
+    };
+    match s.server.revoke_connected_app(&user, &client).await {
+        Ok(_) => redirect(StatusCode::SEE_OTHER, &s.pages.apps),
+        Err(e) => internal(&e),
+    }
+}
+
+impl Shared {
+    fn account_sign_in_page(&self, headers: &HeaderMap, username: &str, error: Option<&str>) -> Response {
+        let mut cookies = Vec::new();
+        let nonce = self.csrf_nonce(headers, &mut cookies);
+        let csrf = session::csrf_token(&self.server.keys(), &nonce, ACCOUNT_SIGN_IN_CSRF);
+        let page = pages::SignIn {
+            client_name: "",
+            redirect_host: "",
+            action: &self.pages.account_sign_in,
+            pending: "",
+            csrf: &csrf,
+            username,
+            error,
+            for_account: true,
+        };
+        pages::page(StatusCode::OK, &page, &cookies)
+    }
+
+    async fn apps_page(&self, headers: &HeaderMap, session: &Session) -> Response {
+        let Some(user) = session.user_id() else { return csrf_failure() };
+        let apps = match self.server.connected_apps(&user).await {
+            Ok(a) => a,
+            Err(e) => return internal(&e),
+        };
+        let mut cookies = Vec::new();
+        let nonce = self.csrf_nonce(headers, &mut cookies);
+        let csrf = session::csrf_token(&self.server.keys(), &nonce, &apps_csrf_binding(&user));
+        let rows = apps.iter().map(|a| pages::AppRow::new(a, self.server.describe_scopes(&a.scopes))).collect();
+        let page =
+            pages::Apps { user_name: &session.name, apps: rows, revoke_action: &self.pages.apps_revoke, csrf: &csrf };
         pages::page(StatusCode::OK, &page, &cookies)
     }
 }

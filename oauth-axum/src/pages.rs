@@ -1,9 +1,11 @@
-//! Server-rendered pages: sign-in, consent, and errors shown to the user. Askama escapes every
-//! value; no page needs JavaScript, and none may be framed.
+//! Server-rendered pages: sign-in, consent, Connected apps, and errors shown to the user.
+//! Askama escapes every value; no page needs JavaScript, and none may be framed.
 
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use oauth_core::UnixTime;
+use oauth_core::account::{ClientIdentity, ConnectedApp, ScopeDescription};
 
 #[derive(Template)]
 #[template(path = "signin.html")]
@@ -15,22 +17,92 @@ pub(crate) struct SignIn<'a> {
     pub(crate) csrf: &'a str,
     pub(crate) username: &'a str,
     pub(crate) error: Option<&'a str>,
+    /// The standalone sign-in of the Connected apps page: no client and no pending request.
+    pub(crate) for_account: bool,
 }
 
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub(crate) struct Consent<'a> {
     pub(crate) client_name: &'a str,
-    /// For a Client ID Metadata Document client: the host that published its name, the one
-    /// part of its identity that is not self-declared.
-    pub(crate) published_by: Option<&'a str>,
+    /// What the client is: who, if anyone, stands behind its name.
+    pub(crate) about: About<'a>,
+    /// The user consented before, but the consent is not replayed to this client (a public
+    /// client with a loopback or private-use redirect): the page says why it asks again.
+    pub(crate) asked_again: bool,
     pub(crate) redirect_host: &'a str,
     pub(crate) resource: &'a str,
-    pub(crate) scopes: Vec<&'a str>,
+    pub(crate) scopes: &'a [ScopeDescription],
     pub(crate) user_name: &'a str,
     pub(crate) action: &'a str,
     pub(crate) pending: &'a str,
     pub(crate) csrf: &'a str,
+}
+
+/// What a client is, as a page says it (from [`ClientIdentity`]).
+pub(crate) struct About<'a> {
+    /// Only the operator vouches for a name.
+    pub(crate) name_verified: bool,
+    /// The metadata document's host, for a metadata document client.
+    pub(crate) published_by: Option<&'a str>,
+}
+
+impl<'a> About<'a> {
+    pub(crate) fn new(identity: &'a ClientIdentity) -> Self {
+        Self { name_verified: identity.name_verified(), published_by: identity.published_by() }
+    }
+}
+
+/// The Connected apps page of a signed-in person.
+#[derive(Template)]
+#[template(path = "apps.html")]
+pub(crate) struct Apps<'a> {
+    pub(crate) user_name: &'a str,
+    pub(crate) apps: Vec<AppRow<'a>>,
+    pub(crate) revoke_action: &'a str,
+    pub(crate) csrf: &'a str,
+}
+
+/// One connected app as the page lists it.
+pub(crate) struct AppRow<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) about: About<'a>,
+    pub(crate) approved: String,
+    pub(crate) last_used: String,
+    pub(crate) scopes: Vec<ScopeDescription>,
+    pub(crate) connections: usize,
+}
+
+impl<'a> AppRow<'a> {
+    pub(crate) fn new(app: &'a ConnectedApp, scopes: Vec<ScopeDescription>) -> Self {
+        Self {
+            client_id: app.client_id.as_str(),
+            name: &app.name,
+            about: About::new(&app.identity),
+            approved: utc(app.approved_at),
+            last_used: utc(app.last_used_at),
+            scopes,
+            connections: app.grants,
+        }
+    }
+}
+
+/// `2026-12-01 20:31 UTC`.
+pub(crate) fn utc(t: UnixTime) -> String {
+    let secs = t.as_secs();
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
 }
 
 #[derive(Template)]
@@ -78,13 +150,14 @@ pub(crate) fn error_page(status: StatusCode, title: &str, message: &str, code: &
 mod tests {
     use super::*;
 
-    fn consent(published_by: Option<&str>) -> String {
+    fn consent(identity: &ClientIdentity, scopes: &[ScopeDescription]) -> String {
         Consent {
             client_name: "Claude Code",
-            published_by,
+            about: About::new(identity),
+            asked_again: false,
             redirect_host: "localhost",
             resource: "https://mcp.example.com/mcp",
-            scopes: vec!["mcp:tools"],
+            scopes,
             user_name: "alice",
             action: "/authorize/consent",
             pending: "p",
@@ -94,10 +167,36 @@ mod tests {
         .unwrap()
     }
 
+    fn scope(scope: &str, description: Option<&str>) -> ScopeDescription {
+        ScopeDescription::new(scope, description.map(str::to_owned))
+    }
+
     #[test]
-    fn a_metadata_document_client_shows_who_published_its_name() {
-        let page = consent(Some("claude.ai"));
-        assert!(page.contains("describes itself at <code>claude.ai</code>"), "{page}");
-        assert!(!consent(None).contains("describes itself"));
+    fn the_consent_page_says_what_the_client_is() {
+        let scopes = [scope("mcp:tools", None)];
+        let doc = consent(&ClientIdentity::MetadataDocument { host: "claude.ai".into() }, &scopes);
+        assert!(doc.contains("metadata document from <code>claude.ai</code>"), "{doc}");
+        assert!(doc.contains("unverified"), "{doc}");
+        let dcr = consent(&ClientIdentity::Registered, &scopes);
+        assert!(dcr.contains("registered itself on this server") && dcr.contains("unverified"), "{dcr}");
+        let pre = consent(&ClientIdentity::PreRegistered, &scopes);
+        assert!(pre.contains("pre-registered by the operator") && !pre.contains("unverified"), "{pre}");
+    }
+
+    #[test]
+    fn scopes_are_described_in_words_with_the_raw_scope_as_fallback() {
+        let page = consent(
+            &ClientIdentity::Registered,
+            &[scope("mcp:tools", Some("Read and add your notes")), scope("mcp:admin", None)],
+        );
+        assert!(page.contains("Read and add your notes"), "{page}");
+        assert!(page.contains("<code class=\"scope\">mcp:admin</code>"), "{page}");
+    }
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc(UnixTime::from_secs(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(UnixTime::from_secs(1_796_157_060)), "2026-12-01 20:31 UTC");
+        assert_eq!(utc(UnixTime::from_secs(951_782_400)), "2000-02-29 00:00 UTC");
     }
 }

@@ -332,14 +332,24 @@ async fn browser_flow_signs_in_consents_and_gets_tokens() {
         send(&a, form("/token", &format!("grant_type=refresh_token&refresh_token={rt}&client_id={client}"))).await;
     assert_eq!((r.status(), error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "invalid_grant"));
 
-    // Signed in already: the next authorization of this client skips both pages.
-    let (r, _) = send(&a, {
+    // Signed in already: the next authorization of this client skips the sign-in page, but
+    // not the consent page: the code goes to a loopback port of a public client, which another
+    // app on the device could pose as (RFC 8252 8.6), so remembered consent is not replayed.
+    let (r, b) = send(&a, {
         let mut req = get(&authorize_url(&client, challenge.as_str()));
         req.headers_mut().insert(header::COOKIE, cookie_header.parse().unwrap());
         req
     })
     .await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "remembered consent");
+    assert_eq!(r.status(), StatusCode::OK, "consent asked again");
+    assert!(b.contains("asked again") && b.contains("value=\"approve\""), "{b}");
+    let mut req = form(
+        "/authorize/consent",
+        &format!("pending={}&csrf={}&decision=approve", hidden(&b, "pending"), hidden(&b, "csrf")),
+    );
+    req.headers_mut().insert(header::COOKIE, cookie_header.parse().unwrap());
+    let (r, _) = send(&a, req).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let code = query(header(&r, header::LOCATION))["code"].clone();
     let token_body = token_body.replace(&urlencode(&q["code"]), &urlencode(&code));
     let (r, b) = send(&a, form("/token", &token_body)).await;
@@ -479,4 +489,79 @@ async fn the_sweeper_removes_abandoned_registrations() {
     }
     task.abort();
     assert_eq!(left, 0, "a client registered 8 days ago that never got a token is collected");
+}
+
+#[tokio::test]
+async fn connected_apps_forms_are_bound_to_the_signed_in_user() {
+    let a = app("http://127.0.0.1:8080").await;
+    create_user(a.server.stores().users.as_ref(), "bob", "battery staple", a.server.now()).await.unwrap();
+    let with_cookie = |mut req: Request<Body>, cookie: &str| {
+        req.headers_mut().insert(header::COOKIE, cookie.parse().unwrap());
+        req
+    };
+    let (r, page) = send(&a, get("/account/apps")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(page.contains("name=\"password\"") && !page.contains("name=\"pending\""), "{page}");
+    let csrf_cookie = cookies(&r).into_iter().find(|c| c.starts_with("mcp_oauth_csrf=")).unwrap();
+    let sign_in_csrf = hidden(&page, "csrf");
+    let mut sessions = HashMap::new();
+    for (user, password) in [("alice", "correct+horse"), ("bob", "battery+staple")] {
+        let body = format!("csrf={sign_in_csrf}&username={user}&password={password}");
+        let (r, _) = send(&a, with_cookie(form("/account/sign-in", &body), &csrf_cookie)).await;
+        assert_eq!((r.status(), header(&r, header::LOCATION)), (StatusCode::SEE_OTHER, "/account/apps"));
+        let session = cookies(&r).into_iter().find(|c| c.starts_with("mcp_oauth_session=")).unwrap();
+        sessions.insert(user, format!("{csrf_cookie}; {session}"));
+    }
+    // Without the cookie nonce, the sign-in form is refused.
+    let body = format!("csrf={sign_in_csrf}&username=alice&password=correct+horse");
+    assert_eq!(send(&a, form("/account/sign-in", &body)).await.0.status(), StatusCode::FORBIDDEN);
+
+    let (r, apps) = send(&a, with_cookie(get("/account/apps"), &sessions["alice"])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(apps.contains("Signed in as <strong>alice</strong>") && apps.contains("No apps are connected"), "{apps}");
+
+    // Alice connects an app.
+    let client = register_public(&a, "Alice's App").await;
+    let alice = a.server.stores().users.user_by_username("alice").await.unwrap().unwrap().id;
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let prompt = a
+        .server
+        .authorize(
+            oauth_core::authorize::AuthorizationRequest::from_pairs(
+                url::Url::parse(&format!("http://x{}", authorize_url(&client, challenge.as_str())))
+                    .unwrap()
+                    .query_pairs(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let location = a.server.approve(&prompt.pending.id, &alice, a.server.now(), true).await.unwrap();
+    let token_body = format!(
+        "grant_type=authorization_code&code={}&code_verifier={}&redirect_uri={}&client_id={client}",
+        urlencode(&query(&location)["code"]),
+        verifier.secret(),
+        urlencode(REDIRECT)
+    );
+    assert_eq!(send(&a, form("/token", &token_body)).await.0.status(), StatusCode::OK);
+    let (_, apps) = send(&a, with_cookie(get("/account/apps"), &sessions["alice"])).await;
+    assert!(apps.contains("Alice&#39;s App") || apps.contains("Alice&#x27;s App"), "{apps}");
+    let (_, bobs) = send(&a, with_cookie(get("/account/apps"), &sessions["bob"])).await;
+    assert!(bobs.contains("No apps are connected"), "Bob sees only his own apps: {bobs}");
+    let alice_csrf = hidden(&apps, "csrf");
+    let revoke = format!("client={client}&csrf={}", urlencode(&alice_csrf));
+    // Alice's token in Bob's session: refused (a token from one person's page is no good in another's).
+    let (r, _) = send(&a, with_cookie(form("/account/apps/revoke", &revoke), &sessions["bob"])).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, apps) = send(&a, with_cookie(get("/account/apps"), &sessions["alice"])).await;
+    assert!(!apps.contains("No apps are connected"), "a forged revoke changed nothing: {apps}");
+    let (r, _) = send(&a, with_cookie(form("/account/apps/revoke", &revoke), &sessions["alice"])).await;
+    assert_eq!((r.status(), header(&r, header::LOCATION)), (StatusCode::SEE_OTHER, "/account/apps"));
+    let (_, apps) = send(&a, with_cookie(get("/account/apps"), &sessions["alice"])).await;
+    assert!(apps.contains("No apps are connected"), "revoked: {apps}");
+    // Not signed in: the sign-in form, nothing revoked.
+    let (r, page) = send(&a, with_cookie(form("/account/apps/revoke", &revoke), &csrf_cookie)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(page.contains("sign in again"), "{page}");
 }

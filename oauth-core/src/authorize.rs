@@ -28,7 +28,7 @@ use crate::policy::{Quirk, resolve_resource, resolve_scopes};
 use crate::secret::AuthorizationCode;
 use crate::server::AuthorizationServer;
 use crate::store::{AuthorizationCodeRecord, Consent, PendingAuthorization};
-use crate::types::{ClientId, GrantId, RedirectUri, UserId};
+use crate::types::{ClientId, GrantId, RedirectKind, RedirectUri, ScopeSet, UserId};
 
 /// Longest `state` accepted.
 pub const MAX_STATE_LEN: usize = 2048;
@@ -343,14 +343,43 @@ impl AuthorizationServer {
             .map(|client| AuthorizationPrompt { pending, client }))
     }
 
-    /// Whether `user` must see the consent page for this request: not for trusted clients,
-    /// nor when the user already consented to these scopes for this client.
+    /// Whether `user` must see the consent page for this request: see [`consent_decision`]
+    /// for the rule. When a remembered consent is not replayed, a flow event says why.
     pub async fn consent_required(&self, prompt: &AuthorizationPrompt, user: &UserId) -> Result<bool, Error> {
-        if prompt.client.trusted {
-            return Ok(false);
+        Ok(self.consent_decision(prompt, user).await?.ask())
+    }
+
+    /// [`consent_decision`] for this request and user, with the user's remembered consent
+    /// from the store. When a remembered consent is not replayed, it records a flow event
+    /// saying why the consent page is shown again.
+    pub async fn consent_decision(
+        &self,
+        prompt: &AuthorizationPrompt,
+        user: &UserId,
+    ) -> Result<ConsentDecision, Error> {
+        let remembered =
+            if prompt.client.trusted { None } else { self.stores().consents.consent(user, &prompt.client.id).await? };
+        let decision =
+            consent_decision(&prompt.client, &prompt.pending.redirect_uri, remembered.as_ref(), &prompt.pending.scopes);
+        if decision == ConsentDecision::AskAgain {
+            self.record(
+                FlowEvent::success(
+                    self.now(),
+                    FlowStep::Consent,
+                    format!(
+                        "remembered consent not replayed: public client whose code goes to {} ({:?} redirect); \
+                         RFC 8252 8.6: another app on the device could pose as it; consent page shown again \
+                         (an operator who vouches for the client can mark it trusted)",
+                        prompt.pending.redirect_uri,
+                        prompt.pending.redirect_uri.kind()
+                    ),
+                )
+                .client(&prompt.client.id)
+                .user(user),
+            )
+            .await;
         }
-        let existing = self.stores().consents.consent(user, &prompt.client.id).await?;
-        Ok(!existing.is_some_and(|c| prompt.pending.scopes.is_subset(&c.scopes)))
+        Ok(decision)
     }
 
     /// Completes the pending authorization `pending_id` for `user`: issues a single-use code and
@@ -461,6 +490,57 @@ impl AuthorizationServer {
     }
 }
 
+/// Whether the consent page is shown, and why: the outcome of [`consent_decision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsentDecision {
+    /// Skip the page: the operator marked the client trusted.
+    SkipTrusted,
+    /// Skip the page: the user consented to these scopes for this client before, and the
+    /// code goes somewhere only that client can receive it.
+    SkipRemembered,
+    /// Show the page: no consent to these scopes yet.
+    Ask,
+    /// Show the page again although the user consented before: the client is public and its
+    /// code goes to a loopback or private-use redirect, which any program on the device can
+    /// listen on or claim (RFC 8252 8.6), so the request may not come from that client.
+    AskAgain,
+}
+
+impl ConsentDecision {
+    /// Whether the consent page is shown.
+    pub fn ask(self) -> bool {
+        matches!(self, Self::Ask | Self::AskAgain)
+    }
+}
+
+/// The consent rule, for a request of `client` delivering its code to `redirect_uri`, asking
+/// for `scopes`, where `remembered` is the user's earlier consent to that client:
+///
+/// - a trusted client (marked so by the operator) never sees the page;
+/// - with no remembered consent covering `scopes`, the page is shown;
+/// - a remembered consent is replayed silently only when the redirect proves who gets the
+///   code: an https redirect, or a confidential client (which must present its secret to use
+///   the code). A public client whose code goes to a loopback port or a private-use scheme is
+///   asked again, since another app on the device can pose as it (RFC 8252 8.6).
+pub fn consent_decision(
+    client: &Client,
+    redirect_uri: &RedirectUri,
+    remembered: Option<&Consent>,
+    scopes: &ScopeSet,
+) -> ConsentDecision {
+    if client.trusted {
+        return ConsentDecision::SkipTrusted;
+    }
+    if !remembered.is_some_and(|c| c.client_id == client.id && scopes.is_subset(&c.scopes)) {
+        return ConsentDecision::Ask;
+    }
+    if client.is_public() && redirect_uri.kind() != RedirectKind::Https {
+        return ConsentDecision::AskAgain;
+    }
+    ConsentDecision::SkipRemembered
+}
+
 /// `redirect_uri` with `params` appended to its query (existing query parameters are kept).
 pub(crate) fn location(redirect_uri: &RedirectUri, params: &[(&str, &str)]) -> String {
     match url::Url::parse(redirect_uri.as_str()) {
@@ -485,4 +565,79 @@ fn error_location(redirect_uri: &RedirectUri, error: &OAuthError, state: Option<
     }
     params.push(("iss", issuer));
     location(redirect_uri, &params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientOrigin, TokenEndpointAuthMethod};
+
+    fn client(auth: TokenEndpointAuthMethod, redirect: &RedirectUri, trusted: bool) -> Client {
+        let mut c = Client::new(
+            ClientId::parse("c1").unwrap(),
+            auth,
+            vec![redirect.clone()],
+            ClientOrigin::Dynamic,
+            UnixTime::from_secs(0),
+        );
+        c.trusted = trusted;
+        c
+    }
+
+    #[test]
+    fn remembered_consent_is_replayed_only_where_the_redirect_proves_the_client() {
+        use ConsentDecision::{AskAgain, SkipRemembered, SkipTrusted};
+        use TokenEndpointAuthMethod::{ClientSecretBasic, None as Public};
+        let loopback = RedirectUri::parse("http://127.0.0.1:51234/callback").unwrap();
+        let private_use = RedirectUri::parse("cursor://anysphere.cursor-mcp/oauth/callback").unwrap();
+        let https = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
+        let scopes = ScopeSet::parse("mcp:tools").unwrap();
+        let remembered = Consent::new(
+            UserId::parse("u1").unwrap(),
+            ClientId::parse("c1").unwrap(),
+            scopes.clone(),
+            UnixTime::from_secs(0),
+        );
+        // (client type, redirect, trusted) => decision with a remembered consent.
+        let table = [
+            (Public, &loopback, false, AskAgain),
+            (Public, &private_use, false, AskAgain),
+            (Public, &https, false, SkipRemembered),
+            (ClientSecretBasic, &loopback, false, SkipRemembered),
+            (ClientSecretBasic, &private_use, false, SkipRemembered),
+            (ClientSecretBasic, &https, false, SkipRemembered),
+            (Public, &loopback, true, SkipTrusted),
+            (Public, &private_use, true, SkipTrusted),
+            (Public, &https, true, SkipTrusted),
+            (ClientSecretBasic, &loopback, true, SkipTrusted),
+            (ClientSecretBasic, &private_use, true, SkipTrusted),
+            (ClientSecretBasic, &https, true, SkipTrusted),
+        ];
+        for (auth, redirect, trusted, expected) in table {
+            let c = client(auth, redirect, trusted);
+            assert_eq!(
+                consent_decision(&c, redirect, Some(&remembered), &scopes),
+                expected,
+                "{auth:?} to {redirect}, trusted {trusted}"
+            );
+            // Without a remembered consent only a trusted client skips the page.
+            let fresh = consent_decision(&c, redirect, None, &scopes);
+            assert_eq!(fresh, if trusted { SkipTrusted } else { ConsentDecision::Ask }, "{auth:?} to {redirect}");
+        }
+    }
+
+    #[test]
+    fn a_remembered_consent_covers_only_its_scopes_and_its_client() {
+        let https = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
+        let c = client(TokenEndpointAuthMethod::None, &https, false);
+        let user = UserId::parse("u1").unwrap();
+        let narrow =
+            Consent::new(user.clone(), c.id.clone(), ScopeSet::parse("mcp:tools").unwrap(), UnixTime::from_secs(0));
+        let wider = ScopeSet::parse("mcp:tools mcp:admin").unwrap();
+        assert_eq!(consent_decision(&c, &https, Some(&narrow), &wider), ConsentDecision::Ask, "new scopes");
+        let other = Consent::new(user, ClientId::parse("c2").unwrap(), wider.clone(), UnixTime::from_secs(0));
+        assert_eq!(consent_decision(&c, &https, Some(&other), &wider), ConsentDecision::Ask, "another client");
+        assert!(ConsentDecision::AskAgain.ask() && ConsentDecision::Ask.ask());
+        assert!(!ConsentDecision::SkipRemembered.ask() && !ConsentDecision::SkipTrusted.ask());
+    }
 }

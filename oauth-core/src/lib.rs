@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod client;

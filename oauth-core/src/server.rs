@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub service_documentation: Option<String>,
     /// Clients the operator expects to connect; the self-check makes sure each one can.
     pub expected_clients: Vec<KnownClient>,
+    /// What each scope lets a client do, in words for the consent and Connected apps pages.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 impl ServerConfig {
@@ -115,6 +117,7 @@ impl ServerConfig {
             client_credentials: false,
             service_documentation: None,
             expected_clients: Vec::new(),
+            scope_descriptions: std::collections::BTreeMap::new(),
         }
     }
 
@@ -236,6 +239,18 @@ impl ServerConfig {
     #[must_use]
     pub fn with_expected_clients(mut self, clients: impl IntoIterator<Item = KnownClient>) -> Self {
         self.expected_clients = clients.into_iter().collect();
+        self
+    }
+
+    /// Describes scopes in words for the people who approve them ("Read and add your notes"
+    /// for `mcp:tools`): the consent and Connected apps pages show the description, with the
+    /// scope beside it. Default: none, and the pages show the raw scope string.
+    #[must_use]
+    pub fn with_scope_descriptions<K: Into<String>, V: Into<String>>(
+        mut self,
+        descriptions: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.scope_descriptions = descriptions.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         self
     }
 

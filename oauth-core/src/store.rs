@@ -207,6 +207,10 @@ pub trait GrantStore: Debug + Send + Sync + 'static {
     /// Deletes grants revoked, or whose refresh token expired, before `before`, with their
     /// tokens. Returns how many grants.
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64>;
+    /// The user's grants that are not revoked and whose refresh token (if any) has not
+    /// expired at `now`, newest first (by `created_at`, then id), at most `limit`: what the
+    /// user's "Connected apps" page lists.
+    async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>>;
 }
 
 /// A user's consent to a client.

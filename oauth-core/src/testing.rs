@@ -64,6 +64,8 @@ macro_rules! store_conformance_tests {
             machine_tokens_are_marked_revocable_and_operator_only,
             introspection_answers_only_the_entitled,
             legacy_client_secret_hashes_verify_once_and_are_rehashed,
+            user_grants_list_live_grants_newest_first,
+            connected_apps_revoke_only_the_users_grants,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1289,4 +1291,77 @@ pub async fn legacy_client_secret_hashes_verify_once_and_are_rehashed(stores: St
         oauth_code(&h.server.token(code_request(&id, &code, &verifier), Some(&wrong)).await.unwrap_err()),
         ErrorCode::InvalidClient
     );
+pub async fn user_grants_list_live_grants_newest_first(stores: Stores) {
+    let s = &stores.grants;
+    let mut old = grant("kit-a");
+    old.created_at = t(1);
+    let mut new = grant("kit-b");
+    new.created_at = t(3);
+    let mut no_refresh = grant("kit-c");
+    no_refresh.created_at = t(2);
+    no_refresh.has_refresh_token = false;
+    no_refresh.refresh_expires_at = None;
+    let mut revoked = grant("kit-d");
+    revoked.created_at = t(4);
+    let mut expired = grant("kit-e");
+    expired.created_at = t(5);
+    expired.refresh_expires_at = Some(t(50));
+    let mut someone_else = grant("kit-a");
+    someone_else.user = uid("user-2");
+    for g in [&old, &new, &no_refresh, &revoked, &expired, &someone_else] {
+        let token = g.has_refresh_token.then(|| RefreshToken::generate().hash());
+        s.create_grant(g, token.as_ref()).await.unwrap();
+    }
+    assert!(s.revoke_grant(&revoked.id, t(6)).await.unwrap());
+
+    let ids = |v: Vec<Grant>| v.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let live = ids(s.user_grants(&uid("user-1"), t(100), 10).await.unwrap());
+    assert_eq!(live, vec![new.id.clone(), no_refresh.id.clone(), old.id.clone()], "live grants, newest first");
+    let before_expiry = ids(s.user_grants(&uid("user-1"), t(49), 10).await.unwrap());
+    assert_eq!(before_expiry[0], expired.id, "a refresh token is live until it expires");
+    assert_eq!(ids(s.user_grants(&uid("user-1"), t(100), 2).await.unwrap()), vec![new.id, no_refresh.id], "bounded");
+    assert_eq!(ids(s.user_grants(&uid("user-2"), t(100), 10).await.unwrap()), vec![someone_else.id]);
+    assert!(s.user_grants(&uid("user-3"), t(100), 10).await.unwrap().is_empty());
+}
+
+pub async fn connected_apps_revoke_only_the_users_grants(stores: Stores) {
+    let h = harness(stores).await;
+    let s = &h.server;
+    let client = register_public_client(s).await;
+    // Two people connect the same client.
+    let mut refresh = HashMap::new();
+    for user in ["user-1", "user-2"] {
+        let verifier = CodeVerifier::generate();
+        let challenge = CodeChallenge::s256(&verifier);
+        let req = AuthorizationRequest::from_pairs([
+            ("response_type", "code"),
+            ("client_id", client.as_str()),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap();
+        let prompt = s.authorize(req).await.unwrap();
+        let location = s.approve(&prompt.pending.id, &uid(user), s.now(), true).await.unwrap();
+        let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        let tokens = s.token(code_request(&client, &code, &verifier), None).await.unwrap();
+        refresh.insert(user, tokens.refresh_token.unwrap().secret().to_owned());
+    }
+    let apps = s.connected_apps(&uid("user-1")).await.unwrap();
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!((apps[0].client_id.clone(), apps[0].name.as_str(), apps[0].grants), (client.clone(), "kit", 1));
+    assert_eq!(apps[0].identity, crate::account::ClientIdentity::Registered);
+    assert_eq!(apps[0].scopes.to_string(), "mcp:tools");
+
+    assert_eq!(s.revoke_connected_app(&uid("user-1"), &client).await.unwrap(), 1);
+    assert!(s.connected_apps(&uid("user-1")).await.unwrap().is_empty());
+    assert!(s.stores().consents.consent(&uid("user-1"), &client).await.unwrap().is_none(), "consent withdrawn");
+    let err = s.token(refresh_request(&client, &refresh["user-1"]), None).await.unwrap_err();
+    assert_eq!(err.to_oauth().code(), ErrorCode::InvalidGrant);
+    // The other person's grant and consent are untouched.
+    assert!(s.token(refresh_request(&client, &refresh["user-2"]), None).await.is_ok());
+    assert!(s.stores().consents.consent(&uid("user-2"), &client).await.unwrap().is_some());
+    assert_eq!(s.connected_apps(&uid("user-2")).await.unwrap().len(), 1);
+    // Revoking again finds nothing.
+    assert_eq!(s.revoke_connected_app(&uid("user-1"), &client).await.unwrap(), 0);
 }

@@ -248,6 +248,19 @@ impl GrantStore for MemoryStore {
         g.refresh_tokens.retain(|_, (id, _)| !dead.contains(id));
         Ok(dead.len() as u64)
     }
+
+    async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>> {
+        let mut v: Vec<Grant> = self
+            .lock()
+            .grants
+            .values()
+            .filter(|g| &g.user == user && g.revoked_at.is_none() && g.refresh_expires_at.is_none_or(|t| t > now))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.as_str().cmp(a.id.as_str())));
+        v.truncate(limit);
+        Ok(v)
+    }
 }
 
 #[async_trait]

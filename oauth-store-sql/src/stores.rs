@@ -424,6 +424,27 @@ impl GrantStore for SqlStore {
         })
         .map_err(db("sweep_grants"))
     }
+
+    async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>> {
+        const OP: &str = "user_grants";
+        // Served by the index `grants_user_id` (migration 0004).
+        let rows: Vec<GrantRow> = with_pool!(self, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM grants WHERE user_id = $1 AND revoked_at IS NULL \
+                  AND (refresh_expires_at IS NULL OR refresh_expires_at > $2) \
+                  ORDER BY created_at DESC, id DESC LIMIT $3"
+            ))
+            .bind(user.as_str())
+            .bind(now.as_secs())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db(OP))?;
+        rows.into_iter().map(|r| r.into_grant(OP)).collect()
+    }
 }
 
 #[async_trait]

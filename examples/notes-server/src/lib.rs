@@ -99,7 +99,8 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let config = ServerConfig::new(issuer, resource.clone())
         .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
         .with_expected_clients(settings.expected_clients.iter().copied())
-        .with_client_credentials(settings.machine_clients);
+        .with_client_credentials(settings.machine_clients)
+        .with_scope_descriptions([("mcp:tools", "Read and add your notes")]);
     // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
     // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
     let cache = TokenCache::new(TokenCacheConfig::for_server(&config));

@@ -1,6 +1,7 @@
 //! The sign-in and consent pages in Debian's headless Chromium (driven by playwright-core from
 //! `interop/browser`), used as a person would: a wrong password, consent, the back button, a
-//! double submit, an expired session, framing, a cross-site post, no JavaScript, phone width.
+//! double submit, an expired session, framing, a cross-site post, no JavaScript, phone width,
+//! and Connected apps (its own sign-in, the client listed, revoked).
 
 mod common;
 
@@ -31,12 +32,22 @@ fn the_pages_work_in_a_real_browser() {
         "cross_site_post_refused",
         "works_without_javascript",
         "phone_width_ok",
+        "connected_apps_lists_client",
+        "connected_apps_revoke_works",
     ] {
         assert_eq!(out[check], true, "{check}: {out}");
     }
     assert_eq!(out["session_cookie"]["httpOnly"], true, "{out}");
     assert_eq!(out["session_cookie"]["sameSite"], "Lax", "{out}");
-    for shot in ["sign-in.png", "consent.png", "consent-phone.png", "sign-in-phone.png"] {
+    for shot in [
+        "sign-in.png",
+        "consent.png",
+        "consent-phone.png",
+        "sign-in-phone.png",
+        "connected-apps.png",
+        "connected-apps-phone.png",
+        "connected-apps-revoked.png",
+    ] {
         let len = std::fs::metadata(shots.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "screenshot {shot} missing or empty");
     }
