@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub service_documentation: Option<String>,
     /// Clients the operator expects to connect; the self-check makes sure each one can.
     pub expected_clients: Vec<KnownClient>,
+    /// Seals private signing keys at rest; `None` stores them in clear.
+    pub key_encryption: Option<crate::keys::KeyEncryption>,
 }
 
 impl ServerConfig {
@@ -113,6 +115,7 @@ impl ServerConfig {
             client_credentials: true,
             service_documentation: None,
             expected_clients: Vec::new(),
+            key_encryption: None,
         }
     }
 
@@ -231,6 +234,16 @@ impl ServerConfig {
     #[must_use]
     pub fn with_expected_clients(mut self, clients: impl IntoIterator<Item = KnownClient>) -> Self {
         self.expected_clients = clients.into_iter().collect();
+        self
+    }
+
+    /// Seals private signing keys at rest with `kek` (AES-256-GCM; see
+    /// [`crate::keys::KeyEncryption`]). Default: off, so anyone who reads the key store can
+    /// mint tokens. Keep the key outside the database; a server started without it, or with
+    /// another one, refuses to load sealed keys.
+    #[must_use]
+    pub fn with_key_encryption(mut self, kek: crate::keys::KeyEncryption) -> Self {
+        self.key_encryption = Some(kek);
         self
     }
 
@@ -365,6 +378,7 @@ impl AuthorizationServer {
     /// A server on the given clock.
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
+        let stores = crate::keys::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         Ok(Self { config, stores, clock, keys: RwLock::new(Arc::new(keys)), metadata_documents: None })
     }

@@ -51,6 +51,9 @@ pub struct Settings {
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL,
     /// fetched with the SSRF-safe fetcher of `oauth-axum`).
     pub metadata_documents: bool,
+    /// Seals the signing keys in the database with this key-encryption key. `None`: they are
+    /// stored in clear.
+    pub key_encryption: Option<oauth_core::keys::KeyEncryption>,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             admin_token: None,
             trusted_proxies: Vec::new(),
             metadata_documents: true,
+            key_encryption: None,
         }
     }
 }
@@ -91,9 +95,12 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         )));
     }
     let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
-    let config = ServerConfig::new(issuer, resource.clone())
+    let mut config = ServerConfig::new(issuer, resource.clone())
         .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
         .with_expected_clients(settings.expected_clients.iter().copied());
+    if let Some(kek) = &settings.key_encryption {
+        config = config.with_key_encryption(kek.clone());
+    }
     // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
     // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
     let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
