@@ -7,6 +7,8 @@ mod admin;
 pub mod metadata_documents;
 mod pages;
 mod ratelimit;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod session;
 
 use std::sync::Arc;
