@@ -1,4 +1,4 @@
-//! Signing keys: generated once, persisted through the [`KeyStore`](crate::store::KeyStore),
+//! Signing keys: generated once, persisted through the [`KeyStore`],
 //! rotated on demand, and published as a JWKS that carries the current and previous keys.
 //!
 //! ES256 is the default (fastest to verify on these machines); EdDSA and RS256 are available;
