@@ -117,6 +117,18 @@ async fn a_connection_that_sends_half_its_headers_is_closed_after_the_header_tim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    let server = Proc::start("idle", &[("NOTES_HEADER_READ_TIMEOUT", "1")], true);
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(b"GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // The response is complete; the connection then waits for a next request that never comes.
+    assert!(closed_within(&mut tcp, Duration::from_secs(20)).await, "an idle keep-alive connection was held");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_wait_until_slow_ones_are_dropped() {
     let server = Proc::start("cap", &[("NOTES_HEADER_READ_TIMEOUT", "4"), ("NOTES_MAX_CONNECTIONS", "3")], true);
     let addr = server.addr();
