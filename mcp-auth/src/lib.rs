@@ -381,6 +381,75 @@ fn parse_redirects(uris: &[String]) -> Result<Vec<RedirectUri>, CliError> {
     Ok(uris.iter().map(|u| RedirectUri::parse(u.trim())).collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Secrets given on the command line are visible to every user of the machine (`ps`,
+/// `/proc/<pid>/cmdline`) and land in shell histories. Returns the error that refuses `flag`
+/// when `matches` says its value came from the command line, naming the environment variable
+/// and file flag to use instead.
+pub fn refuse_secret_on_command_line(
+    matches: &clap::ArgMatches,
+    id: &str,
+    flag: &str,
+    env: &str,
+    file_flag: &str,
+) -> Result<(), CliError> {
+    if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+        return Err(format!(
+            "{flag} on the command line is visible to every user of this machine (ps); \
+             set {env} in the environment or put the value in a file named by {file_flag}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The database URL to use: `url` (from `--database-url` or `DATABASE_URL`), or the contents of
+/// `file` (`--database-url-file`). A URL with a password is refused when it came from the
+/// command line (`from_command_line`), where every user of the machine can read it.
+pub fn resolve_database_url(
+    url: String,
+    from_command_line: bool,
+    file: Option<&std::path::Path>,
+) -> Result<String, CliError> {
+    if let Some(file) = file {
+        return read_secret_file(file);
+    }
+    if from_command_line && database_url_has_password(&url) {
+        return Err("the password in --database-url is visible to every user of this machine (ps); \
+                    set DATABASE_URL in the environment or put the URL in a file named by --database-url-file"
+            .into());
+    }
+    Ok(url)
+}
+
+/// Whether a database URL carries a password: `scheme://user:password@host…`, or a
+/// `password=` query parameter.
+pub fn database_url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || query.split('&').any(|pair| pair.to_ascii_lowercase().starts_with("password="))
+}
+
+/// A secret read from `path`: its contents, at most 64 KiB, without the final line break.
+/// Warns when the file can be read by other users.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, CliError> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = file.metadata()
+        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "a secret file is readable by other users; chmod 600 it");
+    }
+    let mut text = String::new();
+    file.take(64 * 1024).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = text.trim_end_matches(['\r', '\n']);
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()).into());
+    }
+    Ok(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +462,18 @@ mod tests {
         assert_eq!(parse_age("2d"), Ok(Duration::from_secs(172_800)));
         assert!(parse_age("soon").is_err());
         assert!(parse_age("5w").is_err());
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_recognised() {
+        assert!(database_url_has_password("postgres://app:s3cret@db:5432/oauth"));
+        assert!(database_url_has_password("postgresql://app:p%40ss@db/oauth?sslmode=disable"));
+        assert!(!database_url_has_password("postgres://app@db/oauth"));
+        assert!(database_url_has_password("postgres://db/oauth?user=app&password=x"));
+        assert!(!database_url_has_password("sqlite://data/notes.db?mode=rwc"));
+        assert!(!database_url_has_password("memory"));
+        let err = resolve_database_url("postgres://a:b@h/d".into(), true, None).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && !err.contains("a:b"), "{err}");
+        assert!(resolve_database_url("postgres://a:b@h/d".into(), false, None).is_ok(), "from the environment");
     }
 }

@@ -2,16 +2,26 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 /// Manage an MCP server's OAuth clients and users, and find out why a connection did not come
 /// up.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(version, about)]
 struct Cli {
-    /// The server's database: `sqlite://path?mode=rwc` or `postgres://…`.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
+    /// The server's database: `sqlite://path?mode=rwc` or `postgres://…`. A URL with a
+    /// password belongs in `DATABASE_URL` or a file (`--database-url-file`), not here.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://data/notes-server.db?mode=rwc"
+    )]
     database_url: String,
+    /// A file holding the database URL (for a URL with a password).
+    #[arg(long, global = true, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: mcp_auth::Command,
 }
@@ -25,8 +35,21 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match mcp_auth::run(&cli.command, &cli.database_url).await {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let from_command_line = matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+    let database_url =
+        match mcp_auth::resolve_database_url(cli.database_url, from_command_line, cli.database_url_file.as_deref()) {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("mcp-auth: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    match mcp_auth::run(&cli.command, &database_url).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! `mcp-auth` as an operator runs it: a process on the server's database, SQLite and
 //! PostgreSQL. The PostgreSQL half uses the database `MCP_OAUTH_TEST_POSTGRES_URL` names (a
-//! fresh schema per test); unset, it fails and says how to set it, unless
-//! `MCP_OAUTH_SKIP_POSTGRES=1` asks to skip it.
+//! fresh schema per test); unset, it fails and says how to set it: it never passes without
+//! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;
@@ -175,17 +175,9 @@ async fn operator_commands_on_postgres() {
     const URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
     let base = match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => url,
-        _ if std::env::var("MCP_OAUTH_SKIP_POSTGRES").as_deref() == Ok("1") => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "!! MCP_OAUTH_SKIP_POSTGRES=1: the PostgreSQL command-line test is SKIPPED"
-            );
-            return;
-        }
         _ => panic!(
             "{URL_VAR} is not set, so the PostgreSQL command-line test cannot run: point it at a throwaway \
-             database (postgres://postgres@127.0.0.1:5432/test; `bash .ci/run` sets it up), or set \
-             MCP_OAUTH_SKIP_POSTGRES=1 to skip it on purpose"
+             database (postgres://postgres@127.0.0.1:5432/test; `bash .ci/run` sets it up)"
         ),
     };
     let schema = format!("mcp_auth_cli_{}", std::process::id());

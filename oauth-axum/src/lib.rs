@@ -7,6 +7,8 @@ mod admin;
 pub mod metadata_documents;
 mod pages;
 mod ratelimit;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod session;
 
 use std::sync::Arc;
@@ -351,17 +353,7 @@ async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes
     };
     let now = s.server.now();
     let Some(user) = user else {
-        s.server
-            .record(
-                FlowEvent::failure(
-                    now,
-                    FlowStep::SignIn,
-                    Reason::BadCredentials,
-                    format!("wrong username or password for '{}'", clip(&username)),
-                )
-                .client(&prompt.client.id),
-            )
-            .await;
+        s.server.record(failed_sign_in_event(&s.server, now, &username).await.client(&prompt.client.id)).await;
         return s.sign_in_page(&headers, &prompt, &username, Some("Wrong username or password."), StatusCode::OK);
     };
     s.server
@@ -829,4 +821,42 @@ fn internal(e: &Error) -> Response {
         "the server could not complete the request; try again",
         "server_error",
     )
+}
+
+/// The event of a failed sign-in. What was typed as the username is often a password (typed
+/// in the wrong field), so it is named only when it is a known user's name; otherwise the
+/// event carries a short keyed hash of it, enough to see the same mistyped name again (for
+/// one signing key), useless to whoever reads the events.
+async fn failed_sign_in_event(server: &AuthorizationServer, now: UnixTime, username: &str) -> FlowEvent {
+    let lookup = if username.len() <= oauth_core::users::MAX_USERNAME_LEN {
+        server.stores().users.user_by_username(username).await
+    } else {
+        Ok(None)
+    };
+    let known = match lookup {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look up a username for a failed sign-in's event");
+            None
+        }
+    };
+    match known {
+        Some(user) => FlowEvent::failure(
+            now,
+            FlowStep::SignIn,
+            Reason::BadCredentials,
+            format!("wrong password for '{}'", clip(&user.username)),
+        )
+        .user(&user.id),
+        None => {
+            let key = server.keys().derive_secret("failed sign-in username");
+            let hash = oauth_core::secret::SecretHash::of(&[&key[..], username.as_bytes()].concat());
+            FlowEvent::failure(
+                now,
+                FlowStep::SignIn,
+                Reason::BadCredentials,
+                format!("no user with the username typed (keyed hash {})", hash.short()),
+            )
+        }
+    }
 }

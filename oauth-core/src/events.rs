@@ -3,7 +3,10 @@
 //! [`EventStore`](crate::store::EventStore), so that an operator can ask "what happened to
 //! client X in the last hour" and see the exact step that broke.
 //!
-//! Details never carry a secret, a code or a token: at most a short hash prefix.
+//! Details never carry a secret, a code or a token: at most a short hash prefix. Every
+//! detail is escaped when the event is built: control characters (and the characters that
+//! reorder text on a terminal) are written as `\u{…}`, so that what a stranger typed cannot
+//! forge a log line or repaint the operator's terminal when `diagnose` prints it.
 //!
 //! ```
 //! use oauth_core::events::{FlowEvent, FlowStep, Reason};
@@ -178,19 +181,20 @@ pub struct FlowEvent {
     pub user: Option<UserId>,
     /// Why the step failed; `None` when it succeeded.
     pub reason: Option<Reason>,
-    /// What happened, precisely, for the operator. Never a secret.
+    /// What happened, precisely, for the operator. Never a secret; control characters
+    /// escaped (see [`escape_detail`]).
     pub detail: String,
 }
 
 impl FlowEvent {
-    /// A successful step.
+    /// A successful step; `detail` is escaped with [`escape_detail`].
     pub fn success(at: UnixTime, step: FlowStep, detail: impl Into<String>) -> Self {
-        Self { at, step, client_id: None, user: None, reason: None, detail: detail.into() }
+        Self { at, step, client_id: None, user: None, reason: None, detail: escape_detail(detail.into()) }
     }
 
-    /// A failed step.
+    /// A failed step; `detail` is escaped with [`escape_detail`].
     pub fn failure(at: UnixTime, step: FlowStep, reason: Reason, detail: impl Into<String>) -> Self {
-        Self { at, step, client_id: None, user: None, reason: Some(reason), detail: detail.into() }
+        Self { at, step, client_id: None, user: None, reason: Some(reason), detail: escape_detail(detail.into()) }
     }
 
     /// Sets the client.
@@ -238,6 +242,29 @@ impl FlowEvent {
             ),
         }
     }
+}
+
+/// `detail` with every control character (C0, DEL, C1) and every bidirectional-text control
+/// written as `\u{…}`: a detail quotes what a client sent (a client name, a username), and
+/// stored events are printed to terminals and logs. Text without such characters is returned
+/// as it is, without copying.
+pub fn escape_detail(detail: String) -> String {
+    if !detail.chars().any(needs_escape) {
+        return detail;
+    }
+    let mut out = String::with_capacity(detail.len() + 16);
+    for c in detail.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Which events to return.
@@ -307,5 +334,17 @@ mod tests {
             assert_eq!(FlowStep::parse(s.as_str()), Some(*s));
         }
         assert_eq!(Reason::parse("nope"), None);
+    }
+
+    #[test]
+    fn details_are_escaped_when_built() {
+        let typed = "alice\u{1b}[2J\r\nok: signed in as 'root'\u{7f}\u{85}\u{202e}";
+        let e = FlowEvent::failure(UnixTime::from_secs(0), FlowStep::SignIn, Reason::BadCredentials, typed);
+        assert_eq!(e.detail, "alice\\u{1b}[2J\\u{d}\\u{a}ok: signed in as 'root'\\u{7f}\\u{85}\\u{202e}");
+        assert!(!e.detail.chars().any(needs_escape));
+        let s = FlowEvent::success(UnixTime::from_secs(0), FlowStep::SignIn, "tab\there");
+        assert_eq!(s.detail, "tab\\u{9}here");
+        let plain = "client 'Zoë' registered (ünïcode stays)";
+        assert_eq!(escape_detail(plain.to_owned()), plain);
     }
 }

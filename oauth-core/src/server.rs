@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub expected_clients: Vec<KnownClient>,
     /// What each scope lets a client do, in words for the consent and Connected apps pages.
     pub scope_descriptions: std::collections::BTreeMap<String, String>,
+    /// Seals private signing keys at rest; `None` stores them in clear.
+    pub key_encryption: Option<crate::keys::KeyEncryption>,
 }
 
 impl ServerConfig {
@@ -118,6 +120,7 @@ impl ServerConfig {
             service_documentation: None,
             expected_clients: Vec::new(),
             scope_descriptions: std::collections::BTreeMap::new(),
+            key_encryption: None,
         }
     }
 
@@ -251,6 +254,16 @@ impl ServerConfig {
         descriptions: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         self.scope_descriptions = descriptions.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Seals private signing keys at rest with `kek` (AES-256-GCM; see
+    /// [`crate::keys::KeyEncryption`]). Default: off, so anyone who reads the key store can
+    /// mint tokens. Keep the key outside the database; a server started without it, or with
+    /// another one, refuses to load sealed keys.
+    #[must_use]
+    pub fn with_key_encryption(mut self, kek: crate::keys::KeyEncryption) -> Self {
+        self.key_encryption = Some(kek);
         self
     }
 
@@ -420,6 +433,7 @@ impl AuthorizationServer {
     /// A server on the given clock.
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
+        let stores = crate::keys::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;
         let pepper = load_server_secret(&stores, CLIENT_SECRET_PEPPER, clock.now()).await?;

@@ -1,8 +1,8 @@
 //! The store conformance kit and the SQL-specific scenarios on PostgreSQL, each test in a
 //! fresh schema of the database that `MCP_OAUTH_TEST_POSTGRES_URL` names.
 //!
-//! Unset, the tests fail and say how to set it, unless `MCP_OAUTH_SKIP_POSTGRES=1` asks to skip
-//! them; set but unreachable, they fail.
+//! Unset, the tests fail and say how to set it; set but unreachable, they fail. They never pass
+//! without PostgreSQL.
 
 mod common;
 
@@ -10,42 +10,36 @@ mod common;
 mod postgres {
     use super::common;
 
-    /// A fresh store, or a return from the test when skipping was asked for.
-    macro_rules! stores_or_skip {
-        () => {{
-            let Some(base) = common::postgres_base_url() else { return };
-            common::postgres_stores(base)
-        }};
+    /// A fresh store in a new schema.
+    macro_rules! fresh_stores {
+        () => {{ common::postgres_stores(common::postgres_base_url()) }};
     }
 
-    /// A fresh schema's URL, or a return from the test when skipping was asked for.
-    macro_rules! url_or_skip {
-        () => {{
-            let Some(base) = common::postgres_base_url() else { return };
-            common::postgres_url(&base).await
-        }};
+    /// A new schema's URL.
+    macro_rules! fresh_url {
+        () => {{ common::postgres_url(&common::postgres_base_url()).await }};
     }
 
-    oauth_core::store_conformance_tests!(stores_or_skip!());
+    oauth_core::store_conformance_tests!(fresh_stores!());
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migrations_run_on_an_empty_database_and_again() {
-        common::migrations_are_idempotent(&url_or_skip!()).await;
+        common::migrations_are_idempotent(&fresh_url!()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tokens_survive_a_restart() {
-        common::tokens_survive_a_restart(&url_or_skip!()).await;
+        common::tokens_survive_a_restart(&fresh_url!()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_clear_secret_in_any_table() {
-        common::no_clear_secret_in_any_table(&url_or_skip!()).await;
+        common::no_clear_secret_in_any_table(&fresh_url!()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn swept_grants_leave_no_refresh_tokens() {
-        common::swept_grants_leave_no_refresh_tokens(&url_or_skip!()).await;
+        common::swept_grants_leave_no_refresh_tokens(&fresh_url!()).await;
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Settings {
     /// Machine clients the operator created may use `client_credentials`, and the MCP endpoint
     /// accepts their tokens. Off: only signed-in people get tokens.
     pub machine_clients: bool,
+    /// Seals the signing keys in the database with this key-encryption key. `None`: they are
+    /// stored in clear.
+    pub key_encryption: Option<oauth_core::keys::KeyEncryption>,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             metadata_documents: true,
             machine_clients: false,
+            key_encryption: None,
         }
     }
 }
@@ -96,11 +100,14 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         )));
     }
     let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
-    let config = ServerConfig::new(issuer, resource.clone())
+    let mut config = ServerConfig::new(issuer, resource.clone())
         .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
         .with_expected_clients(settings.expected_clients.iter().copied())
         .with_client_credentials(settings.machine_clients)
         .with_scope_descriptions([("mcp:tools", "Read and add your notes")]);
+    if let Some(kek) = &settings.key_encryption {
+        config = config.with_key_encryption(kek.clone());
+    }
     // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
     // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
     let cache = TokenCache::new(TokenCacheConfig::for_server(&config));

@@ -1,9 +1,10 @@
 //! `notes-server`: run the example MCP server with its embedded authorization server.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use notes_server::{MCP_PATH, Settings, build};
 use oauth_axum::AdminToken;
 use oauth_core::Stores;
@@ -11,7 +12,7 @@ use oauth_core::selfcheck::KnownClient;
 use oauth_core::users::create_user;
 
 /// An MCP server with per-user notes, protected by OAuth 2.1.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(version, about)]
 struct Cli {
     /// Address to listen on.
@@ -23,25 +24,62 @@ struct Cli {
     public_url: Option<String>,
     /// Where the authorization server keeps clients, grants and keys.
     /// `sqlite://path?mode=rwc`, `postgres://…`, or `memory` (nothing survives a restart).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite://data/notes-server.db?mode=rwc")]
+    /// A URL with a password belongs in `DATABASE_URL` or a file, never on the command line.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://data/notes-server.db?mode=rwc"
+    )]
     database_url: String,
+    /// A file holding the database URL (for a URL with a password).
+    #[arg(long, global = true, env = "DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
     /// Private-use redirect URI schemes to accept. Default: `cursor`, so that Cursor connects
     /// out of the box; any app on the user's machine can claim a scheme, so list only the
     /// clients you expect.
     #[arg(long = "redirect-scheme", env = "NOTES_REDIRECT_SCHEMES", value_delimiter = ',', default_value = "cursor")]
     redirect_schemes: Vec<String>,
-    /// Password of the first user (`admin`) on a fresh database; generated and printed once
-    /// when not given.
-    #[arg(long, env = "NOTES_ADMIN_PASSWORD", hide_env_values = true)]
+    /// Password of the first user (`admin`) on a fresh database, from the environment
+    /// (refused on the command line). When neither it nor `--admin-password-file` is given,
+    /// one is generated and written to `--initial-password-file`.
+    #[arg(long, env = "NOTES_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
     admin_password: Option<String>,
+    /// A file holding the first user's password.
+    #[arg(long, env = "NOTES_ADMIN_PASSWORD_FILE", conflicts_with = "admin_password")]
+    admin_password_file: Option<PathBuf>,
+    /// Where a generated first password is written (mode 0600). It is printed too, only when
+    /// standard output is a terminal.
+    #[arg(long, env = "NOTES_INITIAL_PASSWORD_FILE", default_value = "data/initial-admin-password")]
+    initial_password_file: PathBuf,
     /// Clients you expect to connect (claude, chatgpt, claude-code, cursor, vscode,
     /// inspector): the server refuses to start with a configuration that would lock one out.
     #[arg(long = "expect-client", env = "NOTES_EXPECT_CLIENTS", value_delimiter = ',', value_parser = parse_known_client)]
     expected_clients: Vec<KnownClient>,
     /// Turns on the admin endpoint (`/admin/diagnose`, `/admin/clients/{id}`) behind this
-    /// bearer secret (at least 32 characters). Off when not set.
-    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true)]
+    /// bearer secret (at least 32 characters), from the environment (refused on the command
+    /// line). Off when neither it nor `--admin-token-file` is set.
+    #[arg(long, env = "NOTES_ADMIN_TOKEN", hide_env_values = true, hide = true)]
     admin_token: Option<String>,
+    /// A file holding the admin endpoint's bearer secret.
+    #[arg(long, env = "NOTES_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// Seals the signing keys in the database (AES-256-GCM) with this 32-byte key, as 64 hex
+    /// digits or base64 (`openssl rand -base64 32`), from the environment (refused on the
+    /// command line). Keep it outside the database: whoever reads the keys can mint tokens.
+    #[arg(long, env = "NOTES_KEY_ENCRYPTION_KEY", hide_env_values = true, hide = true)]
+    key_encryption_key: Option<String>,
+    /// A file holding the key-encryption key.
+    #[arg(long, env = "NOTES_KEY_ENCRYPTION_KEY_FILE", conflicts_with = "key_encryption_key")]
+    key_encryption_key_file: Option<PathBuf>,
+    /// Seconds a connection may take to send a request's head (and stay idle between
+    /// requests) before it is closed.
+    #[arg(long, env = "NOTES_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Connections served at once; more wait. Keep it below the file-descriptor limit.
+    #[arg(long, env = "NOTES_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
     /// Reverse proxies or tunnels (IP addresses) whose `X-Forwarded-For` the per-address rate
     /// limits believe. Without one they key on the connecting address, which behind a proxy is
     /// the proxy's for every client.
@@ -77,8 +115,19 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    match run(cli).await {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let secrets = match Secrets::resolve(&cli, &matches) {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            eprintln!("notes-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli, secrets).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("notes-server: {e}");
@@ -87,9 +136,54 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+/// The secrets, from the environment or files: never from the command line, where every user
+/// of the machine can read them.
+struct Secrets {
+    database_url: String,
+    admin_password: Option<String>,
+    admin_token: Option<String>,
+    key_encryption: Option<oauth_core::keys::KeyEncryption>,
+}
+
+impl Secrets {
+    fn resolve(cli: &Cli, matches: &clap::ArgMatches) -> Result<Self, mcp_auth::CliError> {
+        use mcp_auth::refuse_secret_on_command_line as refuse;
+        refuse(matches, "admin_password", "--admin-password", "NOTES_ADMIN_PASSWORD", "--admin-password-file")?;
+        refuse(matches, "admin_token", "--admin-token", "NOTES_ADMIN_TOKEN", "--admin-token-file")?;
+        refuse(
+            matches,
+            "key_encryption_key",
+            "--key-encryption-key",
+            "NOTES_KEY_ENCRYPTION_KEY",
+            "--key-encryption-key-file",
+        )?;
+        let from_command_line = matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+        let database_url = mcp_auth::resolve_database_url(
+            cli.database_url.clone(),
+            from_command_line,
+            cli.database_url_file.as_deref(),
+        )?;
+        let either = |value: &Option<String>, file: &Option<PathBuf>| -> Result<Option<String>, mcp_auth::CliError> {
+            match (value, file) {
+                (_, Some(path)) => Ok(Some(mcp_auth::read_secret_file(path)?)),
+                (value, None) => Ok(value.clone()),
+            }
+        };
+        let key_encryption = either(&cli.key_encryption_key, &cli.key_encryption_key_file)?
+            .map(|k| oauth_core::keys::KeyEncryption::parse(&k))
+            .transpose()?;
+        Ok(Self {
+            database_url,
+            admin_password: either(&cli.admin_password, &cli.admin_password_file)?,
+            admin_token: either(&cli.admin_token, &cli.admin_token_file)?,
+            key_encryption,
+        })
+    }
+}
+
+async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(command) = &cli.command {
-        return match mcp_auth::run(command, &cli.database_url).await {
+        return match mcp_auth::run(command, &secrets.database_url).await {
             Ok(true) => Ok(()),
             Ok(false) => Err("the check found problems".into()),
             Err(e) => Err(e.to_string().into()),
@@ -99,20 +193,27 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let bound = listener.local_addr()?;
     let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    let stores = open_stores(&cli.database_url).await?;
+    let stores = open_stores(&secrets.database_url).await?;
     let mut settings = Settings::new(public_url.clone());
     settings.redirect_schemes = cli.redirect_schemes.clone();
     settings.expected_clients = cli.expected_clients.clone();
     settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.metadata_documents = cli.metadata_documents;
     settings.machine_clients = cli.machine_clients;
-    settings.admin_token = cli.admin_token.as_deref().map(AdminToken::new).transpose()?;
+    settings.admin_token = secrets.admin_token.as_deref().map(AdminToken::new).transpose()?;
+    if secrets.key_encryption.is_none() && secrets.database_url != "memory" {
+        tracing::warn!(
+            "the signing keys are stored in clear in the database: whoever reads it can mint tokens; \
+             set NOTES_KEY_ENCRYPTION_KEY (or --key-encryption-key-file) to seal them"
+        );
+    }
+    settings.key_encryption = secrets.key_encryption.clone();
     let app = build(&settings, stores).await?;
 
     let users = app.server.stores().users.clone();
     let first_user = if users.list_users().await?.is_empty() {
-        let generated = cli.admin_password.is_none();
-        let password = cli
+        let generated = secrets.admin_password.is_none();
+        let password = secrets
             .admin_password
             .clone()
             .unwrap_or_else(|| oauth_core::secret::ClientSecret::generate().secret()[..20].to_owned());
@@ -125,7 +226,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     println!("notes-server listening on {bound}");
     println!("  MCP server URL (paste into your client): {}{MCP_PATH}", public_url.trim_end_matches('/'));
     match first_user {
-        Some((password, true)) => println!("  sign in as: admin / {password}   (shown once; stored only as a hash)"),
+        Some((password, true)) => {
+            write_initial_password(&cli.initial_password_file, &password)?;
+            let path = cli.initial_password_file.display();
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                println!("  sign in as: admin / {password}   (shown once; stored only as a hash; also in {path})");
+            } else {
+                println!(
+                    "  sign in as: admin, with the password in {path} (mode 0600; delete it once you have signed in)"
+                );
+            }
+        }
         Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
         None => println!("  sign in with an existing user of this database (add one: notes-server users add NAME)"),
     }
@@ -133,17 +244,30 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    // Small JSON-RPC answers go out at once: without TCP_NODELAY, Nagle's algorithm holds each
-    // one until the client's delayed ACK, some 40 ms per request under load.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    // The peer address feeds the authorization server's per-address rate limits.
-    axum::serve(listener, app.router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // A header-read timeout and a connection cap: a client that sends half a request cannot
+    // hold its connection (and a file descriptor) for ever.
+    let limits = oauth_axum::serve::ServeConfig::default()
+        .with_header_read_timeout(std::time::Duration::from_secs(cli.header_read_timeout.max(1)))
+        .with_max_connections(cli.max_connections);
+    oauth_axum::serve::serve(listener, app.router, limits, shutdown).await?;
+    Ok(())
+}
+
+/// Writes a generated first password to `path`, readable by its owner only (0600).
+fn write_initial_password(path: &Path, password: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // An older file keeps its mode on open: tighten it before writing.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{password}")?;
     Ok(())
 }
 

@@ -3,7 +3,6 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,35 +64,17 @@ pub async fn sqlite_stores() -> Stores {
 // PostgreSQL: a fresh schema per test in the database MCP_OAUTH_TEST_POSTGRES_URL names.
 
 pub const POSTGRES_URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
-pub const SKIP_POSTGRES_VAR: &str = "MCP_OAUTH_SKIP_POSTGRES";
-
-/// The base PostgreSQL URL; `None` only when skipping was asked for explicitly. Panics, saying
-/// how to set it, when it is missing.
-pub fn postgres_base_url() -> Option<String> {
-    if let Ok(url) = std::env::var(POSTGRES_URL_VAR)
-        && !url.trim().is_empty()
-    {
-        return Some(url);
+/// The base PostgreSQL URL. Panics, saying how to set it, when it is missing: these tests need
+/// PostgreSQL and never pass without it.
+pub fn postgres_base_url() -> String {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "{POSTGRES_URL_VAR} is not set, so the PostgreSQL store tests cannot run. Point it at a \
+             throwaway database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test \
+             (each test creates its own schema there; `bash .ci/run` sets it up by itself)."
+        ),
     }
-    if std::env::var(SKIP_POSTGRES_VAR).as_deref() == Ok("1") {
-        static NOTE: Once = Once::new();
-        NOTE.call_once(|| {
-            // Straight to the process's stderr: the test harness captures `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 !! {SKIP_POSTGRES_VAR}=1: the PostgreSQL store tests are SKIPPED, nothing was tested.\n\
-                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-            );
-        });
-        return None;
-    }
-    panic!(
-        "{POSTGRES_URL_VAR} is not set, so the PostgreSQL store tests cannot run. Point it at a \
-         throwaway database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test \
-         (each test creates its own schema there; `bash .ci/run` sets it up by itself), or set \
-         {SKIP_POSTGRES_VAR}=1 to skip these tests on purpose."
-    )
 }
 
 /// The URL of a new, empty schema in the database at `base`.
