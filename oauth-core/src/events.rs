@@ -155,6 +155,12 @@ wire_enum! {
         InsufficientScope => "insufficient_scope",
         /// An internal failure (storage, cryptography).
         Internal => "internal",
+        /// A request carried an MCP session (`Mcp-Session-Id`) created with a token of another
+        /// subject or client.
+        SessionNotYours => "session_not_yours",
+        /// A request carried an MCP session the guard does not know: ended after being idle,
+        /// evicted for a newer one, or created before a restart.
+        SessionUnknown => "session_unknown",
     }
 }
 
