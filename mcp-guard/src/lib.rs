@@ -6,6 +6,7 @@ pub mod cache;
 mod policy;
 #[cfg(feature = "remote")]
 pub mod remote;
+pub mod session;
 mod verifier;
 
 use std::collections::{HashMap, HashSet};
@@ -29,10 +30,13 @@ use tower_http::cors::{Any, CorsLayer};
 
 pub use crate::cache::{CacheStats, TokenCache, TokenCacheConfig};
 pub use crate::policy::ScopePolicy;
+use crate::policy::TargetError;
+pub use crate::session::SessionLimits;
+use crate::session::{Lookup, Owner, Route, SESSION_HEADER, Sessions};
 pub use crate::verifier::{AuthContext, Caller, LocalVerifier, Rejection, TokenVerifier};
 
-/// Largest JSON-RPC body the guard reads to find the method and tool, when the request has no
-/// `Mcp-Method` header and the policy needs them.
+/// Largest JSON-RPC body the guard reads to find the methods and tools it calls, when the
+/// policy needs them (rmcp's own default bound is the same).
 pub const MAX_INSPECTED_BODY: usize = 4 * 1024 * 1024;
 
 /// The guard's configuration: a [`tower::Layer`] producing [`McpGuard`].
@@ -49,6 +53,8 @@ struct GuardConfig {
     challenge_scope: Option<String>,
     policy: ScopePolicy,
     machine_clients: bool,
+    sessions: Sessions,
+    forward_authorization: bool,
     seen: Mutex<HashSet<String>>,
     refusals: Mutex<Refusals>,
 }
@@ -83,6 +89,8 @@ impl McpGuardLayer {
                 challenge_scope: None,
                 policy: ScopePolicy::default(),
                 machine_clients: false,
+                sessions: Sessions::new(SessionLimits::default()),
+                forward_authorization: false,
                 seen: Mutex::new(HashSet::new()),
                 refusals: Mutex::new(Refusals::default()),
             }),
@@ -99,6 +107,8 @@ impl McpGuardLayer {
                     challenge_scope: self.config.challenge_scope.clone(),
                     policy: self.config.policy.clone(),
                     machine_clients: self.config.machine_clients,
+                    sessions: Sessions::new(self.config.sessions.limits()),
+                    forward_authorization: self.config.forward_authorization,
                     seen: Mutex::new(HashSet::new()),
                     refusals: Mutex::new(Refusals::default()),
                 };
@@ -153,6 +163,24 @@ impl McpGuardLayer {
     pub fn with_resource_metadata_url(self, url: impl Into<String>) -> Self {
         let url = url.into();
         self.edit(|c| c.resource_metadata = url)
+    }
+
+    /// Bounds on the MCP sessions of one caller and in all, and their idle timeout. Default:
+    /// [`SessionLimits::default`] (16 per caller, 10 000 in all, 10 minutes); see
+    /// [`session`] for what the guard does with them.
+    pub fn with_session_limits(self, limits: SessionLimits) -> Self {
+        self.edit(|c| c.sessions = Sessions::new(limits))
+    }
+
+    /// Hands the client's `Authorization` header on to the inner service. Default: `false`,
+    /// the header is removed once the token is checked, and tool handlers read the caller from
+    /// the [`AuthContext`] instead.
+    ///
+    /// **Risk**: a handler that sees the token can replay it, log it, or pass it on to another
+    /// service (token passthrough, which the MCP security best practices forbid): anyone who
+    /// reads the handler's logs or controls a service it calls can then act as the user here.
+    pub fn dangerous_forward_authorization(self, forward: bool) -> Self {
+        self.edit(|c| c.forward_authorization = forward)
     }
 }
 
@@ -226,24 +254,114 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         // The clone was not driven to readiness; the ready one handles this request.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
+        // Another clone ends evicted sessions, after its own readiness.
+        let closer = self.inner.clone();
         let config = self.config.clone();
         ResponseFuture {
             inner: Box::pin(async move {
-                match config.check(req).await {
-                    Ok(req) => inner.call(req).await.map(|r| r.map(Body::new)),
-                    Err(resp) => Ok(*resp),
+                let checked = config.check(req).await;
+                close_sessions(&closer, config.sessions.take_evicted());
+                let admitted = match checked {
+                    Ok(a) => a,
+                    Err(resp) => return Ok(*resp),
+                };
+                // A POST without a session may open one (`initialize`): it runs to completion
+                // even if the client goes away, so that the session it opens is always bound
+                // and counted against the bounds.
+                let opens = admitted.session.is_none() && admitted.req.method() == Method::POST;
+                let served = config.clone().serve(inner, admitted, closer);
+                if opens {
+                    match tokio::spawn(served).await {
+                        Ok(r) => r,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                } else {
+                    served.await
                 }
             }),
         }
     }
 }
 
+/// A request the guard lets through, with what its response needs.
+struct Admitted {
+    req: Request<Body>,
+    /// Who the caller is; `None` for what passes unchecked (preflights).
+    owner: Option<Owner>,
+    /// The caller's own session the request carries.
+    session: Option<Box<str>>,
+}
+
+/// Ends `evicted` sessions in the inner service, each with a `DELETE` of its own.
+fn close_sessions<S, ResBody>(service: &S, evicted: Vec<session::Evicted>)
+where
+    S: Service<Request<Body>, Response = axum::http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Send + 'static,
+{
+    for e in evicted {
+        let Some(req) = e.delete_request() else { continue };
+        let mut service = service.clone();
+        tokio::spawn(async move {
+            if std::future::poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
+                tracing::warn!("the MCP service was not ready to end an evicted session");
+                return;
+            }
+            match service.call(req).await {
+                Ok(r) if r.status().is_success() => tracing::debug!("ended an evicted MCP session"),
+                Ok(r) => tracing::warn!(status = %r.status(), "the MCP service refused to end an evicted session"),
+                Err(_) => tracing::warn!("the MCP service failed to end an evicted session"),
+            }
+        });
+    }
+}
+
 impl GuardConfig {
+    /// Calls the inner service and binds the session its response opens, or forgets the one it
+    /// ended.
+    async fn serve<S, ResBody>(
+        self: Arc<Self>,
+        mut inner: S,
+        admitted: Admitted,
+        closer: S,
+    ) -> Result<Response, S::Error>
+    where
+        S: Service<Request<Body>, Response = axum::http::Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        ResBody: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+        ResBody::Error: Into<axum::BoxError>,
+    {
+        let Admitted { req, owner, session } = admitted;
+        let route = Route::of(&req);
+        let deleting = req.method() == Method::DELETE;
+        let resp = inner.call(req).await?;
+        let status = resp.status();
+        match &session {
+            Some(id) if status == StatusCode::NOT_FOUND || (deleting && status.is_success()) => {
+                self.sessions.forget(id);
+            }
+            _ if status.is_success() => {
+                let returned = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+                if let Some(new) = returned
+                    && let Some(owner) = owner
+                    && session.as_deref() != Some(new)
+                {
+                    self.sessions.bind(new, owner, route, self.verifier.now().as_secs());
+                    close_sessions(&closer, self.sessions.take_evicted());
+                }
+            }
+            _ => {}
+        }
+        Ok(resp.map(Body::new))
+    }
+
     /// The request, authenticated and with its [`AuthContext`], or the rejection to send.
-    async fn check(&self, mut req: Request<Body>) -> Result<Request<Body>, Box<Response>> {
+    async fn check(&self, mut req: Request<Body>) -> Result<Admitted, Box<Response>> {
         if req.method() == Method::OPTIONS {
-            return Ok(req);
+            return Ok(Admitted { req, owner: None, session: None });
         }
         let Some(token) = bearer_token(&req) else {
             tracing::debug!(path = %req.uri().path(), "MCP request without a bearer token: 401 challenge");
@@ -307,11 +425,21 @@ impl GuardConfig {
             return Err(Box::new(self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)));
         }
 
-        let (target, rebuilt) = policy::target(req, self.policy.needs_target()).await;
-        req = match rebuilt {
-            Ok(r) => r,
-            Err(description) => {
-                return Err(Box::new(json_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", &description)));
+        let owner = session::owner_of(&ctx);
+        let session = self.session_of(req.headers(), &ctx, &owner).await?;
+        let target = match policy::target(req, self.policy.needs_target()).await {
+            Ok((target, r)) => {
+                req = r;
+                target
+            }
+            Err(e) => {
+                let status = match e {
+                    TargetError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    TargetError::Malformed(_) | TargetError::HeaderMismatch(_) => StatusCode::BAD_REQUEST,
+                };
+                let description = e.description();
+                self.refuse(&ctx, Reason::InvalidRequest, format!("MCP request refused: {description}")).await;
+                return Err(Box::new(json_error(status, "invalid_request", &description)));
             }
         };
         let needed = self.policy.scopes_for(&target);
@@ -345,8 +473,66 @@ impl GuardConfig {
                 )
                 .await;
         }
+        if !self.forward_authorization {
+            req.headers_mut().remove(header::AUTHORIZATION);
+        }
         req.extensions_mut().insert(ctx);
-        Ok(req)
+        Ok(Admitted { req, owner: Some(owner), session })
+    }
+
+    /// The session the request carries, if any, when it is the caller's; else the 404 that
+    /// Streamable HTTP answers for an unknown session, the same whether the session exists for
+    /// someone else or not at all.
+    async fn session_of(
+        &self,
+        headers: &axum::http::HeaderMap,
+        ctx: &AuthContext,
+        owner: &Owner,
+    ) -> Result<Option<Box<str>>, Box<Response>> {
+        let mut values = headers.get_all(SESSION_HEADER).iter();
+        let Some(first) = values.next() else { return Ok(None) };
+        let Some(id) = first.to_str().ok().filter(|_| values.next().is_none()) else {
+            let description = "a request carries at most one Mcp-Session-Id header, of visible ASCII";
+            self.refuse(ctx, Reason::InvalidRequest, format!("MCP request refused: {description}")).await;
+            return Err(Box::new(json_error(StatusCode::BAD_REQUEST, "invalid_request", description)));
+        };
+        let (reason, detail) = match self.sessions.lookup(id, owner, self.verifier.now().as_secs()) {
+            Lookup::Yours => return Ok(Some(id.into())),
+            Lookup::NotYours(creator) => (
+                Reason::SessionNotYours,
+                format!(
+                    "a request carried the MCP session of {}, with a token of {}: refused",
+                    creator.describe(),
+                    owner.describe()
+                ),
+            ),
+            Lookup::Unknown => (
+                Reason::SessionUnknown,
+                format!(
+                    "a request carried an MCP session the guard does not know (ended after {} s unused, replaced by newer sessions of the same caller, or opened before a restart)",
+                    self.sessions.limits().idle_timeout.as_secs()
+                ),
+            ),
+        };
+        self.refuse(ctx, reason, detail).await;
+        Err(Box::new(json_error(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "this MCP session does not exist (or has ended): send initialize to start a new one",
+        )))
+    }
+
+    /// Records a refusal of an authenticated caller's request; stored at most once per reason
+    /// and client per interval (as refused tokens are), logged always.
+    async fn refuse(&self, ctx: &AuthContext, reason: Reason, detail: String) {
+        let event = FlowEvent::failure(self.verifier.now(), FlowStep::ResourceAccess, reason, detail)
+            .client(&ctx.client_id)
+            .user(&ctx.subject);
+        if self.store_refusal(reason, ctx.client_id.as_str(), event.at) {
+            self.verifier.record(event).await;
+        } else {
+            event.trace();
+        }
     }
 
     /// Whether a refusal for `reason` of a token claiming `client` is stored now, or only

@@ -178,11 +178,18 @@ async fn missing_scopes_get_403_with_every_scope_needed() {
     let (r, body) = call(&f, rpc(add, Some(&basic))).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "{body}");
     assert!(challenge(&r).contains("scope=\"mcp:tools notes:write\""), "{}", challenge(&r));
-    // …and from Mcp-Method/Mcp-Name (2026-07-28).
-    let mut req = rpc("{}", Some(&basic));
+    // …with Mcp-Method/Mcp-Name (2026-07-28) that agree with it…
+    let mut req = rpc(add, Some(&basic));
     req.headers_mut().insert("mcp-method", "tools/call".parse().unwrap());
     req.headers_mut().insert("mcp-name", "add_note".parse().unwrap());
     assert_eq!(call(&f, req).await.0.status(), StatusCode::FORBIDDEN);
+    // …never from the headers alone: they must describe the body.
+    let mut req = rpc("{}", Some(&basic));
+    req.headers_mut().insert("mcp-method", "tools/call".parse().unwrap());
+    req.headers_mut().insert("mcp-name", "add_note".parse().unwrap());
+    let (r, body) = call(&f, req).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("invalid_request") && body.contains("Mcp-Method"), "{body}");
     // Other tools need only the base scope; the body reaches the handler intact.
     let whoami = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami"}}"#;
     assert_eq!(call(&f, rpc(whoami, Some(&basic))).await.0.status(), StatusCode::OK);

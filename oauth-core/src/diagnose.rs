@@ -225,6 +225,12 @@ pub fn fix(reason: Reason) -> &'static str {
         Reason::MachineTokenRefused => {
             "a machine client's token was presented to an MCP endpoint that accepts only users' tokens: let the resource accept machine clients, or sign a person in"
         }
+        Reason::SessionNotYours => {
+            "the request used an MCP session created by another user or client: a client must never share its Mcp-Session-Id; if this repeats, someone is trying to take over sessions"
+        }
+        Reason::SessionUnknown => {
+            "the MCP session has ended (idle too long, replaced by newer sessions of the same user and client, or the server restarted): the client must send initialize again"
+        }
         _ => "an internal error: see the server log",
     }
 }

@@ -164,6 +164,12 @@ wire_enum! {
         /// A machine client's token (`client_credentials`) at a resource that accepts only
         /// users' tokens.
         MachineTokenRefused => "machine_token_refused",
+        /// A request carried an MCP session (`Mcp-Session-Id`) created with a token of another
+        /// subject or client.
+        SessionNotYours => "session_not_yours",
+        /// A request carried an MCP session the guard does not know: ended after being idle,
+        /// evicted for a newer one, or created before a restart.
+        SessionUnknown => "session_unknown",
     }
 }
 

@@ -384,7 +384,8 @@ impl KeyEncryption {
         let (nonce, sealed) = body.split_at(12);
         let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| ())?;
         let mut buf = sealed.to_vec();
-        let clear = self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).map_err(|_| ())?;
+        let clear =
+            self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).map_err(|_| ())?;
         Ok(clear.to_vec())
     }
 }
@@ -435,7 +436,11 @@ impl KeyStore for EncryptedKeyStore {
 
     async fn server_secret(&self, name: &str, candidate: &[u8], now: UnixTime) -> StoreResult<Vec<u8>> {
         let aad = secret_aad(name);
-        let corrupt = |()| StoreError::Corrupt(format!("server secret '{name}' cannot be opened with the configured key-encryption key"));
+        let corrupt = |()| {
+            StoreError::Corrupt(format!(
+                "server secret '{name}' cannot be opened with the configured key-encryption key"
+            ))
+        };
         let sealed = self.kek.seal_bytes(&aad, candidate).map_err(corrupt)?;
         let stored = self.inner.server_secret(name, &sealed, now).await?;
         self.kek.open_bytes(&aad, &stored).map_err(corrupt)

@@ -786,7 +786,9 @@ pub(crate) async fn record_event(stores: &Stores, event: FlowEvent) {
 pub(crate) async fn load_server_secret(stores: &Stores, name: &str, now: UnixTime) -> Result<ServerSecret, Error> {
     let bytes = stores.keys.server_secret(name, ServerSecret::generate().as_bytes(), now).await?;
     ServerSecret::from_bytes(&bytes).ok_or_else(|| {
-        Error::Crypto(format!("the stored server secret '{name}' is not 32 bytes; the key store is damaged"))
+        Error::Config(format!(
+            "the stored server secret '{name}' cannot be read: it is sealed with a key-encryption key this process was not given (set the same one as the server), or the row is damaged"
+        ))
     })
 }
 

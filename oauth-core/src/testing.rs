@@ -1291,6 +1291,8 @@ pub async fn legacy_client_secret_hashes_verify_once_and_are_rehashed(stores: St
         oauth_code(&h.server.token(code_request(&id, &code, &verifier), Some(&wrong)).await.unwrap_err()),
         ErrorCode::InvalidClient
     );
+}
+
 pub async fn user_grants_list_live_grants_newest_first(stores: Stores) {
     let s = &stores.grants;
     let mut old = grant("kit-a");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::request::Parts;
 use mcp_guard::{
-    AuthContext, Caller, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, mcp_cors_layer,
+    AuthContext, Caller, LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, mcp_cors_layer,
     protected_resource_router,
 };
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
@@ -126,14 +126,20 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     if !allowed_hosts.contains(&host) {
         allowed_hosts.push(host);
     }
+    // The guard bounds the MCP sessions and ends the idle ones; rmcp's keep-alive agrees, so
+    // neither keeps a session the other has ended.
+    let session_limits = SessionLimits::default();
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(session_limits.idle_timeout);
     let mcp = StreamableHttpService::new(
         move || Ok(NotesServer::new(mcp_server.clone(), notes.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     );
     let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone()).with_cache(cache)), &resource)
         .with_required_scopes(server.config().default_scopes.clone())
-        .with_machine_clients(settings.machine_clients);
+        .with_machine_clients(settings.machine_clients)
+        .with_session_limits(session_limits);
 
     let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
     let mut router = Router::new()

@@ -229,6 +229,17 @@ impl Browser {
 
     /// [`Self::sign_in_and_approve`] on the server at `base_url`.
     pub async fn sign_in_and_approve_at(&mut self, base_url: &str, auth_url: &str) -> String {
+        self.sign_in_and_approve_as(base_url, auth_url, USERNAME, PASSWORD).await
+    }
+
+    /// [`Self::sign_in_and_approve_at`] as the user `username`.
+    pub async fn sign_in_and_approve_as(
+        &mut self,
+        base_url: &str,
+        auth_url: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
         let (status, page, _) = self.get(auth_url).await;
         assert_eq!(status, 200, "{page}");
         let action = format!("{base_url}{}", attribute(&page, "action=\""));
@@ -237,7 +248,7 @@ impl Browser {
         let (status, consent, _) = self
             .post_form(
                 &action,
-                &[("pending", &pending), ("csrf", &csrf), ("username", USERNAME), ("password", PASSWORD)],
+                &[("pending", &pending), ("csrf", &csrf), ("username", username), ("password", password)],
             )
             .await;
         assert_eq!(status, 200, "{consent}");
