@@ -219,6 +219,15 @@ pub fn fix(reason: Reason) -> &'static str {
         Reason::InsufficientScope => {
             "the token lacks a scope the tool needs: the client must ask for it and the person consent again"
         }
+        Reason::SessionUserRemoved | Reason::SessionUserDisabled => {
+            "the browser was signed in as a user who was since removed or disabled: its session was ended; sign in as a current user"
+        }
+        Reason::SessionCredentialsChanged => {
+            "the user's password changed after this browser signed in: its session was ended; sign in with the new password"
+        }
+        Reason::SignedOut => {
+            "the person signed out on the consent page instead of answering it; connect again and sign in (perhaps as another user)"
+        }
         _ => "an internal error: see the server log",
     }
 }

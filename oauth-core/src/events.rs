@@ -155,6 +155,14 @@ wire_enum! {
         InsufficientScope => "insufficient_scope",
         /// An internal failure (storage, cryptography).
         Internal => "internal",
+        /// A sign-in session was refused: its user was removed.
+        SessionUserRemoved => "session_user_removed",
+        /// A sign-in session was refused: its user is disabled.
+        SessionUserDisabled => "session_user_disabled",
+        /// A sign-in session was refused: its user's password changed since it began.
+        SessionCredentialsChanged => "session_credentials_changed",
+        /// The person signed out ("Not you? Sign out" on the consent page).
+        SignedOut => "signed_out",
     }
 }
 
