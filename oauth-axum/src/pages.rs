@@ -29,9 +29,15 @@ pub(crate) struct Consent<'a> {
     pub(crate) scopes: Vec<&'a str>,
     pub(crate) user_name: &'a str,
     pub(crate) action: &'a str,
+    /// Where "Not you? Sign out" posts.
+    pub(crate) sign_out: &'a str,
     pub(crate) pending: &'a str,
     pub(crate) csrf: &'a str,
 }
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+pub(crate) struct SignedOut {}
 
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -87,6 +93,7 @@ mod tests {
             scopes: vec!["mcp:tools"],
             user_name: "alice",
             action: "/authorize/consent",
+            sign_out: "/authorize/sign-out",
             pending: "p",
             csrf: "c",
         }
@@ -99,5 +106,18 @@ mod tests {
         let page = consent(Some("claude.ai"));
         assert!(page.contains("describes itself at <code>claude.ai</code>"), "{page}");
         assert!(!consent(None).contains("describes itself"));
+    }
+
+    #[test]
+    fn the_consent_page_offers_sign_out_with_its_csrf_token() {
+        let page = consent(None);
+        let form = &page[page.find("class=\"sign-out\"").expect("a sign-out form")..];
+        assert!(
+            form.contains("action=\"&#x2f;authorize&#x2f;sign-out\"")
+                || form.contains("action=\"/authorize/sign-out\""),
+            "{form}"
+        );
+        assert!(form.contains("name=\"csrf\" value=\"c\"") && form.contains("name=\"pending\" value=\"p\""), "{form}");
+        assert!(form.contains("Not <strong>alice</strong>?") && form.contains("Sign out"), "{form}");
     }
 }
