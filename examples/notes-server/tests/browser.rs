@@ -1,6 +1,7 @@
 //! The sign-in and consent pages in Debian's headless Chromium (driven by playwright-core from
 //! `interop/browser`), used as a person would: a wrong password, consent, the back button, a
-//! double submit, an expired session, framing, a cross-site post, no JavaScript, phone width.
+//! double submit, an expired session, framing, a cross-site post, no JavaScript, phone width,
+//! and signing out.
 
 mod common;
 
@@ -31,6 +32,7 @@ fn the_pages_work_in_a_real_browser() {
         "cross_site_post_refused",
         "works_without_javascript",
         "phone_width_ok",
+        "sign_out_ends_session",
     ] {
         assert_eq!(out[check], true, "{check}: {out}");
     }
