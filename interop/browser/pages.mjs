@@ -233,6 +233,25 @@ async function main() {
     });
     check(refreshed.status === 400, `the revoked refresh token answered ${refreshed.status}`);
     result.connected_apps_revoke_works = true;
+    // 9. "Not you? Sign out" on the consent page: the sign-in page again, the cookie gone, and a
+    //    copy of the cookie taken before signs no one in.
+    const { ctx: out } = await context(browser);
+    const p6 = await out.newPage();
+    await p6.goto(authorizeUrl(await register()).url);
+    await p6.fill('#username', username);
+    await p6.fill('#password', password);
+    await p6.click('button[type=submit]');
+    check(/Not\s+\S+\?\s*Sign out/.test(await p6.textContent('main')), 'the consent page offers no sign-out');
+    const copied = (await out.cookies()).find((c) => c.name === 'mcp_oauth_session');
+    check(copied, 'no session cookie after sign-in');
+    await p6.getByRole('button', { name: 'Sign out' }).click();
+    check(await p6.locator('#password').isVisible(), 'no sign-in page after signing out');
+    check(!(await out.cookies()).some((c) => c.name === 'mcp_oauth_session'), 'the session cookie survived sign-out');
+    await out.addCookies([copied]);
+    await p6.goto(authorizeUrl(await register()).url);
+    check(await p6.locator('#password').isVisible(), 'a copy of the cookie still signs in after sign-out');
+    check((await p6.locator('button[value=approve]').count()) === 0, 'the consent page shown to a signed-out cookie');
+    result.sign_out_ends_session = true;
   } finally {
     await browser.close();
   }

@@ -69,15 +69,28 @@ pub enum UsersCommand {
         /// The username.
         username: String,
     },
-    /// Sets a user's password, read from the first line of standard input.
+    /// Sets a user's password, read from the first line of standard input, and signs the user
+    /// out of every browser.
     Passwd {
         /// The username.
         username: String,
     },
     /// Lists the users.
     List,
-    /// Removes a user and revokes every authorization it approved.
+    /// Removes a user, signs it out of every browser and revokes every authorization it
+    /// approved.
     Remove {
+        /// The username.
+        username: String,
+    },
+    /// Disables a user: it cannot sign in, is signed out of every browser, and every
+    /// authorization it approved is revoked.
+    Disable {
+        /// The username.
+        username: String,
+    },
+    /// Lets a disabled user sign in again.
+    Enable {
         /// The username.
         username: String,
     },
@@ -239,10 +252,10 @@ async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
             println!("added user '{}' ({})", user.username, user.id);
         }
         UsersCommand::Passwd { username } => {
-            if !oauth_core::users::set_password(users, username, &read_password()?).await? {
+            if !op.set_password(username, &read_password()?).await? {
                 return Err(format!("no user named '{username}'").into());
             }
-            println!("password of '{username}' changed");
+            println!("password of '{username}' changed; it is signed out of every browser");
         }
         UsersCommand::List => {
             for u in users.list_users().await? {
@@ -255,9 +268,26 @@ async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
                 return Err(format!("no user named '{username}'").into());
             }
             println!(
-                "removed user '{username}'; its authorizations are revoked: refresh tokens stop working now, \
-                 access tokens already issued stay valid until they expire (1 h by default)"
+                "removed user '{username}'; it is signed out of every browser and its authorizations are revoked: \
+                 refresh tokens stop working now, access tokens already issued stay valid until they expire \
+                 (1 h by default)"
             );
+        }
+        UsersCommand::Disable { username } => {
+            if !op.disable_user(username).await? {
+                return Err(format!("no user named '{username}'").into());
+            }
+            println!(
+                "disabled user '{username}'; it is signed out of every browser and its authorizations are revoked: \
+                 refresh tokens stop working now, access tokens already issued stay valid until they expire \
+                 (1 h by default)"
+            );
+        }
+        UsersCommand::Enable { username } => {
+            if !op.enable_user(username).await? {
+                return Err(format!("no user named '{username}'").into());
+            }
+            println!("enabled user '{username}'; it can sign in again");
         }
     }
     Ok(())

@@ -35,6 +35,8 @@ pub(crate) struct Consent<'a> {
     pub(crate) scopes: &'a [ScopeDescription],
     pub(crate) user_name: &'a str,
     pub(crate) action: &'a str,
+    /// Where "Not you? Sign out" posts.
+    pub(crate) sign_out: &'a str,
     pub(crate) pending: &'a str,
     pub(crate) csrf: &'a str,
 }
@@ -106,6 +108,10 @@ pub(crate) fn utc(t: UnixTime) -> String {
 }
 
 #[derive(Template)]
+#[template(path = "signed_out.html")]
+pub(crate) struct SignedOut {}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub(crate) struct ErrorPage<'a> {
     pub(crate) title: &'a str,
@@ -160,6 +166,7 @@ mod tests {
             scopes,
             user_name: "alice",
             action: "/authorize/consent",
+            sign_out: "/authorize/sign-out",
             pending: "p",
             csrf: "c",
         }
@@ -198,5 +205,18 @@ mod tests {
         assert_eq!(utc(UnixTime::from_secs(0)), "1970-01-01 00:00 UTC");
         assert_eq!(utc(UnixTime::from_secs(1_796_157_060)), "2026-12-01 20:31 UTC");
         assert_eq!(utc(UnixTime::from_secs(951_782_400)), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn the_consent_page_offers_sign_out_with_its_csrf_token() {
+        let page = consent(&ClientIdentity::Registered, &[scope("mcp:tools", None)]);
+        let form = &page[page.find("class=\"sign-out\"").expect("a sign-out form")..];
+        assert!(
+            form.contains("action=\"&#x2f;authorize&#x2f;sign-out\"")
+                || form.contains("action=\"/authorize/sign-out\""),
+            "{form}"
+        );
+        assert!(form.contains("name=\"csrf\" value=\"c\"") && form.contains("name=\"pending\" value=\"p\""), "{form}");
+        assert!(form.contains("Not <strong>alice</strong>?") && form.contains("Sign out"), "{form}");
     }
 }

@@ -1,8 +1,11 @@
-//! The browser side of sign-in: a signed session cookie, and CSRF tokens bound to a cookie
-//! nonce and to the pending authorization.
+//! The browser side of sign-in: the session cookie, and CSRF tokens bound to a cookie nonce and
+//! to the pending authorization.
 //!
-//! Both keys are derived from the server's active signing key, so every replica sharing the
-//! key store agrees on them without another stored secret; a key rotation signs everyone out.
+//! The session cookie carries a random token for a session stored on the server
+//! ([`oauth_core::sessions`]): no key signs it, and every use is checked against the store and
+//! the user, so that sign-out, removing, disabling or re-passwording a user ends it. The CSRF
+//! key is derived from the server's active signing key, so every replica sharing the key store
+//! agrees on it; a key rotation only invalidates forms in flight.
 
 use std::fmt::Write as _;
 
@@ -14,24 +17,30 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oauth_core::UnixTime;
 use oauth_core::keys::KeySet;
 use oauth_core::secret::ct_eq;
+use oauth_core::store::SignInSession;
 use oauth_core::types::UserId;
-use serde::{Deserialize, Serialize};
 
 /// Longest cookie header considered.
 const MAX_COOKIE_HEADER: usize = 8 * 1024;
 
-/// A signed-in browser.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signed-in browser, as its stored session says, checked against the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Session {
-    pub(crate) sub: String,
+    user: UserId,
     pub(crate) name: String,
-    pub(crate) auth_time: i64,
-    pub(crate) exp: i64,
+    pub(crate) auth_time: UnixTime,
 }
 
 impl Session {
+    /// The signed-in user. Always `Some` for a checked session.
     pub(crate) fn user_id(&self) -> Option<UserId> {
-        UserId::parse(&self.sub).ok()
+        Some(self.user.clone())
+    }
+}
+
+impl From<SignInSession> for Session {
+    fn from(s: SignInSession) -> Self {
+        Self { user: s.user, name: s.name, auth_time: s.auth_time }
     }
 }
 
@@ -74,6 +83,11 @@ impl Cookies {
         format!("{}={value}; Max-Age={max_age}; {}", self.session, self.attributes)
     }
 
+    /// Deletes the session cookie.
+    pub(crate) fn clear_session(&self) -> String {
+        format!("{}=; Max-Age=0; {}", self.session, self.attributes)
+    }
+
     pub(crate) fn set_csrf(&self, nonce: &str) -> String {
         format!("{}={nonce}; {}", self.csrf, self.attributes)
     }
@@ -98,25 +112,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn keys_for(keys: &KeySet, label: &str) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, &keys.derive_secret(label))
-}
-
-/// `base64url(json).base64url(hmac)`.
-pub(crate) fn sign_session(keys: &KeySet, session: &Session) -> String {
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
-    let tag = hmac::sign(&keys_for(keys, "oauth-axum session v1"), payload.as_bytes());
-    format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
-}
-
-/// The session in a cookie value, if its signature verifies and it has not expired.
-pub(crate) fn open_session(keys: &KeySet, value: &str, now: UnixTime) -> Option<Session> {
-    if value.len() > 4096 {
-        return None;
-    }
-    let (payload, tag) = value.split_once('.')?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-    hmac::verify(&keys_for(keys, "oauth-axum session v1"), payload.as_bytes(), &tag).ok()?;
-    let session: Session = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    (session.exp > now.as_secs()).then_some(session)
 }
 
 /// The CSRF token for a form: bound to the browser's nonce cookie and to the pending request.
@@ -149,22 +144,6 @@ mod tests {
     }
 
     #[test]
-    fn sessions_verify_and_expire() {
-        let k = keys();
-        let s = Session { sub: "u1".into(), name: "alice".into(), auth_time: 10, exp: 100 };
-        let v = sign_session(&k, &s);
-        assert_eq!(open_session(&k, &v, UnixTime::from_secs(50)), Some(s.clone()));
-        assert_eq!(open_session(&k, &v, UnixTime::from_secs(100)), None, "expired");
-        assert_eq!(open_session(&keys(), &v, UnixTime::from_secs(50)), None, "other key");
-        let forged = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","name":"x","auth_time":0,"exp":999}"#),
-            v.split('.').nth(1).unwrap()
-        );
-        assert_eq!(open_session(&k, &forged, UnixTime::from_secs(50)), None, "tampered payload");
-    }
-
-    #[test]
     fn csrf_tokens_bind_nonce_and_request() {
         let k = keys();
         let t = csrf_token(&k, "nonce-a", "p1");
@@ -191,5 +170,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, "a=1; __Host-mcp_oauth_session=abc.def; b=2".parse().unwrap());
         assert_eq!(c.session_value(&h).as_deref(), Some("abc.def"));
+        let cleared = c.clear_session();
+        assert!(cleared.starts_with("__Host-mcp_oauth_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
     }
 }

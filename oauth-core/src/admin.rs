@@ -318,17 +318,70 @@ impl Operator {
         }))
     }
 
-    /// Deletes a user of the built-in sign-in and revokes every grant it approved; `false` if
-    /// there was no such user.
+    /// Deletes a user of the built-in sign-in, ends its sign-in sessions and revokes every
+    /// grant it approved; `false` if there was no such user.
     pub async fn remove_user(&self, username: &str) -> Result<bool, Error> {
         let Some(user) = self.stores.users.user_by_username(username).await? else {
             return Ok(false);
         };
+        let sessions = self.stores.sessions.delete_user_sessions(&user.id).await?;
+        let revoked = self.revoke_user_grants(&user.id).await?;
+        let removed = self.stores.users.delete_user(&user.id).await?;
+        tracing::info!(user = %user.id, revoked_grants = revoked, ended_sessions = sessions, "user removed by the operator");
+        Ok(removed)
+    }
+
+    /// Disables a user of the built-in sign-in: it can no longer sign in, its sign-in sessions
+    /// end and every grant it approved is revoked (refresh tokens stop working; access tokens
+    /// already issued last until they expire). `false` if there was no such user.
+    pub async fn disable_user(&self, username: &str) -> Result<bool, Error> {
+        let Some(mut user) = self.stores.users.user_by_username(username).await? else {
+            return Ok(false);
+        };
+        user.disabled = true;
+        if !self.stores.users.update_user(&user).await? {
+            return Ok(false);
+        }
+        let sessions = self.stores.sessions.delete_user_sessions(&user.id).await?;
+        let revoked = self.revoke_user_grants(&user.id).await?;
+        tracing::info!(user = %user.id, revoked_grants = revoked, ended_sessions = sessions, "user disabled by the operator");
+        Ok(true)
+    }
+
+    /// Lets a disabled user sign in again. `false` if there was no such user.
+    pub async fn enable_user(&self, username: &str) -> Result<bool, Error> {
+        let Some(mut user) = self.stores.users.user_by_username(username).await? else {
+            return Ok(false);
+        };
+        user.disabled = false;
+        let updated = self.stores.users.update_user(&user).await?;
+        if updated {
+            tracing::info!(user = %user.id, "user enabled by the operator");
+        }
+        Ok(updated)
+    }
+
+    /// Sets a user's password ([`crate::users::set_password`]) and ends its sign-in sessions,
+    /// so that a browser signed in with the old password must sign in again. Grants stay.
+    /// `false` if there was no such user.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<bool, Error> {
+        if !crate::users::set_password(self.stores.users.as_ref(), username, password).await? {
+            return Ok(false);
+        }
+        if let Some(user) = self.stores.users.user_by_username(username).await? {
+            let sessions = self.stores.sessions.delete_user_sessions(&user.id).await?;
+            tracing::info!(user = %user.id, ended_sessions = sessions, "password changed by the operator");
+        }
+        Ok(true)
+    }
+
+    /// Revokes every unrevoked grant `user` approved. Returns how many.
+    async fn revoke_user_grants(&self, user: &crate::types::UserId) -> Result<u64, Error> {
         let now = self.clock.now();
         let mut revoked = 0u64;
         for client in self.stores.clients.list_clients().await? {
             for grant in self.stores.grants.client_grants(&client.id).await? {
-                if grant.user == user.id
+                if &grant.user == user
                     && grant.revoked_at.is_none()
                     && self.stores.grants.revoke_grant(&grant.id, now).await?
                 {
@@ -336,9 +389,7 @@ impl Operator {
                 }
             }
         }
-        let removed = self.stores.users.delete_user(&user.id).await?;
-        tracing::info!(user = %user.id, revoked_grants = revoked, "user removed by the operator");
-        Ok(removed)
+        Ok(revoked)
     }
 
     /// The pepper of client-secret hashes, shared with the server through the key store.

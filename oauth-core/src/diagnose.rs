@@ -231,6 +231,15 @@ pub fn fix(reason: Reason) -> &'static str {
         Reason::SessionUnknown => {
             "the MCP session has ended (idle too long, replaced by newer sessions of the same user and client, or the server restarted): the client must send initialize again"
         }
+        Reason::SessionUserRemoved | Reason::SessionUserDisabled => {
+            "the browser was signed in as a user who was since removed or disabled: its session was ended; sign in as a current user"
+        }
+        Reason::SessionCredentialsChanged => {
+            "the user's password changed after this browser signed in: its session was ended; sign in with the new password"
+        }
+        Reason::SignedOut => {
+            "the person signed out on the consent page instead of answering it; connect again and sign in (perhaps as another user)"
+        }
         _ => "an internal error: see the server log",
     }
 }

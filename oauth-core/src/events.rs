@@ -170,6 +170,14 @@ wire_enum! {
         /// A request carried an MCP session the guard does not know: ended after being idle,
         /// evicted for a newer one, or created before a restart.
         SessionUnknown => "session_unknown",
+        /// A sign-in session was refused: its user was removed.
+        SessionUserRemoved => "session_user_removed",
+        /// A sign-in session was refused: its user is disabled.
+        SessionUserDisabled => "session_user_disabled",
+        /// A sign-in session was refused: its user's password changed since it began.
+        SessionCredentialsChanged => "session_credentials_changed",
+        /// The person signed out ("Not you? Sign out" on the consent page).
+        SignedOut => "signed_out",
     }
 }
 

@@ -22,6 +22,7 @@ pub mod revoke;
 pub mod secret;
 pub mod selfcheck;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod token;
 pub mod types;

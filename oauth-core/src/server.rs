@@ -403,6 +403,8 @@ pub struct SweepReport {
     pub clients: u64,
     /// Retired signing keys past retention.
     pub keys: u64,
+    /// Expired sign-in sessions.
+    pub sessions: u64,
 }
 
 /// The authorization server.
@@ -759,6 +761,7 @@ impl AuthorizationServer {
             events: self.stores.events.sweep_events(now.minus(c.event_retention)).await?,
             clients: self.stores.clients.delete_unused_dynamic_clients(now.minus(c.unused_client_ttl)).await?,
             keys: 0,
+            sessions: self.stores.sessions.sweep_sessions(now).await?,
         };
         let cutoff = now.minus(c.key_retention);
         for k in self.stores.keys.list_keys().await? {

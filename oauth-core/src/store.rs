@@ -259,12 +259,15 @@ pub struct User {
     pub created_at: UnixTime,
     /// Disabled users cannot sign in.
     pub disabled: bool,
+    /// Bumped at every password change: a sign-in session made at an older version is refused.
+    #[serde(default)]
+    pub credential_version: u64,
 }
 
 impl User {
     /// A user record.
     pub fn new(id: UserId, username: String, password_hash: String, created_at: UnixTime) -> Self {
-        Self { id, username, password_hash, created_at, disabled: false }
+        Self { id, username, password_hash, created_at, disabled: false, credential_version: 0 }
     }
 }
 
@@ -332,6 +335,8 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     /// Flow events.
     pub events: Arc<dyn EventStore>,
+    /// Sign-in sessions.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Stores {
@@ -339,6 +344,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: ClientStore + AuthorizationStore + GrantStore + ConsentStore + UserStore + KeyStore + EventStore,
+        B: SessionStore,
     {
         Self {
             clients: backend.clone(),
@@ -347,7 +353,59 @@ impl Stores {
             consents: backend.clone(),
             users: backend.clone(),
             keys: backend.clone(),
-            events: backend,
+            events: backend.clone(),
+            sessions: backend,
         }
     }
+}
+
+/// A signed-in browser, stored under the SHA-256 hash of the random token its cookie carries:
+/// the token itself is never stored, so a copy of the table signs no one in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SignInSession {
+    /// SHA-256 of the session token.
+    pub hash: SecretHash,
+    /// The user.
+    pub user: UserId,
+    /// Name to show ("Signed in as …").
+    pub name: String,
+    /// The user's credential version at sign-in; a password change since ends the session.
+    pub credential_version: u64,
+    /// When the user signed in (the grants' `auth_time`).
+    pub auth_time: UnixTime,
+    /// When the session stops being usable.
+    pub expires_at: UnixTime,
+}
+
+impl SignInSession {
+    /// A session record.
+    pub fn new(
+        hash: SecretHash,
+        user: UserId,
+        name: String,
+        credential_version: u64,
+        auth_time: UnixTime,
+        expires_at: UnixTime,
+    ) -> Self {
+        Self { hash, user, name, credential_version, auth_time, expires_at }
+    }
+}
+
+/// Sign-in sessions, so that the server can end them: sign-out, and removing, disabling or
+/// re-passwording a user. Bounded: at most `max_per_user` sessions per user, expired ones swept.
+#[async_trait]
+pub trait SessionStore: Debug + Send + Sync + 'static {
+    /// Stores a new session, then deletes the user's oldest sessions (by `auth_time`, then
+    /// insertion order) so that at most `max_per_user` remain. [`StoreError::Conflict`] if the
+    /// hash exists.
+    async fn create_session(&self, session: &SignInSession, max_per_user: usize) -> StoreResult<()>;
+    /// The session with this token hash, if it has not expired at `now`.
+    async fn session(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<Option<SignInSession>>;
+    /// Deletes a session; `false` if there was none.
+    async fn delete_session(&self, hash: &SecretHash) -> StoreResult<bool>;
+    /// Deletes every session of a user. Returns how many.
+    async fn delete_user_sessions(&self, user: &UserId) -> StoreResult<u64>;
+    /// Deletes sessions expired at `now`. Returns how many.
+    async fn sweep_sessions(&self, now: UnixTime) -> StoreResult<u64>;
 }

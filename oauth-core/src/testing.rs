@@ -27,7 +27,9 @@ use crate::pkce::CodeChallenge;
 use crate::registration::RegistrationRequest;
 use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, SecretHash};
 use crate::server::{AuthorizationServer, NewClient, ServerConfig};
-use crate::store::{AuthorizationCodeRecord, CodeRedemption, Consent, Grant, PendingAuthorization, Stores, User};
+use crate::store::{
+    AuthorizationCodeRecord, CodeRedemption, Consent, Grant, PendingAuthorization, SignInSession, Stores, User,
+};
 use crate::token::TokenRequest;
 use crate::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, ScopeSet, UserId};
 
@@ -66,6 +68,9 @@ macro_rules! store_conformance_tests {
             legacy_client_secret_hashes_verify_once_and_are_rehashed,
             user_grants_list_live_grants_newest_first,
             connected_apps_revoke_only_the_users_grants,
+            sessions_roundtrip,
+            sessions_are_bounded_per_user,
+            sessions_end_with_their_user,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -392,6 +397,7 @@ pub async fn users_roundtrip(stores: Stores) {
     let mut changed = u.clone();
     changed.disabled = true;
     changed.password_hash = "$argon2id$other".into();
+    changed.credential_version = 7;
     assert!(s.update_user(&changed).await.unwrap());
     assert_eq!(s.user(&u.id).await.unwrap(), Some(changed));
     let bob = User::new(uid("usr-3"), "bob".into(), "h".into(), t(2));
@@ -1092,6 +1098,167 @@ pub async fn operator_manages_clients_and_users(stores: Stores) {
     assert!(op.remove_client(&other).await.unwrap());
     assert!(!op.remove_client(&other).await.unwrap());
     assert!(h.server.stores().clients.client(&other).await.unwrap().is_none());
+}
+
+fn sign_in_session(token: &crate::sessions::SessionToken, user: &str, auth: i64, expires: i64) -> SignInSession {
+    SignInSession::new(token.hash(), uid(user), format!("{user} ✓"), 3, t(auth), t(expires))
+}
+
+pub async fn sessions_roundtrip(stores: Stores) {
+    use crate::sessions::SessionToken;
+    let s = &stores.sessions;
+    let (a, b, c) = (SessionToken::generate(), SessionToken::generate(), SessionToken::generate());
+    let alice = sign_in_session(&a, "u-alice", 0, 100);
+    s.create_session(&alice, 16).await.unwrap();
+    s.create_session(&sign_in_session(&b, "u-alice", 1, 50), 16).await.unwrap();
+    s.create_session(&sign_in_session(&c, "u-bob", 2, 100), 16).await.unwrap();
+    assert!(matches!(s.create_session(&alice, 16).await, Err(StoreError::Conflict(_))), "a token hash is stored once");
+
+    // Looked up by hash, unexpired only; nothing else finds it.
+    assert_eq!(s.session(&a.hash(), t(10)).await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.session(&b.hash(), t(49)).await.unwrap().map(|x| x.auth_time), Some(t(1)));
+    assert_eq!(s.session(&b.hash(), t(50)).await.unwrap(), None, "expired at expires_at");
+    assert_eq!(s.session(&SessionToken::generate().hash(), t(10)).await.unwrap(), None);
+
+    // Deleting one session leaves the others.
+    assert!(s.delete_session(&a.hash()).await.unwrap());
+    assert!(!s.delete_session(&a.hash()).await.unwrap());
+    assert_eq!(s.session(&a.hash(), t(10)).await.unwrap(), None);
+    assert!(s.session(&c.hash(), t(10)).await.unwrap().is_some());
+
+    // Sweeping deletes only the expired ones.
+    assert_eq!(s.sweep_sessions(t(60)).await.unwrap(), 1);
+    assert_eq!(s.sweep_sessions(t(60)).await.unwrap(), 0);
+    assert!(s.session(&c.hash(), t(60)).await.unwrap().is_some());
+
+    // Every session of one user, and only that user's.
+    let (d, e) = (SessionToken::generate(), SessionToken::generate());
+    s.create_session(&sign_in_session(&d, "u-alice", 3, 100), 16).await.unwrap();
+    s.create_session(&sign_in_session(&e, "u-alice", 4, 100), 16).await.unwrap();
+    assert_eq!(s.delete_user_sessions(&uid("u-alice")).await.unwrap(), 2);
+    assert_eq!(s.delete_user_sessions(&uid("u-alice")).await.unwrap(), 0);
+    assert_eq!(s.session(&d.hash(), t(10)).await.unwrap(), None);
+    assert!(s.session(&c.hash(), t(10)).await.unwrap().is_some(), "bob's session stays");
+}
+
+pub async fn sessions_are_bounded_per_user(stores: Stores) {
+    use crate::sessions::SessionToken;
+    let s = &stores.sessions;
+    let tokens: Vec<SessionToken> = (0..6).map(|_| SessionToken::generate()).collect();
+    let bob = SessionToken::generate();
+    s.create_session(&sign_in_session(&bob, "u-bob", 0, 1000), 3).await.unwrap();
+    // Two sessions in the same second: insertion order breaks the tie.
+    for (i, tok) in tokens.iter().enumerate() {
+        s.create_session(&sign_in_session(tok, "u-alice", (i as i64) / 2, 1000), 3).await.unwrap();
+    }
+    let mut alive = Vec::new();
+    for tok in &tokens {
+        alive.push(s.session(&tok.hash(), t(10)).await.unwrap().is_some());
+    }
+    assert_eq!(alive, [false, false, false, true, true, true], "the newest 3 remain");
+    assert!(s.session(&bob.hash(), t(10)).await.unwrap().is_some(), "another user's sessions do not count");
+    assert_eq!(s.delete_user_sessions(&uid("u-alice")).await.unwrap(), 3);
+
+    // Concurrent sign-ins of one user still leave at most the cap.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = stores.sessions.clone();
+        tasks.push(tokio::spawn(async move {
+            let tok = SessionToken::generate();
+            s.create_session(&sign_in_session(&tok, "u-carol", i, 1000), 4).await.unwrap();
+            tok
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.push(task.await.unwrap());
+    }
+    let mut alive = 0;
+    for tok in &all {
+        alive += usize::from(s.session(&tok.hash(), t(10)).await.unwrap().is_some());
+    }
+    assert_eq!(alive, 4, "at most the cap survive racing sign-ins");
+}
+
+async fn sign_in_failures(server: &AuthorizationServer, client: &ClientId, reason: Reason) -> usize {
+    let events = server.stores().events.events(&EventQuery::all().for_client(client)).await.unwrap();
+    events.iter().filter(|e| e.reason == Some(reason) && e.step == FlowStep::SignIn).count()
+}
+
+pub async fn sessions_end_with_their_user(stores: Stores) {
+    use crate::users::{Authenticator, StoreAuthenticator, create_user};
+    let h = harness(stores).await;
+    let (server, op) = (&h.server, h.server.operator());
+    let users = server.stores().users.clone();
+    let auth = StoreAuthenticator::new(users.clone());
+    let ttl = Duration::from_secs(3600);
+    let client = register_public_client(server).await;
+    create_user(users.as_ref(), "alice", "a long password", t(0)).await.unwrap();
+    let alice = auth.authenticate("alice", "a long password").await.unwrap().unwrap();
+
+    // The store keeps only the hash; the session holds until it expires.
+    let (token, record) = server.start_session(&alice, ttl).await.unwrap();
+    assert_eq!(record.hash, token.hash());
+    assert_eq!(record.expires_at, t(3600));
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), Some(record.clone()));
+    assert_eq!(server.check_session("short", &auth, Some(&client)).await.unwrap(), None);
+    h.clock.advance(Duration::from_secs(3600));
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None, "expired");
+    assert_eq!(server.sweep().await.unwrap().sessions, 1, "the sweep deletes expired sessions");
+
+    // A password changed behind the operator's back: refused, deleted, recorded.
+    let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+    crate::users::set_password(users.as_ref(), "alice", "another long one").await.unwrap();
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
+    assert_eq!(server.stores().sessions.session(&token.hash(), server.now()).await.unwrap(), None, "deleted");
+    assert_eq!(sign_in_failures(server, &client, Reason::SessionCredentialsChanged).await, 1);
+    let alice = auth.authenticate("alice", "another long one").await.unwrap().unwrap();
+    let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+    assert!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap().is_some(), "new password");
+
+    // Disabled in the store directly: refused at the next use.
+    let mut user = users.user_by_username("alice").await.unwrap().unwrap();
+    user.disabled = true;
+    users.update_user(&user).await.unwrap();
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
+    assert_eq!(sign_in_failures(server, &client, Reason::SessionUserDisabled).await, 1);
+    user.disabled = false;
+    users.update_user(&user).await.unwrap();
+
+    // The operator's actions delete the sessions at once, whatever the authenticator checks.
+    for action in ["passwd", "disable", "remove"] {
+        let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+        let done = match action {
+            "passwd" => op.set_password("alice", "a third long one").await.unwrap(),
+            "disable" => op.disable_user("alice").await.unwrap(),
+            _ => op.remove_user("alice").await.unwrap(),
+        };
+        assert!(done, "{action}");
+        assert_eq!(server.stores().sessions.session(&token.hash(), server.now()).await.unwrap(), None, "{action}");
+        if action == "disable" {
+            assert!(users.user_by_username("alice").await.unwrap().unwrap().disabled);
+            assert!(auth.authenticate("alice", "a third long one").await.unwrap().is_none(), "disabled");
+            assert!(op.enable_user("alice").await.unwrap());
+            assert!(auth.authenticate("alice", "a third long one").await.unwrap().is_some(), "enabled");
+        }
+    }
+    assert!(!op.disable_user("alice").await.unwrap() && !op.enable_user("alice").await.unwrap());
+    assert!(!op.set_password("alice", "a fourth long one").await.unwrap());
+
+    // A removed user's session, had it survived: refused.
+    let ghost = crate::users::AuthenticatedUser::new(uid("ghost"), "ghost");
+    let (token, _) = server.start_session(&ghost, ttl).await.unwrap();
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
+    assert_eq!(sign_in_failures(server, &client, Reason::SessionUserRemoved).await, 1);
+
+    // Signing out ends the session and says so.
+    create_user(users.as_ref(), "bob", "bob's long password", server.now()).await.unwrap();
+    let bob = auth.authenticate("bob", "bob's long password").await.unwrap().unwrap();
+    let (token, _) = server.start_session(&bob, ttl).await.unwrap();
+    assert_eq!(server.end_session(token.secret(), Some(&client)).await.unwrap().map(|s| s.user), Some(bob.id));
+    assert_eq!(server.end_session(token.secret(), Some(&client)).await.unwrap(), None);
+    assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
+    assert_eq!(sign_in_failures(server, &client, Reason::SignedOut).await, 1);
 }
 
 #[allow(dead_code)]

@@ -36,13 +36,40 @@ pub struct AuthenticatedUser {
     pub id: UserId,
     /// Name to show.
     pub name: String,
+    /// The user's credential version now (see [`UserStatus::Active`]); 0 for authenticators
+    /// that do not track one.
+    pub credential_version: u64,
 }
 
 impl AuthenticatedUser {
     /// A signed-in user.
     pub fn new(id: UserId, name: impl Into<String>) -> Self {
-        Self { id, name: name.into() }
+        Self { id, name: name.into(), credential_version: 0 }
     }
+
+    /// Sets the credential version the sign-in session is bound to.
+    #[must_use]
+    pub fn with_credential_version(mut self, version: u64) -> Self {
+        self.credential_version = version;
+        self
+    }
+}
+
+/// A signed-in user's standing now, checked every time a sign-in session is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserStatus {
+    /// The user may sign in; sessions made at another credential version are refused.
+    Active {
+        /// Changes whenever the user's credentials do (a password change).
+        credential_version: u64,
+    },
+    /// The user is disabled: every session is refused.
+    Disabled,
+    /// The user no longer exists: every session is refused.
+    Removed,
+    /// The authenticator cannot tell: sessions last until they expire or are ended.
+    Unchecked,
 }
 
 /// Checks a username and password. Implement it to sign users in against your own user base.
@@ -50,6 +77,15 @@ impl AuthenticatedUser {
 pub trait Authenticator: std::fmt::Debug + Send + Sync + 'static {
     /// The user, if the credentials are right; `None` if not. Errors are internal failures.
     async fn authenticate(&self, username: &str, password: &str) -> Result<Option<AuthenticatedUser>, Error>;
+
+    /// The user's standing now, checked at every use of a sign-in session. The default,
+    /// [`UserStatus::Unchecked`], keeps sessions until they expire, are signed out, or are
+    /// ended through [`crate::store::SessionStore::delete_user_sessions`]; implement it so that
+    /// removing or disabling a user, or changing a password, ends that user's sessions at once.
+    async fn user_status(&self, user: &UserId) -> Result<UserStatus, Error> {
+        let _ = user;
+        Ok(UserStatus::Unchecked)
+    }
 }
 
 /// The built-in authenticator: users in a [`UserStore`], passwords as Argon2id hashes.
@@ -74,9 +110,9 @@ impl Authenticator for StoreAuthenticator {
         // Argon2id runs on the blocking pool, a few at a time: a flood of sign-ins waits its
         // turn instead of stalling every other request.
         match self.users.user_by_username(username).await? {
-            Some(user) if !user.disabled && verify_password_off_thread(password, &user.password_hash).await => {
-                Ok(Some(AuthenticatedUser::new(user.id, user.username)))
-            }
+            Some(user) if !user.disabled && verify_password_off_thread(password, &user.password_hash).await => Ok(
+                Some(AuthenticatedUser::new(user.id, user.username).with_credential_version(user.credential_version)),
+            ),
             Some(_) => Ok(None),
             None => {
                 // Spend the same time as a real check, so that response times do not reveal
@@ -85,6 +121,14 @@ impl Authenticator for StoreAuthenticator {
                 Ok(None)
             }
         }
+    }
+
+    async fn user_status(&self, user: &UserId) -> Result<UserStatus, Error> {
+        Ok(match self.users.user(user).await? {
+            None => UserStatus::Removed,
+            Some(u) if u.disabled => UserStatus::Disabled,
+            Some(u) => UserStatus::Active { credential_version: u.credential_version },
+        })
     }
 }
 
@@ -130,12 +174,15 @@ pub async fn create_user(users: &dyn UserStore, username: &str, password: &str, 
     }
 }
 
-/// Sets a user's password.
+/// Sets a user's password and bumps its credential version, so that sign-in sessions made
+/// with the old password are refused at their next use (
+/// [`Operator::set_password`](crate::admin::Operator::set_password) also deletes them at once).
 pub async fn set_password(users: &dyn UserStore, username: &str, password: &str) -> Result<bool, Error> {
     validate_password(password)?;
     let Some(mut user) = users.user_by_username(username).await? else {
         return Ok(false);
     };
     user.password_hash = hash_password_off_thread(password).await?;
+    user.credential_version = user.credential_version.wrapping_add(1);
     Ok(users.update_user(&user).await?)
 }

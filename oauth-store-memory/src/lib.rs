@@ -13,6 +13,7 @@ use oauth_core::store::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
     GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
 };
+use oauth_core::store::{SessionStore, SignInSession};
 use oauth_core::types::{ClientId, GrantId, UserId};
 use oauth_core::{StoreError, UnixTime};
 
@@ -34,6 +35,8 @@ struct Inner {
     keys: Vec<StoredKey>,
     server_secrets: HashMap<String, Vec<u8>>,
     events: Vec<FlowEvent>,
+    /// In insertion order, so that the oldest of equal `auth_time`s comes first.
+    sessions: Vec<SignInSession>,
 }
 
 impl MemoryStore {
@@ -385,5 +388,58 @@ impl EventStore for MemoryStore {
         let n = g.events.len();
         g.events.retain(|e| e.at >= before);
         Ok((n - g.events.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, session: &SignInSession, max_per_user: usize) -> StoreResult<()> {
+        let mut g = self.lock();
+        if g.sessions.iter().any(|s| s.hash == session.hash) {
+            return Err(StoreError::Conflict("session exists".into()));
+        }
+        g.sessions.push(session.clone());
+        let mut mine: Vec<(usize, UnixTime)> = g
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.user == session.user)
+            .map(|(i, s)| (i, s.auth_time))
+            .collect();
+        if mine.len() > max_per_user {
+            // Stable: equal times keep insertion order, so the oldest inserted goes first.
+            mine.sort_by_key(|&(_, at)| at);
+            let mut drop: Vec<usize> = mine[..mine.len() - max_per_user].iter().map(|&(i, _)| i).collect();
+            drop.sort_unstable();
+            for i in drop.into_iter().rev() {
+                g.sessions.remove(i);
+            }
+        }
+        Ok(())
+    }
+
+    async fn session(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<Option<SignInSession>> {
+        Ok(self.lock().sessions.iter().find(|s| &s.hash == hash && s.expires_at > now).cloned())
+    }
+
+    async fn delete_session(&self, hash: &SecretHash) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let n = g.sessions.len();
+        g.sessions.retain(|s| &s.hash != hash);
+        Ok(g.sessions.len() != n)
+    }
+
+    async fn delete_user_sessions(&self, user: &UserId) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let n = g.sessions.len();
+        g.sessions.retain(|s| &s.user != user);
+        Ok((n - g.sessions.len()) as u64)
+    }
+
+    async fn sweep_sessions(&self, now: UnixTime) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let n = g.sessions.len();
+        g.sessions.retain(|s| s.expires_at > now);
+        Ok((n - g.sessions.len()) as u64)
     }
 }

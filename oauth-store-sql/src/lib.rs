@@ -27,6 +27,7 @@ macro_rules! with_pool {
 
 mod error;
 mod rows;
+mod sessions;
 mod stores;
 
 /// Every `oauth-core` store on one SQL database, SQLite or PostgreSQL.

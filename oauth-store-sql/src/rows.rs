@@ -139,6 +139,7 @@ pub(crate) struct UserRow {
     password_hash: String,
     created_at: i64,
     disabled: bool,
+    credential_version: i64,
 }
 
 impl UserRow {
@@ -146,6 +147,7 @@ impl UserRow {
         let id = UserId::parse(&self.id).map_err(|e| corrupt(op, e))?;
         let mut user = User::new(id, self.username, self.password_hash, UnixTime::from_secs(self.created_at));
         user.disabled = self.disabled;
+        user.credential_version = u64::try_from(self.credential_version).map_err(|e| corrupt(op, e))?;
         Ok(user)
     }
 }

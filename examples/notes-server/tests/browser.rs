@@ -1,7 +1,7 @@
 //! The sign-in and consent pages in Debian's headless Chromium (driven by playwright-core from
 //! `interop/browser`), used as a person would: a wrong password, consent, the back button, a
 //! double submit, an expired session, framing, a cross-site post, no JavaScript, phone width,
-//! and Connected apps (its own sign-in, the client listed, revoked).
+//! Connected apps (its own sign-in, the client listed, revoked), and signing out.
 
 mod common;
 
@@ -34,6 +34,7 @@ fn the_pages_work_in_a_real_browser() {
         "phone_width_ok",
         "connected_apps_lists_client",
         "connected_apps_revoke_works",
+        "sign_out_ends_session",
     ] {
         assert_eq!(out[check], true, "{check}: {out}");
     }

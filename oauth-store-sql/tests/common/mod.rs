@@ -266,8 +266,11 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
     let second_refresh = second.refresh_token.as_ref().unwrap().secret().to_owned();
     // A replay of the code, so that the failure paths write their events too.
     assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
+    let user = oauth_core::users::AuthenticatedUser::new(oauth_core::types::UserId::parse("u1").unwrap(), "alice");
+    let (session, _) = server.start_session(&user, std::time::Duration::from_secs(3600)).await.unwrap();
 
     let secrets = [
+        ("sign-in session token", session.secret().to_owned()),
         ("client secret", confidential.secret.as_ref().unwrap().secret().to_owned()),
         ("code", code.clone()),
         ("code verifier", verifier.secret().to_owned()),
@@ -278,7 +281,15 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
     ];
     let raw = Raw::open(url).await;
     let dump = raw.dump().await;
-    for table in ["clients", "authorization_codes", "grants", "refresh_tokens", "flow_events", "signing_keys"] {
+    for table in [
+        "clients",
+        "authorization_codes",
+        "grants",
+        "refresh_tokens",
+        "flow_events",
+        "signing_keys",
+        "sign_in_sessions",
+    ] {
         assert!(dump.keys().any(|k| k.starts_with(&format!("{table}."))), "the scan covers {table}");
     }
     for (column, values) in &dump {
@@ -292,6 +303,7 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
     let stored = |hash: SecretHash, column: &str| dump[column].iter().any(|v| contains(v, hash.to_hex().as_bytes()));
     assert!(stored(SecretHash::of(first_refresh.as_bytes()), "refresh_tokens.hash"));
     assert!(stored(SecretHash::of(code.as_bytes()), "authorization_codes.hash"));
+    assert!(stored(session.hash(), "sign_in_sessions.hash"));
     raw.close().await;
     store.close().await;
 }

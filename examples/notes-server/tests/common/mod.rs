@@ -158,7 +158,9 @@ pub fn assert_client_result(out: &serde_json::Value, client: &str, sdk_version: 
     client_id
 }
 
-/// A browser that keeps cookies by hand and never follows redirects.
+/// A browser that keeps cookies by hand and never follows redirects. A clone is a copy of its
+/// cookie jar, as someone who copied the cookies would hold.
+#[derive(Clone)]
 pub struct Browser {
     http: reqwest::Client,
     cookies: Vec<(String, String)>,

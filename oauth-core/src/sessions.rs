@@ -1,0 +1,261 @@
+//! Sign-in sessions on the server: what a browser's session cookie stands for, and the check
+//! every use of one goes through.
+//!
+//! The cookie carries a random 256-bit [`SessionToken`]; the [`SessionStore`] keeps only its
+//! SHA-256 hash, with the user and the user's credential version at sign-in. Every use looks
+//! the session up and asks the [`Authenticator`] about the user now: the session of a removed
+//! or disabled user, or one made before a password change, is deleted and refused, with a flow
+//! event naming why. Signing out deletes it. No key signs a session, so rotating the signing
+//! keys signs no one out, and a copy of the table signs no one in.
+//!
+//! ```no_run
+//! # async fn demo(server: oauth_core::AuthorizationServer, auth: &dyn oauth_core::users::Authenticator) -> Result<(), oauth_core::Error> {
+//! use std::time::Duration;
+//!
+//! let Some(user) = auth.authenticate("alice", "correct horse battery").await? else { return Ok(()) };
+//! let (token, _) = server.start_session(&user, Duration::from_secs(12 * 3600)).await?;
+//! // The cookie carries `token.secret()`; each later request checks it again:
+//! assert!(server.check_session(token.secret(), auth, None).await?.is_some());
+//! server.end_session(token.secret(), None).await?;
+//! assert!(server.check_session(token.secret(), auth, None).await?.is_none());
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::secret::{SecretHash, ct_eq, random_token};
+use crate::server::AuthorizationServer;
+use crate::store::SignInSession;
+use crate::types::ClientId;
+use crate::users::{AuthenticatedUser, Authenticator, UserStatus};
+
+#[cfg(doc)]
+use crate::store::SessionStore;
+
+/// Most sign-in sessions one user keeps; signing in once more ends the oldest. Bounds the
+/// session table by the number of users, whatever a password holder does.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
+
+/// Longest display name kept with a session.
+const MAX_NAME_CHARS: usize = 128;
+
+/// Length of a generated token: 256 bits in unpadded base64url.
+const TOKEN_LEN: usize = 43;
+
+/// A sign-in session token: the value of the session cookie, stored only as a SHA-256 hash.
+/// Not `Clone`.
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// A fresh random token (256 bits).
+    pub fn generate() -> Self {
+        Self(random_token())
+    }
+
+    /// Wraps a token read from a cookie.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The clear value, for the cookie.
+    ///
+    /// # Security
+    /// The value signs its holder in: never log it, put it in an error, or store it. Store
+    /// [`Self::hash`] instead.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 hash under which the session is stored and looked up.
+    pub fn hash(&self) -> SecretHash {
+        SecretHash::of(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}
+
+impl PartialEq for SessionToken {
+    fn eq(&self, other: &Self) -> bool {
+        ct_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for SessionToken {}
+
+/// Why a stored session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionRefusal {
+    /// The user was removed.
+    UserRemoved,
+    /// The user is disabled.
+    UserDisabled,
+    /// The user's password changed after the session began.
+    CredentialsChanged,
+}
+
+impl SessionRefusal {
+    /// What the session's user says about it now; `None` when the session still holds.
+    pub fn judge(session: &SignInSession, status: UserStatus) -> Option<Self> {
+        match status {
+            UserStatus::Active { credential_version } if credential_version == session.credential_version => None,
+            UserStatus::Active { .. } => Some(Self::CredentialsChanged),
+            UserStatus::Disabled => Some(Self::UserDisabled),
+            UserStatus::Removed => Some(Self::UserRemoved),
+            UserStatus::Unchecked => None,
+        }
+    }
+
+    /// The flow event reason.
+    pub const fn reason(self) -> Reason {
+        match self {
+            Self::UserRemoved => Reason::SessionUserRemoved,
+            Self::UserDisabled => Reason::SessionUserDisabled,
+            Self::CredentialsChanged => Reason::SessionCredentialsChanged,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::UserRemoved => "the user was removed",
+            Self::UserDisabled => "the user is disabled",
+            Self::CredentialsChanged => "the user's password changed since",
+        }
+    }
+}
+
+impl AuthorizationServer {
+    /// Starts a sign-in session for `user`, lasting `ttl`: the token for the cookie, and the
+    /// record stored under its hash. The user's oldest sessions beyond
+    /// [`MAX_SESSIONS_PER_USER`] end.
+    pub async fn start_session(
+        &self,
+        user: &AuthenticatedUser,
+        ttl: Duration,
+    ) -> Result<(SessionToken, SignInSession), Error> {
+        let now = self.now();
+        let token = SessionToken::generate();
+        let session = SignInSession::new(
+            token.hash(),
+            user.id.clone(),
+            user.name.chars().take(MAX_NAME_CHARS).collect(),
+            user.credential_version,
+            now,
+            now.plus(ttl),
+        );
+        self.stores().sessions.create_session(&session, MAX_SESSIONS_PER_USER).await?;
+        Ok((token, session))
+    }
+
+    /// The session `token` stands for, if it exists, has not expired, and its user still
+    /// holds: exists, is enabled, and has the credential version of the sign-in (as
+    /// `authenticator` tells). A session that fails is deleted and recorded as a failed
+    /// sign-in of `client` with the reason; `None` then, as for an unknown token.
+    pub async fn check_session(
+        &self,
+        token: &str,
+        authenticator: &dyn Authenticator,
+        client: Option<&ClientId>,
+    ) -> Result<Option<SignInSession>, Error> {
+        if token.len() != TOKEN_LEN {
+            return Ok(None);
+        }
+        let hash = SessionToken::new(token.to_owned()).hash();
+        let sessions = &self.stores().sessions;
+        let Some(session) = sessions.session(&hash, self.now()).await? else {
+            return Ok(None);
+        };
+        let Some(refusal) = SessionRefusal::judge(&session, authenticator.user_status(&session.user).await?) else {
+            return Ok(Some(session));
+        };
+        sessions.delete_session(&hash).await?;
+        let event = FlowEvent::failure(
+            self.now(),
+            FlowStep::SignIn,
+            refusal.reason(),
+            format!(
+                "the sign-in session of '{}' (since {}) was refused and ended: {}",
+                session.name,
+                session.auth_time.to_rfc3339(),
+                refusal.describe()
+            ),
+        )
+        .user(&session.user);
+        self.record(with_client(event, client)).await;
+        Ok(None)
+    }
+
+    /// Signs out: deletes the session `token` stands for, recorded as a sign-out during
+    /// `client`'s request. The ended session, if there was one.
+    pub async fn end_session(&self, token: &str, client: Option<&ClientId>) -> Result<Option<SignInSession>, Error> {
+        if token.len() != TOKEN_LEN {
+            return Ok(None);
+        }
+        let hash = SessionToken::new(token.to_owned()).hash();
+        let sessions = &self.stores().sessions;
+        let Some(session) = sessions.session(&hash, self.now()).await? else {
+            return Ok(None);
+        };
+        if !sessions.delete_session(&hash).await? {
+            return Ok(None);
+        }
+        let event = FlowEvent::failure(
+            self.now(),
+            FlowStep::SignIn,
+            Reason::SignedOut,
+            format!("'{}' signed out", session.name),
+        )
+        .user(&session.user);
+        self.record(with_client(event, client)).await;
+        Ok(Some(session))
+    }
+}
+
+fn with_client(event: FlowEvent, client: Option<&ClientId>) -> FlowEvent {
+    match client {
+        Some(c) => event.client(c),
+        None => event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::UnixTime;
+    use crate::types::UserId;
+
+    fn session(version: u64) -> SignInSession {
+        let t = UnixTime::from_secs(0);
+        SignInSession::new(SecretHash::of(b"x"), UserId::parse("u1").unwrap(), "alice".into(), version, t, t)
+    }
+
+    #[test]
+    fn the_users_standing_decides() {
+        let s = session(3);
+        assert_eq!(SessionRefusal::judge(&s, UserStatus::Active { credential_version: 3 }), None);
+        assert_eq!(SessionRefusal::judge(&s, UserStatus::Unchecked), None);
+        assert_eq!(
+            SessionRefusal::judge(&s, UserStatus::Active { credential_version: 4 }),
+            Some(SessionRefusal::CredentialsChanged)
+        );
+        assert_eq!(SessionRefusal::judge(&s, UserStatus::Disabled), Some(SessionRefusal::UserDisabled));
+        assert_eq!(SessionRefusal::judge(&s, UserStatus::Removed), Some(SessionRefusal::UserRemoved));
+        assert_eq!(SessionRefusal::UserRemoved.reason().as_str(), "session_user_removed");
+    }
+
+    #[test]
+    fn tokens_are_random_redacted_and_hashed() {
+        let a = SessionToken::generate();
+        assert_eq!(a.secret().len(), TOKEN_LEN);
+        assert_ne!(a, SessionToken::generate());
+        assert_eq!(format!("{a:?}"), "SessionToken([redacted])");
+        assert_eq!(a.hash(), SessionToken::new(a.secret().to_owned()).hash());
+    }
+}
