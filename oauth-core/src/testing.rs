@@ -633,7 +633,7 @@ pub async fn secrets_are_stored_only_as_hashes(stores: Stores) {
         assert!(!dump.contains(clear), "a secret was stored or logged in clear");
     }
     let stored = s.clients.client(&created.client.id).await.unwrap().unwrap();
-    assert!(stored.secret_hash.unwrap().starts_with("$argon2id$"), "client secrets are Argon2id hashes");
+    assert!(stored.secret_hash.unwrap().starts_with("hmac-sha256$"), "client secrets are peppered HMACs");
     assert_eq!(SecretHash::of(code.as_bytes()), AuthorizationCode::new(code.clone()).hash());
 }
 
