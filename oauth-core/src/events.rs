@@ -155,6 +155,12 @@ wire_enum! {
         InsufficientScope => "insufficient_scope",
         /// An internal failure (storage, cryptography).
         Internal => "internal",
+        /// Too many wrong passwords for this account, from any address: sign-in is blocked for a while.
+        SignInThrottled => "sign_in_throttled",
+        /// Too many requests from one address (or registrations from everyone) for a limit.
+        RateLimited => "rate_limited",
+        /// Registration without the deployment's initial access token (RFC 7591 §3).
+        InitialAccessTokenInvalid => "initial_access_token_invalid",
     }
 }
 
