@@ -105,6 +105,14 @@ pub enum ClientsCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only dynamically registered and metadata-document clients unused (no token request,
+        /// else since registration) for `--older-than`: the ones the sweep collects.
+        #[arg(long)]
+        unused: bool,
+        /// With `--unused`: how long unused (`30d`, `12h`, `90m`). Default 30 days, the
+        /// server's default retention.
+        #[arg(long, requires = "unused", default_value = "30d")]
+        older_than: String,
     },
     /// A client's metadata, redirect URIs and what became of its codes.
     Show {
@@ -302,8 +310,15 @@ fn read_password() -> Result<String, CliError> {
 
 async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
     match cmd {
-        ClientsCommand::List { json } => {
-            let all = op.stores().clients.list_clients().await?;
+        ClientsCommand::List { json, unused, older_than } => {
+            let mut all = op.stores().clients.list_clients().await?;
+            if *unused {
+                let before = SystemClock.now().minus(parse_age(older_than)?);
+                all.retain(|c| {
+                    c.origin != oauth_core::client::ClientOrigin::PreRegistered
+                        && c.last_used_at.unwrap_or(c.created_at) < before
+                });
+            }
             if *json {
                 let mut reports = Vec::with_capacity(all.len());
                 for c in &all {

@@ -3,6 +3,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
+mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;
 mod pages;
@@ -35,7 +36,8 @@ use crate::ratelimit::{Class, Limiter};
 use crate::session::{Cookies, Session};
 
 pub use crate::admin::{AdminToken, MIN_ADMIN_TOKEN_LEN, admin_router};
-pub use crate::ratelimit::{Limit, RateLimits};
+pub use crate::initial_access::{InitialAccessToken, MIN_INITIAL_ACCESS_TOKEN_LEN};
+pub use crate::ratelimit::{IpRange, IpRangeError, Limit, RateLimits, RegistrationQuota, SignInBackoff};
 pub use oauth_core;
 
 /// Largest request body accepted by any endpoint.
@@ -70,6 +72,7 @@ pub struct AuthRouter {
     session_ttl: Duration,
     cors: bool,
     rate_limits: Option<RateLimits>,
+    initial_access_token: Option<InitialAccessToken>,
 }
 
 impl AuthRouter {
@@ -81,7 +84,16 @@ impl AuthRouter {
             session_ttl: Duration::from_secs(12 * 3600),
             cors: true,
             rate_limits: Some(RateLimits::default()),
+            initial_access_token: None,
         }
+    }
+
+    /// Closes registration (RFC 7591 §3): `POST /register` then needs
+    /// `Authorization: Bearer <token>`, else 401 `invalid_token`. Default: open registration,
+    /// as MCP clients expect; metadata-document and pre-registered clients are not affected.
+    pub fn with_initial_access_token(mut self, token: Option<InitialAccessToken>) -> Self {
+        self.initial_access_token = token;
+        self
     }
 
     /// Per-address rate limits on registration, sign-in and the token endpoints. Default:
@@ -128,6 +140,7 @@ impl AuthRouter {
             authenticator: self.authenticator,
             session_ttl: self.session_ttl,
             limiter: self.rate_limits.map(Limiter::new),
+            initial_access_token: self.initial_access_token,
         });
 
         let mut api = Router::new()
@@ -206,6 +219,7 @@ struct Shared {
     pages: Pages,
     session_ttl: Duration,
     limiter: Option<Limiter>,
+    initial_access_token: Option<InitialAccessToken>,
 }
 
 #[derive(Debug)]
@@ -241,6 +255,9 @@ fn cacheable(body: impl IntoResponse) -> Response {
 async fn register(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(limited) = s.limited(Class::Registration, &peer, &headers) {
         return limited;
+    }
+    if let Some(refused) = s.registration_closed(&headers).await {
+        return refused;
     }
     let req = match RegistrationRequest::from_json(&body) {
         Ok(r) => r,
@@ -302,7 +319,10 @@ async fn introspect(State(s): AppState, peer: Peer, headers: HeaderMap, body: By
 }
 
 /// `GET /authorize`: validate, then sign-in page, consent page, or straight back to the client.
-async fn authorize(State(s): AppState, headers: HeaderMap, uri: Uri) -> Response {
+async fn authorize(State(s): AppState, peer: Peer, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(limited) = s.limited(Class::Authorize, &peer, &headers) {
+        return limited;
+    }
     let query = uri.query().unwrap_or_default();
     let req = match AuthorizationRequest::from_pairs(url::form_urlencoded::parse(query.as_bytes())) {
         Ok(r) => r,
@@ -315,6 +335,21 @@ async fn authorize(State(s): AppState, headers: HeaderMap, uri: Uri) -> Response
         },
         Err(AuthorizeError::ShowToUser(e)) => show_authorize_error(&headers, &e),
         Err(e) => authorize_error(e),
+    }
+}
+
+/// Whether the client asks for JSON and not HTML.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+/// "45 s", "3 min 20 s", "15 min".
+fn human_duration(secs: u64) -> String {
+    match (secs / 60, secs % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
     }
 }
 
@@ -350,13 +385,20 @@ async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes
     };
     let username = form.take("username");
     let password = form.take("password");
+    if let Some(blocked) = s.account_blocked(&headers, &prompt, &username).await {
+        return blocked;
+    }
     let user = match s.authenticator.authenticate(&username, &password).await {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
     let now = s.server.now();
+    s.account_result(&username, user.is_some());
     let Some(user) = user else {
         s.server.record(failed_sign_in_event(&s.server, now, &username).await.client(&prompt.client.id)).await;
+        if let Some(blocked) = s.account_blocked(&headers, &prompt, &username).await {
+            return blocked;
+        }
         return s.sign_in_page(&headers, &prompt, &username, Some("Wrong username or password."), StatusCode::OK);
     };
     s.server
@@ -463,10 +505,28 @@ impl Shared {
             });
             return None;
         };
-        let wait = limiter.check(class, addr, std::time::Instant::now()).err()?;
-        tracing::warn!(target: "oauth::flow", client_addr = %addr, ?class, "rate limited; retry in {} s", wait.as_secs());
-        let description = format!("too many requests from this address; retry in {} s", wait.as_secs());
-        let mut resp = if class == Class::SignIn {
+        let refused = limiter.check(class, addr, std::time::Instant::now()).err()?;
+        let secs = refused.wait.as_secs().max(1);
+        let (who, detail) = if refused.total {
+            ("all clients together", format!("the server-wide registration quota is used up; retry in {secs} s"))
+        } else {
+            ("this address", format!("{:?} limit for {addr} reached; retry in {secs} s", refused.class))
+        };
+        tracing::warn!(target: "oauth::flow", client_addr = %addr, class = ?refused.class, "rate limited: {detail}");
+        if refused.first {
+            // One event per run of refusals, so that a flood cannot fill the event table.
+            let step = match class {
+                Class::Registration | Class::RegistrationHourly => FlowStep::Registration,
+                Class::Authorize => FlowStep::AuthorizationRequest,
+                Class::SignIn => FlowStep::SignIn,
+                Class::Token => FlowStep::CodeExchange,
+            };
+            let server = self.server.clone();
+            let event = FlowEvent::failure(server.now(), step, Reason::RateLimited, detail);
+            tokio::spawn(async move { server.record(event).await });
+        }
+        let description = format!("too many requests from {who}; retry in {secs} s");
+        let mut resp = if matches!(class, Class::SignIn | Class::Authorize) && !wants_json(headers) {
             pages::error_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",
@@ -479,9 +539,90 @@ impl Shared {
                 Json(OAuthError::new(oauth_core::ErrorCode::TemporarilyUnavailable, description)),
             ))
         };
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Some(resp)
+    }
+
+    /// The sign-in page with 429 when the account is blocked after too many wrong passwords,
+    /// from whatever addresses; the password is then not even checked.
+    async fn account_blocked(
+        &self,
+        headers: &HeaderMap,
+        prompt: &AuthorizationPrompt,
+        username: &str,
+    ) -> Option<Response> {
+        let (secs, message) = self.account_block(username, Some(&prompt.client.id)).await?;
+        let mut resp = self.sign_in_page(headers, prompt, username, Some(&message), StatusCode::TOO_MANY_REQUESTS);
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Some(resp)
+    }
+
+    /// [`Self::account_blocked`] for the Connected apps sign-in: one throttle per account,
+    /// whichever form the guesses come through.
+    async fn account_page_blocked(&self, headers: &HeaderMap, username: &str) -> Option<Response> {
+        let (secs, message) = self.account_block(username, None).await?;
+        let mut resp = self.account_sign_in_page(headers, username, Some(&message));
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        Some(resp)
+    }
+
+    /// When the account is blocked: the seconds to wait and what to tell the person, with a
+    /// flow event the first time.
+    async fn account_block(
+        &self,
+        username: &str,
+        client: Option<&oauth_core::types::ClientId>,
+    ) -> Option<(u64, String)> {
+        let limiter = self.limiter.as_ref()?;
+        let (wait, first) = limiter.account_blocked(username, std::time::Instant::now())?;
+        let secs = wait.as_secs().max(1);
+        if first {
+            let detail =
+                format!("sign-in for '{}' blocked for {secs} s after repeated wrong passwords", clip(username));
+            let mut event = FlowEvent::failure(self.server.now(), FlowStep::SignIn, Reason::SignInThrottled, detail);
+            if let Some(c) = client {
+                event = event.client(c);
+            }
+            self.server.record(event).await;
         }
+        let retry = self.server.now().plus(std::time::Duration::from_secs(secs)).as_secs();
+        let when = format!("{:02}:{:02}:{:02} UTC", retry / 3600 % 24, retry / 60 % 60, retry % 60);
+        let message =
+            format!("Too many failed sign-ins for this account. Try again in {} (at {when}).", human_duration(secs));
+        Some((secs, message))
+    }
+
+    /// Counts a wrong password against the account, or clears it after a success.
+    fn account_result(&self, username: &str, ok: bool) {
+        let Some(limiter) = self.limiter.as_ref() else { return };
+        if ok {
+            limiter.account_succeeded(username);
+        } else {
+            limiter.account_failed(username, std::time::Instant::now());
+        }
+    }
+
+    /// 401 `invalid_token` when registration needs an initial access token the request lacks.
+    async fn registration_closed(&self, headers: &HeaderMap) -> Option<Response> {
+        let token = self.initial_access_token.as_ref()?;
+        if token.admits(headers) {
+            return None;
+        }
+        let given = if headers.contains_key(header::AUTHORIZATION) { "a wrong" } else { "no" };
+        let event = FlowEvent::failure(
+            self.server.now(),
+            FlowStep::Registration,
+            Reason::InitialAccessTokenInvalid,
+            format!("registration refused: {given} initial access token"),
+        );
+        self.server.record(event).await;
+        let err = OAuthError::new(
+            oauth_core::ErrorCode::InvalidToken,
+            "registration on this server needs an initial access token: send it as 'Authorization: Bearer <token>'",
+        );
+        let mut resp = no_store((StatusCode::UNAUTHORIZED, Json(err)));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         Some(resp)
     }
 
@@ -635,13 +776,20 @@ async fn account_sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, bod
         return csrf_failure();
     }
     let username = form.take("username");
+    if let Some(blocked) = s.account_page_blocked(&headers, &username).await {
+        return blocked;
+    }
     let user = match s.authenticator.authenticate(&username, &form.take("password")).await {
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
+    s.account_result(&username, user.is_some());
     let now = s.server.now();
     let Some(user) = user else {
         s.server.record(failed_sign_in_event(&s.server, now, &username).await).await;
+        if let Some(blocked) = s.account_page_blocked(&headers, &username).await {
+            return blocked;
+        }
         return s.account_sign_in_page(&headers, &username, Some("Wrong username or password."));
     };
     s.server

@@ -1,14 +1,37 @@
-//! Per-address rate limits for the endpoints an attacker would hammer: registration (filling
-//! the client table), sign-in (guessing passwords) and the token endpoints.
+//! Limits for what an attacker would hammer: registration (filling the client table), the
+//! authorization endpoint (pending rows, flow events, metadata-document fetches), sign-in
+//! (guessing passwords) and the token endpoints.
 //!
-//! Limits are token buckets keyed on the client's address. The address is the socket's peer,
-//! unless that peer is a configured trusted proxy, in which case it is the last address in
-//! `X-Forwarded-For` that is not itself a trusted proxy. Without a trusted proxy the header is
-//! ignored: anyone can write it.
+//! Per-address limits are token buckets keyed on the client's address: an IPv4 address, or an
+//! IPv6 `/64` (one subscriber's prefix; keying on the `/128` would give every host 2^64
+//! buckets). The address is the socket's peer, unless that peer is in a configured trusted
+//! proxy range, in which case it is the last address in `X-Forwarded-For` that is not itself
+//! a trusted proxy. Without a trusted proxy the header is ignored: anyone can write it.
+//!
+//! Sign-in is also throttled per account, whatever the source address: after a few free
+//! failures each further one blocks the account for twice as long as the one before, up to a
+//! cap, so that a botnet gets a handful of guesses per account and the real user is never
+//! locked out for longer than the cap. A successful sign-in clears the account's record.
+//!
+//! Registration has an hourly quota per address and one for the whole server, so that the
+//! client table grows at a bounded rate even from many addresses.
+//!
+//! Every table here is bounded: when full, the least recently used entries are evicted (a
+//! burst of new keys forgets the oldest, never the whole table).
+//!
+//! ```
+//! use oauth_axum::{IpRange, RateLimits};
+//!
+//! let proxy: IpRange = "10.0.0.0/8".parse().unwrap();
+//! let limits = RateLimits::default().with_trusted_proxies([proxy]);
+//! assert!(limits.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+//! ```
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -30,54 +53,145 @@ impl Limit {
     }
 }
 
-/// Rate limits per client address. `Default` is generous for real clients and tight for
-/// scripts: registration 20 at once then 30 a minute, sign-in 10 then 10 a minute, token
-/// requests 120 then 600 a minute.
+/// Hourly registration quotas: how many clients one address, and everyone together, may
+/// register per hour (as buckets: the full quota at once, refilled over the hour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistrationQuota {
+    /// Registrations per address per hour.
+    pub per_address_per_hour: u32,
+    /// Registrations per hour from all addresses together.
+    pub total_per_hour: u32,
+}
+
+impl RegistrationQuota {
+    /// A quota of `per_address_per_hour` for each address and `total_per_hour` in all.
+    pub const fn new(per_address_per_hour: u32, total_per_hour: u32) -> Self {
+        Self { per_address_per_hour, total_per_hour }
+    }
+}
+
+/// Per-account sign-in backoff: `free_failures` wrong passwords in a row cost nothing; each
+/// further one blocks the account for `first_block`, doubling, up to `max_block`. A success
+/// clears the record, and so does `forget_after` without failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignInBackoff {
+    /// Failures in a row before the first block.
+    pub free_failures: u32,
+    /// The first block.
+    pub first_block: Duration,
+    /// The longest block: the worst a stranger can do to the real user.
+    pub max_block: Duration,
+    /// A record without a failure for this long is dropped.
+    pub forget_after: Duration,
+}
+
+impl SignInBackoff {
+    /// A backoff with `free_failures` free, then blocks from `first_block` doubling up to
+    /// `max_block`; records are forgotten after a day without failures.
+    pub const fn new(free_failures: u32, first_block: Duration, max_block: Duration) -> Self {
+        Self { free_failures, first_block, max_block, forget_after: Duration::from_secs(86_400) }
+    }
+
+    /// How long the account is blocked after its `failures`th failure in a row.
+    fn block_after(&self, failures: u32) -> Option<Duration> {
+        let over = failures.checked_sub(self.free_failures)?.checked_sub(1)?;
+        let factor = 1u32.checked_shl(over.min(31)).unwrap_or(u32::MAX);
+        Some(self.first_block.saturating_mul(factor).min(self.max_block))
+    }
+}
+
+/// Rate limits. `Default` is generous for real clients and tight for scripts, per address:
+/// registration 20 at once then 30 a minute, at most 100 an hour, and 1000 an hour from
+/// everyone together; `/authorize` 30 then 30 a minute; sign-in 10 then 10 a minute; token
+/// requests 120 then 600 a minute. Per account: 5 free wrong passwords, then blocks from 2 s
+/// doubling up to 15 min.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RateLimits {
-    /// `POST /register`.
+    /// `POST /register`, per address.
     pub registration: Limit,
-    /// `POST …/sign-in`.
+    /// Hourly registration quotas.
+    pub registration_quota: RegistrationQuota,
+    /// `GET /authorize`, per address.
+    pub authorize: Limit,
+    /// `POST …/sign-in`, per address.
     pub sign_in: Limit,
+    /// Sign-in failures per account, from any address.
+    pub sign_in_backoff: SignInBackoff,
     /// `POST /token`, `/revoke`, `/introspect`.
     pub token: Limit,
     /// Proxies whose `X-Forwarded-For` is believed. Default: none.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<IpRange>,
+    /// Most keys each table tracks; beyond it the least recently used are evicted.
+    pub max_tracked: usize,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
             registration: Limit::new(20, 30),
+            registration_quota: RegistrationQuota::new(100, 1000),
+            authorize: Limit::new(30, 30),
             sign_in: Limit::new(10, 10),
+            sign_in_backoff: SignInBackoff::new(5, Duration::from_secs(2), Duration::from_secs(15 * 60)),
             token: Limit::new(120, 600),
             trusted_proxies: Vec::new(),
+            max_tracked: 100_000,
         }
     }
 }
 
 impl RateLimits {
-    /// Believes `X-Forwarded-For` from these proxies (your reverse proxy or tunnel). Default:
-    /// none. Risk: a proxy listed here that passes on a client's own `X-Forwarded-For` lets
-    /// that client choose the address it is limited as.
+    /// Believes `X-Forwarded-For` from these proxies (your reverse proxy or tunnel): single
+    /// addresses or CIDR ranges. Default: none. Risk: a proxy listed here that passes on a
+    /// client's own `X-Forwarded-For` lets that client choose the address it is limited as.
     #[must_use]
-    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
-        self.trusted_proxies = proxies;
+    pub fn with_trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<IpRange>,
+    {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Sets the registration limit.
+    /// Sets the per-address registration limit.
     #[must_use]
     pub fn with_registration(mut self, limit: Limit) -> Self {
         self.registration = limit;
         self
     }
 
-    /// Sets the sign-in limit.
+    /// Sets the hourly registration quotas. Default 100 per address, 1000 in all. Claude
+    /// registers a new client on every fresh connection, from a few egress addresses: raise
+    /// the per-address quota for a busy server used from claude.ai.
+    #[must_use]
+    pub fn with_registration_quota(mut self, quota: RegistrationQuota) -> Self {
+        self.registration_quota = quota;
+        self
+    }
+
+    /// Sets the `/authorize` limit.
+    #[must_use]
+    pub fn with_authorize(mut self, limit: Limit) -> Self {
+        self.authorize = limit;
+        self
+    }
+
+    /// Sets the per-address sign-in limit.
     #[must_use]
     pub fn with_sign_in(mut self, limit: Limit) -> Self {
         self.sign_in = limit;
+        self
+    }
+
+    /// Sets the per-account sign-in backoff. A longer `max_block` slows guessing further and
+    /// lets a stranger keep the real user waiting longer.
+    #[must_use]
+    pub fn with_sign_in_backoff(mut self, backoff: SignInBackoff) -> Self {
+        self.sign_in_backoff = backoff;
         self
     }
 
@@ -87,78 +201,270 @@ impl RateLimits {
         self.token = limit;
         self
     }
+
+    /// Sets how many keys each table tracks (default 100 000, a few MiB).
+    #[must_use]
+    pub fn with_max_tracked(mut self, n: usize) -> Self {
+        self.max_tracked = n.max(1);
+        self
+    }
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// The range of `addr`'s first `prefix` bits; `None` when `prefix` is longer than the
+    /// address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then(|| Self { addr: mask(addr, prefix), prefix })
+    }
+
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+}
+
+impl From<IpAddr> for IpRange {
+    fn from(addr: IpAddr) -> Self {
+        let addr = addr.to_canonical();
+        Self { addr, prefix: if addr.is_ipv4() { 32 } else { 128 } }
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = IpRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || IpRangeError(s.chars().take(64).collect());
+        match s.trim().split_once('/') {
+            None => s.trim().parse::<IpAddr>().map(Self::from).map_err(|_| bad()),
+            Some((a, p)) => {
+                let addr = a.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+                Self::new(addr, p.parse().map_err(|_| bad())?).ok_or_else(bad)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A string that is neither an address nor a CIDR range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpRangeError(String);
+
+impl std::fmt::Display for IpRangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' is not an IP address or CIDR range (such as 10.0.0.0/8)", self.0)
+    }
+}
+
+impl std::error::Error for IpRangeError {}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & m).into())
+        }
+    }
+}
+
+/// The key an address is limited under: IPv4 as is, IPv6 by its `/64`.
+pub(crate) fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
+        v6 => mask(v6, 64),
+    }
 }
 
 /// Which limit a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Class {
     Registration,
+    /// The per-address hourly registration quota (counted with `Registration`).
+    RegistrationHourly,
+    Authorize,
     SignIn,
     Token,
 }
 
-/// Most addresses tracked at once; beyond it, full buckets are forgotten first.
-const MAX_TRACKED: usize = 100_000;
+/// Why a request was refused, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) wait: Duration,
+    /// The limit that refused it.
+    pub(crate) class: Class,
+    /// The server-wide registration quota, not this address's.
+    pub(crate) total: bool,
+    /// The first refusal since the key was last allowed: worth a flow event.
+    pub(crate) first: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct Limiter {
     limits: RateLimits,
-    buckets: Mutex<HashMap<(Class, IpAddr), Bucket>>,
+    buckets: Mutex<Lru<(Class, IpAddr), Bucket>>,
+    registrations: Mutex<Bucket>,
+    accounts: Mutex<Lru<String, Account>>,
+    warned_forwarded: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+    refused: bool,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Self { tokens: burst, at: now, refused: false }
+    }
+
+    /// Takes one token; `Err` carries the wait and whether this is the first refusal.
+    fn take(&mut self, burst: f64, per_sec: f64, now: Instant) -> Result<(), (Duration, bool)> {
+        let refilled = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * per_sec).min(burst);
+        self.at = now;
+        if refilled >= 1.0 {
+            self.tokens = refilled - 1.0;
+            self.refused = false;
+            Ok(())
+        } else {
+            self.tokens = refilled;
+            let first = !self.refused;
+            self.refused = true;
+            Err((Duration::from_secs_f64(((1.0 - refilled) / per_sec).ceil().max(1.0)), first))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Account {
+    failures: u32,
+    last_failure: Instant,
+    blocked_until: Option<Instant>,
+    reported: bool,
 }
 
 impl Limiter {
     pub(crate) fn new(limits: RateLimits) -> Self {
-        Self { limits, buckets: Mutex::new(HashMap::new()) }
+        let cap = limits.max_tracked.max(1);
+        let total = f64::from(limits.registration_quota.total_per_hour.max(1));
+        Self {
+            buckets: Mutex::new(Lru::new(cap)),
+            registrations: Mutex::new(Bucket::full(total, Instant::now())),
+            accounts: Mutex::new(Lru::new(cap)),
+            limits,
+            warned_forwarded: AtomicBool::new(false),
+        }
     }
 
-    fn limit(&self, class: Class) -> Limit {
+    /// (burst, refill per second) of a class.
+    fn rate(&self, class: Class) -> (f64, f64) {
+        let per_minute = |l: Limit| (f64::from(l.burst.max(1)), f64::from(l.per_minute.max(1)) / 60.0);
         match class {
-            Class::Registration => self.limits.registration,
-            Class::SignIn => self.limits.sign_in,
-            Class::Token => self.limits.token,
+            Class::Registration => per_minute(self.limits.registration),
+            Class::RegistrationHourly => {
+                let n = f64::from(self.limits.registration_quota.per_address_per_hour.max(1));
+                (n, n / 3600.0)
+            }
+            Class::Authorize => per_minute(self.limits.authorize),
+            Class::SignIn => per_minute(self.limits.sign_in),
+            Class::Token => per_minute(self.limits.token),
         }
     }
 
-    /// Takes one request from the bucket; `Err` carries how long until the next is allowed.
-    pub(crate) fn check(&self, class: Class, addr: IpAddr, now: Instant) -> Result<(), Duration> {
-        let limit = self.limit(class);
-        let burst = f64::from(limit.burst.max(1));
-        let rate = f64::from(limit.per_minute.max(1)) / 60.0;
+    /// Counts one request of `class` from `addr`. Registration also counts against the hourly
+    /// quotas of the address and of the whole server.
+    pub(crate) fn check(&self, class: Class, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
+        self.take(class, addr, now)?;
+        if class == Class::Registration {
+            self.take(Class::RegistrationHourly, addr, now)?;
+            let n = f64::from(self.limits.registration_quota.total_per_hour.max(1));
+            let mut total = self.registrations.lock().unwrap_or_else(|p| p.into_inner());
+            total.take(n, n / 3600.0, now).map_err(|(wait, first)| Refusal { wait, class, total: true, first })?;
+        }
+        Ok(())
+    }
+
+    fn take(&self, class: Class, addr: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let (burst, per_sec) = self.rate(class);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&(class, addr)) {
-            // Forget the buckets that have refilled: they hold no information.
-            buckets.retain(|(c, _), b| {
-                let l = self.limit(*c);
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * f64::from(l.per_minute.max(1)) / 60.0
-                    < f64::from(l.burst.max(1))
-            });
-            if buckets.len() >= MAX_TRACKED {
-                buckets.clear();
-            }
+        let bucket = buckets.entry((class, limit_key(addr)), now, || Bucket::full(burst, now));
+        bucket.take(burst, per_sec, now).map_err(|(wait, first)| Refusal { wait, class, total: false, first })
+    }
+
+    /// When the account is blocked: how long it still is, and whether this is the first
+    /// attempt refused in this block.
+    pub(crate) fn account_blocked(&self, username: &str, now: Instant) -> Option<(Duration, bool)> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let key = account_key(username);
+        let a = accounts.get_mut(&key, now)?;
+        let until = a.blocked_until.filter(|u| *u > now)?;
+        let first = !a.reported;
+        a.reported = true;
+        Some((until - now, first))
+    }
+
+    /// Records a wrong password for the account; returns the block it now starts, if any.
+    pub(crate) fn account_failed(&self, username: &str, now: Instant) -> Option<Duration> {
+        let backoff = self.limits.sign_in_backoff;
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let a = accounts.entry(account_key(username), now, || Account {
+            failures: 0,
+            last_failure: now,
+            blocked_until: None,
+            reported: false,
+        });
+        if now.saturating_duration_since(a.last_failure) > backoff.forget_after {
+            a.failures = 0;
         }
-        let bucket = buckets.entry((class, addr)).or_insert(Bucket { tokens: burst, at: now });
-        let refilled = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if refilled >= 1.0 {
-            bucket.tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            bucket.tokens = refilled;
-            Err(Duration::from_secs_f64(((1.0 - refilled) / rate).ceil()))
-        }
+        a.failures = a.failures.saturating_add(1);
+        a.last_failure = now;
+        let block = backoff.block_after(a.failures)?;
+        a.blocked_until = Some(now + block);
+        a.reported = false;
+        Some(block)
+    }
+
+    /// A successful sign-in clears the account's record.
+    pub(crate) fn account_succeeded(&self, username: &str) {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner()).remove(&account_key(username));
     }
 
     /// The client's address: the peer, or behind a trusted proxy the last untrusted address
     /// of `X-Forwarded-For`.
     pub(crate) fn client_addr(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        let peer = peer?.ip();
-        if !self.limits.trusted_proxies.contains(&peer) {
+        let peer = peer?.ip().to_canonical();
+        let trusted = |ip: &IpAddr| self.limits.trusted_proxies.iter().any(|r| r.contains(*ip));
+        if !trusted(&peer) {
+            if self.limits.trusted_proxies.is_empty()
+                && peer.is_loopback()
+                && headers.contains_key("x-forwarded-for")
+                && !self.warned_forwarded.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    "X-Forwarded-For arrives from the loopback peer {peer} but no proxy is trusted: every visitor \
+                     shares one rate-limit bucket. If a reverse proxy or tunnel runs on this host, trust it \
+                     (RateLimits::with_trusted_proxies, the example's --trusted-proxy 127.0.0.1)"
+                );
+            }
             return Some(peer);
         }
         let forwarded: Vec<IpAddr> = headers
@@ -166,9 +472,70 @@ impl Limiter {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse().ok())
+            .take(64)
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
             .collect();
-        Some(forwarded.into_iter().rev().find(|ip| !self.limits.trusted_proxies.contains(ip)).unwrap_or(peer))
+        Some(forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
+    }
+}
+
+/// Usernames as the throttle counts them: trimmed, case-folded, bounded.
+fn account_key(username: &str) -> String {
+    username.trim().chars().take(256).flat_map(char::to_lowercase).collect()
+}
+
+/// A map of at most `cap` entries that evicts the least recently used eighth when full.
+#[derive(Debug)]
+struct Lru<K, V> {
+    cap: usize,
+    map: HashMap<K, (Instant, V)>,
+}
+
+impl<K: Hash + Eq + Clone, V> Lru<K, V> {
+    fn new(cap: usize) -> Self {
+        Self { cap, map: HashMap::new() }
+    }
+
+    fn get_mut(&mut self, key: &K, now: Instant) -> Option<&mut V> {
+        let (seen, v) = self.map.get_mut(key)?;
+        *seen = now;
+        Some(v)
+    }
+
+    fn entry(&mut self, key: K, now: Instant, new: impl FnOnce() -> V) -> &mut V {
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+            self.evict();
+        }
+        let (seen, v) = self.map.entry(key).or_insert_with(|| (now, new()));
+        *seen = now;
+        v
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+
+    /// Drops the least recently used eighth (at least one): amortised O(1) per insert.
+    fn evict(&mut self) {
+        let n = (self.map.len() / 8).max(1);
+        let mut seen: Vec<Instant> = self.map.values().map(|(s, _)| *s).collect();
+        let (_, cutoff, _) = seen.select_nth_unstable(n - 1);
+        let cutoff = *cutoff;
+        let mut left = n;
+        self.map.retain(|_, (s, _)| {
+            if left > 0 && *s <= cutoff {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
@@ -188,12 +555,89 @@ mod tests {
         for _ in 0..3 {
             assert!(l.check(Class::SignIn, a, t0).is_ok());
         }
-        let wait = l.check(Class::SignIn, a, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(10), "6 a minute: one every 10 s");
+        let r = l.check(Class::SignIn, a, t0).unwrap_err();
+        assert_eq!(r.wait, Duration::from_secs(10), "6 a minute: one every 10 s");
+        assert!(r.first);
+        assert!(!l.check(Class::SignIn, a, t0).unwrap_err().first, "one event per refusal run");
         assert!(l.check(Class::SignIn, ip("192.0.2.2"), t0).is_ok(), "other addresses are not affected");
         assert!(l.check(Class::Token, a, t0).is_ok(), "other classes are not affected");
         assert!(l.check(Class::SignIn, a, t0 + Duration::from_secs(10)).is_ok());
         assert!(l.check(Class::SignIn, a, t0 + Duration::from_secs(11)).is_err());
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64() {
+        let l = Limiter::new(RateLimits::default().with_authorize(Limit::new(2, 1)));
+        let t0 = Instant::now();
+        assert!(l.check(Class::Authorize, ip("2001:db8:1:2::1"), t0).is_ok());
+        assert!(l.check(Class::Authorize, ip("2001:db8:1:2:ffff:ffff:ffff:ffff"), t0).is_ok());
+        assert!(l.check(Class::Authorize, ip("2001:db8:1:2:abcd::9"), t0).is_err(), "one /64, one bucket");
+        assert!(l.check(Class::Authorize, ip("2001:db8:1:3::1"), t0).is_ok(), "the next /64 is another subscriber");
+        assert_eq!(limit_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"), "mapped IPv4 is IPv4");
+        assert_eq!(limit_key(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recent_not_everything() {
+        let l = Limiter::new(RateLimits::default().with_sign_in(Limit::new(1, 1)).with_max_tracked(16));
+        let t0 = Instant::now();
+        let hammered = ip("198.51.100.1");
+        assert!(l.check(Class::SignIn, hammered, t0).is_ok());
+        for i in 0..200u32 {
+            let t = t0 + Duration::from_millis(u64::from(i) + 1);
+            // The attacker keeps its own bucket recent while spraying new addresses...
+            assert!(l.check(Class::SignIn, hammered, t).is_err(), "round {i}: the limit must hold");
+            let spray = IpAddr::from([203, 0, (i >> 8) as u8, i as u8]);
+            assert!(l.check(Class::SignIn, spray, t).is_ok());
+            assert!(l.buckets.lock().unwrap().len() <= 16, "bounded");
+        }
+        // ...and an address not seen since the start was forgotten, not the whole table.
+        let mut lru = Lru::new(4);
+        for (i, k) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            lru.entry(k, t0 + Duration::from_secs(i as u64), || i);
+        }
+        lru.get_mut(&"a", t0 + Duration::from_secs(9));
+        lru.entry("e", t0 + Duration::from_secs(10), || 4);
+        assert_eq!(lru.len(), 4);
+        assert!(lru.get_mut(&"b", t0).is_none(), "the least recently used is gone");
+        assert!(lru.get_mut(&"a", t0).is_some(), "a recently used one stays");
+    }
+
+    #[test]
+    fn accounts_back_off_exponentially_up_to_a_cap_and_success_resets() {
+        let l = Limiter::new(RateLimits::default());
+        let t0 = Instant::now();
+        for i in 0..5 {
+            assert_eq!(l.account_failed("Alice", t0), None, "failure {i} is free");
+        }
+        assert_eq!(l.account_failed(" alice ", t0), Some(Duration::from_secs(2)), "one account, however written");
+        assert_eq!(l.account_blocked("ALICE", t0), Some((Duration::from_secs(2), true)));
+        assert_eq!(l.account_blocked("alice", t0).map(|b| b.1), Some(false), "reported once per block");
+        assert_eq!(l.account_blocked("alice", t0 + Duration::from_secs(2)), None, "the block ends");
+        assert_eq!(l.account_failed("alice", t0), Some(Duration::from_secs(4)));
+        let mut last = Duration::ZERO;
+        for _ in 0..40 {
+            last = l.account_failed("alice", t0).unwrap();
+        }
+        assert_eq!(last, Duration::from_secs(15 * 60), "capped: never locked out for longer");
+        assert!(l.account_blocked("bob", t0).is_none(), "other accounts are not affected");
+        l.account_succeeded("alice");
+        assert!(l.account_blocked("alice", t0).is_none());
+        assert_eq!(l.account_failed("alice", t0), None, "a success starts the count again");
+    }
+
+    #[test]
+    fn registration_has_a_server_wide_hourly_quota() {
+        let l = Limiter::new(RateLimits::default().with_registration_quota(RegistrationQuota::new(2, 3)));
+        let t0 = Instant::now();
+        assert!(l.check(Class::Registration, ip("192.0.2.1"), t0).is_ok());
+        assert!(l.check(Class::Registration, ip("192.0.2.1"), t0).is_ok());
+        let r = l.check(Class::Registration, ip("192.0.2.1"), t0).unwrap_err();
+        assert!(!r.total && r.class == Class::RegistrationHourly);
+        assert_eq!(r.wait, Duration::from_secs(1800), "two an hour: one every 30 min");
+        assert!(l.check(Class::Registration, ip("192.0.2.2"), t0).is_ok());
+        let r = l.check(Class::Registration, ip("192.0.2.3"), t0).unwrap_err();
+        assert!(r.total, "three an hour from everyone");
     }
 
     #[test]
@@ -208,5 +652,25 @@ mod tests {
         let other: SocketAddr = "198.51.100.7:1234".parse().unwrap();
         assert_eq!(trusting.client_addr(Some(other), &h), Some(ip("198.51.100.7")), "only from the proxy");
         assert_eq!(trusting.client_addr(None, &h), None);
+        let range: IpRange = "10.0.0.0/30".parse().unwrap();
+        let cidr = Limiter::new(RateLimits::default().with_trusted_proxies([range]));
+        assert_eq!(cidr.client_addr(Some(peer), &h), Some(ip("203.0.113.9")), "a CIDR range is trusted whole");
+        let outside: SocketAddr = "10.0.0.4:1".parse().unwrap();
+        assert_eq!(cidr.client_addr(Some(outside), &h), Some(ip("10.0.0.4")));
+    }
+
+    #[test]
+    fn ranges_parse_as_cidr_or_single_addresses() {
+        let r: IpRange = "2001:db8::/32".parse().unwrap();
+        assert!(r.contains(ip("2001:db8:ffff::1")) && !r.contains(ip("2001:db9::1")));
+        assert!(!r.contains(ip("192.0.2.1")));
+        let one: IpRange = "192.0.2.1".parse().unwrap();
+        assert!(one.contains(ip("192.0.2.1")) && !one.contains(ip("192.0.2.2")));
+        assert!(one.contains(ip("::ffff:192.0.2.1")));
+        assert_eq!("10.9.8.7/8".parse::<IpRange>().unwrap().to_string(), "10.0.0.0/8");
+        assert!("0.0.0.0/0".parse::<IpRange>().unwrap().contains(ip("203.0.113.1")));
+        for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<IpRange>().is_err(), "{bad}");
+        }
     }
 }

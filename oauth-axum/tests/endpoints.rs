@@ -476,7 +476,7 @@ async fn the_sweeper_removes_abandoned_registrations() {
     )
     .unwrap();
     server.register(req).await.unwrap();
-    clock.advance(std::time::Duration::from_secs(8 * 86_400));
+    clock.advance(std::time::Duration::from_secs(31 * 86_400));
     let task = oauth_axum::spawn_sweeper(server.clone(), std::time::Duration::from_millis(10));
     // Bounded wait for the background task, not a timing assertion.
     let mut left = usize::MAX;

@@ -240,6 +240,15 @@ pub fn fix(reason: Reason) -> &'static str {
         Reason::SignedOut => {
             "the person signed out on the consent page instead of answering it; connect again and sign in (perhaps as another user)"
         }
+        Reason::SignInThrottled => {
+            "too many wrong passwords for this account: sign-in is blocked for the time the page states (doubling up to the cap); a successful sign-in clears it. Many addresses at once means someone is guessing the password"
+        }
+        Reason::RateLimited => {
+            "one address (or every client together, for registration) went over a rate limit: wait for Retry-After; if all visitors share one address, trust the reverse proxy so that limits key on the forwarded address"
+        }
+        Reason::InitialAccessTokenInvalid => {
+            "registration is closed: the client must send the deployment's initial access token as 'Authorization: Bearer …' (RFC 7591 §3)"
+        }
         _ => "an internal error: see the server log",
     }
 }

@@ -178,6 +178,12 @@ wire_enum! {
         SessionCredentialsChanged => "session_credentials_changed",
         /// The person signed out ("Not you? Sign out" on the consent page).
         SignedOut => "signed_out",
+        /// Too many wrong passwords for this account, from any address: sign-in is blocked for a while.
+        SignInThrottled => "sign_in_throttled",
+        /// Too many requests from one address (or registrations from everyone) for a limit.
+        RateLimited => "rate_limited",
+        /// Registration without the deployment's initial access token (RFC 7591 §3).
+        InitialAccessTokenInvalid => "initial_access_token_invalid",
     }
 }
 

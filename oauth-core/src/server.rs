@@ -66,7 +66,9 @@ pub struct ServerConfig {
     pub key_retention: Duration,
     /// How long flow events are kept.
     pub event_retention: Duration,
-    /// Age after which a dynamically registered client that never obtained a token is deleted.
+    /// How long a dynamically registered or metadata-document client is kept after its last
+    /// token request (or its registration, if it never made one) before the sweep deletes it.
+    /// Never shorter, in effect, than `refresh_token_ttl`: a live grant keeps its client.
     pub unused_client_ttl: Duration,
     /// The access-token signing algorithm.
     pub signing_algorithm: SigningAlgorithm,
@@ -111,7 +113,7 @@ impl ServerConfig {
             code_retention: Duration::from_secs(86_400),
             key_retention: Duration::from_secs(2 * 86_400),
             event_retention: Duration::from_secs(14 * 86_400),
-            unused_client_ttl: Duration::from_secs(7 * 86_400),
+            unused_client_ttl: Duration::from_secs(30 * 86_400),
             signing_algorithm: SigningAlgorithm::Es256,
             leeway: Duration::from_secs(60),
             redirect_policy: RedirectPolicy::default(),
@@ -219,7 +221,7 @@ impl ServerConfig {
     }
 
     /// Retention of swept records: spent codes (default 1 day), flow events (14 days), and
-    /// unused dynamically registered clients (7 days).
+    /// dynamically registered and metadata-document clients since their last use (30 days).
     #[must_use]
     pub fn with_retention(mut self, codes: Duration, events: Duration, unused_clients: Duration) -> Self {
         self.code_retention = codes;
@@ -750,8 +752,8 @@ impl AuthorizationServer {
     }
 
     /// Deletes expired and abandoned records: pending requests, old codes, dead grants, old
-    /// flow events, dynamically registered clients that never obtained a token, and retired
-    /// keys past retention.
+    /// flow events, dynamically registered and metadata-document clients unused for
+    /// `unused_client_ttl`, and retired keys past retention.
     pub async fn sweep(&self) -> Result<SweepReport, Error> {
         let now = self.now();
         let c = &self.config;
@@ -759,7 +761,12 @@ impl AuthorizationServer {
             authorizations: self.stores.authorizations.sweep_authorizations(now, now.minus(c.code_retention)).await?,
             grants: self.stores.grants.sweep_grants(now.minus(c.code_retention)).await?,
             events: self.stores.events.sweep_events(now.minus(c.event_retention)).await?,
-            clients: self.stores.clients.delete_unused_dynamic_clients(now.minus(c.unused_client_ttl)).await?,
+            // A client whose refresh token may still be live is in use: every refresh touches it.
+            clients: self
+                .stores
+                .clients
+                .delete_unused_dynamic_clients(now.minus(c.unused_client_ttl.max(c.refresh_token_ttl)))
+                .await?,
             keys: 0,
             sessions: self.stores.sessions.sweep_sessions(now).await?,
         };

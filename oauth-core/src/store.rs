@@ -50,8 +50,9 @@ pub trait ClientStore: Debug + Send + Sync + 'static {
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
     /// Records that the client completed a token request at `at`.
     async fn touch_client(&self, id: &ClientId, at: UnixTime) -> StoreResult<()>;
-    /// Deletes dynamically registered clients created before `before` that never completed a
-    /// token request. Returns how many.
+    /// Deletes dynamically registered and metadata-document clients last used before `before`
+    /// (or, never used, created before it). Pre-registered clients are never deleted. Returns
+    /// how many.
     async fn delete_unused_dynamic_clients(&self, before: UnixTime) -> StoreResult<u64>;
 }
 

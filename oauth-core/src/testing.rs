@@ -178,18 +178,27 @@ pub async fn clients_roundtrip(stores: Stores) {
 pub async fn unused_dynamic_clients_are_collected(stores: Stores) {
     let s = &stores.clients;
     let old_unused = client("old-unused", ClientOrigin::Dynamic, t(0));
-    let old_used = client("old-used", ClientOrigin::Dynamic, t(0));
+    let used_long_ago = client("used-long-ago", ClientOrigin::Dynamic, t(0));
+    let used_lately = client("used-lately", ClientOrigin::Dynamic, t(0));
+    let old_document = client("https://app.example/old-doc.json", ClientOrigin::MetadataDocument, t(0));
+    let used_document = client("https://app.example/used-doc.json", ClientOrigin::MetadataDocument, t(0));
     let old_pre = client("old-pre", ClientOrigin::PreRegistered, t(0));
     let new_unused = client("new-unused", ClientOrigin::Dynamic, t(1000));
-    for c in [&old_unused, &old_used, &old_pre, &new_unused] {
+    for c in [&old_unused, &used_long_ago, &used_lately, &old_document, &used_document, &old_pre, &new_unused] {
         s.create_client(c).await.unwrap();
     }
-    s.touch_client(&old_used.id, t(10)).await.unwrap();
-    assert_eq!(s.delete_unused_dynamic_clients(t(500)).await.unwrap(), 1);
-    assert!(s.client(&old_unused.id).await.unwrap().is_none());
-    for c in [&old_used, &old_pre, &new_unused] {
+    s.touch_client(&used_long_ago.id, t(10)).await.unwrap();
+    s.touch_client(&used_lately.id, t(600)).await.unwrap();
+    s.touch_client(&used_document.id, t(700)).await.unwrap();
+    // Unused since before 500: never used and old, used only long ago, an old document client.
+    assert_eq!(s.delete_unused_dynamic_clients(t(500)).await.unwrap(), 3);
+    for c in [&old_unused, &used_long_ago, &old_document] {
+        assert!(s.client(&c.id).await.unwrap().is_none(), "{} must be collected", c.id);
+    }
+    for c in [&used_lately, &used_document, &old_pre, &new_unused] {
         assert!(s.client(&c.id).await.unwrap().is_some(), "{} must survive", c.id);
     }
+    assert_eq!(s.delete_unused_dynamic_clients(t(500)).await.unwrap(), 0, "nothing left to collect");
 }
 
 fn pending(id: &str, expires: UnixTime) -> PendingAuthorization {

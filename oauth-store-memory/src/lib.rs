@@ -104,7 +104,8 @@ impl ClientStore for MemoryStore {
     async fn delete_unused_dynamic_clients(&self, before: UnixTime) -> StoreResult<u64> {
         let mut g = self.lock();
         let n = g.clients.len();
-        g.clients.retain(|c| !(c.origin == ClientOrigin::Dynamic && c.last_used_at.is_none() && c.created_at < before));
+        g.clients
+            .retain(|c| c.origin == ClientOrigin::PreRegistered || c.last_used_at.unwrap_or(c.created_at) >= before);
         Ok((n - g.clients.len()) as u64)
     }
 }

@@ -118,8 +118,8 @@ impl ClientStore for SqlStore {
 
     async fn delete_unused_dynamic_clients(&self, before: UnixTime) -> StoreResult<u64> {
         with_pool!(self, pool => {
-            sqlx::query("DELETE FROM clients WHERE origin = $1 AND last_used_at IS NULL AND created_at < $2")
-                .bind(origin_name(ClientOrigin::Dynamic))
+            sqlx::query("DELETE FROM clients WHERE origin <> $1 AND COALESCE(last_used_at, created_at) < $2")
+                .bind(origin_name(ClientOrigin::PreRegistered))
                 .bind(before.as_secs())
                 .execute(pool)
                 .await

@@ -5,7 +5,6 @@
 //! and the protected-resource metadata. The tools answer according to who is calling.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -15,7 +14,7 @@ use mcp_guard::{
     protected_resource_router,
 };
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
-use oauth_axum::{AdminToken, RateLimits};
+use oauth_axum::{AdminToken, IpRange, RateLimits};
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
 use oauth_core::types::{Issuer, ResourceUri};
@@ -48,7 +47,7 @@ pub struct Settings {
     pub admin_token: Option<AdminToken>,
     /// Reverse proxies whose `X-Forwarded-For` the rate limits believe. Empty: limits key on
     /// the socket's peer address.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<IpRange>,
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL,
     /// fetched with the SSRF-safe fetcher of `oauth-axum`).
     pub metadata_documents: bool,

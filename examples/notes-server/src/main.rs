@@ -80,11 +80,11 @@ struct Cli {
     /// Connections served at once; more wait. Keep it below the file-descriptor limit.
     #[arg(long, env = "NOTES_MAX_CONNECTIONS", default_value_t = 512)]
     max_connections: usize,
-    /// Reverse proxies or tunnels (IP addresses) whose `X-Forwarded-For` the per-address rate
-    /// limits believe. Without one they key on the connecting address, which behind a proxy is
-    /// the proxy's for every client.
+    /// Reverse proxies or tunnels (IP addresses or CIDR ranges such as 10.0.0.0/8) whose
+    /// `X-Forwarded-For` the per-address rate limits believe. Without one they key on the
+    /// connecting address, which behind a proxy is the proxy's for every client.
     #[arg(long = "trusted-proxy", env = "NOTES_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<std::net::IpAddr>,
+    trusted_proxies: Vec<oauth_axum::IpRange>,
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL
     /// that this server fetches, public addresses only), as Claude Code and ChatGPT prefer.
     #[arg(long, env = "NOTES_METADATA_DOCUMENTS", default_value_t = true, action = clap::ArgAction::Set)]
