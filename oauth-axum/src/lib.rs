@@ -648,7 +648,8 @@ impl Shared {
 
     fn csrf_ok(&self, headers: &HeaderMap, pending: &str, submitted: &str) -> bool {
         let nonce = self.cookies.csrf_nonce(headers);
-        let ok = session::csrf_valid(&self.server.keys(), nonce.as_deref(), pending, submitted);
+        let ok =
+            session::csrf_valid(&self.server.derive_secret(session::CSRF_KEY), nonce.as_deref(), pending, submitted);
         if !ok {
             // Cookie missing: third-party cookies blocked, the page opened in another browser, or
             // a cross-site post. Token wrong: a stale page or a forged form.
@@ -680,7 +681,7 @@ impl Shared {
     ) -> Response {
         let mut cookies = Vec::new();
         let nonce = self.csrf_nonce(headers, &mut cookies);
-        let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
+        let csrf = session::csrf_token(&self.server.derive_secret(session::CSRF_KEY), &nonce, &prompt.pending.id);
         let host = prompt.pending.redirect_uri.display_host();
         let page = pages::SignIn {
             client_name: prompt.client.display_name(),
@@ -723,7 +724,7 @@ impl Shared {
             };
         }
         let nonce = self.csrf_nonce(headers, &mut cookies);
-        let csrf = session::csrf_token(&self.server.keys(), &nonce, &prompt.pending.id);
+        let csrf = session::csrf_token(&self.server.derive_secret(session::CSRF_KEY), &nonce, &prompt.pending.id);
         let host = prompt.pending.redirect_uri.display_host();
         let resource = prompt.pending.resource.to_string();
         let identity = ClientIdentity::of(&prompt.client);
@@ -834,7 +835,7 @@ impl Shared {
     fn account_sign_in_page(&self, headers: &HeaderMap, username: &str, error: Option<&str>) -> Response {
         let mut cookies = Vec::new();
         let nonce = self.csrf_nonce(headers, &mut cookies);
-        let csrf = session::csrf_token(&self.server.keys(), &nonce, ACCOUNT_SIGN_IN_CSRF);
+        let csrf = session::csrf_token(&self.server.derive_secret(session::CSRF_KEY), &nonce, ACCOUNT_SIGN_IN_CSRF);
         let page = pages::SignIn {
             client_name: "",
             redirect_host: "",
@@ -856,7 +857,8 @@ impl Shared {
         };
         let mut cookies = Vec::new();
         let nonce = self.csrf_nonce(headers, &mut cookies);
-        let csrf = session::csrf_token(&self.server.keys(), &nonce, &apps_csrf_binding(&user));
+        let csrf =
+            session::csrf_token(&self.server.derive_secret(session::CSRF_KEY), &nonce, &apps_csrf_binding(&user));
         let rows = apps.iter().map(|a| pages::AppRow::new(a, self.server.describe_scopes(&a.scopes))).collect();
         let page =
             pages::Apps { user_name: &session.name, apps: rows, revoke_action: &self.pages.apps_revoke, csrf: &csrf };
@@ -1030,7 +1032,7 @@ async fn failed_sign_in_event(server: &AuthorizationServer, now: UnixTime, usern
         )
         .user(&user.id),
         None => {
-            let key = server.keys().derive_secret("failed sign-in username");
+            let key = server.derive_secret("failed sign-in username");
             let hash = oauth_core::secret::SecretHash::of(&[&key[..], username.as_bytes()].concat());
             FlowEvent::failure(
                 now,

@@ -4,8 +4,8 @@
 //! The session cookie carries a random token for a session stored on the server
 //! ([`oauth_core::sessions`]): no key signs it, and every use is checked against the store and
 //! the user, so that sign-out, removing, disabling or re-passwording a user ends it. The CSRF
-//! key is derived from the server's active signing key, so every replica sharing the key store
-//! agrees on it; a key rotation only invalidates forms in flight.
+//! key comes from [`oauth_core::AuthorizationServer::derive_secret`]: a server secret in the key store,
+//! shared by every replica and independent of the signing keys.
 
 use std::fmt::Write as _;
 
@@ -15,7 +15,6 @@ use axum::http::header::COOKIE;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oauth_core::UnixTime;
-use oauth_core::keys::KeySet;
 use oauth_core::secret::ct_eq;
 use oauth_core::store::SignInSession;
 use oauth_core::types::UserId;
@@ -110,22 +109,21 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     None
 }
 
-fn keys_for(keys: &KeySet, label: &str) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA256, &keys.derive_secret(label))
-}
+/// The label of the CSRF key ([`oauth_core::AuthorizationServer::derive_secret`]).
+pub(crate) const CSRF_KEY: &str = "oauth-axum csrf v1";
 
 /// The CSRF token for a form: bound to the browser's nonce cookie and to the pending request.
-pub(crate) fn csrf_token(keys: &KeySet, nonce: &str, pending: &str) -> String {
+pub(crate) fn csrf_token(key: &[u8; 32], nonce: &str, pending: &str) -> String {
     let mut msg = String::with_capacity(nonce.len() + pending.len() + 1);
     let _ = write!(msg, "{nonce}|{pending}");
-    let tag = hmac::sign(&keys_for(keys, "oauth-axum csrf v1"), msg.as_bytes());
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg.as_bytes());
     URL_SAFE_NO_PAD.encode(tag.as_ref())
 }
 
 /// Whether a submitted CSRF token is the one for this nonce and pending request.
-pub(crate) fn csrf_valid(keys: &KeySet, nonce: Option<&str>, pending: &str, submitted: &str) -> bool {
+pub(crate) fn csrf_valid(key: &[u8; 32], nonce: Option<&str>, pending: &str, submitted: &str) -> bool {
     match nonce {
-        Some(n) => ct_eq(csrf_token(keys, n, pending).as_bytes(), submitted.as_bytes()),
+        Some(n) => ct_eq(csrf_token(key, n, pending).as_bytes(), submitted.as_bytes()),
         None => false,
     }
 }
@@ -133,20 +131,16 @@ pub(crate) fn csrf_valid(keys: &KeySet, nonce: Option<&str>, pending: &str, subm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oauth_core::keys::{SigningAlgorithm, StoredKey};
 
-    fn keys() -> KeySet {
-        KeySet::load(
-            &[StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(0)).unwrap()],
-            SigningAlgorithm::Es256,
-        )
-        .unwrap()
+    fn keys() -> [u8; 32] {
+        oauth_core::secret::ServerSecret::generate().as_bytes().to_owned()
     }
 
     #[test]
     fn csrf_tokens_bind_nonce_and_request() {
         let k = keys();
         let t = csrf_token(&k, "nonce-a", "p1");
+        assert!(!csrf_valid(&keys(), Some("nonce-a"), "p1", &t), "another server's key");
         assert!(csrf_valid(&k, Some("nonce-a"), "p1", &t));
         assert!(!csrf_valid(&k, Some("nonce-b"), "p1", &t));
         assert!(!csrf_valid(&k, Some("nonce-a"), "p2", &t));

@@ -165,7 +165,6 @@ pub(crate) struct LoadedKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: Option<Jwk>,
-    private_der: Vec<u8>,
     created_at: UnixTime,
     retired_at: Option<UnixTime>,
 }
@@ -201,7 +200,6 @@ impl LoadedKey {
             encoding,
             decoding,
             jwk,
-            private_der: k.private_der.clone(),
             created_at: k.created_at,
             retired_at: k.retired_at,
         })
@@ -247,20 +245,6 @@ impl KeySet {
     /// The public keys, for `/jwks.json`. HS256 keys are never published.
     pub fn jwks(&self) -> JwkSet {
         JwkSet { keys: self.keys.iter().filter_map(|k| k.jwk.clone()).collect() }
-    }
-
-    /// A 256-bit secret for `label`, derived from the active signing key with HMAC-SHA256.
-    ///
-    /// For values that every replica must agree on without another stored secret, such as the
-    /// key that signs sign-in session cookies. Distinct labels give independent secrets; a key
-    /// rotation changes them all.
-    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
-        let k = &self.keys[self.active];
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &k.private_der);
-        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        out
     }
 
     /// Number of loaded keys.
@@ -530,18 +514,6 @@ mod tests {
         let set = KeySet::load(&[old.clone(), new], SigningAlgorithm::Es256).unwrap();
         assert!(set.resolve(&old.kid).is_some());
         assert_eq!(set.jwks().keys.len(), 2);
-    }
-
-    #[test]
-    fn derived_secrets_depend_on_label_and_key() {
-        let a = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
-        let b = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
-        let sa = KeySet::load(std::slice::from_ref(&a), SigningAlgorithm::Es256).unwrap();
-        let sa2 = KeySet::load(std::slice::from_ref(&a), SigningAlgorithm::Es256).unwrap();
-        let sb = KeySet::load(std::slice::from_ref(&b), SigningAlgorithm::Es256).unwrap();
-        assert_eq!(sa.derive_secret("x"), sa2.derive_secret("x"), "replicas agree");
-        assert_ne!(sa.derive_secret("x"), sa.derive_secret("y"));
-        assert_ne!(sa.derive_secret("x"), sb.derive_secret("x"));
     }
 
     #[test]

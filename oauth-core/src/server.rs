@@ -418,6 +418,7 @@ pub struct AuthorizationServer {
     keys: RwLock<Arc<KeySet>>,
     refresh_secret: RwLock<ServerSecret>,
     pepper: ServerSecret,
+    page_secret: ServerSecret,
     metadata_documents: Option<Arc<dyn MetadataDocumentFetcher>>,
 }
 
@@ -426,6 +427,8 @@ const REFRESH_SECRET: &str = "refresh-successor-v1";
 /// The key-store name of the pepper of client-secret hashes. Never rotated: every stored client
 /// secret hash depends on it (rotate the clients' secrets instead).
 pub(crate) const CLIENT_SECRET_PEPPER: &str = "client-secret-pepper-v1";
+/// The key-store name of the secret the pages' keys derive from (CSRF tokens and the like).
+const PAGE_SECRET: &str = "pages-v1";
 
 impl AuthorizationServer {
     /// A server on the system clock. Loads the signing keys from the key store, creating the
@@ -441,6 +444,7 @@ impl AuthorizationServer {
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;
         let pepper = load_server_secret(&stores, CLIENT_SECRET_PEPPER, clock.now()).await?;
+        let page_secret = load_server_secret(&stores, PAGE_SECRET, clock.now()).await?;
         Ok(Self {
             config,
             stores,
@@ -448,6 +452,7 @@ impl AuthorizationServer {
             keys: RwLock::new(Arc::new(keys)),
             refresh_secret: RwLock::new(refresh_secret),
             pepper,
+            page_secret,
             metadata_documents: None,
         })
     }
@@ -547,6 +552,18 @@ impl AuthorizationServer {
         }
         tracing::info!(kid = %key.kid, alg = key.algorithm.as_str(), "signing key rotated");
         self.reload_keys().await
+    }
+
+    /// A 256-bit key for `label`, the same on every replica of this store: for the pages'
+    /// CSRF tokens and other values the adapters must agree on. Derived from a server secret of
+    /// its own, independent of the signing keys, so that a signing-key rotation neither signs
+    /// anyone out nor voids open forms, and nothing derived from it helps forge a token.
+    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.page_secret.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// The pepper client secrets are hashed with.
