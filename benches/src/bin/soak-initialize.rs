@@ -197,14 +197,10 @@ impl NotesServer {
             std::env::current_exe().unwrap().with_file_name(format!("notes-server{}", std::env::consts::EXE_SUFFIX))
         });
         let mut child = Command::new(&bin)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                database_url,
-                "--admin-password",
-                "soak-test-password-1",
-            ])
+            // Secrets through the environment: the server refuses them on the command line.
+            .args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", database_url)
+            .env("NOTES_ADMIN_PASSWORD", "soak-test-password-1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
