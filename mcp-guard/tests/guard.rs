@@ -208,3 +208,65 @@ async fn protected_resource_metadata_at_both_paths() {
         assert_eq!(v["authorization_servers"], serde_json::json!([ISSUER]));
     }
 }
+
+/// A machine client's token (`client_credentials`) is refused unless the resource accepts
+/// machines; a token that claims to be a machine for another client, or a person's token in
+/// the machine namespace, is malformed whatever the resource says.
+#[tokio::test]
+async fn machine_tokens_pass_only_where_the_resource_accepts_them() {
+    let f = fixture().await;
+    let machine = |sub: &str, client: &str| {
+        let mut claims =
+            AccessTokenClaims::new(ISSUER, sub, RESOURCE, client, "mcp:tools", f.clock.now(), Duration::from_secs(600));
+        claims.machine = true;
+        mint(&claims, &f.server.keys()).unwrap()
+    };
+    let honest = machine("client:job-1", "job-1");
+    let (r, body) = call(&f, rpc(INITIALIZE, Some(&honest))).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{body}");
+    assert!(challenge(&r).contains("invalid_token") && body.contains("machine clients"), "{body}");
+    let events = f.server.stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == Some(oauth_core::events::Reason::MachineTokenRefused)));
+
+    let accepting =
+        McpGuardLayer::new(Arc::new(LocalVerifier::new(f.server.clone())), &ResourceUri::parse(RESOURCE).unwrap())
+            .with_machine_clients(true);
+    let app = Router::new()
+        .route(
+            "/mcp",
+            any(|req: Request<Body>| async move {
+                match req.extensions().get::<AuthContext>().map(AuthContext::caller) {
+                    Some(mcp_guard::Caller::Machine(c)) => format!("machine {c}"),
+                    Some(mcp_guard::Caller::User(u)) => format!("user {u}"),
+                    None => "anonymous".to_owned(),
+                }
+            }),
+        )
+        .layer(accepting);
+    let send = |token: String| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(rpc(INITIALIZE, Some(&token))).await.unwrap();
+            let status = resp.status();
+            (status, String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned())
+        }
+    };
+    assert_eq!(send(honest).await, (StatusCode::OK, "machine job-1".to_owned()));
+    // A machine token naming another client, and a person's token in the machine namespace.
+    assert_eq!(send(machine("client:job-2", "job-1")).await.0, StatusCode::UNAUTHORIZED);
+    let posing = mint(
+        &AccessTokenClaims::new(
+            ISSUER,
+            "client:job-1",
+            RESOURCE,
+            "job-1",
+            "mcp:tools",
+            f.clock.now(),
+            Duration::from_secs(600),
+        ),
+        &f.server.keys(),
+    )
+    .unwrap();
+    assert_eq!(send(posing).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(token(&f, RESOURCE, "mcp:tools")).await, (StatusCode::OK, "user user-1".to_owned()));
+}
