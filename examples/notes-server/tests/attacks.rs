@@ -123,6 +123,22 @@ async fn call_whoami(mcp_url: &str, access_token: &str) -> Value {
     serde_json::from_str(serde_json::to_value(&who.content).unwrap()[0]["text"].as_str().unwrap()).unwrap()
 }
 
+/// A refresh of `t`'s grant with `refresh_token`, authenticated as `t`'s client.
+async fn refresh(
+    http: &reqwest::Client,
+    base: &str,
+    t: &UserTokens,
+    refresh_token: &str,
+) -> (reqwest::StatusCode, Value) {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", &t.client_id),
+        ("client_secret", &t.client_secret),
+    ];
+    token(http, base, &form).await
+}
+
 fn claims(access_token: &str) -> Value {
     let payload = access_token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -190,17 +206,7 @@ async fn a_stolen_old_refresh_token_does_not_yield_the_current_one() {
     // The victim refreshes twice.
     let mut current = t.refresh_token.clone();
     for _ in 0..2 {
-        let (status, body) = token(
-            &http,
-            &server.base_url,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &current),
-                ("client_id", &t.client_id),
-                ("client_secret", &t.client_secret),
-            ],
-        )
-        .await;
+        let (status, body) = refresh(&http, &server.base_url, &t, &current).await;
         assert_eq!(status, 200, "{body}");
         current = body["refresh_token"].as_str().unwrap().to_owned();
     }
@@ -217,29 +223,9 @@ async fn a_stolen_old_refresh_token_does_not_yield_the_current_one() {
     assert_ne!(derived, current, "the current refresh token is computable from an old one and the gid");
 
     // Presenting the stale stolen token is a reuse: the family dies, the victim's current token too.
-    let (status, body) = token(
-        &http,
-        &server.base_url,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &stolen),
-            ("client_id", &t.client_id),
-            ("client_secret", &t.client_secret),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&http, &server.base_url, &t, &stolen).await;
     assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
-    let (status, body) = token(
-        &http,
-        &server.base_url,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &current),
-            ("client_id", &t.client_id),
-            ("client_secret", &t.client_secret),
-        ],
-    )
-    .await;
+    let (status, body) = refresh(&http, &server.base_url, &t, &current).await;
     assert_eq!(status, 400, "the family survived a replay of a stale token: {body}");
 }
 
