@@ -181,7 +181,8 @@ async fn run_backend(url: &str, args: &Args) -> Vec<Phase> {
     if let Some(token) = seed.access_token(server.addr).await {
         // One session per worker, as one per client: a session's requests are handled in turn.
         let mut sessions = Vec::new();
-        for _ in 0..CONCURRENCY * 2 {
+        // At most the guard's bound per caller (16 by default): more would evict the oldest.
+        for _ in 0..(CONCURRENCY * 2).min(16) {
             sessions.push(initialize(server.addr, &token).await);
         }
         let call = move |i: &usize| mcp_call(&token, sessions[*i % sessions.len()].as_deref(), *i);
@@ -207,7 +208,9 @@ async fn run_backend(url: &str, args: &Args) -> Vec<Phase> {
                 server.addr,
                 "token: wrong client secrets (401 expected)",
                 (0..1_000_000).collect::<Vec<usize>>(),
-                None,
+                // 1 000 a second from 64 connections on rotating addresses: a distributed
+                // flood well past every per-address limit, not one that simply takes the cores.
+                Some(1000.0),
                 flood_for.min(deadline),
                 wrong,
                 64,
