@@ -183,3 +183,56 @@ pub fn per_second(rate: f64) -> String {
     }
     format!("{out}/s")
 }
+
+/// The example server (`notes-server`, built beside the bench binary or named by
+/// `$NOTES_SERVER`) as a child process on 127.0.0.1 over `database_url`, stopped when dropped.
+pub struct NotesServer {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+impl NotesServer {
+    /// Starts the server; its first user gets `admin_password`.
+    pub fn start(database_url: &str, admin_password: &str) -> Self {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::{Command, Stdio};
+        let bin = std::env::var_os("NOTES_SERVER").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe()
+                .expect("the bench binary's path")
+                .with_file_name(format!("notes-server{}", std::env::consts::EXE_SUFFIX))
+        });
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0"])
+            // Secrets through the environment: the server refuses them on its command line.
+            .env("DATABASE_URL", database_url)
+            .env("NOTES_ADMIN_PASSWORD", admin_password)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e}): cargo build --release -p notes-server", bin.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("notes-server listening on ").and_then(|a| a.trim().parse().ok()))
+            .expect("the server says where it listens");
+        // Keep reading, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, addr }
+    }
+
+    /// The server's process id (to read its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NotesServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -17,10 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +27,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use oauth_benches::per_second;
+use oauth_benches::{NotesServer, per_second};
 use oauth_core::authorize::AuthorizationRequest;
 use oauth_core::pkce::CodeChallenge;
 use oauth_core::registration::RegistrationRequest;
@@ -153,7 +150,7 @@ struct Phase {
 
 /// Starts the server on `url`, runs every phase against it, stops it.
 async fn run_backend(url: &str, args: &Args) -> Vec<Phase> {
-    let server = NotesServer::start(url);
+    let server = NotesServer::start(url, "load-test-password-1");
     let base = format!("http://{}", server.addr);
     let seed = Seed::new(url, &base).await;
     let deadline = Duration::from_secs(args.seconds);
@@ -340,47 +337,6 @@ async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
         let _ = conn.await;
     });
     sender
-}
-
-/// The example server, as a child process on 127.0.0.1, stopped when dropped.
-struct NotesServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NotesServer {
-    fn start(database_url: &str) -> Self {
-        let bin = std::env::var_os("NOTES_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::current_exe().unwrap().with_file_name(format!("notes-server{}", std::env::consts::EXE_SUFFIX))
-        });
-        let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0"])
-            // Secrets through the environment: the server refuses them on its command line.
-            .env("DATABASE_URL", database_url)
-            .env("NOTES_ADMIN_PASSWORD", "load-test-password-1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}): cargo build --release -p notes-server", bin.display()));
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("notes-server listening on ").and_then(|a| a.trim().parse().ok()))
-            .expect("the server says where it listens");
-        // Keep reading, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
-    }
-}
-
-impl Drop for NotesServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A PostgreSQL database made for one run and dropped after it.

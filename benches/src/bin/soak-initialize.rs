@@ -13,10 +13,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +22,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use oauth_benches::NotesServer;
 use oauth_core::authorize::AuthorizationRequest;
 use oauth_core::pkce::CodeChallenge;
 use oauth_core::registration::RegistrationRequest;
@@ -59,7 +57,7 @@ fn main() {
 }
 
 async fn soak(db: &str, length: Duration, early: Duration, workers: usize) {
-    let server = NotesServer::start(db);
+    let server = NotesServer::start(db, "soak-test-password-1");
     let token = access_token(db, server.addr).await;
     let start = Instant::now();
     let (ok, failed) = (Rc::new(Cell::new(0usize)), Rc::new(Cell::new(0usize)));
@@ -91,13 +89,13 @@ async fn soak(db: &str, length: Duration, early: Duration, workers: usize) {
             }
         }));
     }
-    let idle = rss_kib(server.child.id());
+    let idle = rss_kib(server.pid());
     tokio::time::sleep(early).await;
-    let (at_early, opened_early) = (rss_kib(server.child.id()), ok.get());
+    let (at_early, opened_early) = (rss_kib(server.pid()), ok.get());
     for t in tasks {
         t.await.unwrap();
     }
-    let at_end = rss_kib(server.child.id());
+    let at_end = rss_kib(server.pid());
     let ratio = at_end as f64 / at_early.max(1) as f64;
     let mib = |k: u64| k as f64 / 1024.0;
     println!("notes-server (release), {workers} workers flooding initialize with one token, one run");
@@ -183,45 +181,4 @@ async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
         let _ = conn.await;
     });
     sender
-}
-
-/// The example server, as a child process on 127.0.0.1, stopped when dropped.
-struct NotesServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NotesServer {
-    fn start(database_url: &str) -> Self {
-        let bin = std::env::var_os("NOTES_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::current_exe().unwrap().with_file_name(format!("notes-server{}", std::env::consts::EXE_SUFFIX))
-        });
-        let mut child = Command::new(&bin)
-            // Secrets through the environment: the server refuses them on the command line.
-            .args(["--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", database_url)
-            .env("NOTES_ADMIN_PASSWORD", "soak-test-password-1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}): cargo build --release -p notes-server", bin.display()));
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("notes-server listening on ").and_then(|a| a.trim().parse().ok()))
-            .expect("the server says where it listens");
-        // Keep reading, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr }
-    }
-}
-
-impl Drop for NotesServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
