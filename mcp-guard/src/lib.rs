@@ -9,7 +9,7 @@ pub mod remote;
 pub mod session;
 mod verifier;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use oauth_core::UnixTime;
-use oauth_core::events::{FlowEvent, FlowStep, Reason};
+use oauth_core::events::{EventBudget, FlowEvent, FlowStep, Reason};
 use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path, well_known_url};
 use oauth_core::types::{ResourceUri, ScopeSet};
 use tower::{Layer, Service};
@@ -56,27 +56,13 @@ struct GuardConfig {
     sessions: Sessions,
     forward_authorization: bool,
     seen: Mutex<HashSet<String>>,
-    refusals: Mutex<Refusals>,
-}
-
-/// When refusals were last stored, per reason and claimed client, and how many were stored in
-/// the current interval.
-#[derive(Debug, Default)]
-struct Refusals {
-    last: HashMap<(Reason, String), i64>,
-    window_start: i64,
-    stored_in_window: u32,
+    /// Refused requests are stored within this budget (and always logged), so that a flood of
+    /// forged tokens cannot fill the event store.
+    refusals: EventBudget,
 }
 
 /// How many token ids the guard remembers to record only the first accepted call of each.
 const SEEN_CAPACITY: usize = 10_000;
-/// A refused token is always logged, but stored as a flow event at most once per reason and
-/// claimed client in this many seconds, so that a flood of forged tokens cannot fill the event
-/// store.
-const REFUSAL_STORE_INTERVAL_SECS: i64 = 10;
-/// At most this many refusals are stored per interval in all, whatever client ids the forged
-/// tokens claim.
-const REFUSAL_STORE_BUDGET: u32 = 100;
 
 impl McpGuardLayer {
     /// A guard for `resource`, checking tokens with `verifier`. The `resource_metadata` URL in
@@ -92,7 +78,7 @@ impl McpGuardLayer {
                 sessions: Sessions::new(SessionLimits::default()),
                 forward_authorization: false,
                 seen: Mutex::new(HashSet::new()),
-                refusals: Mutex::new(Refusals::default()),
+                refusals: EventBudget::default(),
             }),
         }
     }
@@ -110,7 +96,7 @@ impl McpGuardLayer {
                     sessions: Sessions::new(self.config.sessions.limits()),
                     forward_authorization: self.config.forward_authorization,
                     seen: Mutex::new(HashSet::new()),
-                    refusals: Mutex::new(Refusals::default()),
+                    refusals: EventBudget::default(),
                 };
                 f(&mut c);
                 self.config = Arc::new(c);
@@ -536,27 +522,9 @@ impl GuardConfig {
     }
 
     /// Whether a refusal for `reason` of a token claiming `client` is stored now, or only
-    /// logged because one like it was stored less than [`REFUSAL_STORE_INTERVAL_SECS`] ago.
+    /// logged because one like it was stored within the budget's interval.
     fn store_refusal(&self, reason: Reason, client: &str, at: UnixTime) -> bool {
-        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        let now = at.as_secs();
-        if now - r.window_start >= REFUSAL_STORE_INTERVAL_SECS {
-            r.window_start = now;
-            r.stored_in_window = 0;
-        }
-        if r.stored_in_window >= REFUSAL_STORE_BUDGET {
-            return false;
-        }
-        if r.last.len() >= SEEN_CAPACITY {
-            r.last.clear();
-        }
-        let key = (reason, client.to_owned());
-        if r.last.get(&key).is_some_and(|t| now - *t < REFUSAL_STORE_INTERVAL_SECS) {
-            return false;
-        }
-        r.last.insert(key, now);
-        r.stored_in_window += 1;
-        true
+        self.refusals.admit(FlowStep::ResourceAccess, reason, client, at)
     }
 
     fn first_sighting(&self, token_id: &str) -> bool {

@@ -287,6 +287,90 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Which failures a stranger can provoke at any rate are stored, and which only logged.
+///
+/// A refused token at the MCP endpoint, a wrong client secret at `/token`: anyone can send
+/// those as fast as the network carries them, and storing each would turn a flood into as many
+/// writes to the event store (and crowd out the events an operator needs). A budget stores the
+/// first failure of each kind (step, reason and the client id it names) per interval, and at
+/// most a fixed number in all per interval, whatever ids the requests make up; the rest are
+/// still written to `tracing`. `diagnose` then shows every kind of failure a client hit, and
+/// its most recent occurrence within one interval.
+///
+/// ```
+/// use oauth_core::events::{EventBudget, FlowStep, Reason};
+/// use oauth_core::UnixTime;
+/// use std::time::Duration;
+///
+/// let budget = EventBudget::new(Duration::from_secs(10), 100);
+/// let t = UnixTime::from_secs(1_000);
+/// assert!(budget.admit(FlowStep::CodeExchange, Reason::ClientAuthFailed, "c1", t));
+/// assert!(!budget.admit(FlowStep::CodeExchange, Reason::ClientAuthFailed, "c1", t));
+/// assert!(budget.admit(FlowStep::CodeExchange, Reason::ClientAuthFailed, "c2", t));
+/// assert!(budget.admit(FlowStep::CodeExchange, Reason::ClientAuthFailed, "c1", t.plus(Duration::from_secs(10))));
+/// ```
+#[derive(Debug)]
+pub struct EventBudget {
+    interval_secs: i64,
+    per_interval: u32,
+    state: std::sync::Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    last: std::collections::HashMap<(FlowStep, Reason, String), i64>,
+    window_start: i64,
+    stored_in_window: u32,
+}
+
+impl EventBudget {
+    /// Kinds remembered at once; past it, kinds not seen within the interval are forgotten
+    /// (which can only store more, never fewer, and still within the per-interval total).
+    const CAPACITY: usize = 10_000;
+
+    /// One stored failure per kind per `interval`, at most `per_interval` in all.
+    pub fn new(interval: std::time::Duration, per_interval: u32) -> Self {
+        let interval_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+        Self { interval_secs, per_interval, state: std::sync::Mutex::new(BudgetState::default()) }
+    }
+
+    /// Whether a failure of this kind at `at` is stored (and counted), or only logged.
+    pub fn admit(&self, step: FlowStep, reason: Reason, client: &str, at: UnixTime) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = at.as_secs();
+        if now.saturating_sub(s.window_start) >= self.interval_secs {
+            s.window_start = now;
+            s.stored_in_window = 0;
+        }
+        if s.stored_in_window >= self.per_interval {
+            return false;
+        }
+        // Client ids are at most 2048 bytes; a longer claim is cut rather than kept whole.
+        let client = &client[..client.floor_char_boundary(2048)];
+        let key = (step, reason, client.to_owned());
+        if s.last.get(&key).is_some_and(|t| now.saturating_sub(*t) < self.interval_secs) {
+            return false;
+        }
+        if s.last.len() >= Self::CAPACITY {
+            let interval = self.interval_secs;
+            s.last.retain(|_, t| now.saturating_sub(*t) < interval);
+            if s.last.len() >= Self::CAPACITY {
+                s.last.clear();
+            }
+        }
+        s.last.insert(key, now);
+        s.stored_in_window += 1;
+        true
+    }
+}
+
+impl Default for EventBudget {
+    /// One per kind per 10 s, 100 per 10 s in all.
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(10), 100)
+    }
+}
+
 /// Which events to return.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -70,17 +70,16 @@ impl AuthorizationServer {
         let step = FlowStep::Introspection;
         let creds = match form.credentials(authorization) {
             Ok(c) => c,
-            Err(e) => return Err(self.fail(step, Reason::ClientAuthFailed, None, e, None).await),
+            Err(e) => return Err(self.fail_unauthenticated(step, Reason::ClientAuthFailed, None, e).await),
         };
         let caller = self.authenticate_client(&creds, step).await?;
         if caller.is_public() {
             return Err(self
-                .fail(
+                .fail_unauthenticated(
                     step,
                     Reason::ClientAuthFailed,
                     Some(&caller.id),
                     OAuthError::invalid_client("introspection needs a confidential client (one with a secret)"),
-                    None,
                 )
                 .await);
         }

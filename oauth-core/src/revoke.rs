@@ -59,7 +59,9 @@ impl AuthorizationServer {
         let step = FlowStep::Revocation;
         let creds = match form.credentials(authorization) {
             Ok(c) => c,
-            Err(e) => return Err(self.fail(step, crate::events::Reason::ClientAuthFailed, None, e, None).await),
+            Err(e) => {
+                return Err(self.fail_unauthenticated(step, crate::events::Reason::ClientAuthFailed, None, e).await);
+            }
         };
         let client = self.authenticate_client(&creds, step).await?;
         let Some(token) = form.token.filter(|t| t.secret().len() <= crate::jwt::MAX_TOKEN_LEN) else {

@@ -420,6 +420,8 @@ pub struct AuthorizationServer {
     pepper: ServerSecret,
     page_secret: ServerSecret,
     metadata_documents: Option<Arc<dyn MetadataDocumentFetcher>>,
+    /// Failures before a client is authenticated are stored within this budget.
+    unauthenticated_events: crate::events::EventBudget,
 }
 
 /// The key-store name of the key refresh-token successors are derived with.
@@ -454,6 +456,7 @@ impl AuthorizationServer {
             pepper,
             page_secret,
             metadata_documents: None,
+            unauthenticated_events: crate::events::EventBudget::default(),
         })
     }
 
@@ -610,6 +613,21 @@ impl AuthorizationServer {
         record_event(&self.stores, event).await;
     }
 
+    /// Records a failure that came before the client was authenticated (a wrong secret, an
+    /// unknown or made-up client id): anyone can send those at any rate, so they are stored
+    /// within the server's [`EventBudget`](crate::events::EventBudget) and otherwise only
+    /// logged.
+    pub(crate) async fn record_unauthenticated(&self, event: FlowEvent) {
+        let (Some(reason), client) = (event.reason, event.client_id.as_ref().map(ClientId::as_str)) else {
+            return self.record(event).await;
+        };
+        if self.unauthenticated_events.admit(event.step, reason, client.unwrap_or_default(), event.at) {
+            self.record(event).await;
+        } else {
+            event.trace();
+        }
+    }
+
     /// Dynamic client registration (RFC 7591).
     pub async fn register(&self, request: RegistrationRequest) -> Result<RegistrationResponse, Error> {
         let now = self.now();
@@ -705,7 +723,8 @@ impl AuthorizationServer {
                 // The detail (what the host resolved to, why the connection failed) is the
                 // operator's: told to the requester, it would map the server's network.
                 let detail = format!("the client's metadata document at {id} could not be fetched: {why}");
-                self.record(FlowEvent::failure(now, step, Reason::ClientUnknown, detail).client(id)).await;
+                self.record_unauthenticated(FlowEvent::failure(now, step, Reason::ClientUnknown, detail).client(id))
+                    .await;
                 let msg = format!(
                     "the client's metadata document at {id} could not be fetched; the server's operator can see why (mcp-auth diagnose)"
                 );
@@ -717,8 +736,10 @@ impl AuthorizationServer {
                 Ok(c) => c,
                 Err(e) => {
                     let msg = e.description().to_owned();
-                    self.record(FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id))
-                        .await;
+                    self.record_unauthenticated(
+                        FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id),
+                    )
+                    .await;
                     return Ok(Err((Reason::InvalidClientMetadata, msg)));
                 }
             };

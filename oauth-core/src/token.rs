@@ -265,7 +265,7 @@ impl AuthorizationServer {
         };
         let creds = match ClientCredentials::from_request(authorization, &req) {
             Ok(c) => c,
-            Err(e) => return Err(self.fail(step, Reason::ClientAuthFailed, None, e, None).await),
+            Err(e) => return Err(self.fail_unauthenticated(step, Reason::ClientAuthFailed, None, e).await),
         };
         let client = self.authenticate_client(&creds, step).await?;
         let grant = match req.grant_type.as_deref() {
@@ -323,14 +323,13 @@ impl AuthorizationServer {
     pub async fn authenticate_client(&self, creds: &ClientCredentials, step: FlowStep) -> Result<Client, Error> {
         let Some(raw_id) = creds.id.as_deref() else {
             return Err(self
-                .fail(
+                .fail_unauthenticated(
                     step,
                     Reason::ClientAuthFailed,
                     None,
                     OAuthError::invalid_client(
                         "client authentication is missing: send client_id (and a secret for confidential clients)",
                     ),
-                    None,
                 )
                 .await);
         };
@@ -338,7 +337,12 @@ impl AuthorizationServer {
             Ok(id) => id,
             Err(e) => {
                 return Err(self
-                    .fail(step, Reason::ClientAuthFailed, None, OAuthError::invalid_client(e.to_string()), None)
+                    .fail_unauthenticated(
+                        step,
+                        Reason::ClientAuthFailed,
+                        None,
+                        OAuthError::invalid_client(e.to_string()),
+                    )
                     .await);
             }
         };
@@ -347,13 +351,13 @@ impl AuthorizationServer {
             // 401 invalid_client is what makes Claude register again instead of staying
             // "not connected".
             Err((reason, msg)) => {
-                return Err(self.fail(step, reason, Some(&id), OAuthError::invalid_client(msg), None).await);
+                return Err(self.fail_unauthenticated(step, reason, Some(&id), OAuthError::invalid_client(msg)).await);
             }
         };
         if !client.active {
             let msg = format!("client '{id}' is deactivated");
             return Err(self
-                .fail(step, Reason::ClientInactive, Some(&id), OAuthError::invalid_client(msg), None)
+                .fail_unauthenticated(step, Reason::ClientInactive, Some(&id), OAuthError::invalid_client(msg))
                 .await);
         }
         match (&client.secret_hash, &creds.secret) {
@@ -362,14 +366,18 @@ impl AuthorizationServer {
                 let msg = format!(
                     "client '{id}' is public (token_endpoint_auth_method 'none') and has no secret; do not send one"
                 );
-                Err(self.fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None).await)
+                Err(self
+                    .fail_unauthenticated(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg))
+                    .await)
             }
             (Some(_), None) => {
                 let msg = format!(
                     "client '{id}' is confidential: authenticate with {} (client_secret_basic and client_secret_post are accepted)",
                     client.auth_method.as_str()
                 );
-                Err(self.fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None).await)
+                Err(self
+                    .fail_unauthenticated(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg))
+                    .await)
             }
             (Some(hash), Some(secret)) => {
                 match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
@@ -386,14 +394,24 @@ impl AuthorizationServer {
                     _ => {
                         let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
                         return Err(self
-                            .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
+                            .fail_unauthenticated(
+                                step,
+                                Reason::ClientAuthFailed,
+                                Some(&id),
+                                OAuthError::invalid_client(msg),
+                            )
                             .await);
                     }
                 }
                 if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
                     let msg = format!("client secret for '{id}' has expired");
                     return Err(self
-                        .fail(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg), None)
+                        .fail_unauthenticated(
+                            step,
+                            Reason::ClientAuthFailed,
+                            Some(&id),
+                            OAuthError::invalid_client(msg),
+                        )
                         .await);
                 }
                 Ok(client)
@@ -777,16 +795,40 @@ impl AuthorizationServer {
         error: OAuthError,
         detail: Option<String>,
     ) -> Error {
-        let text = match detail {
-            Some(d) => format!("{} [{d}]", error.description()),
-            None => error.description().to_owned(),
-        };
-        let mut event = FlowEvent::failure(self.now(), step, reason, text);
-        if let Some(c) = client {
-            event = event.client(c);
-        }
-        self.record(event).await;
+        self.record(failure_event(self.now(), step, reason, client, &error, detail)).await;
         Error::OAuth(error)
+    }
+
+    /// As [`fail`](Self::fail), for a failure before the client is authenticated: stored
+    /// within the server's event budget, since anyone can send those at any rate.
+    pub(crate) async fn fail_unauthenticated(
+        &self,
+        step: FlowStep,
+        reason: Reason,
+        client: Option<&ClientId>,
+        error: OAuthError,
+    ) -> Error {
+        self.record_unauthenticated(failure_event(self.now(), step, reason, client, &error, None)).await;
+        Error::OAuth(error)
+    }
+}
+
+fn failure_event(
+    at: crate::clock::UnixTime,
+    step: FlowStep,
+    reason: Reason,
+    client: Option<&ClientId>,
+    error: &OAuthError,
+    detail: Option<String>,
+) -> FlowEvent {
+    let text = match detail {
+        Some(d) => format!("{} [{d}]", error.description()),
+        None => error.description().to_owned(),
+    };
+    let event = FlowEvent::failure(at, step, reason, text);
+    match client {
+        Some(c) => event.client(c),
+        None => event,
     }
 }
 

@@ -350,3 +350,73 @@ async fn an_operators_machine_client_is_a_machine_and_only_where_allowed() {
         "a revoked machine token still opens the MCP endpoint"
     );
 }
+
+/// Every stored flow event in the server's database within the last hour.
+fn stored_events(server: &common::Server) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["diagnose", "--json", "--all", "--since", "1h", "--database-url", &server.database_url()])
+        .output()
+        .expect("run notes-server diagnose");
+    assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let mut events = Vec::new();
+    for client in report.as_array().expect("one report per client") {
+        for attempt in client["attempts"].as_array().expect("attempts") {
+            events.extend(attempt["events"].as_array().expect("events").iter().cloned());
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_client_authentication_is_not_a_flood_of_writes() {
+    let server = common::Server::start("attack-auth-flood");
+    let http = reqwest::Client::new();
+    let (status, reg) = register(
+        &http,
+        &server.base_url,
+        serde_json::json!({
+            "client_name": "victim", "redirect_uris": ["https://victim.example/cb"],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let victim = reg["client_id"].as_str().unwrap().to_owned();
+    // 100 wrong secrets for one client, within the per-address token limit.
+    for i in 0..100 {
+        let wrong = format!("guess-{i}");
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", &victim),
+            ("client_secret", &wrong),
+        ];
+        let (status, body) = token(&http, &server.base_url, &form).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+    }
+    // 300 made-up client ids, from three addresses so that no address meets its limit.
+    for source in 2..=4u8 {
+        let from =
+            reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, source])).build().unwrap();
+        for i in 0..100 {
+            let id = format!("made-up-{source}-{i}");
+            let (status, body) = token(
+                &from,
+                &server.base_url,
+                &[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", &id)],
+            )
+            .await;
+            assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+        }
+    }
+    let events = stored_events(&server);
+    let failed_for_victim =
+        events.iter().filter(|e| e["client_id"] == victim.as_str() && e["reason"] == "client_auth_failed").count();
+    assert_eq!(failed_for_victim, 1, "100 wrong secrets for one client within seconds are stored once");
+    let made_up = events.iter().filter(|e| e["client_id"].as_str().is_some_and(|c| c.starts_with("made-up-"))).count();
+    // 100 per 10 s in all; the 300 requests take far less than 20 s, so one window rollover at most.
+    assert!((1..=200).contains(&made_up), "{made_up} of 300 made-up client ids were stored");
+    // Every refusal is still in the log, where the operator's log pipeline sees it.
+    assert!(server.log().matches("client_auth_failed").count() >= 100, "refusals are logged");
+}
