@@ -39,3 +39,21 @@ async fn a_missing_file_is_not_created_without_mode_rwc() {
     let e = oauth_store_sql::SqlStore::connect(&url).await.unwrap_err();
     assert!(matches!(e, oauth_store_sql::ConnectError::Connect(_)), "{e}");
 }
+
+#[tokio::test]
+async fn the_unused_client_sweep_reads_an_index_not_the_table() {
+    let url = common::sqlite_url();
+    let store = oauth_store_sql::SqlStore::connect(&url).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // The statement the store runs, as the planner sees it: rows of (id, parent, unused, detail).
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN DELETE FROM clients \
+         WHERE origin <> 'pre_registered' AND COALESCE(last_used_at, created_at) < 0",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|r| r.3.contains("USING INDEX clients_last_activity")), "{plan:?}");
+    raw.close().await;
+    store.close().await;
+}
