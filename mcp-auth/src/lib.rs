@@ -178,7 +178,19 @@ pub enum ClientsCommand {
 
 /// Runs `command` on the database at `database_url`, printing to standard output. `Ok(false)`
 /// means the command ran and found a problem (`check`), for a non-zero exit.
-pub async fn run(command: &Command, database_url: &str) -> Result<bool, CliError> {
+///
+/// `key_encryption` is the server's key-encryption key, when it has one: the commands that
+/// create or rotate a client secret read the secret-hash pepper from the key store, which that
+/// key seals. Without it they fail and say which key to give, and never write a secret that
+/// the server could not check.
+pub async fn run(
+    command: &Command,
+    database_url: &str,
+    key_encryption: Option<&oauth_core::keys::KeyEncryption>,
+) -> Result<bool, CliError> {
+    let open = || async {
+        Ok::<_, CliError>(oauth_core::keys::KeyEncryption::protect(key_encryption, open_database(database_url).await?))
+    };
     match command {
         Command::Check { public_url, json } => {
             let report = check::check(public_url).await?;
@@ -190,16 +202,16 @@ pub async fn run(command: &Command, database_url: &str) -> Result<bool, CliError
             Ok(report.passed())
         }
         Command::Diagnose { client_id, since, all, json } => {
-            let stores = open_database(database_url).await?;
+            let stores = open().await?;
             diagnose(&stores, client_id.as_deref(), since, *all, *json).await?;
             Ok(true)
         }
         Command::Users(cmd) => {
-            users(&Operator::new(open_database(database_url).await?), cmd).await?;
+            users(&Operator::new(open().await?), cmd).await?;
             Ok(true)
         }
         Command::Clients(cmd) => {
-            clients(&Operator::new(open_database(database_url).await?), cmd).await?;
+            clients(&Operator::new(open().await?), cmd).await?;
             Ok(true)
         }
     }

@@ -22,6 +22,13 @@ struct Cli {
     /// A file holding the database URL (for a URL with a password).
     #[arg(long, global = true, env = "DATABASE_URL_FILE")]
     database_url_file: Option<std::path::PathBuf>,
+    /// The server's key-encryption key, when the server seals its keys with one: 32 bytes as
+    /// hex or base64. Only from the environment or a file, never on the command line.
+    #[arg(long, global = true, env = "MCP_AUTH_KEY_ENCRYPTION_KEY", hide_env_values = true, hide = true)]
+    key_encryption_key: Option<String>,
+    /// A file holding the server's key-encryption key.
+    #[arg(long, global = true, env = "MCP_AUTH_KEY_ENCRYPTION_KEY_FILE", conflicts_with = "key_encryption_key")]
+    key_encryption_key_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: mcp_auth::Command,
 }
@@ -41,15 +48,25 @@ async fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let from_command_line = matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
-    let database_url =
-        match mcp_auth::resolve_database_url(cli.database_url, from_command_line, cli.database_url_file.as_deref()) {
-            Ok(url) => url,
-            Err(e) => {
-                eprintln!("mcp-auth: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    match mcp_auth::run(&cli.command, &database_url).await {
+    let database_url = match mcp_auth::resolve_database_url(
+        cli.database_url.clone(),
+        from_command_line,
+        cli.database_url_file.as_deref(),
+    ) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("mcp-auth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let key_encryption = match key_encryption(&cli, &matches) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("mcp-auth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match mcp_auth::run(&cli.command, &database_url, key_encryption.as_ref()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {
@@ -57,4 +74,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The key-encryption key from `MCP_AUTH_KEY_ENCRYPTION_KEY` or its file; refused on argv,
+/// where every user of the machine can read it.
+fn key_encryption(
+    cli: &Cli,
+    matches: &clap::ArgMatches,
+) -> Result<Option<oauth_core::keys::KeyEncryption>, mcp_auth::CliError> {
+    mcp_auth::refuse_secret_on_command_line(
+        matches,
+        "key_encryption_key",
+        "--key-encryption-key",
+        "MCP_AUTH_KEY_ENCRYPTION_KEY",
+        "--key-encryption-key-file",
+    )?;
+    let encoded = match &cli.key_encryption_key_file {
+        Some(path) => Some(mcp_auth::read_secret_file(path)?),
+        None => cli.key_encryption_key.clone(),
+    };
+    Ok(encoded.map(|k| oauth_core::keys::KeyEncryption::parse(&k)).transpose()?)
 }

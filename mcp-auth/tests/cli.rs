@@ -192,3 +192,67 @@ async fn operator_commands_on_postgres() {
     operator_commands(&format!("{base}{sep}options%5Bsearch_path%5D={schema}")).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut conn).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_a_key_encryption_key_is_managed_with_the_same_key() {
+    use oauth_core::events::FlowStep;
+    use oauth_core::token::ClientCredentials;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-auth-kek-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.join("data").display());
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let kek = oauth_core::keys::KeyEncryption::parse(key).unwrap();
+    // The server seals its keys and secrets, the pepper of client-secret hashes among them.
+    let server =
+        AuthorizationServer::new(config().with_key_encryption(kek), mcp_auth::open_database(&db).await.unwrap())
+            .await
+            .unwrap();
+    let add = ["clients", "add", "--name", "nightly", "--redirect-uri", "https://app.example/cb", "--confidential"];
+
+    // Without the key the command cannot read the pepper: it fails, says what to give, and
+    // writes no client whose secret the server could not check.
+    let refused = fails(&db, &add);
+    assert!(refused.contains("key-encryption key"), "{refused}");
+    assert!(json(&db, &["clients", "list", "--json"]).as_array().unwrap().is_empty());
+    // The key on the command line is refused: every user of the machine could read it.
+    let on_argv = fails(&db, &["--key-encryption-key", key, "clients", "list"]);
+    assert!(on_argv.contains("MCP_AUTH_KEY_ENCRYPTION_KEY"), "{on_argv}");
+    // Another key is no better than none.
+    let other = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let with = |k: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+            .args(add)
+            .args(["--database-url", &db])
+            .env("MCP_AUTH_KEY_ENCRYPTION_KEY", k)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (succeeded, _, stderr) = with(other);
+    assert!(!succeeded && stderr.contains("key-encryption key"), "{stderr}");
+
+    // With the server's key (from the environment, or a file) the client is created, and the
+    // server accepts its secret.
+    let (succeeded, stdout, stderr) = with(key);
+    assert!(succeeded, "{stderr}");
+    let (id, secret) = (line_value(&stdout, "client_id: "), line_value(&stdout, "client_secret: "));
+    let creds = ClientCredentials::new(None, Some(&id), Some(&secret)).unwrap();
+    server.authenticate_client(&creds, FlowStep::CodeExchange).await.expect("the server accepts the new secret");
+    let key_file = dir.join("kek");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let key_file = key_file.to_str().unwrap();
+    let rotated = ok(&db, &["--key-encryption-key-file", key_file, "clients", "rotate-secret", &id], None);
+    let secret = line_value(&rotated, "client_secret: ");
+    let creds = ClientCredentials::new(None, Some(&id), Some(&secret)).unwrap();
+    server.authenticate_client(&creds, FlowStep::CodeExchange).await.expect("the rotated secret works");
+    let _ = std::fs::remove_dir_all(&dir);
+}

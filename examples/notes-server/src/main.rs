@@ -183,7 +183,7 @@ impl Secrets {
 
 async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(command) = &cli.command {
-        return match mcp_auth::run(command, &secrets.database_url).await {
+        return match mcp_auth::run(command, &secrets.database_url, secrets.key_encryption.as_ref()).await {
             Ok(true) => Ok(()),
             Ok(false) => Err("the check found problems".into()),
             Err(e) => Err(e.to_string().into()),
