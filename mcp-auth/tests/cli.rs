@@ -157,6 +157,23 @@ async fn operator_commands(db: &str) {
     assert!(!ok(db, &["diagnose"], None).contains(good.as_str()));
     assert!(ok(db, &["diagnose", "--all"], None).contains(good.as_str()));
     assert!(fails(db, &["diagnose", "--since", "soon"]).contains("not an age"));
+
+    // `clients list --unused`: self-registered clients idle past the age, which the sweep
+    // would collect; never the operator's own.
+    let long_ago = Arc::new(ManualClock::new(SystemClock.now().minus(Duration::from_secs(40 * 86_400))));
+    let past =
+        AuthorizationServer::with_clock(config(), mcp_auth::open_database(db).await.unwrap(), long_ago).await.unwrap();
+    let idle = register_public_client(&past).await;
+    let used_since = register_public_client(&past).await;
+    past.stores().clients.touch_client(&used_since, SystemClock.now()).await.unwrap();
+    ok(db, &["clients", "add", "--name", "operator's", "--redirect-uri", "https://app.example/cb"], None);
+    let unused = |args: &[&str]| -> Vec<String> {
+        let listed = json(db, &[&["clients", "list", "--json", "--unused"], args].concat());
+        listed.as_array().unwrap().iter().map(|c| c["client_id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(unused(&[]), vec![idle.to_string()], "only the client unused for 30 days");
+    assert!(unused(&["--older-than", "50d"]).is_empty());
+    assert!(ok(db, &["clients", "list", "--unused"], None).contains(idle.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,3 +222,50 @@ async fn plain_http_authorization_server_urls_are_refused_at_construction() {
         assert!(e.contains("must be https"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_asks_the_authorization_server_a_bounded_number_at_once() {
+    // 20 different junk tokens at once (the negative cache cannot help: each is new) must not
+    // become 20 concurrent requests to the authorization server.
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (in_flight, highest) = (now.clone(), peak.clone());
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move || {
+            let (in_flight, highest) = (in_flight.clone(), highest.clone());
+            async move {
+                let current = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                highest.fetch_max(current, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({ "active": false }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
+    let verifier = Arc::new(
+        IntrospectionVerifier::new(
+            &origin,
+            &resource,
+            format!("{origin}/introspect"),
+            "resource-server",
+            ClientSecret::new("rs-secret".into()),
+        )
+        .unwrap()
+        .with_max_concurrent(2),
+    );
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&format!("junk-{i}")).await.unwrap_err().reason })
+        })
+        .collect();
+    for call in calls {
+        // Waiting for a turn is not a failure to reach the server: each one is answered.
+        assert_eq!(call.await.unwrap(), Reason::GrantRevoked);
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "at most two introspection requests at once, and the bound is used");
+}
