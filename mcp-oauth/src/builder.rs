@@ -1,0 +1,448 @@
+//! [`McpAuthBuilder`]: every option as a setter, and [`build`](McpAuthBuilder::build), which
+//! owns the order the parts must be made in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use mcp_guard::{LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, protected_resource_router};
+use oauth_axum::{AdminToken, InitialAccessToken, IpRange, RateLimits};
+use oauth_core::policy::RedirectPolicy;
+use oauth_core::selfcheck::KnownClient;
+use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
+use oauth_core::users::{Authenticator, StoreAuthenticator};
+use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
+
+use crate::{Inner, McpAuth};
+
+/// How often expired records are swept by default.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Where the tokens come from.
+enum Store {
+    None,
+    Stores(Stores),
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    Database(String),
+}
+
+/// The options of an [`McpAuth`]; made by [`McpAuth::builder`].
+///
+/// The defaults are the safe ones: scope `mcp:tools` required on every request, Client ID
+/// Metadata Documents accepted, machine clients refused, rate limits on, MCP sessions bounded,
+/// no admin endpoint.
+#[must_use]
+pub struct McpAuthBuilder {
+    public_url: String,
+    mcp_path: String,
+    store: Store,
+    expected_clients: Vec<KnownClient>,
+    redirect_schemes: Vec<String>,
+    trusted_proxies: Vec<IpRange>,
+    admin_token: Option<AdminToken>,
+    initial_access_token: Option<InitialAccessToken>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    scopes: Option<(ScopeSet, ScopeSet)>,
+    scope_descriptions: Vec<(String, String)>,
+    tool_scopes: Vec<(String, ScopeSet)>,
+    metadata_documents: bool,
+    machine_clients: bool,
+    key_encryption: Option<oauth_core::keys::KeyEncryption>,
+    resource_name: Option<String>,
+    rate_limits: Option<RateLimits>,
+    session_limits: SessionLimits,
+    sweep_every: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    configure: Vec<Box<dyn FnOnce(ServerConfig) -> ServerConfig + Send>>,
+    #[cfg(feature = "external")]
+    external_issuer: Option<String>,
+}
+
+impl std::fmt::Debug for McpAuthBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The admin token, the initial access token and the key-encryption key are secrets:
+        // only whether they are set is shown.
+        f.debug_struct("McpAuthBuilder")
+            .field("public_url", &self.public_url)
+            .field("mcp_path", &self.mcp_path)
+            .field("expected_clients", &self.expected_clients)
+            .field("admin_token", &self.admin_token.is_some())
+            .field("initial_access_token", &self.initial_access_token.is_some())
+            .field("key_encryption", &self.key_encryption.is_some())
+            .field("metadata_documents", &self.metadata_documents)
+            .field("machine_clients", &self.machine_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpAuthBuilder {
+    pub(crate) fn new(public_url: String) -> Self {
+        Self {
+            public_url,
+            mcp_path: "/mcp".to_owned(),
+            store: Store::None,
+            expected_clients: Vec::new(),
+            redirect_schemes: Vec::new(),
+            trusted_proxies: Vec::new(),
+            admin_token: None,
+            initial_access_token: None,
+            authenticator: None,
+            scopes: None,
+            scope_descriptions: Vec::new(),
+            tool_scopes: Vec::new(),
+            metadata_documents: true,
+            machine_clients: false,
+            key_encryption: None,
+            resource_name: None,
+            rate_limits: Some(RateLimits::default()),
+            session_limits: SessionLimits::default(),
+            sweep_every: Some(SWEEP_EVERY),
+            clock: Arc::new(SystemClock),
+            configure: Vec::new(),
+            #[cfg(feature = "external")]
+            external_issuer: None,
+        }
+    }
+
+    /// Where the MCP endpoint is mounted. Default `/mcp`. The protected resource (the
+    /// tokens' audience) is the public URL followed by this path.
+    pub fn mcp_path(mut self, path: impl Into<String>) -> Self {
+        self.mcp_path = path.into();
+        self
+    }
+
+    /// The stores: `oauth_store_sql::SqlStore::into_stores()`, or the memory store for tests.
+    pub fn store(mut self, stores: Stores) -> Self {
+        self.store = Store::Stores(stores);
+        self
+    }
+
+    /// The database at `url`, connected and migrated by [`Self::build`]:
+    /// `sqlite://data/oauth.db?mode=rwc` (the file and its directory are created) or
+    /// `postgres://…`. A URL with a password belongs in the environment or a file, not in
+    /// the code.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.store = Store::Database(url.into());
+        self
+    }
+
+    /// Clients the operator expects to connect (Claude, ChatGPT, Cursor, …): the startup
+    /// self-check refuses a configuration that would lock one of them out, and says why.
+    pub fn expected_clients(mut self, clients: impl IntoIterator<Item = KnownClient>) -> Self {
+        self.expected_clients.extend(clients);
+        self
+    }
+
+    /// Private-use redirect schemes registration accepts (`cursor`, `vscode`, …). Default
+    /// none: https, and http on loopback only.
+    pub fn redirect_schemes<I, S>(mut self, schemes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redirect_schemes.extend(schemes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Reverse proxies whose `X-Forwarded-For` the rate limits believe. Default none: limits
+    /// key on the socket's peer.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpRange>) -> Self {
+        self.trusted_proxies.extend(proxies);
+        self
+    }
+
+    /// Turns on the admin endpoint (`/admin/diagnose`, `/admin/clients/{id}`) behind this
+    /// bearer secret. Default off.
+    pub fn admin_token(mut self, token: AdminToken) -> Self {
+        self.admin_token = Some(token);
+        self
+    }
+
+    /// Dynamic registration only with this initial access token (RFC 7591 3), for closed
+    /// deployments. Default: open registration.
+    pub fn initial_access_token(mut self, token: InitialAccessToken) -> Self {
+        self.initial_access_token = Some(token);
+        self
+    }
+
+    /// Who may sign in. Default: the users in the store (`mcp-auth users add`), with Argon2id
+    /// passwords.
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// The scopes the server issues, and the defaults a client gets when it asks for none,
+    /// which the guard also requires on every request. Default `mcp:tools` for both.
+    pub fn scopes(mut self, supported: ScopeSet, defaults: ScopeSet) -> Self {
+        self.scopes = Some((supported, defaults));
+        self
+    }
+
+    /// What `scope` lets a client do, in words for the consent and Connected apps pages.
+    pub fn scope_description(mut self, scope: impl Into<String>, text: impl Into<String>) -> Self {
+        self.scope_descriptions.push((scope.into(), text.into()));
+        self
+    }
+
+    /// Calling the tool `tool` needs `scopes` as well (403 `insufficient_scope` naming them).
+    pub fn tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
+        self.tool_scopes.push((tool.into(), scopes));
+        self
+    }
+
+    /// Whether clients identified by a Client ID Metadata Document (an https `client_id`) are
+    /// accepted, fetched with the SSRF-safe fetcher. Default on: VS Code and others use them.
+    pub fn metadata_documents(mut self, on: bool) -> Self {
+        self.metadata_documents = on;
+        self
+    }
+
+    /// Whether machine clients the operator created (`mcp-auth clients add --machine`) may use
+    /// `client_credentials`, and the MCP endpoint accepts their tokens. Default off: only
+    /// signed-in people.
+    pub fn machine_clients(mut self, on: bool) -> Self {
+        self.machine_clients = on;
+        self
+    }
+
+    /// Seals the signing keys and server secrets in the store with this key. Default: stored
+    /// in clear (whoever reads the database can then mint tokens).
+    pub fn key_encryption(mut self, key: oauth_core::keys::KeyEncryption) -> Self {
+        self.key_encryption = Some(key);
+        self
+    }
+
+    /// The resource's name in its metadata (`resource_name`), which some clients show.
+    pub fn resource_name(mut self, name: impl Into<String>) -> Self {
+        self.resource_name = Some(name.into());
+        self
+    }
+
+    /// The rate limits; `None` turns them off (behind a gateway that limits instead).
+    /// Default: [`RateLimits::default`], with the trusted proxies set here.
+    pub fn rate_limits(mut self, limits: Option<RateLimits>) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// The MCP session bounds (per caller, in all, idle timeout). Default
+    /// [`SessionLimits::default`].
+    pub fn session_limits(mut self, limits: SessionLimits) -> Self {
+        self.session_limits = limits;
+        self
+    }
+
+    /// How often expired codes, dead grants, old events and unused clients are swept; `None`
+    /// leaves sweeping to the caller ([`AuthorizationServer::sweep`]). Default every 10 min.
+    pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
+        self.sweep_every = every;
+        self
+    }
+
+    /// The clock (tests move time with `oauth_core::ManualClock`). Default: the system's.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Any other server setting (token lifetimes, the signing algorithm, retention), applied
+    /// after the builder's own.
+    pub fn configure_server(mut self, f: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static) -> Self {
+        self.configure.push(Box::new(f));
+        self
+    }
+
+    /// Tokens come from the authorization server `issuer` (Keycloak, Entra, Auth0, a
+    /// standalone one of ours), checked with the keys its metadata publishes; no embedded
+    /// server, and [`McpAuth::routes`] serves the protected-resource metadata only.
+    #[cfg(feature = "external")]
+    pub fn external_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.external_issuer = Some(issuer.into());
+        self
+    }
+
+    /// Wires everything, in order, and runs the startup self-check. Must run inside a tokio
+    /// runtime (the sweeper is a task).
+    pub async fn build(self) -> Result<McpAuth, Error> {
+        let public = self.public_url.trim_end_matches('/').to_owned();
+        let issuer = Issuer::parse(&public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
+        if !issuer.path().is_empty() {
+            return Err(Error::Config(format!(
+                "public URL '{public}' has a path; give the origin only (the MCP endpoint is served at {})",
+                self.mcp_path
+            )));
+        }
+        if !self.mcp_path.starts_with('/') || self.mcp_path.len() < 2 || self.mcp_path.ends_with('/') {
+            return Err(Error::Config(format!(
+                "MCP path '{}' must start with '/', name a path and not end with '/' (such as /mcp)",
+                self.mcp_path
+            )));
+        }
+        let mcp_url = format!("{public}{}", self.mcp_path);
+        let resource = ResourceUri::parse(&mcp_url).map_err(|e| Error::Config(format!("MCP URL: {e}")))?;
+        let public_host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned));
+        #[cfg(feature = "external")]
+        if let Some(external) = &self.external_issuer {
+            let external = external.clone();
+            return self.build_external(&external, resource, mcp_url, public_host).await;
+        }
+        let Self {
+            mcp_path,
+            store,
+            expected_clients,
+            redirect_schemes,
+            trusted_proxies,
+            admin_token,
+            initial_access_token,
+            authenticator,
+            scopes,
+            scope_descriptions,
+            tool_scopes,
+            metadata_documents,
+            machine_clients,
+            key_encryption,
+            resource_name,
+            rate_limits,
+            session_limits,
+            sweep_every,
+            clock,
+            configure,
+            ..
+        } = self;
+        let stores = match store {
+            Store::None => {
+                return Err(Error::Config(
+                    "no store: give the builder .database(\"sqlite://data/oauth.db?mode=rwc\") or .store(stores)"
+                        .into(),
+                ));
+            }
+            Store::Stores(s) => s,
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Store::Database(url) => open_database(&url).await?,
+        };
+
+        let mut config = ServerConfig::new(issuer, resource.clone())
+            .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(redirect_schemes))
+            .with_expected_clients(expected_clients)
+            .with_client_credentials(machine_clients)
+            .with_scope_descriptions(scope_descriptions);
+        if let Some((supported, defaults)) = scopes {
+            config = config.with_scopes(supported, defaults);
+        }
+        if let Some(kek) = key_encryption {
+            config = config.with_key_encryption(kek);
+        }
+        for f in configure {
+            config = f(config);
+        }
+        // The cache watches the store the server writes through, and the verifier uses that
+        // same cache: a grant revoked here (RFC 7009, a replayed code or refresh token, a
+        // removed client) is refused at once, not at the token's `exp`.
+        let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
+        let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
+        if metadata_documents {
+            server =
+                server.with_metadata_documents(Arc::new(oauth_axum::metadata_documents::HttpsDocumentFetcher::new()));
+        }
+        let server = Arc::new(server);
+        let mut prm = server.protected_resource_metadata();
+        if let Some(name) = resource_name {
+            prm = prm.with_name(name);
+        }
+        // The check reads the metadata that is served below, not a copy made by hand.
+        server.self_check(&prm, &mcp_url)?;
+
+        let verifier = Arc::new(LocalVerifier::new(server.clone()).with_cache(cache));
+        let mut guard = McpGuardLayer::new(verifier, &resource)
+            .with_required_scopes(server.config().default_scopes.clone())
+            .with_machine_clients(machine_clients)
+            .with_session_limits(session_limits);
+        for (tool, scopes) in tool_scopes {
+            guard = guard.with_tool_scopes(tool, scopes);
+        }
+
+        let authenticator =
+            authenticator.unwrap_or_else(|| Arc::new(StoreAuthenticator::new(server.stores().users.clone())));
+        let limits = rate_limits.map(|l| l.with_trusted_proxies(trusted_proxies));
+        let mut routes = Router::new().merge(protected_resource_router(prm)).merge(
+            oauth_axum::AuthRouter::new(server.clone(), authenticator)
+                .with_rate_limits(limits)
+                .with_initial_access_token(initial_access_token)
+                .into_router(),
+        );
+        if let Some(token) = admin_token {
+            routes = routes.merge(oauth_axum::admin_router(server.clone(), token));
+        }
+        if let Some(every) = sweep_every {
+            oauth_axum::spawn_sweeper(server.clone(), every);
+        }
+        Ok(McpAuth {
+            inner: Arc::new(Inner {
+                server: Some(server),
+                guard,
+                routes,
+                mcp_path,
+                mcp_url,
+                public_host,
+                session_limits,
+            }),
+        })
+    }
+
+    #[cfg(feature = "external")]
+    async fn build_external(
+        self,
+        issuer: &str,
+        resource: ResourceUri,
+        mcp_url: String,
+        public_host: Option<String>,
+    ) -> Result<McpAuth, Error> {
+        let external = Issuer::parse(issuer).map_err(|e| Error::Config(format!("external issuer: {e}")))?;
+        let verifier = mcp_guard::remote::JwksVerifier::discover(external.as_str(), &resource)
+            .await
+            .map_err(|e| Error::Config(format!("the external authorization server: {e}")))?;
+        let mut prm = oauth_core::metadata::ProtectedResourceMetadata::new(&resource, &external);
+        let mut guard = McpGuardLayer::new(Arc::new(verifier), &resource)
+            .with_machine_clients(self.machine_clients)
+            .with_session_limits(self.session_limits);
+        if let Some((supported, defaults)) = &self.scopes {
+            prm = prm.with_scopes(supported);
+            guard = guard.with_required_scopes(defaults.clone());
+        }
+        if let Some(name) = self.resource_name {
+            prm = prm.with_name(name);
+        }
+        for (tool, scopes) in self.tool_scopes {
+            guard = guard.with_tool_scopes(tool, scopes);
+        }
+        Ok(McpAuth {
+            inner: Arc::new(Inner {
+                server: None,
+                guard,
+                routes: protected_resource_router(prm),
+                mcp_path: self.mcp_path,
+                mcp_url,
+                public_host,
+                session_limits: self.session_limits,
+            }),
+        })
+    }
+}
+
+/// Connects to `url` and brings its schema up to date, creating a SQLite file's directory.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn open_database(url: &str) -> Result<Stores, Error> {
+    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default())
+        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Error::Config(format!("cannot create the database directory {}: {e}", dir.display())))?;
+    }
+    let store = oauth_store_sql::SqlStore::connect(url)
+        .await
+        .map_err(|e| Error::Config(format!("cannot open the database: {e}")))?;
+    Ok(store.into_stores())
+}
