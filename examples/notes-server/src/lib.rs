@@ -1,31 +1,21 @@
 //! An MCP server with per-user notes behind the embedded OAuth 2.1 authorization server.
 //!
-//! [`build`] assembles the whole app: the authorization server's router (`oauth-axum`), the
-//! MCP endpoint at `/mcp` (rmcp's `StreamableHttpService`) behind the guard (`mcp-guard`),
-//! and the protected-resource metadata. The tools answer according to who is calling.
+//! [`build`] maps the command line's settings onto the `mcp-oauth` builder, which wires the
+//! authorization server, the guard in front of the MCP endpoint at `/mcp` (rmcp's
+//! `StreamableHttpService`) and the protected-resource metadata. The tools answer according
+//! to who is calling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::request::Parts;
-use mcp_guard::{
-    AuthContext, Caller, LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, mcp_cors_layer,
-    protected_resource_router,
-};
-use oauth_axum::metadata_documents::HttpsDocumentFetcher;
-use oauth_axum::{AdminToken, IpRange, RateLimits};
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::selfcheck::KnownClient;
-use oauth_core::types::{Issuer, ResourceUri};
-use oauth_core::users::StoreAuthenticator;
-use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
+use mcp_oauth::{AdminToken, AuthContext, Caller, IpRange, KnownClient, McpAuth};
+use oauth_core::{AuthorizationServer, Clock, Error, Stores, SystemClock};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig as McpServerConfig};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
 
 /// Where the MCP endpoint is mounted.
@@ -91,67 +81,28 @@ pub async fn build(settings: &Settings, stores: Stores) -> Result<App, Error> {
 
 /// [`build`] on the given clock (tests move time forward with a `ManualClock`).
 pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dyn Clock>) -> Result<App, Error> {
-    let public = settings.public_url.trim_end_matches('/');
-    let issuer = Issuer::parse(public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
-    if !issuer.path().is_empty() {
-        return Err(Error::Config(format!(
-            "public URL '{public}' has a path; give the origin only (the MCP endpoint is served at {MCP_PATH})"
-        )));
-    }
-    let resource = ResourceUri::parse(&format!("{public}{MCP_PATH}")).map_err(|e| Error::Config(e.to_string()))?;
-    let mut config = ServerConfig::new(issuer, resource.clone())
-        .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(settings.redirect_schemes.clone()))
-        .with_expected_clients(settings.expected_clients.iter().copied())
-        .with_client_credentials(settings.machine_clients)
-        .with_scope_descriptions([("mcp:tools", "Read and add your notes")]);
-    if let Some(kek) = &settings.key_encryption {
-        config = config.with_key_encryption(kek.clone());
-    }
-    // The guard's cache watches the grant store: a grant revoked through this server (RFC 7009,
-    // a replayed code or refresh token, a removed client) is refused at once, not at `exp`.
-    let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
-    let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
-    if settings.metadata_documents {
-        server = server.with_metadata_documents(Arc::new(HttpsDocumentFetcher::new()));
-    }
-    let server = Arc::new(server);
-    let prm = server.protected_resource_metadata().with_name("Notes");
-    server.self_check(&prm, &format!("{public}{MCP_PATH}"))?;
-
-    let notes = Notebook::default();
-    let mcp_server = server.clone();
-    let host = url::Url::parse(public).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()];
-    if !allowed_hosts.contains(&host) {
-        allowed_hosts.push(host);
-    }
-    // The guard bounds the MCP sessions and ends the idle ones; rmcp's keep-alive agrees, so
-    // neither keeps a session the other has ended.
-    let session_limits = SessionLimits::default();
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(session_limits.idle_timeout);
-    let mcp = StreamableHttpService::new(
-        move || Ok(NotesServer::new(mcp_server.clone(), notes.clone())),
-        Arc::new(sessions),
-        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
-    );
-    let guard = McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone()).with_cache(cache)), &resource)
-        .with_required_scopes(server.config().default_scopes.clone())
-        .with_machine_clients(settings.machine_clients)
-        .with_session_limits(session_limits);
-
-    let authenticator = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
-    let mut router = Router::new()
-        .nest_service(MCP_PATH, tower::ServiceBuilder::new().layer(mcp_cors_layer()).layer(guard).service(mcp))
-        .merge(protected_resource_router(prm))
-        .merge(
-            oauth_axum::AuthRouter::new(server.clone(), authenticator)
-                .with_rate_limits(Some(RateLimits::default().with_trusted_proxies(settings.trusted_proxies.clone())))
-                .into_router(),
-        );
+    let mut builder = McpAuth::builder(&settings.public_url)
+        .mcp_path(MCP_PATH)
+        .store(stores)
+        .clock(clock)
+        .redirect_schemes(settings.redirect_schemes.clone())
+        .expected_clients(settings.expected_clients.iter().copied())
+        .trusted_proxies(settings.trusted_proxies.clone())
+        .metadata_documents(settings.metadata_documents)
+        .machine_clients(settings.machine_clients)
+        .resource_name("Notes")
+        .scope_description("mcp:tools", "Read and add your notes");
     if let Some(token) = &settings.admin_token {
-        router = router.merge(oauth_axum::admin_router(server.clone(), token.clone()));
+        builder = builder.admin_token(token.clone());
     }
+    if let Some(kek) = &settings.key_encryption {
+        builder = builder.key_encryption(kek.clone());
+    }
+    let auth = builder.build().await?;
+    let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;
+    let (notes, mcp_server) = (Notebook::default(), server.clone());
+    let mcp = auth.mcp_service(move || Ok(NotesServer::new(mcp_server.clone(), notes.clone())));
+    let router = auth.routes().nest_service(MCP_PATH, mcp);
     Ok(App { router, server })
 }
 

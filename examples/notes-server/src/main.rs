@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
+use mcp_oauth::AdminToken;
 use notes_server::{MCP_PATH, Settings, build};
-use oauth_axum::AdminToken;
 use oauth_core::Stores;
 use oauth_core::selfcheck::KnownClient;
 use oauth_core::users::create_user;
@@ -84,7 +84,7 @@ struct Cli {
     /// `X-Forwarded-For` the per-address rate limits believe. Without one they key on the
     /// connecting address, which behind a proxy is the proxy's for every client.
     #[arg(long = "trusted-proxy", env = "NOTES_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<oauth_axum::IpRange>,
+    trusted_proxies: Vec<mcp_oauth::IpRange>,
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL
     /// that this server fetches, public addresses only), as Claude Code and ChatGPT prefer.
     #[arg(long, env = "NOTES_METADATA_DOCUMENTS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -240,16 +240,15 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
         Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
         None => println!("  sign in with an existing user of this database (add one: notes-server users add NAME)"),
     }
-    oauth_axum::spawn_sweeper(app.server.clone(), std::time::Duration::from_secs(600));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     // A header-read timeout and a connection cap: a client that sends half a request cannot
     // hold its connection (and a file descriptor) for ever.
-    let limits = oauth_axum::serve::ServeConfig::default()
+    let limits = mcp_oauth::ServeConfig::default()
         .with_header_read_timeout(std::time::Duration::from_secs(cli.header_read_timeout.max(1)))
         .with_max_connections(cli.max_connections);
-    oauth_axum::serve::serve(listener, app.router, limits, shutdown).await?;
+    mcp_oauth::serve_with(listener, app.router, limits, shutdown).await?;
     Ok(())
 }
 

@@ -122,9 +122,9 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
     assert_eq!(get(off.router, Some("Bearer anything")).await.unwrap().status(), StatusCode::NOT_FOUND);
 
     let secret = "an admin secret of more than thirty-two characters";
-    assert!(oauth_axum::AdminToken::new("short").is_err(), "short admin secrets are refused");
+    assert!(mcp_oauth::AdminToken::new("short").is_err(), "short admin secrets are refused");
     let settings = Settings {
-        admin_token: Some(oauth_axum::AdminToken::new(secret).unwrap()),
+        admin_token: Some(mcp_oauth::AdminToken::new(secret).unwrap()),
         ..Settings::new("https://mcp.example.com")
     };
     let on = build(&settings, MemoryStore::new().into_stores()).await.unwrap();
