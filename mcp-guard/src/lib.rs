@@ -1,6 +1,4 @@
 #![doc = include_str!("../README.md")]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
-#![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cache;
 mod policy;
@@ -592,15 +590,12 @@ fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
 pub fn protected_resource_router<S: Clone + Send + Sync + 'static>(metadata: ProtectedResourceMetadata) -> Router<S> {
     let path = well_known_path("oauth-protected-resource", &metadata.resource);
     let metadata = Arc::new(metadata);
-    let handler = {
+    let handler = move || {
         let metadata = metadata.clone();
-        move || {
-            let metadata = metadata.clone();
-            async move {
-                let mut r = Json(metadata.as_ref().clone()).into_response();
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-                r
-            }
+        async move {
+            let mut r = Json(metadata.as_ref().clone()).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            r
         }
     };
     let mut router = Router::new().route("/.well-known/oauth-protected-resource", get(handler.clone()));

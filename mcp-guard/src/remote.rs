@@ -544,9 +544,8 @@ impl IntrospectionVerifier {
             tracing::error!(endpoint = %self.endpoint, reason = %why, "token introspection failed");
             Rejection::new(Reason::Internal, "the authorization server could not be asked about the token")
         };
-        let _turn = match tokio::time::timeout(TIMEOUT, self.in_flight.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(unreachable("too many introspection requests are waiting".into())),
+        let Ok(Ok(_turn)) = tokio::time::timeout(TIMEOUT, self.in_flight.acquire()).await else {
+            return Err(unreachable("too many introspection requests are waiting".into()));
         };
         // The same token may have been refused while this request waited for its turn.
         if let Some(rejection) = self.refusals.as_deref().and_then(refused) {

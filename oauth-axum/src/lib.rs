@@ -1,6 +1,4 @@
 #![doc = include_str!("../README.md")]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
-#![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
 mod initial_access;

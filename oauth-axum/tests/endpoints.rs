@@ -1,5 +1,6 @@
 //! Every endpoint of the router, driven with `tower::ServiceExt::oneshot`: the error tables,
 //! the pages' security headers, and the whole browser flow through sign-in and consent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Limits as an attacker meets them: `/authorize` floods, registration floods from many
 //! addresses, and registration on a closed deployment, driven through the router with the
 //! peer address a socket would give.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

@@ -253,7 +253,7 @@ pub fn verify(
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
     if !typ_ok {
-        return Err(VerifyError::WrongType(header.typ.clone()));
+        return Err(VerifyError::WrongType(header.typ));
     }
     let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey(None))?;
     let (alg, key) = keys.resolve(kid).ok_or_else(|| VerifyError::UnknownKey(Some(kid.to_owned())))?;

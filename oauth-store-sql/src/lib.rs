@@ -1,5 +1,4 @@
 #![doc = include_str!("../README.md")]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("oauth-store-sql needs at least one of its features `sqlite` and `postgres`");

@@ -1,5 +1,6 @@
 //! The assembled app in process: behind a reverse proxy with a public https URL, the
 //! discovery documents, the challenge and the cookies all speak of the public URL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};

@@ -1,6 +1,7 @@
 //! What a stranger tries against the example server with its defaults, over a real socket:
 //! each test is an attack found in a security review, done as the attacker would do it, and
 //! asserts that it no longer works.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

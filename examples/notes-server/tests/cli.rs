@@ -1,5 +1,6 @@
 //! The operator's subcommands, run as processes on a fresh SQLite database, and `check`
 //! against the running example.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

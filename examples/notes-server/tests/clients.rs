@@ -5,6 +5,7 @@
 //! with the token, and a refresh.
 //!
 //! Where a client needs a leniency, the profile names the policy and the RFC that allows it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

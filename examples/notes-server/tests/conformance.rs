@@ -2,6 +2,7 @@
 //! authorization server: RFC 8414 metadata, then the authorization-code grant with PKCE for a
 //! pre-registered public client whose redirect is the suite's own loopback callback. The suite
 //! prints the authorization URL and waits; the test plays the person on the real pages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

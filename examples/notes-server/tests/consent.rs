@@ -3,6 +3,7 @@
 //! loopback port (RFC 8252 8.6), the consent page says which client names are unverified, and
 //! "Connected apps" revokes a client's grant so that its access token fails at the guard and
 //! its refresh token at `/token`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! the reason and a fix. The failures that need time to pass (an expired code) or a second
 //! authorization server (a token for another resource or issuer) run against the app in this
 //! process, on a manual clock, over a real socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! rmcp's own client, with its `auth` feature, against the real server: discovery from the 401,
 //! dynamic registration, PKCE authorization through the sign-in and consent pages, code
 //! exchange, tool calls as the signed-in user, and refresh-token rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Limits against the real notes-server binary over real sockets, as an attacker meets them:
 //! password guessing for one account from many source addresses (the loopback range gives a
 //! test as many as it wants).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! MCP sessions of the running example belong to the user and client that opened them: a
 //! second user's valid token on the first user's `Mcp-Session-Id` gets 404, over a real socket
 //! against the real binary, after each user went through the whole OAuth flow.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! for every copy of the cookie. Each test drives the real binary over a socket as a browser
 //! would, and changes the user as the operator does, with the binary's subcommands on the
 //! same database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
