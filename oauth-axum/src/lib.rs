@@ -3,6 +3,9 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench;
 mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;
