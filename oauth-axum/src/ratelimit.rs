@@ -19,6 +19,13 @@
 //! Every table here is bounded: when full, the least recently used entries are evicted (a
 //! burst of new keys forgets the oldest, never the whole table).
 //!
+//! The buckets are written here, not taken from `governor`, for that bound: governor's keyed
+//! state grows with every new key until the application sweeps it, with nothing to cap it
+//! between sweeps, and the `/64` key would still be ours to build. The `ratelimit` bench in
+//! `oauth-benches` weighs the two (see its README): governor checks faster with many addresses,
+//! both take well under a microsecond beside a token request, and only ours holds at most
+//! `max_tracked` entries however many addresses come.
+//!
 //! ```
 //! use oauth_axum::{IpRange, RateLimits};
 //!
