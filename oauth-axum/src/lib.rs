@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod admin;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench;
 mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;
