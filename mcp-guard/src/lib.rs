@@ -44,19 +44,34 @@ pub struct McpGuardLayer {
     config: Arc<GuardConfig>,
 }
 
-#[derive(Debug)]
+/// What the guard was told, and (behind its own `Arc`) what it has seen since. A setter on a
+/// shared layer copies the configuration and keeps the state: a clone configured further still
+/// sees the sessions the original bound.
+#[derive(Debug, Clone)]
 struct GuardConfig {
     verifier: Arc<dyn TokenVerifier>,
     resource_metadata: String,
     challenge_scope: Option<String>,
     policy: ScopePolicy,
     machine_clients: bool,
-    sessions: Sessions,
     forward_authorization: bool,
+    state: Arc<GuardState>,
+}
+
+/// The guard's runtime state, shared by every clone of the layer and of its services.
+#[derive(Debug)]
+struct GuardState {
+    sessions: Sessions,
     seen: Mutex<HashSet<String>>,
     /// Refused requests are stored within this budget (and always logged), so that a flood of
     /// forged tokens cannot fill the event store.
     refusals: EventBudget,
+}
+
+impl GuardState {
+    fn new(limits: SessionLimits) -> Self {
+        Self { sessions: Sessions::new(limits), seen: Mutex::new(HashSet::new()), refusals: EventBudget::default() }
+    }
 }
 
 /// How many token ids the guard remembers to record only the first accepted call of each.
@@ -73,33 +88,14 @@ impl McpGuardLayer {
                 challenge_scope: None,
                 policy: ScopePolicy::default(),
                 machine_clients: false,
-                sessions: Sessions::new(SessionLimits::default()),
                 forward_authorization: false,
-                seen: Mutex::new(HashSet::new()),
-                refusals: EventBudget::default(),
+                state: Arc::new(GuardState::new(SessionLimits::default())),
             }),
         }
     }
 
     fn edit(mut self, f: impl FnOnce(&mut GuardConfig)) -> Self {
-        match Arc::get_mut(&mut self.config) {
-            Some(c) => f(c),
-            None => {
-                let mut c = GuardConfig {
-                    verifier: self.config.verifier.clone(),
-                    resource_metadata: self.config.resource_metadata.clone(),
-                    challenge_scope: self.config.challenge_scope.clone(),
-                    policy: self.config.policy.clone(),
-                    machine_clients: self.config.machine_clients,
-                    sessions: Sessions::new(self.config.sessions.limits()),
-                    forward_authorization: self.config.forward_authorization,
-                    seen: Mutex::new(HashSet::new()),
-                    refusals: EventBudget::default(),
-                };
-                f(&mut c);
-                self.config = Arc::new(c);
-            }
-        }
+        f(Arc::make_mut(&mut self.config));
         self
     }
 
@@ -151,9 +147,11 @@ impl McpGuardLayer {
 
     /// Bounds on the MCP sessions of one caller and in all, and their idle timeout. Default:
     /// [`SessionLimits::default`] (16 per caller, 10 000 in all, 10 minutes); see
-    /// [`session`] for what the guard does with them.
+    /// [`session`] for what the guard does with them. Set before the layer serves: the
+    /// guard then starts a new session table under these bounds (and its other runtime state
+    /// afresh), shared from there on by every clone.
     pub fn with_session_limits(self, limits: SessionLimits) -> Self {
-        self.edit(|c| c.sessions = Sessions::new(limits))
+        self.edit(|c| c.state = Arc::new(GuardState::new(limits)))
     }
 
     /// Hands the client's `Authorization` header on to the inner service. Default: `false`,
@@ -245,7 +243,7 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 let checked = config.check(req).await;
-                close_sessions(&closer, config.sessions.take_evicted());
+                close_sessions(&closer, config.state.sessions.take_evicted());
                 let admitted = match checked {
                     Ok(a) => a,
                     Err(resp) => return Ok(*resp),
@@ -325,7 +323,7 @@ impl GuardConfig {
         let status = resp.status();
         match &session {
             Some(id) if status == StatusCode::NOT_FOUND || (deleting && status.is_success()) => {
-                self.sessions.forget(id);
+                self.state.sessions.forget(id);
             }
             _ if status.is_success() => {
                 let returned = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok());
@@ -333,8 +331,8 @@ impl GuardConfig {
                     && let Some(owner) = owner
                     && session.as_deref() != Some(new)
                 {
-                    self.sessions.bind(new, owner, route, self.verifier.now().as_secs());
-                    close_sessions(&closer, self.sessions.take_evicted());
+                    self.state.sessions.bind(new, owner, route, self.verifier.now().as_secs());
+                    close_sessions(&closer, self.state.sessions.take_evicted());
                 }
             }
             _ => {}
@@ -480,7 +478,7 @@ impl GuardConfig {
             self.refuse(ctx, Reason::InvalidRequest, format!("MCP request refused: {description}")).await;
             return Err(Box::new(json_error(StatusCode::BAD_REQUEST, "invalid_request", description)));
         };
-        let (reason, detail) = match self.sessions.lookup(id, owner, self.verifier.now().as_secs()) {
+        let (reason, detail) = match self.state.sessions.lookup(id, owner, self.verifier.now().as_secs()) {
             Lookup::Yours => return Ok(Some(id.into())),
             Lookup::NotYours(creator) => (
                 Reason::SessionNotYours,
@@ -494,7 +492,7 @@ impl GuardConfig {
                 Reason::SessionUnknown,
                 format!(
                     "a request carried an MCP session the guard does not know (ended after {} s unused, replaced by newer sessions of the same caller, or opened before a restart)",
-                    self.sessions.limits().idle_timeout.as_secs()
+                    self.state.sessions.limits().idle_timeout.as_secs()
                 ),
             ),
         };
@@ -522,11 +520,11 @@ impl GuardConfig {
     /// Whether a refusal for `reason` of a token claiming `client` is stored now, or only
     /// logged because one like it was stored within the budget's interval.
     fn store_refusal(&self, reason: Reason, client: &str, at: UnixTime) -> bool {
-        self.refusals.admit(FlowStep::ResourceAccess, reason, client, at)
+        self.state.refusals.admit(FlowStep::ResourceAccess, reason, client, at)
     }
 
     fn first_sighting(&self, token_id: &str) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.state.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= SEEN_CAPACITY {
             seen.clear();
         }
@@ -634,4 +632,34 @@ pub fn mcp_cors_layer() -> CorsLayer {
         ])
         .expose_headers([header::WWW_AUTHENTICATE, header::HeaderName::from_static("mcp-session-id")])
         .max_age(Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct NoTokens;
+
+    #[async_trait::async_trait]
+    impl TokenVerifier for NoTokens {
+        async fn verify(&self, _: &str) -> Result<AuthContext, Rejection> {
+            Err(Rejection::new(Reason::TokenMalformed, "no tokens here"))
+        }
+    }
+
+    #[test]
+    fn configuring_a_shared_layer_keeps_its_runtime_state() {
+        let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
+        let layer = McpGuardLayer::new(Arc::new(NoTokens), &resource);
+        let configured = layer.clone().with_challenge_scope("mcp:tools").with_machine_clients(true);
+        // Another configuration, the same sessions, sightings and refusal budget.
+        assert!(!Arc::ptr_eq(&layer.config, &configured.config));
+        assert!(Arc::ptr_eq(&layer.config.state, &configured.config.state));
+        assert_eq!(configured.config.challenge_scope.as_deref(), Some("mcp:tools"));
+        assert!(layer.config.challenge_scope.is_none(), "the original keeps its own configuration");
+        // New bounds are a new session table, on purpose.
+        let bounded = configured.clone().with_session_limits(SessionLimits::default().with_per_caller(2));
+        assert!(!Arc::ptr_eq(&configured.config.state, &bounded.config.state));
+    }
 }
