@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use mcp_guard::{LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, protected_resource_router};
+use mcp_guard::{
+    LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, TokenVerifier, protected_resource_router,
+};
 use oauth_axum::{AdminToken, InitialAccessToken, IpRange, RateLimits};
+use oauth_core::metadata::ProtectedResourceMetadata;
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
 use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
@@ -265,53 +268,13 @@ impl McpAuthBuilder {
 
     /// Wires everything, in order, and runs the startup self-check. Must run inside a tokio
     /// runtime (the sweeper is a task).
-    pub async fn build(self) -> Result<McpAuth, Error> {
-        let public = self.public_url.trim_end_matches('/').to_owned();
-        let issuer = Issuer::parse(&public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
-        if !issuer.path().is_empty() {
-            return Err(Error::Config(format!(
-                "public URL '{public}' has a path; give the origin only (the MCP endpoint is served at {})",
-                self.mcp_path
-            )));
-        }
-        if !self.mcp_path.starts_with('/') || self.mcp_path.len() < 2 || self.mcp_path.ends_with('/') {
-            return Err(Error::Config(format!(
-                "MCP path '{}' must start with '/', name a path and not end with '/' (such as /mcp)",
-                self.mcp_path
-            )));
-        }
-        let mcp_url = format!("{public}{}", self.mcp_path);
-        let resource = ResourceUri::parse(&mcp_url).map_err(|e| Error::Config(format!("MCP URL: {e}")))?;
-        let public_host = url::Url::parse(&public).ok().and_then(|u| u.host_str().map(str::to_owned));
+    pub async fn build(mut self) -> Result<McpAuth, Error> {
+        let urls = Urls::parse(&self.public_url, &self.mcp_path)?;
         #[cfg(feature = "external")]
-        if let Some(external) = &self.external_issuer {
-            let external = external.clone();
-            return self.build_external(&external, resource, mcp_url, public_host).await;
+        if let Some(issuer) = self.external_issuer.take() {
+            return self.build_external(&issuer, urls).await;
         }
-        let Self {
-            mcp_path,
-            store,
-            expected_clients,
-            redirect_schemes,
-            trusted_proxies,
-            admin_token,
-            initial_access_token,
-            authenticator,
-            scopes,
-            scope_descriptions,
-            tool_scopes,
-            metadata_documents,
-            machine_clients,
-            key_encryption,
-            resource_name,
-            rate_limits,
-            session_limits,
-            sweep_every,
-            clock,
-            configure,
-            ..
-        } = self;
-        let stores = match store {
+        let stores = match std::mem::replace(&mut self.store, Store::None) {
             Store::None => {
                 return Err(Error::Config(
                     "no store: give the builder .database(\"sqlite://data/oauth.db?mode=rwc\") or .store(stores)"
@@ -322,112 +285,158 @@ impl McpAuthBuilder {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Store::Database(url) => open_database(&url).await?,
         };
-
-        let mut config = ServerConfig::new(issuer, resource.clone())
-            .with_redirect_policy(RedirectPolicy::default().with_private_use_schemes(redirect_schemes))
-            .with_expected_clients(expected_clients)
-            .with_client_credentials(machine_clients)
-            .with_scope_descriptions(scope_descriptions);
-        if let Some((supported, defaults)) = scopes {
-            config = config.with_scopes(supported, defaults);
-        }
-        if let Some(kek) = key_encryption {
-            config = config.with_key_encryption(kek);
-        }
-        for f in configure {
-            config = f(config);
-        }
+        let config = self.server_config(&urls);
         // The cache watches the store the server writes through, and the verifier uses that
         // same cache: a grant revoked here (RFC 7009, a replayed code or refresh token, a
         // removed client) is refused at once, not at the token's `exp`.
         let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
+        let clock = self.clock.clone();
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
-        if metadata_documents {
+        if self.metadata_documents {
             server =
                 server.with_metadata_documents(Arc::new(oauth_axum::metadata_documents::HttpsDocumentFetcher::new()));
         }
         let server = Arc::new(server);
         let mut prm = server.protected_resource_metadata();
-        if let Some(name) = resource_name {
+        if let Some(name) = self.resource_name.take() {
             prm = prm.with_name(name);
         }
         // The check reads the metadata that is served below, not a copy made by hand.
-        server.self_check(&prm, &mcp_url)?;
-
+        server.self_check(&prm, &urls.mcp_url)?;
         let verifier = Arc::new(LocalVerifier::new(server.clone()).with_cache(cache));
-        let mut guard = McpGuardLayer::new(verifier, &resource)
-            .with_required_scopes(server.config().default_scopes.clone())
-            .with_machine_clients(machine_clients)
-            .with_session_limits(session_limits);
-        for (tool, scopes) in tool_scopes {
+        let guard = self.guard(verifier, &urls.resource, Some(server.config().default_scopes.clone()));
+        let routes = self.routes(&server, prm);
+        if let Some(every) = self.sweep_every {
+            oauth_axum::spawn_sweeper(server.clone(), every);
+        }
+        Ok(self.finish(Some(server), guard, routes, urls))
+    }
+
+    /// The server's configuration from the builder's options, `configure_server` last.
+    fn server_config(&mut self, urls: &Urls) -> ServerConfig {
+        let mut config = ServerConfig::new(urls.issuer.clone(), urls.resource.clone())
+            .with_redirect_policy(
+                RedirectPolicy::default().with_private_use_schemes(std::mem::take(&mut self.redirect_schemes)),
+            )
+            .with_expected_clients(std::mem::take(&mut self.expected_clients))
+            .with_client_credentials(self.machine_clients)
+            .with_scope_descriptions(std::mem::take(&mut self.scope_descriptions));
+        if let Some((supported, defaults)) = self.scopes.clone() {
+            config = config.with_scopes(supported, defaults);
+        }
+        if let Some(kek) = self.key_encryption.take() {
+            config = config.with_key_encryption(kek);
+        }
+        for f in std::mem::take(&mut self.configure) {
+            config = f(config);
+        }
+        config
+    }
+
+    /// The guard for `resource` with the builder's policy; `required` scopes on every request.
+    fn guard(
+        &mut self,
+        verifier: Arc<dyn TokenVerifier>,
+        resource: &ResourceUri,
+        required: Option<ScopeSet>,
+    ) -> McpGuardLayer {
+        let mut guard = McpGuardLayer::new(verifier, resource)
+            .with_machine_clients(self.machine_clients)
+            .with_session_limits(self.session_limits);
+        if let Some(scopes) = required {
+            guard = guard.with_required_scopes(scopes);
+        }
+        for (tool, scopes) in std::mem::take(&mut self.tool_scopes) {
             guard = guard.with_tool_scopes(tool, scopes);
         }
+        guard
+    }
 
-        let authenticator =
-            authenticator.unwrap_or_else(|| Arc::new(StoreAuthenticator::new(server.stores().users.clone())));
-        let limits = rate_limits.map(|l| l.with_trusted_proxies(trusted_proxies));
+    /// The metadata, the authorization server's endpoints and pages, and the admin endpoint.
+    fn routes(&mut self, server: &Arc<AuthorizationServer>, prm: ProtectedResourceMetadata) -> Router {
+        let authenticator = self
+            .authenticator
+            .take()
+            .unwrap_or_else(|| Arc::new(StoreAuthenticator::new(server.stores().users.clone())));
+        let trusted = std::mem::take(&mut self.trusted_proxies);
+        let limits = self.rate_limits.take().map(|l| l.with_trusted_proxies(trusted));
         let mut routes = Router::new().merge(protected_resource_router(prm)).merge(
             oauth_axum::AuthRouter::new(server.clone(), authenticator)
                 .with_rate_limits(limits)
-                .with_initial_access_token(initial_access_token)
+                .with_initial_access_token(self.initial_access_token.take())
                 .into_router(),
         );
-        if let Some(token) = admin_token {
+        if let Some(token) = self.admin_token.take() {
             routes = routes.merge(oauth_axum::admin_router(server.clone(), token));
         }
-        if let Some(every) = sweep_every {
-            oauth_axum::spawn_sweeper(server.clone(), every);
-        }
-        Ok(McpAuth {
-            inner: Arc::new(Inner {
-                server: Some(server),
-                guard,
-                routes,
-                mcp_path,
-                mcp_url,
-                public_host,
-                session_limits,
-            }),
-        })
+        routes
     }
 
-    #[cfg(feature = "external")]
-    async fn build_external(
+    fn finish(
         self,
-        issuer: &str,
-        resource: ResourceUri,
-        mcp_url: String,
-        public_host: Option<String>,
-    ) -> Result<McpAuth, Error> {
-        let external = Issuer::parse(issuer).map_err(|e| Error::Config(format!("external issuer: {e}")))?;
-        let verifier = mcp_guard::remote::JwksVerifier::discover(external.as_str(), &resource)
-            .await
-            .map_err(|e| Error::Config(format!("the external authorization server: {e}")))?;
-        let mut prm = oauth_core::metadata::ProtectedResourceMetadata::new(&resource, &external);
-        let mut guard = McpGuardLayer::new(Arc::new(verifier), &resource)
-            .with_machine_clients(self.machine_clients)
-            .with_session_limits(self.session_limits);
-        if let Some((supported, defaults)) = &self.scopes {
-            prm = prm.with_scopes(supported);
-            guard = guard.with_required_scopes(defaults.clone());
-        }
-        if let Some(name) = self.resource_name {
-            prm = prm.with_name(name);
-        }
-        for (tool, scopes) in self.tool_scopes {
-            guard = guard.with_tool_scopes(tool, scopes);
-        }
-        Ok(McpAuth {
+        server: Option<Arc<AuthorizationServer>>,
+        guard: McpGuardLayer,
+        routes: Router,
+        urls: Urls,
+    ) -> McpAuth {
+        McpAuth {
             inner: Arc::new(Inner {
-                server: None,
+                server,
                 guard,
-                routes: protected_resource_router(prm),
+                routes,
                 mcp_path: self.mcp_path,
-                mcp_url,
-                public_host,
+                mcp_url: urls.mcp_url,
+                public_url: urls.issuer.to_string(),
                 session_limits: self.session_limits,
             }),
-        })
+        }
+    }
+
+    /// No embedded server: tokens of `issuer`, checked with the keys its metadata names.
+    #[cfg(feature = "external")]
+    async fn build_external(mut self, issuer: &str, urls: Urls) -> Result<McpAuth, Error> {
+        let external = Issuer::parse(issuer).map_err(|e| Error::Config(format!("external issuer: {e}")))?;
+        let verifier = mcp_guard::remote::JwksVerifier::discover(external.as_str(), &urls.resource)
+            .await
+            .map_err(|e| Error::Config(format!("the external authorization server: {e}")))?;
+        let mut prm = ProtectedResourceMetadata::new(&urls.resource, &external);
+        if let Some((supported, _)) = &self.scopes {
+            prm = prm.with_scopes(supported);
+        }
+        if let Some(name) = self.resource_name.take() {
+            prm = prm.with_name(name);
+        }
+        let required = self.scopes.as_ref().map(|(_, defaults)| defaults.clone());
+        let guard = self.guard(Arc::new(verifier), &urls.resource, required);
+        Ok(self.finish(None, guard, protected_resource_router(prm), urls))
+    }
+}
+
+/// The URLs everything else is derived from.
+struct Urls {
+    issuer: Issuer,
+    resource: ResourceUri,
+    mcp_url: String,
+}
+
+impl Urls {
+    /// The issuer (the public origin) and the resource (the origin and the MCP path).
+    fn parse(public_url: &str, mcp_path: &str) -> Result<Self, Error> {
+        let public = public_url.trim_end_matches('/');
+        let issuer = Issuer::parse(public).map_err(|e| Error::Config(format!("public URL: {e}")))?;
+        if !issuer.path().is_empty() {
+            return Err(Error::Config(format!(
+                "public URL '{public}' has a path; give the origin only (the MCP endpoint is served at {mcp_path})"
+            )));
+        }
+        if !mcp_path.starts_with('/') || mcp_path.len() < 2 || mcp_path.ends_with('/') {
+            return Err(Error::Config(format!(
+                "MCP path '{mcp_path}' must start with '/', name a path and not end with '/' (such as /mcp)"
+            )));
+        }
+        let mcp_url = format!("{public}{mcp_path}");
+        let resource = ResourceUri::parse(&mcp_url).map_err(|e| Error::Config(format!("MCP URL: {e}")))?;
+        Ok(Self { issuer, resource, mcp_url })
     }
 }
 

@@ -70,7 +70,7 @@ struct Inner {
     routes: Router,
     mcp_path: String,
     mcp_url: String,
-    public_host: Option<String>,
+    public_url: String,
     session_limits: SessionLimits,
 }
 
@@ -103,6 +103,11 @@ impl McpAuth {
     /// Where the MCP endpoint is mounted (`/mcp` unless set).
     pub fn mcp_path(&self) -> &str {
         &self.inner.mcp_path
+    }
+
+    /// The public origin: the embedded authorization server's issuer.
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
     }
 
     /// The MCP endpoint's full URL: what a person pastes into their client.
@@ -156,10 +161,11 @@ impl McpAuth {
         use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
         use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
         let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()];
-        if let Some(host) = &self.inner.public_host
-            && !hosts.contains(host)
+        let public = url::Url::parse(&self.inner.public_url).ok();
+        if let Some(host) = public.as_ref().and_then(url::Url::host_str)
+            && !hosts.iter().any(|h| h == host)
         {
-            hosts.push(host.clone());
+            hosts.push(host.to_owned());
         }
         let mut sessions = LocalSessionManager::default();
         sessions.session_config.keep_alive = Some(self.inner.session_limits.idle_timeout);
