@@ -22,6 +22,7 @@ use crate::client::{Client, GrantType};
 use crate::clock::UnixTime;
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::failure::Failure;
 use crate::params::{Params, clip};
 use crate::pkce::{CodeChallenge, CodeChallengeMethod};
 use crate::policy::{Quirk, resolve_resource, resolve_scopes};
@@ -118,210 +119,56 @@ impl AuthorizationServer {
     pub async fn authorize(&self, req: AuthorizationRequest) -> Result<AuthorizationPrompt, AuthorizeError> {
         let now = self.now();
         let step = FlowStep::AuthorizationRequest;
+        let show = |failure: Failure, client: Option<&ClientId>| {
+            let event = failure.event(now, step, client);
+            async move { self.show(event, failure.error).await }
+        };
 
         // 1. The client and the redirect URI: failures are shown, never redirected.
-        let Some(raw_id) = req.client_id.as_deref() else {
-            return Err(self
-                .show(
-                    FlowEvent::failure(now, step, Reason::InvalidRequest, "no client_id"),
-                    OAuthError::invalid_request("client_id is missing"),
-                )
-                .await);
-        };
-        let client_id = match ClientId::parse(raw_id) {
+        let client_id = match parse_client_id(req.client_id.as_deref()) {
             Ok(id) => id,
-            Err(e) => {
-                return Err(self
-                    .show(
-                        FlowEvent::failure(now, step, Reason::InvalidRequest, e.to_string()),
-                        OAuthError::invalid_request(e.to_string()),
-                    )
-                    .await);
-            }
+            Err(f) => return Err(show(f, None).await),
         };
         let client = match self.resolve_client(&client_id).await.map_err(AuthorizeError::Internal)? {
             Ok(c) => c,
             Err((reason, msg)) => {
-                return Err(self
-                    .show(
-                        FlowEvent::failure(now, step, reason, msg.clone()).client(&client_id),
-                        OAuthError::invalid_client(msg),
-                    )
-                    .await);
+                return Err(show(Failure::new(reason, OAuthError::invalid_client(msg)), Some(&client_id)).await);
             }
         };
-        if !client.active {
-            let msg = format!("client '{client_id}' is deactivated on this server");
-            return Err(self
-                .show(
-                    FlowEvent::failure(now, step, Reason::ClientInactive, msg.clone()).client(&client_id),
-                    OAuthError::unauthorized_client(msg),
-                )
-                .await);
-        }
-        let (redirect_uri, explicit) = match req.redirect_uri.as_deref() {
-            Some(raw) => {
-                let presented = match RedirectUri::parse(raw) {
-                    Ok(u) => u,
-                    Err(e) => {
-                        return Err(self
-                            .show(
-                                FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, e.to_string())
-                                    .client(&client_id),
-                                OAuthError::invalid_request(e.to_string()),
-                            )
-                            .await);
-                    }
-                };
-                if client.find_redirect_uri(&presented).is_none() {
-                    // The registered URIs are for the operator (log, diagnose), not for whoever
-                    // opened this link: they would show an attacker where codes can be sent.
-                    let detail = format!(
-                        "redirect_uri '{presented}' is not registered for client '{client_id}'; registered: {}",
-                        client.redirect_uri_list()
-                    );
-                    let msg = format!(
-                        "the application sent a return address that is not registered for it ('{}'); the operator can see which ones are",
-                        crate::params::clip(presented.as_str())
-                    );
-                    return Err(self
-                        .show(
-                            FlowEvent::failure(now, step, Reason::RedirectUriNotRegistered, detail).client(&client_id),
-                            OAuthError::invalid_request(msg),
-                        )
-                        .await);
-                }
-                (presented, true)
-            }
-            None => match client.redirect_uris.as_slice() {
-                [only] => (only.clone(), false),
-                _ => {
-                    let detail = format!(
-                        "redirect_uri is missing and client '{client_id}' has {} registered; send one of: {}",
-                        client.redirect_uris.len(),
-                        client.redirect_uri_list()
-                    );
-                    let msg = format!(
-                        "redirect_uri is missing and client '{client_id}' has {} registered; the request must name one",
-                        client.redirect_uris.len()
-                    );
-                    return Err(self
-                        .show(
-                            FlowEvent::failure(now, step, Reason::InvalidRequest, detail).client(&client_id),
-                            OAuthError::invalid_request(msg),
-                        )
-                        .await);
-                }
-            },
+        let (redirect_uri, explicit) = match check_client_and_redirect(&client, req.redirect_uri.as_deref()) {
+            Ok(r) => r,
+            Err(f) => return Err(show(f, Some(&client_id)).await),
         };
 
         // 2. Everything else is redirected to the client with `state` and `iss`.
         let state = req.state.clone().filter(|s| s.len() <= MAX_STATE_LEN);
-        let redirect = |error: OAuthError| {
-            let location = error_location(&redirect_uri, &error, state.as_deref(), self.config().issuer.as_str());
-            AuthorizeError::Redirect { location, error }
-        };
-        let client_ref = &client;
-        let fail = |reason: Reason, error: OAuthError| async move {
-            self.record(FlowEvent::failure(now, step, reason, error.description().to_owned()).client(&client_ref.id))
-                .await;
-            redirect(error)
-        };
-
-        if req.state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
-            return Err(fail(
-                Reason::InvalidRequest,
-                OAuthError::invalid_request(format!("state is longer than {MAX_STATE_LEN} bytes")),
-            )
-            .await);
-        }
-        match req.response_type.as_deref() {
-            Some("code") => {}
-            None => {
-                return Err(fail(
-                    Reason::InvalidRequest,
-                    OAuthError::invalid_request("response_type is missing; use 'code'"),
-                )
-                .await);
-            }
-            Some(other) => {
-                return Err(fail(
-                    Reason::UnsupportedResponseType,
-                    OAuthError::unsupported_response_type(format!(
-                        "response_type '{}' is not supported; use 'code'",
-                        clip(other)
-                    )),
-                )
-                .await);
-            }
-        }
-        if let Some(mode) = req.response_mode.as_deref().filter(|m| *m != "query") {
-            return Err(fail(
-                Reason::InvalidRequest,
-                OAuthError::invalid_request(format!("response_mode '{}' is not supported; use 'query'", clip(mode))),
-            )
-            .await);
-        }
-        if !client.allows_grant(GrantType::AuthorizationCode) {
-            return Err(fail(
-                Reason::UnauthorizedClient,
-                OAuthError::unauthorized_client("this client did not register the authorization_code grant"),
-            )
-            .await);
-        }
-        let Some(challenge) = req.code_challenge.as_deref() else {
-            return Err(fail(
-                Reason::PkceMissing,
-                OAuthError::invalid_request("code_challenge is missing: PKCE with S256 is required"),
-            )
-            .await);
-        };
-        if let Err(e) = CodeChallengeMethod::parse(req.code_challenge_method.as_deref()) {
-            return Err(fail(Reason::PkceMissing, OAuthError::invalid_request(e.to_string())).await);
-        }
-        let code_challenge = match CodeChallenge::parse(challenge) {
+        let checked = match check_request(&req, &client, self.config()) {
             Ok(c) => c,
-            Err(e) => return Err(fail(Reason::PkceMissing, OAuthError::invalid_request(e.to_string())).await),
-        };
-        let cfg = self.config();
-        let (scopes, dropped) = match resolve_scopes(
-            req.scope.as_deref(),
-            &cfg.scopes_supported,
-            &cfg.default_scopes,
-            client.scope.as_ref(),
-        ) {
-            Ok(s) => s,
-            Err(e) => return Err(fail(Reason::InvalidScope, e).await),
-        };
-        let resource = match resolve_resource(&cfg.resource, &req.resource) {
-            Ok(r) => r,
-            Err(e) => return Err(fail(Reason::ResourceMismatch, e).await),
+            Err(f) => {
+                self.record(f.event(now, step, Some(&client.id))).await;
+                let location = error_location(&redirect_uri, &f.error, state.as_deref(), self.config().issuer.as_str());
+                return Err(AuthorizeError::Redirect { location, error: f.error });
+            }
         };
 
-        let mut notes = Vec::new();
-        if let Some(q) = resource.quirk {
-            notes.push(format!("{} (resource sent: {:?}, bound to {})", q.as_str(), req.resource, resource.resource));
-        }
-        if !dropped.is_empty() {
-            notes.push(format!("{} ({dropped})", Quirk::UnknownScopesDropped.as_str()));
-        }
+        // 3. The one effect: the pending request, until the person signs in and decides.
         let pending = PendingAuthorization {
             id: crate::secret::random_id::<24>(),
             client_id: client.id.clone(),
             redirect_uri,
             redirect_uri_explicit: explicit,
             state,
-            scopes,
-            resource: resource.resource,
-            code_challenge,
+            scopes: checked.scopes,
+            resource: checked.resource,
+            code_challenge: checked.code_challenge,
             created_at: now,
-            expires_at: now.plus(cfg.pending_ttl),
+            expires_at: now.plus(self.config().pending_ttl),
         };
         self.stores().authorizations.put_pending(&pending).await.map_err(Error::from)?;
         let mut detail =
             format!("redirect_uri {}, scope '{}', resource {}", pending.redirect_uri, pending.scopes, pending.resource);
-        if !notes.is_empty() {
-            detail.push_str(&format!("; policies applied: {}", notes.join(", ")));
+        if !checked.notes.is_empty() {
+            detail.push_str(&format!("; policies applied: {}", checked.notes.join(", ")));
         }
         self.record(FlowEvent::success(now, step, detail).client(&client.id)).await;
         Ok(AuthorizationPrompt { pending, client })
@@ -558,6 +405,129 @@ pub(crate) fn location(redirect_uri: &RedirectUri, params: &[(&str, &str)]) -> S
     }
 }
 
+/// What an authorization request asks for, once every check has passed.
+#[derive(Debug)]
+struct CheckedRequest {
+    scopes: ScopeSet,
+    resource: crate::types::ResourceUri,
+    code_challenge: CodeChallenge,
+    /// The named leniencies applied (an omitted resource, unknown scopes dropped).
+    notes: Vec<String>,
+}
+
+/// The `client_id` parameter.
+fn parse_client_id(raw: Option<&str>) -> Result<ClientId, Failure> {
+    let raw = raw.ok_or_else(|| {
+        Failure::new(Reason::InvalidRequest, OAuthError::invalid_request("client_id is missing"))
+            .for_operator("no client_id")
+    })?;
+    ClientId::parse(raw).map_err(|e| Failure::new(Reason::InvalidRequest, OAuthError::invalid_request(e.to_string())))
+}
+
+/// The client may authorize, and where the code goes: the `redirect_uri` sent, which must be
+/// registered, or the only one registered. Whether it was sent is the second value.
+fn check_client_and_redirect(client: &Client, raw: Option<&str>) -> Result<(RedirectUri, bool), Failure> {
+    let client_id = &client.id;
+    if !client.active {
+        let msg = format!("client '{client_id}' is deactivated on this server");
+        return Err(Failure::new(Reason::ClientInactive, OAuthError::unauthorized_client(msg)));
+    }
+    let Some(raw) = raw else {
+        return match client.redirect_uris.as_slice() {
+            [only] => Ok((only.clone(), false)),
+            registered => {
+                let msg = format!(
+                    "redirect_uri is missing and client '{client_id}' has {} registered; the request must name one",
+                    registered.len()
+                );
+                let detail = format!(
+                    "redirect_uri is missing and client '{client_id}' has {} registered; send one of: {}",
+                    registered.len(),
+                    client.redirect_uri_list()
+                );
+                Err(Failure::new(Reason::InvalidRequest, OAuthError::invalid_request(msg)).for_operator(detail))
+            }
+        };
+    };
+    let presented = RedirectUri::parse(raw)
+        .map_err(|e| Failure::new(Reason::RedirectUriNotRegistered, OAuthError::invalid_request(e.to_string())))?;
+    if client.find_redirect_uri(&presented).is_none() {
+        // The registered URIs are for the operator (log, diagnose), not for whoever opened
+        // this link: they would show an attacker where codes can be sent.
+        let msg = format!(
+            "the application sent a return address that is not registered for it ('{}'); the operator can see which ones are",
+            clip(presented.as_str())
+        );
+        let detail = format!(
+            "redirect_uri '{presented}' is not registered for client '{client_id}'; registered: {}",
+            client.redirect_uri_list()
+        );
+        return Err(
+            Failure::new(Reason::RedirectUriNotRegistered, OAuthError::invalid_request(msg)).for_operator(detail)
+        );
+    }
+    Ok((presented, true))
+}
+
+/// The request's parameters, checked in the order the RFCs name them; the first failure is
+/// redirected to the client.
+fn check_request(
+    req: &AuthorizationRequest,
+    client: &Client,
+    cfg: &crate::ServerConfig,
+) -> Result<CheckedRequest, Failure> {
+    check_response(req, client)?;
+    let code_challenge = check_pkce(req)?;
+    let (scopes, dropped) =
+        resolve_scopes(req.scope.as_deref(), &cfg.scopes_supported, &cfg.default_scopes, client.scope.as_ref())
+            .map_err(|e| Failure::new(Reason::InvalidScope, e))?;
+    let resource =
+        resolve_resource(&cfg.resource, &req.resource).map_err(|e| Failure::new(Reason::ResourceMismatch, e))?;
+    let mut notes = Vec::new();
+    if let Some(q) = resource.quirk {
+        notes.push(format!("{} (resource sent: {:?}, bound to {})", q.as_str(), req.resource, resource.resource));
+    }
+    if !dropped.is_empty() {
+        notes.push(format!("{} ({dropped})", Quirk::UnknownScopesDropped.as_str()));
+    }
+    Ok(CheckedRequest { scopes, resource: resource.resource, code_challenge, notes })
+}
+
+/// `state`'s size, `response_type=code`, `response_mode=query`, and the client's grant.
+fn check_response(req: &AuthorizationRequest, client: &Client) -> Result<(), Failure> {
+    let invalid = |msg: String| Failure::new(Reason::InvalidRequest, OAuthError::invalid_request(msg));
+    if req.state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(invalid(format!("state is longer than {MAX_STATE_LEN} bytes")));
+    }
+    match req.response_type.as_deref() {
+        Some("code") => {}
+        None => return Err(invalid("response_type is missing; use 'code'".into())),
+        Some(other) => {
+            let msg = format!("response_type '{}' is not supported; use 'code'", clip(other));
+            return Err(Failure::new(Reason::UnsupportedResponseType, OAuthError::unsupported_response_type(msg)));
+        }
+    }
+    if let Some(mode) = req.response_mode.as_deref().filter(|m| *m != "query") {
+        return Err(invalid(format!("response_mode '{}' is not supported; use 'query'", clip(mode))));
+    }
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        let e = OAuthError::unauthorized_client("this client did not register the authorization_code grant");
+        return Err(Failure::new(Reason::UnauthorizedClient, e));
+    }
+    Ok(())
+}
+
+/// PKCE (RFC 7636): an S256 challenge is required.
+fn check_pkce(req: &AuthorizationRequest) -> Result<CodeChallenge, Failure> {
+    let missing = |msg: String| Failure::new(Reason::PkceMissing, OAuthError::invalid_request(msg));
+    let challenge = req
+        .code_challenge
+        .as_deref()
+        .ok_or_else(|| missing("code_challenge is missing: PKCE with S256 is required".into()))?;
+    CodeChallengeMethod::parse(req.code_challenge_method.as_deref()).map_err(|e| missing(e.to_string()))?;
+    CodeChallenge::parse(challenge).map_err(|e| missing(e.to_string()))
+}
+
 fn error_location(redirect_uri: &RedirectUri, error: &OAuthError, state: Option<&str>, issuer: &str) -> String {
     let mut params = vec![("error", error.code().as_str()), ("error_description", error.description())];
     if let Some(s) = state {
@@ -582,6 +552,94 @@ mod tests {
         );
         c.trusted = trusted;
         c
+    }
+
+    /// A valid request of `c1` to `redirect`, with `edit` applied.
+    fn request(redirect: &str, edit: impl FnOnce(&mut AuthorizationRequest)) -> AuthorizationRequest {
+        let verifier = crate::secret::CodeVerifier::generate();
+        let mut req = AuthorizationRequest {
+            response_type: Some("code".into()),
+            client_id: Some("c1".into()),
+            redirect_uri: Some(redirect.into()),
+            code_challenge: Some(CodeChallenge::s256(&verifier).as_str().to_owned()),
+            code_challenge_method: Some("S256".into()),
+            ..AuthorizationRequest::default()
+        };
+        edit(&mut req);
+        req
+    }
+
+    #[test]
+    fn each_request_check_names_its_reason_and_error() {
+        use crate::ErrorCode::{
+            InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient, UnsupportedResponseType,
+        };
+        let registered = "http://127.0.0.1:51234/callback";
+        let c = client(TokenEndpointAuthMethod::None, &RedirectUri::parse(registered).unwrap(), false);
+        let cfg = crate::testing::config();
+        type Edit = fn(&mut AuthorizationRequest);
+        let table: [(&str, Edit, Reason, crate::ErrorCode); 10] = [
+            ("long state", |r| r.state = Some("s".repeat(MAX_STATE_LEN + 1)), Reason::InvalidRequest, InvalidRequest),
+            ("no response_type", |r| r.response_type = None, Reason::InvalidRequest, InvalidRequest),
+            (
+                "token flow",
+                |r| r.response_type = Some("token".into()),
+                Reason::UnsupportedResponseType,
+                UnsupportedResponseType,
+            ),
+            ("fragment mode", |r| r.response_mode = Some("fragment".into()), Reason::InvalidRequest, InvalidRequest),
+            ("no PKCE", |r| r.code_challenge = None, Reason::PkceMissing, InvalidRequest),
+            ("plain PKCE", |r| r.code_challenge_method = Some("plain".into()), Reason::PkceMissing, InvalidRequest),
+            ("short challenge", |r| r.code_challenge = Some("abc".into()), Reason::PkceMissing, InvalidRequest),
+            ("scope not offered", |r| r.scope = Some("admin:all".into()), Reason::InvalidScope, InvalidScope),
+            (
+                "another resource",
+                |r| r.resource = vec!["https://elsewhere.example/mcp".into()],
+                Reason::ResourceMismatch,
+                InvalidTarget,
+            ),
+            ("bad resource", |r| r.resource = vec!["not a url".into()], Reason::ResourceMismatch, InvalidTarget),
+        ];
+        for (what, edit, reason, code) in table {
+            let f = check_request(&request(registered, edit), &c, &cfg).expect_err(what);
+            assert_eq!((f.reason, f.error.code()), (reason, code), "{what}");
+            assert!(!f.error.description().is_empty(), "{what}");
+        }
+        let ok = check_request(&request(registered, |_| {}), &c, &cfg).unwrap();
+        assert_eq!(ok.scopes, cfg.default_scopes);
+        assert!(ok.notes.iter().any(|n| n.starts_with("resource_omitted")), "{:?}", ok.notes);
+        // A client that did not register the code grant.
+        let mut machine = c;
+        machine.grant_types = vec![GrantType::ClientCredentials];
+        let f = check_request(&request(registered, |_| {}), &machine, &cfg).unwrap_err();
+        assert_eq!((f.reason, f.error.code()), (Reason::UnauthorizedClient, UnauthorizedClient));
+    }
+
+    #[test]
+    fn the_redirect_uri_is_checked_before_anything_is_redirected() {
+        let registered = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
+        let c = client(TokenEndpointAuthMethod::ClientSecretBasic, &registered, false);
+        assert_eq!(check_client_and_redirect(&c, Some(registered.as_str())).unwrap(), (registered.clone(), true));
+        assert_eq!(check_client_and_redirect(&c, None).unwrap(), (registered, false), "the only one");
+        let f = check_client_and_redirect(&c, Some("https://evil.example/cb")).unwrap_err();
+        assert_eq!(f.reason, Reason::RedirectUriNotRegistered);
+        // The client is told it is not registered, never which ones are; the operator is.
+        assert!(!f.error.description().contains("claude.ai"), "{}", f.error.description());
+        assert!(f.operator_detail.as_deref().is_some_and(|d| d.contains("claude.ai")));
+        assert_eq!(
+            check_client_and_redirect(&c, Some("not a uri")).unwrap_err().reason,
+            Reason::RedirectUriNotRegistered
+        );
+        let mut two = c.clone();
+        two.redirect_uris.push(RedirectUri::parse("https://claude.com/api/mcp/auth_callback").unwrap());
+        let f = check_client_and_redirect(&two, None).unwrap_err();
+        assert_eq!(f.reason, Reason::InvalidRequest);
+        assert!(!f.error.description().contains("claude.com") && f.operator_detail.is_some());
+        let mut inactive = c;
+        inactive.active = false;
+        assert_eq!(check_client_and_redirect(&inactive, None).unwrap_err().reason, Reason::ClientInactive);
+        assert_eq!(parse_client_id(None).unwrap_err().operator_detail.as_deref(), Some("no client_id"));
+        assert_eq!(parse_client_id(Some("a b")).unwrap_err().error.code(), crate::ErrorCode::InvalidRequest);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod token;
 pub mod types;
 pub mod users;
 
+mod failure;
 mod params;
 
 #[cfg(feature = "testing")]
