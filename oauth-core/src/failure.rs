@@ -29,6 +29,12 @@ impl Failure {
         self
     }
 
+    /// The same failure, with `detail` for the operator after the client's description.
+    pub(crate) fn noting(mut self, detail: impl std::fmt::Display) -> Self {
+        self.operator_detail = Some(format!("{} [{detail}]", self.error.description()));
+        self
+    }
+
     /// The flow event that records it.
     pub(crate) fn event(&self, at: UnixTime, step: FlowStep, client: Option<&ClientId>) -> FlowEvent {
         let text = self.operator_detail.clone().unwrap_or_else(|| self.error.description().to_owned());

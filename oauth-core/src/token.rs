@@ -51,12 +51,16 @@ use serde::ser::SerializeMap;
 use crate::client::{Client, GrantType};
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::failure::Failure;
 use crate::jwt::{AccessTokenClaims, mint};
 use crate::params::{Params, clip};
 use crate::policy::{resolve_resource, resolve_scopes};
-use crate::secret::{ClientSecret, ClientSecretHash, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretCheck};
+use crate::secret::{
+    AuthorizationCode, ClientSecret, ClientSecretHash, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretCheck,
+    SecretHash,
+};
 use crate::server::AuthorizationServer;
-use crate::store::{CodeRedemption, Grant};
+use crate::store::{AuthorizationCodeRecord, CodeRedemption, Grant};
 use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet, UserId};
 
 /// Least time between two updates of a client's `last_used_at`.
@@ -419,113 +423,31 @@ impl AuthorizationServer {
         }
     }
 
-    async fn exchange_code(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
+    async fn exchange_code(&self, client: &Client, mut req: TokenRequest) -> Result<TokenResponse, Error> {
         let step = FlowStep::CodeExchange;
-        let cid = Some(&client.id);
-        let Some(code) = req.code else {
-            return Err(self
-                .fail(step, Reason::InvalidRequest, cid, OAuthError::invalid_request("code is missing"), None)
-                .await);
+        let reject = |f: Failure| self.reject(step, Some(&client.id), f);
+        let (code, verifier) = match check_exchange_request(&mut req) {
+            Ok(p) => p,
+            Err(f) => return Err(reject(f).await),
         };
-        let Some(verifier) = req.code_verifier else {
-            return Err(self
-                .fail(
-                    step,
-                    Reason::PkceMissing,
-                    cid,
-                    OAuthError::invalid_request("code_verifier is missing: PKCE is required"),
-                    None,
-                )
-                .await);
-        };
-        if code.secret().len() > MAX_SECRET_LEN {
-            return Err(self
-                .fail(step, Reason::CodeUnknown, cid, OAuthError::invalid_grant("authorization code is unknown"), None)
-                .await);
-        }
         let hash = code.hash();
-        let record = match self.stores().authorizations.redeem_code(&hash, self.now()).await? {
+        let redemption = self.stores().authorizations.redeem_code(&hash, self.now()).await?;
+        let record = match redemption {
             CodeRedemption::Redeemed(r) => r,
-            CodeRedemption::NotFound => {
-                return Err(self
-                    .fail(
-                        step,
-                        Reason::CodeUnknown,
-                        cid,
-                        OAuthError::invalid_grant("authorization code is unknown"),
-                        Some(format!("code {} was never issued or was swept", hash.short())),
-                    )
-                    .await);
-            }
-            CodeRedemption::Expired { .. } => {
-                let msg = format!(
-                    "authorization code has expired (codes live {} s); start the authorization again",
-                    self.config().code_ttl.as_secs()
-                );
-                return Err(self.fail(step, Reason::CodeExpired, cid, OAuthError::invalid_grant(msg), None).await);
-            }
             CodeRedemption::AlreadyRedeemed(r) => {
                 // RFC 6749 4.1.2: revoke what the code issued.
                 let revoked = self.stores().grants.revoke_grant(&r.grant_id, self.now()).await?;
+                let e =
+                    OAuthError::invalid_grant("authorization code was already used; the tokens it issued are revoked");
                 let detail = format!("code {} replayed; grant {} revoked: {revoked}", hash.short(), r.grant_id);
-                return Err(self
-                    .fail(
-                        step,
-                        Reason::CodeReused,
-                        cid,
-                        OAuthError::invalid_grant(
-                            "authorization code was already used; the tokens it issued are revoked",
-                        ),
-                        Some(detail),
-                    )
-                    .await);
+                return Err(reject(Failure::new(Reason::CodeReused, e).noting(detail)).await);
             }
+            unusable => return Err(reject(unusable_code(&unusable, &hash, self.config().code_ttl)).await),
         };
-        if record.client_id != client.id {
-            let detail = format!("code {} belongs to client {}", hash.short(), record.client_id);
-            return Err(self
-                .fail(
-                    step,
-                    Reason::CodeClientMismatch,
-                    cid,
-                    OAuthError::invalid_grant("authorization code was issued to another client"),
-                    Some(detail),
-                )
-                .await);
-        }
-        if let Some(sent) = req.redirect_uri.as_deref() {
-            if sent != record.redirect_uri.as_str() {
-                let msg = format!(
-                    "redirect_uri '{}' differs from the one in the authorization request ('{}')",
-                    clip(sent),
-                    record.redirect_uri
-                );
-                return Err(self
-                    .fail(step, Reason::RedirectUriMismatch, cid, OAuthError::invalid_grant(msg), None)
-                    .await);
-            }
-        } else if record.redirect_uri_explicit {
-            let msg =
-                format!("redirect_uri is missing; send '{}' as in the authorization request", record.redirect_uri);
-            return Err(self
-                .fail(step, Reason::RedirectUriMismatch, cid, OAuthError::invalid_request(msg), None)
-                .await);
-        }
-        if !record.code_challenge.verify(&verifier) {
-            return Err(self
-                .fail(
-                    step,
-                    Reason::PkceMismatch,
-                    cid,
-                    OAuthError::invalid_grant(
-                        "code_verifier does not match the code_challenge of the authorization request",
-                    ),
-                    None,
-                )
-                .await);
-        }
-        if let Err(e) = self.check_resource(&req.resource, &record.resource) {
-            return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await);
+        if let Err(f) = check_redeemed_code(&record, client, &req, &verifier, &hash).and_then(|()| {
+            self.check_resource(&req.resource, &record.resource).map_err(|e| Failure::new(Reason::ResourceMismatch, e))
+        }) {
+            return Err(reject(f).await);
         }
 
         let now = self.now();
@@ -547,144 +469,106 @@ impl AuthorizationServer {
         };
         self.stores().grants.create_grant(&grant, refresh.as_ref().map(RefreshToken::hash).as_ref()).await?;
         let response = self.issue(&grant, grant.scopes.clone(), refresh)?;
-        self.record(
-            FlowEvent::success(
-                now,
-                step,
-                format!("code {} exchanged; grant {}, scope '{}'", hash.short(), grant.id, grant.scopes),
-            )
-            .client(&client.id)
-            .user(&grant.user),
-        )
-        .await;
+        let detail = format!("code {} exchanged; grant {}, scope '{}'", hash.short(), grant.id, grant.scopes);
+        self.record(FlowEvent::success(now, step, detail).client(&client.id).user(&grant.user)).await;
         Ok(response)
     }
 
-    async fn refresh(&self, client: &Client, req: TokenRequest) -> Result<TokenResponse, Error> {
+    /// Records `failure` of `step` and returns the client's error.
+    async fn reject(&self, step: FlowStep, client: Option<&ClientId>, failure: Failure) -> Error {
+        self.record(failure.event(self.now(), step, client)).await;
+        Error::OAuth(failure.error)
+    }
+
+    async fn refresh(&self, client: &Client, mut req: TokenRequest) -> Result<TokenResponse, Error> {
         let step = FlowStep::Refresh;
-        let cid = Some(&client.id);
-        let Some(token) = req.refresh_token else {
-            return Err(self
-                .fail(step, Reason::InvalidRequest, cid, OAuthError::invalid_request("refresh_token is missing"), None)
-                .await);
+        let reject = |f: Failure| self.reject(step, Some(&client.id), f);
+        let token = match check_refresh_request(&mut req) {
+            Ok(t) => t,
+            Err(f) => return Err(reject(f).await),
         };
-        let unknown = || OAuthError::invalid_grant("refresh token is unknown, expired or revoked");
-        if token.secret().len() > MAX_SECRET_LEN {
-            return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), None).await);
-        }
         let hash = token.hash();
-        let Some((mut grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? else {
-            return Err(self
-                .fail(step, Reason::RefreshUnknown, cid, unknown(), Some(format!("refresh token {}", hash.short())))
-                .await);
+        let Some((grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? else {
+            return Err(reject(unknown_refresh().noting(format!("refresh token {}", hash.short()))).await);
         };
-        if grant.client_id != client.id {
-            let detail = format!("refresh token {} belongs to client {}", hash.short(), grant.client_id);
-            return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), Some(detail)).await);
-        }
-        let scopes = match req.scope.as_deref() {
-            None => grant.scopes.clone(),
-            Some(s) => match ScopeSet::parse(s) {
-                Ok(requested) if requested.is_subset(&grant.scopes) && !requested.is_empty() => requested,
-                Ok(requested) => {
-                    let msg = format!(
-                        "scope '{requested}' exceeds the granted scope '{}'; a refresh can only narrow it",
-                        grant.scopes
-                    );
-                    return Err(self.fail(step, Reason::InvalidScope, cid, OAuthError::invalid_scope(msg), None).await);
-                }
-                Err(e) => {
-                    return Err(self
-                        .fail(step, Reason::InvalidScope, cid, OAuthError::invalid_scope(e.to_string()), None)
-                        .await);
-                }
-            },
+        let scopes = match check_refresh_grant(&grant, client, req.scope.as_deref(), &hash).and_then(|scopes| {
+            self.check_resource(&req.resource, &grant.resource)
+                .map(|()| scopes)
+                .map_err(|e| Failure::new(Reason::ResourceMismatch, e))
+        }) {
+            Ok(s) => s,
+            Err(f) => return Err(reject(f).await),
         };
-        if let Err(e) = self.check_resource(&req.resource, &grant.resource) {
-            return Err(self.fail(step, Reason::ResourceMismatch, cid, e, None).await);
-        }
-
-        // At most two rounds: a lost compare-and-swap re-reads the grant once and then finds
-        // this token one generation behind, inside the grace window.
-        for _ in 0..2 {
-            let now = self.now();
-            if grant.revoked_at.is_some() {
-                return Err(self
-                    .fail(step, Reason::GrantRevoked, cid, unknown(), Some(format!("grant {} is revoked", grant.id)))
-                    .await);
-            }
-            let successor = token.successor(&self.refresh_secret(), grant.id.as_str(), generation + 1);
-            if generation == grant.generation {
-                if grant.refresh_expires_at.is_some_and(|t| t <= now) {
-                    return Err(self
-                        .fail(
-                            step,
-                            Reason::RefreshExpired,
-                            cid,
-                            OAuthError::invalid_grant("refresh token has expired; authorize again"),
-                            None,
-                        )
-                        .await);
-                }
-                let expires = now.plus(self.config().refresh_token_ttl);
-                if self
-                    .stores()
-                    .grants
-                    .rotate_refresh_token(&grant.id, generation, &successor.hash(), now, expires)
-                    .await?
-                {
-                    let response = self.issue(&grant, scopes, Some(successor))?;
-                    self.record(
-                        FlowEvent::success(
-                            now,
-                            step,
-                            format!("grant {} rotated to generation {}", grant.id, generation + 1),
-                        )
-                        .client(&client.id)
-                        .user(&grant.user),
-                    )
-                    .await;
-                    return Ok(response);
-                }
-            } else if generation + 1 == grant.generation
-                && grant
-                    .rotated_at
-                    .is_some_and(|t| now.seconds_since(t) <= crate::clock::duration_secs(self.config().refresh_grace))
-            {
-                // A retry of the token rotated moments ago (the client lost the response):
-                // the same successor again, not an error and not a new family member.
-                let response = self.issue(&grant, scopes, Some(successor))?;
-                self.record(
-                    FlowEvent::success(now, step, format!(
-                        "grant {} generation {generation} retried within the {} s grace window; same successor returned",
-                        grant.id,
-                        self.config().refresh_grace.as_secs()
-                    ))
-                    .client(&client.id)
-                    .user(&grant.user),
-                )
-                .await;
-                return Ok(response);
-            } else {
-                break;
-            }
-            match self.stores().grants.grant(&grant.id).await? {
-                Some(g) => grant = g,
-                None => return Err(self.fail(step, Reason::RefreshUnknown, cid, unknown(), None).await),
-            }
-        }
-
+        let grant = match self.rotate(client, grant, generation, &token, scopes).await? {
+            Rotation::Issued(response) => return Ok(response),
+            Rotation::Refused(f) => return Err(reject(f).await),
+            Rotation::Replayed(grant) => grant,
+        };
         // Replay of a rotated token outside the grace window: revoke the family (RFC 9700 4.14).
         let revoked = self.stores().grants.revoke_grant(&grant.id, self.now()).await?;
+        let e = OAuthError::invalid_grant(
+            "refresh token was already used; for safety every token of this authorization is revoked; authorize again",
+        );
         let detail = format!(
             "refresh token generation {generation} replayed (current {}); grant {} revoked: {revoked}",
             grant.generation, grant.id
         );
-        Err(self
-            .fail(step, Reason::RefreshReused, cid, OAuthError::invalid_grant(
-                "refresh token was already used; for safety every token of this authorization is revoked; authorize again",
-            ), Some(detail))
-            .await)
+        Err(reject(Failure::new(Reason::RefreshReused, e).noting(detail)).await)
+    }
+
+    /// Rotates `grant` from `generation` to the next, or answers a retry within the grace
+    /// window with the same successor. At most two rounds: a lost compare-and-swap re-reads
+    /// the grant once and then finds this token one generation behind, inside the window.
+    async fn rotate(
+        &self,
+        client: &Client,
+        mut grant: Grant,
+        generation: u64,
+        token: &RefreshToken,
+        scopes: ScopeSet,
+    ) -> Result<Rotation, Error> {
+        let step = FlowStep::Refresh;
+        for _ in 0..2 {
+            let now = self.now();
+            if grant.revoked_at.is_some() {
+                let f = Failure::new(Reason::GrantRevoked, unknown_refresh().error);
+                return Ok(Rotation::Refused(f.noting(format!("grant {} is revoked", grant.id))));
+            }
+            let successor = token.successor(&self.refresh_secret(), grant.id.as_str(), generation + 1);
+            let grace = crate::clock::duration_secs(self.config().refresh_grace);
+            let detail = if generation == grant.generation {
+                if grant.refresh_expires_at.is_some_and(|t| t <= now) {
+                    let e = OAuthError::invalid_grant("refresh token has expired; authorize again");
+                    return Ok(Rotation::Refused(Failure::new(Reason::RefreshExpired, e)));
+                }
+                let expires = now.plus(self.config().refresh_token_ttl);
+                let grants = &self.stores().grants;
+                if !grants.rotate_refresh_token(&grant.id, generation, &successor.hash(), now, expires).await? {
+                    grant = match grants.grant(&grant.id).await? {
+                        Some(g) => g,
+                        None => return Ok(Rotation::Refused(unknown_refresh())),
+                    };
+                    continue;
+                }
+                format!("grant {} rotated to generation {}", grant.id, generation + 1)
+            } else if generation + 1 == grant.generation
+                && grant.rotated_at.is_some_and(|t| now.seconds_since(t) <= grace)
+            {
+                // A retry of the token rotated moments ago (the client lost the response):
+                // the same successor again, not an error and not a new family member.
+                format!(
+                    "grant {} generation {generation} retried within the {} s grace window; same successor returned",
+                    grant.id,
+                    self.config().refresh_grace.as_secs()
+                )
+            } else {
+                break;
+            };
+            let response = self.issue(&grant, scopes, Some(successor))?;
+            self.record(FlowEvent::success(now, step, detail).client(&client.id).user(&grant.user)).await;
+            return Ok(Rotation::Issued(response));
+        }
+        Ok(Rotation::Replayed(grant))
     }
 
     /// `client_credentials` for a machine client: a token that names the client, never a
@@ -832,6 +716,130 @@ fn failure_event(
     }
 }
 
+/// The code and its verifier from an exchange request (RFC 6749 4.1.3, RFC 7636 4.5).
+fn check_exchange_request(req: &mut TokenRequest) -> Result<(AuthorizationCode, CodeVerifier), Failure> {
+    let code = req
+        .code
+        .take()
+        .ok_or_else(|| Failure::new(Reason::InvalidRequest, OAuthError::invalid_request("code is missing")))?;
+    let verifier = req.code_verifier.take().ok_or_else(|| {
+        Failure::new(Reason::PkceMissing, OAuthError::invalid_request("code_verifier is missing: PKCE is required"))
+    })?;
+    if code.secret().len() > MAX_SECRET_LEN {
+        return Err(Failure::new(Reason::CodeUnknown, OAuthError::invalid_grant("authorization code is unknown")));
+    }
+    Ok((code, verifier))
+}
+
+/// Why a code that was not redeemed now cannot be: never issued (or swept), or expired.
+fn unusable_code(redemption: &CodeRedemption, hash: &SecretHash, code_ttl: std::time::Duration) -> Failure {
+    match redemption {
+        CodeRedemption::Expired { .. } => {
+            let msg = format!(
+                "authorization code has expired (codes live {} s); start the authorization again",
+                code_ttl.as_secs()
+            );
+            Failure::new(Reason::CodeExpired, OAuthError::invalid_grant(msg))
+        }
+        _ => Failure::new(Reason::CodeUnknown, OAuthError::invalid_grant("authorization code is unknown"))
+            .noting(format!("code {} was never issued or was swept", hash.short())),
+    }
+}
+
+/// A redeemed code is this client's, sent to the same redirect URI, with the verifier of its
+/// challenge (RFC 6749 4.1.3, RFC 7636 4.6).
+fn check_redeemed_code(
+    record: &AuthorizationCodeRecord,
+    client: &Client,
+    req: &TokenRequest,
+    verifier: &CodeVerifier,
+    hash: &SecretHash,
+) -> Result<(), Failure> {
+    if record.client_id != client.id {
+        let e = OAuthError::invalid_grant("authorization code was issued to another client");
+        let detail = format!("code {} belongs to client {}", hash.short(), record.client_id);
+        return Err(Failure::new(Reason::CodeClientMismatch, e).noting(detail));
+    }
+    match req.redirect_uri.as_deref() {
+        Some(sent) if sent != record.redirect_uri.as_str() => {
+            let msg = format!(
+                "redirect_uri '{}' differs from the one in the authorization request ('{}')",
+                clip(sent),
+                record.redirect_uri
+            );
+            return Err(Failure::new(Reason::RedirectUriMismatch, OAuthError::invalid_grant(msg)));
+        }
+        None if record.redirect_uri_explicit => {
+            let msg =
+                format!("redirect_uri is missing; send '{}' as in the authorization request", record.redirect_uri);
+            return Err(Failure::new(Reason::RedirectUriMismatch, OAuthError::invalid_request(msg)));
+        }
+        _ => {}
+    }
+    if !record.code_challenge.verify(verifier) {
+        let e =
+            OAuthError::invalid_grant("code_verifier does not match the code_challenge of the authorization request");
+        return Err(Failure::new(Reason::PkceMismatch, e));
+    }
+    Ok(())
+}
+
+/// What a refresh-token rotation came to.
+enum Rotation {
+    Issued(TokenResponse),
+    Refused(Failure),
+    /// The token is older than the current generation and outside the grace window.
+    Replayed(Grant),
+}
+
+/// What a refresh token that cannot be used is told, whatever the reason: a stranger learns
+/// nothing about which tokens exist.
+fn unknown_refresh() -> Failure {
+    Failure::new(Reason::RefreshUnknown, OAuthError::invalid_grant("refresh token is unknown, expired or revoked"))
+}
+
+/// The refresh token of a refresh request (RFC 6749 6).
+fn check_refresh_request(req: &mut TokenRequest) -> Result<RefreshToken, Failure> {
+    let token = req
+        .refresh_token
+        .take()
+        .ok_or_else(|| Failure::new(Reason::InvalidRequest, OAuthError::invalid_request("refresh_token is missing")))?;
+    if token.secret().len() > MAX_SECRET_LEN {
+        return Err(unknown_refresh());
+    }
+    Ok(token)
+}
+
+/// The grant is this client's, and the scope asked for, if any, narrows it (RFC 6749 6).
+fn check_refresh_grant(
+    grant: &Grant,
+    client: &Client,
+    scope: Option<&str>,
+    hash: &SecretHash,
+) -> Result<ScopeSet, Failure> {
+    if grant.client_id != client.id {
+        return Err(unknown_refresh().noting(format!(
+            "refresh token {} belongs to client {}",
+            hash.short(),
+            grant.client_id
+        )));
+    }
+    let Some(scope) = scope else {
+        return Ok(grant.scopes.clone());
+    };
+    match ScopeSet::parse(scope) {
+        Ok(requested) if requested.is_subset(&grant.scopes) && !requested.is_empty() => Ok(requested),
+        Ok(requested) => {
+            let msg = format!(
+                "scope '{requested}' exceeds the granted scope '{}'; a refresh can only narrow it",
+                grant.scopes
+            );
+            Err(Failure::new(Reason::InvalidScope, OAuthError::invalid_scope(msg)))
+        }
+        Err(e) => Err(Failure::new(Reason::InvalidScope, OAuthError::invalid_scope(e.to_string()))),
+    }
+}
+
 /// The id of the grant a token belongs to, for revocation (`gid` claim).
 pub(crate) fn grant_id_of(claims: &AccessTokenClaims) -> Option<GrantId> {
     claims.gid.as_deref().and_then(|g| GrantId::parse(g).ok())
@@ -840,6 +848,96 @@ pub(crate) fn grant_id_of(claims: &AccessTokenClaims) -> Option<GrantId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn public_client(id: &str) -> Client {
+        Client::new(
+            ClientId::parse(id).unwrap(),
+            crate::client::TokenEndpointAuthMethod::None,
+            vec![crate::types::RedirectUri::parse("http://127.0.0.1:7777/callback").unwrap()],
+            crate::client::ClientOrigin::Dynamic,
+            crate::clock::UnixTime::from_secs(0),
+        )
+    }
+
+    #[test]
+    fn each_redeemed_code_check_names_its_reason() {
+        let verifier = CodeVerifier::generate();
+        let code = AuthorizationCode::generate();
+        let t = crate::clock::UnixTime::from_secs(100);
+        let record = |explicit: bool| AuthorizationCodeRecord {
+            hash: code.hash(),
+            grant_id: GrantId::generate(),
+            client_id: ClientId::parse("c1").unwrap(),
+            user: UserId::parse("u1").unwrap(),
+            redirect_uri: crate::types::RedirectUri::parse("http://127.0.0.1:7777/callback").unwrap(),
+            redirect_uri_explicit: explicit,
+            code_challenge: crate::pkce::CodeChallenge::s256(&verifier),
+            scopes: ScopeSet::parse("mcp:tools").unwrap(),
+            resource: ResourceUri::parse("https://as.example.com/mcp").unwrap(),
+            auth_time: t,
+            issued_at: t,
+            expires_at: t,
+        };
+        let request = |redirect: Option<&str>| TokenRequest {
+            redirect_uri: redirect.map(str::to_owned),
+            ..TokenRequest::default()
+        };
+        let (c1, c2) = (public_client("c1"), public_client("c2"));
+        let hash = code.hash();
+        let sent = Some("http://127.0.0.1:7777/callback");
+        let reason = |r: Result<(), Failure>| r.err().map(|f| (f.reason, f.error.code()));
+        use crate::ErrorCode::{InvalidGrant, InvalidRequest};
+        assert_eq!(reason(check_redeemed_code(&record(true), &c1, &request(sent), &verifier, &hash)), None);
+        assert_eq!(reason(check_redeemed_code(&record(false), &c1, &request(None), &verifier, &hash)), None);
+        let table = [
+            (record(true), &c2, request(sent), &verifier, (Reason::CodeClientMismatch, InvalidGrant)),
+            (
+                record(true),
+                &c1,
+                request(Some("http://127.0.0.1:7777/other")),
+                &verifier,
+                (Reason::RedirectUriMismatch, InvalidGrant),
+            ),
+            (record(true), &c1, request(None), &verifier, (Reason::RedirectUriMismatch, InvalidRequest)),
+        ];
+        for (rec, client, req, v, expected) in table {
+            assert_eq!(reason(check_redeemed_code(&rec, client, &req, v, &hash)), Some(expected));
+        }
+        let other = CodeVerifier::generate();
+        assert_eq!(
+            reason(check_redeemed_code(&record(true), &c1, &request(sent), &other, &hash)),
+            Some((Reason::PkceMismatch, InvalidGrant))
+        );
+        // Another client's code: the operator learns whose; the client does not.
+        let f = check_redeemed_code(&record(true), &c2, &request(sent), &verifier, &hash).unwrap_err();
+        assert!(f.operator_detail.is_some_and(|d| d.contains("belongs to client c1")));
+        assert!(!f.error.description().contains("c1"));
+        let ttl = std::time::Duration::from_secs(300);
+        assert_eq!(unusable_code(&CodeRedemption::NotFound, &hash, ttl).reason, Reason::CodeUnknown);
+        let expired = CodeRedemption::Expired { client_id: ClientId::parse("c1").unwrap() };
+        assert!(unusable_code(&expired, &hash, ttl).error.description().contains("300 s"));
+    }
+
+    #[test]
+    fn a_refresh_may_only_narrow_the_grant_of_its_own_client() {
+        let grant: Grant = serde_json::from_value(serde_json::json!({
+            "id": GrantId::generate(), "client_id": "c1", "user": "u1", "scopes": "mcp:tools mcp:admin",
+            "resource": "https://as.example.com/mcp", "auth_time": 0, "created_at": 0, "generation": 0,
+            "has_refresh_token": true, "rotated_at": null, "refresh_expires_at": 1000, "revoked_at": null,
+        }))
+        .unwrap();
+        let hash = RefreshToken::generate().hash();
+        let c1 = public_client("c1");
+        let scopes = |s: Option<&str>| check_refresh_grant(&grant, &c1, s, &hash).map(|s| s.to_string());
+        assert_eq!(scopes(None).unwrap(), grant.scopes.to_string());
+        assert_eq!(scopes(Some("mcp:tools")).unwrap(), "mcp:tools");
+        for wider in ["mcp:tools other", "other"] {
+            assert_eq!(check_refresh_grant(&grant, &c1, Some(wider), &hash).unwrap_err().reason, Reason::InvalidScope);
+        }
+        let f = check_refresh_grant(&grant, &public_client("c2"), None, &hash).unwrap_err();
+        // Another client's token is "unknown" to it, exactly like a token that never existed.
+        assert_eq!((f.reason, f.error.description()), (Reason::RefreshUnknown, unknown_refresh().error.description()));
+    }
 
     #[test]
     fn basic_credentials_are_form_decoded() {
