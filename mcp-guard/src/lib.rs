@@ -341,79 +341,20 @@ impl GuardConfig {
     }
 
     /// The request, authenticated and with its [`AuthContext`], or the rejection to send.
-    async fn check(&self, mut req: Request<Body>) -> Result<Admitted, Box<Response>> {
+    async fn check(&self, req: Request<Body>) -> Result<Admitted, Box<Response>> {
         if req.method() == Method::OPTIONS {
             return Ok(Admitted { req, owner: None, session: None });
         }
         let Some(token) = bearer_token(&req) else {
             tracing::debug!(path = %req.uri().path(), "MCP request without a bearer token: 401 challenge");
-            return Err(Box::new(self.challenge(
-                StatusCode::UNAUTHORIZED,
-                None,
-                "this MCP server requires an OAuth access token",
-            )));
+            let description = "this MCP server requires an OAuth access token";
+            return Err(Box::new(self.challenge(StatusCode::UNAUTHORIZED, None, description)));
         };
-        let ctx = match self.verifier.verify(&token).await {
-            Ok(ctx) => ctx,
-            Err(rejection) => {
-                let claimed = verifier::unverified_client_id(&token);
-                let mut event = FlowEvent::failure(
-                    self.verifier.now(),
-                    FlowStep::ResourceAccess,
-                    rejection.reason,
-                    format!(
-                        "token refused: {}{}",
-                        rejection.description,
-                        claimed.as_ref().map(|c| format!(" (token claims client {c}, unverified)")).unwrap_or_default()
-                    ),
-                );
-                if let Some(c) = claimed.as_deref().and_then(|c| oauth_core::types::ClientId::parse(c).ok()) {
-                    event = event.client(&c);
-                }
-                if self.store_refusal(rejection.reason, claimed.as_deref().unwrap_or_default(), event.at) {
-                    self.verifier.record(event).await;
-                } else {
-                    event.trace();
-                }
-                if rejection.reason == Reason::Internal {
-                    // The token could not be checked (the authorization server is unreachable):
-                    // a 401 would make the client throw its tokens away and sign in again.
-                    let mut resp =
-                        json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &rejection.description);
-                    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    return Err(Box::new(resp));
-                }
-                return Err(Box::new(self.challenge(
-                    StatusCode::UNAUTHORIZED,
-                    Some("invalid_token"),
-                    &rejection.description,
-                )));
-            }
-        };
-
-        if ctx.is_machine() && !self.machine_clients {
-            let description = "this MCP server accepts only tokens of signed-in users, not of machine clients";
-            self.verifier
-                .record(
-                    FlowEvent::failure(
-                        self.verifier.now(),
-                        FlowStep::ResourceAccess,
-                        Reason::MachineTokenRefused,
-                        format!("machine client {} presented a client_credentials token", ctx.client_id),
-                    )
-                    .client(&ctx.client_id),
-                )
-                .await;
-            return Err(Box::new(self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)));
-        }
-
+        let ctx = self.authenticate(&token).await?;
         let owner = session::owner_of(&ctx);
         let session = self.session_of(req.headers(), &ctx, &owner).await?;
-        let target = match policy::target(req, self.policy.needs_target()).await {
-            Ok((target, r)) => {
-                req = r;
-                target
-            }
+        let (target, mut req) = match policy::target(req, self.policy.needs_target()).await {
+            Ok(t) => t,
             Err(e) => {
                 let status = match e {
                     TargetError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -425,41 +366,66 @@ impl GuardConfig {
             }
         };
         let needed = self.policy.scopes_for(&target);
-        let missing = needed.difference(&ctx.scopes);
-        if !missing.is_empty() {
+        if !needed.difference(&ctx.scopes).is_empty() {
             let detail = format!("{} needs scope '{needed}', the token has '{}'", target.describe(), ctx.scopes);
-            self.verifier
-                .record(
-                    FlowEvent::failure(
-                        self.verifier.now(),
-                        FlowStep::ResourceAccess,
-                        Reason::InsufficientScope,
-                        detail.clone(),
-                    )
-                    .client(&ctx.client_id)
-                    .user(&ctx.subject),
-                )
-                .await;
+            self.refuse(&ctx, Reason::InsufficientScope, detail.clone()).await;
             return Err(Box::new(self.insufficient_scope(&needed, &detail)));
         }
         if self.first_sighting(&ctx.token_id) {
-            self.verifier
-                .record(
-                    FlowEvent::success(
-                        self.verifier.now(),
-                        FlowStep::ResourceAccess,
-                        format!("first call with this token: {}", target.describe()),
-                    )
-                    .client(&ctx.client_id)
-                    .user(&ctx.subject),
-                )
-                .await;
+            let detail = format!("first call with this token: {}", target.describe());
+            let event = FlowEvent::success(self.verifier.now(), FlowStep::ResourceAccess, detail);
+            self.verifier.record(event.client(&ctx.client_id).user(&ctx.subject)).await;
         }
         if !self.forward_authorization {
             req.headers_mut().remove(header::AUTHORIZATION);
         }
         req.extensions_mut().insert(ctx);
         Ok(Admitted { req, owner: Some(owner), session })
+    }
+
+    /// The caller `token` names, or the challenge: refused by the verifier, or a machine's
+    /// where only people are served.
+    async fn authenticate(&self, token: &str) -> Result<AuthContext, Box<Response>> {
+        let ctx = match self.verifier.verify(token).await {
+            Ok(ctx) => ctx,
+            Err(rejection) => return Err(Box::new(self.refused_token(token, &rejection).await)),
+        };
+        if ctx.is_machine() && !self.machine_clients {
+            let detail = format!("machine client {} presented a client_credentials token", ctx.client_id);
+            self.refuse(&ctx, Reason::MachineTokenRefused, detail).await;
+            let description = "this MCP server accepts only tokens of signed-in users, not of machine clients";
+            return Err(Box::new(self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)));
+        }
+        Ok(ctx)
+    }
+
+    /// Records a token the verifier refused (within the refusal budget: anyone can forge
+    /// one) and answers: 401 `invalid_token`, or 503 when the token could not be checked.
+    async fn refused_token(&self, token: &str, rejection: &Rejection) -> Response {
+        let claimed = verifier::unverified_client_id(token);
+        let detail = format!(
+            "token refused: {}{}",
+            rejection.description,
+            claimed.as_ref().map(|c| format!(" (token claims client {c}, unverified)")).unwrap_or_default()
+        );
+        let mut event = FlowEvent::failure(self.verifier.now(), FlowStep::ResourceAccess, rejection.reason, detail);
+        if let Some(c) = claimed.as_deref().and_then(|c| oauth_core::types::ClientId::parse(c).ok()) {
+            event = event.client(&c);
+        }
+        if self.store_refusal(rejection.reason, claimed.as_deref().unwrap_or_default(), event.at) {
+            self.verifier.record(event).await;
+        } else {
+            event.trace();
+        }
+        if rejection.reason == Reason::Internal {
+            // The token could not be checked (the authorization server is unreachable): a 401
+            // would make the client throw its tokens away and sign in again.
+            let mut resp =
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &rejection.description);
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return resp;
+        }
+        self.challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"), &rejection.description)
     }
 
     /// The session the request carries, if any, when it is the caller's; else the 404 that

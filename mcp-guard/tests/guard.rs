@@ -271,3 +271,28 @@ async fn machine_tokens_pass_only_where_the_resource_accepts_them() {
     assert_eq!(send(posing).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(send(token(&f, RESOURCE, "mcp:tools")).await, (StatusCode::OK, "user user-1".to_owned()));
 }
+
+#[tokio::test]
+async fn a_valid_token_repeating_a_refused_call_is_not_a_flood_of_writes() {
+    // A client with a real token may still hammer a tool it has no scope for: each call is
+    // refused, but the refusal is stored once per interval, as forged tokens are.
+    use oauth_core::events::{EventQuery, FlowStep, Reason};
+    let f = fixture().await;
+    let stored = || async {
+        let events = f.server.stores().events.events(&EventQuery::all()).await.unwrap();
+        events
+            .iter()
+            .filter(|e| e.step == FlowStep::ResourceAccess && e.reason == Some(Reason::InsufficientScope))
+            .count()
+    };
+    let narrow = token(&f, RESOURCE, "mcp:tools");
+    let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{"text":"x"}}}"#;
+    for _ in 0..30 {
+        let (r, _) = call(&f, rpc(add, Some(&narrow))).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(stored().await, 1, "30 identical refusals within the interval are stored once");
+    f.clock.advance(Duration::from_secs(11));
+    call(&f, rpc(add, Some(&narrow))).await;
+    assert_eq!(stored().await, 2, "and again after the interval");
+}
