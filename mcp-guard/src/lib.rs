@@ -3,6 +3,9 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cache;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod policy;
 #[cfg(feature = "remote")]
 pub mod remote;

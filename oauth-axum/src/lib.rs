@@ -3,6 +3,9 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod admin;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;

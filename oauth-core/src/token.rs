@@ -166,11 +166,17 @@ impl ClientCredentials {
     pub fn client_id(&self) -> Option<&str> {
         self.id.as_deref()
     }
+
+    /// Id, secret and method, for the fuzz targets' invariants.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn parts(&self) -> (Option<&str>, Option<&str>, &'static str) {
+        (self.id.as_deref(), self.secret.as_ref().map(ClientSecret::secret), self.method)
+    }
 }
 
 /// Parses `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 2.3.1).
 /// Other schemes are ignored (`Ok(None)`).
-fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
+pub(crate) fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
     let Some((scheme, value)) = header.trim().split_once(' ') else {
         return Ok(None);
     };
