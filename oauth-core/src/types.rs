@@ -226,11 +226,12 @@ impl RedirectUri {
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
         }
-        if s.contains('#') {
-            return Err(ParseError::new(WHAT, format!("'{s}' has a fragment, which RFC 6749 3.1.2 forbids")));
-        }
+        // Before anything that quotes `s`: the message would carry its control characters.
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ParseError::new(WHAT, "contains whitespace or control characters"));
+        }
+        if s.contains('#') {
+            return Err(ParseError::new(WHAT, format!("'{s}' has a fragment, which RFC 6749 3.1.2 forbids")));
         }
         let url = Url::parse(s).map_err(|e| ParseError::new(WHAT, format!("'{s}' is not an absolute URI: {e}")))?;
         let scheme = url.scheme();
@@ -614,6 +615,14 @@ mod tests {
             assert!(RedirectUri::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(RedirectUri::parse(&format!("https://a.example/{}", "x".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn a_refused_redirect_uri_is_not_quoted_with_its_control_characters() {
+        // Found by the redirect_uri fuzz target: the fragment check quoted the input before
+        // the control-character check refused it.
+        let e = RedirectUri::parse("\u{16}\u{8}#").unwrap_err();
+        assert!(!e.to_string().chars().any(char::is_control), "{e}");
     }
 
     #[test]
