@@ -128,7 +128,10 @@ impl RegistrationRequest {
             )));
         }
         serde_json::from_slice(body).map_err(|e| {
-            OAuthError::invalid_client_metadata(format!("registration body is not valid client metadata JSON: {e}"))
+            OAuthError::invalid_client_metadata(format!(
+                "registration body is not valid client metadata JSON: {}",
+                json_error(&e)
+            ))
         })
     }
 
@@ -280,6 +283,22 @@ impl ValidatedRegistration {
 
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+/// A JSON error for the client, bounded: serde quotes a whole offending value (a string of
+/// most of the body, say), so the message is clipped and keeps the position it ends with.
+fn json_error(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    let mut out: String = message.chars().take(MAX_TEXT_LEN).collect();
+    if out.len() < message.len() {
+        out.push('…');
+    }
+    if message.len() < full.len() {
+        out.push_str(&position);
+    }
+    out
 }
 
 fn text(field: &str, v: Option<&str>) -> Result<Option<String>, OAuthError> {
@@ -507,6 +526,20 @@ mod tests {
         let body = format!(r#"{{"redirect_uris":[{}]}}"#, many.join(","));
         assert_eq!(validate(&body, &p).unwrap_err().code(), ErrorCode::InvalidRedirectUri);
         assert!(RegistrationRequest::from_json(&vec![b' '; MAX_REGISTRATION_BODY + 1]).is_err());
+    }
+
+    #[test]
+    fn a_json_error_does_not_echo_the_body() {
+        // Found by the registration fuzz target: serde quotes a whole string value, so a body
+        // that is one long string came back in full in the description.
+        let body = serde_json::to_vec(&"\u{7f}T".repeat(4000)).unwrap();
+        let e = RegistrationRequest::from_json(&body).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidClientMetadata);
+        assert!(e.description().len() < 2 * MAX_TEXT_LEN, "{} bytes", e.description().len());
+        assert!(e.description().contains("invalid type: string"), "{}", e.description());
+        assert!(e.description().ends_with(&format!("at line 1 column {}", body.len())), "{}", e.description());
+        let e = RegistrationRequest::from_json(br#"{"redirect_uris":"https://a.example/cb"}"#).unwrap_err();
+        assert!(e.description().ends_with("expected a sequence at line 1 column 39"), "{}", e.description());
     }
 
     #[test]
