@@ -319,7 +319,10 @@ fn web_uri(field: &str, v: Option<&str>) -> Result<Option<String>, OAuthError> {
         None => Ok(None),
         Some("") => Ok(None),
         Some(s) => {
+            // The URL parser drops tabs and newlines, so they are refused here: the value is
+            // stored and shown as sent.
             let ok = s.len() <= crate::types::MAX_URI_LEN
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
                 && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
             if ok {
                 Ok(Some(s.to_owned()))
@@ -540,6 +543,22 @@ mod tests {
         assert!(e.description().ends_with(&format!("at line 1 column {}", body.len())), "{}", e.description());
         let e = RegistrationRequest::from_json(br#"{"redirect_uris":"https://a.example/cb"}"#).unwrap_err();
         assert!(e.description().ends_with("expected a sequence at line 1 column 39"), "{}", e.description());
+    }
+
+    #[test]
+    fn metadata_urls_are_refused_with_whitespace_or_control_characters() {
+        // Found by the registration fuzz target: a tab inside client_uri passed, since the URL
+        // parser skips it, and was stored and shown raw.
+        let p = RedirectPolicy::default();
+        for uri in
+            ["https://code.visualstudio.com/\t", "https://a.example/\nx", "https://a.example/ x", " https://a.example/"]
+        {
+            for field in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
+                let body = serde_json::json!({"redirect_uris": ["https://a.example/cb"], field: uri}).to_string();
+                let e = validate(&body, &p).expect_err(&body);
+                assert_eq!(e.code(), ErrorCode::InvalidClientMetadata, "{body}");
+            }
+        }
     }
 
     #[test]
