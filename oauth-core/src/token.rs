@@ -211,7 +211,8 @@ fn form_decode(s: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
+                // Two hex digits: `from_str_radix` alone would also take a sign ("%+A").
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -812,6 +813,17 @@ mod tests {
         let c = ClientCredentials::new(Some(&h), None, None).unwrap();
         assert_eq!(c.client_id(), Some("my client"));
         assert_eq!(c.secret.as_ref().unwrap().secret(), "p:ss word");
+    }
+
+    #[test]
+    fn a_percent_sign_needs_two_hex_digits() {
+        // Found by the basic_auth fuzz target: "%+A" decoded to a newline.
+        for bad in ["c1:p%+Ass", "c1:%-1", "c%+41:s", "c1:%4", "c1:%zz"] {
+            let h = format!("Basic {}", STANDARD.encode(bad));
+            assert_eq!(parse_basic(&h).unwrap_err().code(), crate::ErrorCode::InvalidClient, "{bad}");
+        }
+        let h = format!("Basic {}", STANDARD.encode("c%41:%7e%7E"));
+        assert_eq!(parse_basic(&h).unwrap(), Some(("cA".to_owned(), Some("~~".to_owned()))));
     }
 
     #[test]
