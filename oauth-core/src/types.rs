@@ -457,6 +457,11 @@ impl ResourceUri {
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
         }
+        // The URL parser drops tabs and newlines, so they are refused here, before anything
+        // quotes `s`: a resource is compared as the exact string sent.
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseError::new(WHAT, "contains whitespace or control characters"));
+        }
         if s.contains('#') {
             return Err(ParseError::new(WHAT, "must not contain a fragment (RFC 8707 2)"));
         }
@@ -665,6 +670,12 @@ mod tests {
         assert!(ResourceUri::parse("https://mcp.example.com/mcp").is_ok());
         assert!(ResourceUri::parse("https://mcp.example.com/mcp#x").is_err());
         assert!(ResourceUri::parse("urn:x").is_err());
+        // Found by the token_form fuzz target: a resource of control characters was quoted whole
+        // into the invalid_target description; and one with a tab parsed, the tab dropped.
+        let e = ResourceUri::parse(&format!("http3://{}", "\u{4}".repeat(2000))).unwrap_err();
+        assert!(e.to_string().len() < 256 && !e.to_string().chars().any(char::is_control), "{e}");
+        assert!(ResourceUri::parse("https://mcp.example.com/m\tcp").is_err());
+        assert!(ResourceUri::parse(" https://mcp.example.com/mcp").is_err());
         let res = ResourceUri::parse("https://mcp.example.com:8443/mcp").unwrap();
         assert_eq!(res.origin(), "https://mcp.example.com:8443");
         assert_eq!(res.path(), "/mcp");
