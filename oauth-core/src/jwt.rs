@@ -247,7 +247,7 @@ pub fn verify(
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(malformed)?;
     let typ_ok = header
         .typ
         .as_deref()
@@ -270,7 +270,7 @@ pub fn verify(
     v.required_spec_claims.clear();
     let data = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &v).map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
-        _ => VerifyError::Malformed(e.to_string()),
+        _ => malformed(e),
     })?;
     let claims = data.claims;
 
@@ -297,6 +297,12 @@ pub fn verify(
         });
     }
     Ok(claims)
+}
+
+/// A decoding failure. jsonwebtoken's message quotes what the token holds (an unknown `alg`,
+/// say) and becomes the guard's `error_description`, so its control characters are escaped.
+fn malformed(e: jsonwebtoken::errors::Error) -> VerifyError {
+    VerifyError::Malformed(crate::events::escape_detail(e.to_string()))
 }
 
 #[cfg(test)]
@@ -419,6 +425,13 @@ mod tests {
 
         assert!(matches!(verify("garbage", &v, &keys, now), Err(VerifyError::Malformed(_))));
         assert!(matches!(verify(&"a".repeat(MAX_TOKEN_LEN + 1), &v, &keys, now), Err(VerifyError::Malformed(_))));
+
+        // A header whose alg quotes a control character. Found by the jwt fuzz target: the
+        // description, which the guard sends to the caller, carried it raw.
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"EdDSA\u007f","typ":"at+jwt","kid":"{kid}"}}"#));
+        let e = verify(&format!("{header}.{body}.c2ln"), &v, &keys, now).unwrap_err();
+        assert!(matches!(e, VerifyError::Malformed(_)), "{e}");
+        assert!(e.to_string().contains("EdDSA\\u{7f}") && !e.to_string().chars().any(char::is_control), "{e}");
 
         // Issued in the future.
         let future = mint(&claims(now.plus(Duration::from_secs(3600))), &keys).unwrap();
