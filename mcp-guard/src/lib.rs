@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cache;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod policy;
 #[cfg(feature = "remote")]
 pub mod remote;

@@ -176,7 +176,7 @@ struct JwksInner {
 
 /// Keys taken from a JWKS: asymmetric signature keys with a `kid`.
 #[derive(Default)]
-struct RemoteKeys(Vec<(String, Algorithm, DecodingKey)>);
+pub(crate) struct RemoteKeys(Vec<(String, Algorithm, DecodingKey)>);
 
 impl std::fmt::Debug for RemoteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,7 +194,7 @@ impl RemoteKeys {
     /// The usable keys of `set`: a `kid`, an asymmetric algorithm (stated, or implied by the key
     /// type), a signature use. Others are skipped: a symmetric key in a JWKS is a misconfiguration,
     /// and accepting one would allow algorithm confusion.
-    fn from_jwks(set: &JwkSet) -> Self {
+    pub(crate) fn from_jwks(set: &JwkSet) -> Self {
         let mut keys = Vec::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else { continue };

@@ -4,6 +4,9 @@ mod admin;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;

@@ -123,7 +123,7 @@ impl MetadataDocumentFetcher for HttpsDocumentFetcher {
 }
 
 /// `max-age` of a `Cache-Control` value; `no-store`/`no-cache` count as zero.
-fn max_age(value: &str) -> Option<Duration> {
+pub(crate) fn max_age(value: &str) -> Option<Duration> {
     let mut age = None;
     for directive in value.split(',').map(str::trim) {
         let lower = directive.to_ascii_lowercase();

@@ -414,6 +414,19 @@ async fn token_endpoint_error_table() {
 }
 
 #[tokio::test]
+async fn a_content_type_is_quoted_without_its_control_characters() {
+    // Found by the cookies fuzz target: a header value may hold a tab, and the refusal quoted
+    // it raw into the error description.
+    let a = app("http://127.0.0.1:8080").await;
+    let req = Request::post("/token").header(header::CONTENT_TYPE, "text/plain;\tx").body(Body::empty()).unwrap();
+    let (r, b) = send(&a, req).await;
+    assert_eq!((r.status(), error_code(&b).as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let description = v["error_description"].as_str().unwrap();
+    assert!(description.contains("text/plain;") && !description.chars().any(char::is_control), "{description:?}");
+}
+
+#[tokio::test]
 async fn cors_preflight_on_api_routes() {
     let a = app("http://127.0.0.1:8080").await;
     for path in ["/token", "/register", "/.well-known/oauth-authorization-server", "/jwks.json", "/revoke"] {

@@ -22,6 +22,8 @@ use std::fmt;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::events::{escape_detail, needs_escape};
+
 /// Error codes of RFC 6749 (sections 4.1.2.1 and 5.2), RFC 7591, RFC 6750, RFC 7009 and RFC 8707,
 /// in RFC order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,8 +128,17 @@ impl OAuthError {
     ///
     /// The description is sent to the client: it must never contain a secret, a token, a code
     /// or internal detail such as a database message.
+    ///
+    /// Descriptions quote what the client sent, and a native client may print them to a
+    /// terminal, so control and bidirectional-text characters are written as `\u{…}`, as in
+    /// flow events ([`crate::events::escape_detail`]).
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, description: description.into(), uri: None }
+        let description = match description.into() {
+            Cow::Owned(s) => Cow::Owned(escape_detail(s)),
+            Cow::Borrowed(s) if s.chars().any(needs_escape) => Cow::Owned(escape_detail(s.to_owned())),
+            borrowed => borrowed,
+        };
+        Self { code, description, uri: None }
     }
 
     constructors! {
@@ -293,6 +304,15 @@ mod tests {
         assert_eq!(OAuthError::invalid_grant("x").http_status(), 400);
         assert_eq!(OAuthError::insufficient_scope("x").http_status(), 403);
         assert_eq!(ErrorCode::InvalidTarget.as_str(), "invalid_target");
+    }
+
+    #[test]
+    fn descriptions_escape_what_a_client_could_smuggle_in() {
+        let e = OAuthError::invalid_request(format!("parameter '{}' is included more than once", "1\u{2}"));
+        assert_eq!(e.description(), "parameter '1\\u{2}' is included more than once");
+        let e = OAuthError::invalid_request("escape \u{1b}[31m, newline \n, bidi \u{202e}");
+        assert_eq!(e.description(), "escape \\u{1b}[31m, newline \\u{a}, bidi \\u{202e}");
+        assert!(matches!(OAuthError::invalid_request("plain").description, Cow::Borrowed(_)));
     }
 
     #[test]

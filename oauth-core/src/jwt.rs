@@ -29,6 +29,7 @@ use crate::clock::{UnixTime, duration_secs};
 use crate::error::Error;
 use crate::events::Reason;
 use crate::keys::{KeyResolver, KeySet};
+use crate::params::clip;
 
 /// Longest token accepted for verification, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -178,10 +179,10 @@ pub enum VerifyError {
     /// Not a well-formed JWT (or too long).
     #[error("the token is not a well-formed JWT: {0}")]
     Malformed(String),
-    /// The header's `typ` is not `at+jwt`.
+    /// The header's `typ` is not `at+jwt` (its first 64 characters).
     #[error("the token's typ is {0:?}, expected \"at+jwt\" (RFC 9068)")]
     WrongType(Option<String>),
-    /// No key with this `kid`.
+    /// No key with this `kid` (its first 64 characters).
     #[error("the token was signed with an unknown key (kid {0:?})")]
     UnknownKey(Option<String>),
     /// The header's `alg` is not the key's algorithm.
@@ -247,16 +248,16 @@ pub fn verify(
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::Malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(malformed)?;
     let typ_ok = header
         .typ
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
     if !typ_ok {
-        return Err(VerifyError::WrongType(header.typ));
+        return Err(VerifyError::WrongType(header.typ.as_deref().map(clip)));
     }
     let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey(None))?;
-    let (alg, key) = keys.resolve(kid).ok_or_else(|| VerifyError::UnknownKey(Some(kid.to_owned())))?;
+    let (alg, key) = keys.resolve(kid).ok_or_else(|| VerifyError::UnknownKey(Some(clip(kid))))?;
     if alg != header.alg {
         return Err(VerifyError::WrongAlgorithm { found: format!("{:?}", header.alg), expected: format!("{alg:?}") });
     }
@@ -270,7 +271,7 @@ pub fn verify(
     v.required_spec_claims.clear();
     let data = jsonwebtoken::decode::<AccessTokenClaims>(token, key, &v).map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
-        _ => VerifyError::Malformed(e.to_string()),
+        _ => malformed(e),
     })?;
     let claims = data.claims;
 
@@ -297,6 +298,13 @@ pub fn verify(
         });
     }
     Ok(claims)
+}
+
+/// A decoding failure. jsonwebtoken's message quotes what the token holds (an unknown `alg`,
+/// say) and becomes the guard's `error_description`: it is clipped, and its control characters
+/// are escaped.
+fn malformed(e: jsonwebtoken::errors::Error) -> VerifyError {
+    VerifyError::Malformed(crate::events::escape_detail(e.to_string().chars().take(256).collect()))
 }
 
 #[cfg(test)]
@@ -419,6 +427,26 @@ mod tests {
 
         assert!(matches!(verify("garbage", &v, &keys, now), Err(VerifyError::Malformed(_))));
         assert!(matches!(verify(&"a".repeat(MAX_TOKEN_LEN + 1), &v, &keys, now), Err(VerifyError::Malformed(_))));
+
+        // A header whose alg quotes a control character. Found by the jwt fuzz target: the
+        // description, which the guard sends to the caller, carried it raw.
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"EdDSA\u007f","typ":"at+jwt","kid":"{kid}"}}"#));
+        let e = verify(&format!("{header}.{body}.c2ln"), &v, &keys, now).unwrap_err();
+        assert!(matches!(e, VerifyError::Malformed(_)), "{e}");
+        assert!(e.to_string().contains("EdDSA\\u{7f}") && !e.to_string().chars().any(char::is_control), "{e}");
+        // And a long one is not echoed whole, escaped six times its size (found by the same
+        // target, for a 226-byte input); nor a long kid or typ.
+        let long = "\u{7f}".repeat(4000);
+        let header = URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": long, "typ": "at+jwt", "kid": kid}).to_string());
+        let e = verify(&format!("{header}.{body}.c2ln"), &v, &keys, now).unwrap_err();
+        assert!(matches!(e, VerifyError::Malformed(_)) && e.to_string().len() < 2048, "{} bytes", e.to_string().len());
+        for (typ, kid) in [(long.as_str(), kid.as_str()), ("at+jwt", long.as_str())] {
+            let header =
+                URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": "ES256", "typ": typ, "kid": kid}).to_string());
+            let e = verify(&format!("{header}.{body}.c2ln"), &v, &keys, now).unwrap_err();
+            assert!(matches!(e, VerifyError::WrongType(_) | VerifyError::UnknownKey(_)), "{e}");
+            assert!(e.to_string().len() < 2048, "{} bytes", e.to_string().len());
+        }
 
         // Issued in the future.
         let future = mint(&claims(now.plus(Duration::from_secs(3600))), &keys).unwrap();

@@ -32,6 +32,10 @@ mod params;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use error::{Error, ErrorCode, OAuthError, StoreError};
 pub use server::{AuthorizationServer, ServerConfig};

@@ -79,4 +79,15 @@ mod tests {
         assert!(Params::collect(many, &[]).is_err());
         assert!(Params::collect([("a", "x".repeat(MAX_VALUE_LEN + 1))], &[]).is_err());
     }
+
+    #[test]
+    fn a_repeated_name_is_quoted_without_its_control_characters() {
+        // Found by the authorize_query and token_form fuzz targets: the name went into the
+        // description raw.
+        for name in ["1\u{2}", "\n"] {
+            let e = Params::collect([(name, "a"), (name, "b")], &[]).unwrap_err();
+            assert!(!e.description().chars().any(char::is_control), "{:?}", e.description());
+            assert!(e.description().contains("more than once"));
+        }
+    }
 }

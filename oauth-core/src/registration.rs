@@ -128,7 +128,10 @@ impl RegistrationRequest {
             )));
         }
         serde_json::from_slice(body).map_err(|e| {
-            OAuthError::invalid_client_metadata(format!("registration body is not valid client metadata JSON: {e}"))
+            OAuthError::invalid_client_metadata(format!(
+                "registration body is not valid client metadata JSON: {}",
+                json_error(&e)
+            ))
         })
     }
 
@@ -282,6 +285,22 @@ fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// A JSON error for the client, bounded: serde quotes a whole offending value (a string of
+/// most of the body, say), so the message is clipped and keeps the position it ends with.
+fn json_error(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    let mut out: String = message.chars().take(MAX_TEXT_LEN).collect();
+    if out.len() < message.len() {
+        out.push('…');
+    }
+    if message.len() < full.len() {
+        out.push_str(&position);
+    }
+    out
+}
+
 fn text(field: &str, v: Option<&str>) -> Result<Option<String>, OAuthError> {
     match v {
         None => Ok(None),
@@ -300,7 +319,10 @@ fn web_uri(field: &str, v: Option<&str>) -> Result<Option<String>, OAuthError> {
         None => Ok(None),
         Some("") => Ok(None),
         Some(s) => {
+            // The URL parser drops tabs and newlines, so they are refused here: the value is
+            // stored and shown as sent.
             let ok = s.len() <= crate::types::MAX_URI_LEN
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
                 && url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
             if ok {
                 Ok(Some(s.to_owned()))
@@ -507,6 +529,36 @@ mod tests {
         let body = format!(r#"{{"redirect_uris":[{}]}}"#, many.join(","));
         assert_eq!(validate(&body, &p).unwrap_err().code(), ErrorCode::InvalidRedirectUri);
         assert!(RegistrationRequest::from_json(&vec![b' '; MAX_REGISTRATION_BODY + 1]).is_err());
+    }
+
+    #[test]
+    fn a_json_error_does_not_echo_the_body() {
+        // Found by the registration fuzz target: serde quotes a whole string value, so a body
+        // that is one long string came back in full in the description.
+        let body = serde_json::to_vec(&"\u{7f}T".repeat(4000)).unwrap();
+        let e = RegistrationRequest::from_json(&body).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidClientMetadata);
+        assert!(e.description().len() < 2 * MAX_TEXT_LEN, "{} bytes", e.description().len());
+        assert!(e.description().contains("invalid type: string"), "{}", e.description());
+        assert!(e.description().ends_with(&format!("at line 1 column {}", body.len())), "{}", e.description());
+        let e = RegistrationRequest::from_json(br#"{"redirect_uris":"https://a.example/cb"}"#).unwrap_err();
+        assert!(e.description().ends_with("expected a sequence at line 1 column 39"), "{}", e.description());
+    }
+
+    #[test]
+    fn metadata_urls_are_refused_with_whitespace_or_control_characters() {
+        // Found by the registration fuzz target: a tab inside client_uri passed, since the URL
+        // parser skips it, and was stored and shown raw.
+        let p = RedirectPolicy::default();
+        for uri in
+            ["https://code.visualstudio.com/\t", "https://a.example/\nx", "https://a.example/ x", " https://a.example/"]
+        {
+            for field in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
+                let body = serde_json::json!({"redirect_uris": ["https://a.example/cb"], field: uri}).to_string();
+                let e = validate(&body, &p).expect_err(&body);
+                assert_eq!(e.code(), ErrorCode::InvalidClientMetadata, "{body}");
+            }
+        }
     }
 
     #[test]

@@ -170,11 +170,17 @@ impl ClientCredentials {
     pub fn client_id(&self) -> Option<&str> {
         self.id.as_deref()
     }
+
+    /// Id, secret and method, for the fuzz targets' invariants.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn parts(&self) -> (Option<&str>, Option<&str>, &'static str) {
+        (self.id.as_deref(), self.secret.as_ref().map(ClientSecret::secret), self.method)
+    }
 }
 
 /// Parses `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 2.3.1).
 /// Other schemes are ignored (`Ok(None)`).
-fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
+pub(crate) fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
     let Some((scheme, value)) = header.trim().split_once(' ') else {
         return Ok(None);
     };
@@ -209,7 +215,8 @@ fn form_decode(s: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
+                // Two hex digits: `from_str_radix` alone would also take a sign ("%+A").
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
@@ -946,6 +953,17 @@ mod tests {
         let c = ClientCredentials::new(Some(&h), None, None).unwrap();
         assert_eq!(c.client_id(), Some("my client"));
         assert_eq!(c.secret.as_ref().unwrap().secret(), "p:ss word");
+    }
+
+    #[test]
+    fn a_percent_sign_needs_two_hex_digits() {
+        // Found by the basic_auth fuzz target: "%+A" decoded to a newline.
+        for bad in ["c1:p%+Ass", "c1:%-1", "c%+41:s", "c1:%4", "c1:%zz"] {
+            let h = format!("Basic {}", STANDARD.encode(bad));
+            assert_eq!(parse_basic(&h).unwrap_err().code(), crate::ErrorCode::InvalidClient, "{bad}");
+        }
+        let h = format!("Basic {}", STANDARD.encode("c%41:%7e%7E"));
+        assert_eq!(parse_basic(&h).unwrap(), Some(("cA".to_owned(), Some("~~".to_owned()))));
     }
 
     #[test]

@@ -226,11 +226,12 @@ impl RedirectUri {
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
         }
-        if s.contains('#') {
-            return Err(ParseError::new(WHAT, format!("'{s}' has a fragment, which RFC 6749 3.1.2 forbids")));
-        }
+        // Before anything that quotes `s`: the message would carry its control characters.
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ParseError::new(WHAT, "contains whitespace or control characters"));
+        }
+        if s.contains('#') {
+            return Err(ParseError::new(WHAT, format!("'{s}' has a fragment, which RFC 6749 3.1.2 forbids")));
         }
         let url = Url::parse(s).map_err(|e| ParseError::new(WHAT, format!("'{s}' is not an absolute URI: {e}")))?;
         let scheme = url.scheme();
@@ -456,6 +457,11 @@ impl ResourceUri {
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::new(WHAT, format!("is longer than {MAX_URI_LEN} bytes")));
         }
+        // The URL parser drops tabs and newlines, so they are refused here, before anything
+        // quotes `s`: a resource is compared as the exact string sent.
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseError::new(WHAT, "contains whitespace or control characters"));
+        }
         if s.contains('#') {
             return Err(ParseError::new(WHAT, "must not contain a fragment (RFC 8707 2)"));
         }
@@ -617,6 +623,14 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_redirect_uri_is_not_quoted_with_its_control_characters() {
+        // Found by the redirect_uri fuzz target: the fragment check quoted the input before
+        // the control-character check refused it.
+        let e = RedirectUri::parse("\u{16}\u{8}#").unwrap_err();
+        assert!(!e.to_string().chars().any(char::is_control), "{e}");
+    }
+
+    #[test]
     fn scopes_parse_and_order() {
         let s = ScopeSet::parse(" b a  a ").unwrap();
         assert_eq!(s.to_string(), "a b");
@@ -656,6 +670,12 @@ mod tests {
         assert!(ResourceUri::parse("https://mcp.example.com/mcp").is_ok());
         assert!(ResourceUri::parse("https://mcp.example.com/mcp#x").is_err());
         assert!(ResourceUri::parse("urn:x").is_err());
+        // Found by the token_form fuzz target: a resource of control characters was quoted whole
+        // into the invalid_target description; and one with a tab parsed, the tab dropped.
+        let e = ResourceUri::parse(&format!("http3://{}", "\u{4}".repeat(2000))).unwrap_err();
+        assert!(e.to_string().len() < 256 && !e.to_string().chars().any(char::is_control), "{e}");
+        assert!(ResourceUri::parse("https://mcp.example.com/m\tcp").is_err());
+        assert!(ResourceUri::parse(" https://mcp.example.com/mcp").is_err());
         let res = ResourceUri::parse("https://mcp.example.com:8443/mcp").unwrap();
         assert_eq!(res.origin(), "https://mcp.example.com:8443");
         assert_eq!(res.path(), "/mcp");

@@ -1,0 +1,37 @@
+//! Entry points for the fuzz targets (feature `fuzzing`): thin wrappers over the private
+//! parsing of what a caller sends the guard. Not a stable API.
+
+use axum::http::{HeaderValue, Request, header};
+use oauth_core::jwt::AccessTokenClaims;
+
+use crate::verifier::{AuthContext, Rejection};
+
+/// The bearer token of an `Authorization` header value, as the guard reads it.
+pub fn bearer_token(authorization: &HeaderValue) -> Option<String> {
+    let mut req = Request::new(());
+    req.headers_mut().insert(header::AUTHORIZATION, authorization.clone());
+    crate::bearer_token(&req)
+}
+
+/// A description made safe for the quoted-string of a `WWW-Authenticate` challenge.
+pub fn challenge_quote(description: &str) -> String {
+    crate::quote(description)
+}
+
+/// The caller a verified token's claims describe, or why they are refused.
+pub fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthContext, Rejection> {
+    crate::verifier::context_from_claims(claims)
+}
+
+/// Verifies `token` as [`crate::remote::JwksVerifier`] does, with the keys it would take from
+/// the JWKS `set`, without fetching anything.
+#[cfg(feature = "remote")]
+pub fn verify_with_jwks(
+    set: &jsonwebtoken::jwk::JwkSet,
+    token: &str,
+    validation: &oauth_core::jwt::TokenValidation,
+    now: oauth_core::UnixTime,
+) -> Result<AccessTokenClaims, oauth_core::jwt::VerifyError> {
+    let keys = crate::remote::RemoteKeys::from_jwks(set);
+    oauth_core::jwt::verify(token, validation, &keys, now)
+}
