@@ -9,9 +9,9 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 
-# Fuzz builds use their own target directory: nightly, libFuzzer and coverage flags share no
-# artefact with the stable builds.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mcp-oauth/fuzz-target}"
+# Fuzz builds use their own target directory, whatever the stable builds use: nightly,
+# libFuzzer and coverage flags share no artefact with them.
+export CARGO_TARGET_DIR="${MCP_OAUTH_FUZZ_TARGET_DIR:-$HOME/.cache/mcp-oauth/fuzz-target}"
 export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
