@@ -137,96 +137,14 @@ impl RegistrationRequest {
 
     /// Validates the request (RFC 7591 2 and 3.2.2) under a redirect policy.
     pub fn validate(&self, policy: &RedirectPolicy) -> Result<ValidatedRegistration, OAuthError> {
-        let auth_method = match self.token_endpoint_auth_method.as_deref() {
-            // RFC 7591 2: the default is client_secret_basic.
-            None => TokenEndpointAuthMethod::ClientSecretBasic,
-            Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
-                OAuthError::invalid_client_metadata(format!(
-                    "token_endpoint_auth_method '{}' is not supported; supported: none, client_secret_post, client_secret_basic",
-                    clip(m)
-                ))
-            })?,
-        };
-
-        let application_type = match self.application_type.as_deref() {
-            None => None,
-            Some("web") => Some(ApplicationType::Web),
-            Some("native") => Some(ApplicationType::Native),
-            Some(other) => {
-                return Err(OAuthError::invalid_client_metadata(format!(
-                    "application_type '{}' is unknown; use 'native' or 'web'",
-                    clip(other)
-                )));
-            }
-        };
-
-        // RFC 7591 3.2.2 lets the server replace requested values: grant types this server does
-        // not offer (VS Code lists the device-code grant) are dropped and the response says what
-        // was granted. Only a list with nothing usable is refused.
-        let mut ignored_grant_types = Vec::new();
-        let grant_types = match &self.grant_types {
-            None => vec![GrantType::AuthorizationCode],
-            Some(list) if list.is_empty() => vec![GrantType::AuthorizationCode],
-            Some(list) => {
-                let mut out = Vec::new();
-                for g in list {
-                    match GrantType::parse(g) {
-                        // A token with no person behind it is the operator's decision: a
-                        // self-registered client never gets client_credentials.
-                        Some(GrantType::ClientCredentials) => {
-                            ignored_grant_types
-                                .push("client_credentials (only for machine clients the operator creates)".into());
-                        }
-                        Some(parsed) if !out.contains(&parsed) => out.push(parsed),
-                        Some(_) => {}
-                        None => ignored_grant_types.push(clip(g)),
-                    }
-                }
-                if out.is_empty() {
-                    return Err(OAuthError::invalid_client_metadata(format!(
-                        "none of the grant types ({}) can be registered; supported: authorization_code, refresh_token",
-                        ignored_grant_types.join(", ")
-                    )));
-                }
-                out
-            }
-        };
-
-        if let Some(types) = &self.response_types {
-            for t in types {
-                if t != "code" {
-                    return Err(OAuthError::invalid_client_metadata(format!(
-                        "response type '{}' is not supported; only 'code' is",
-                        clip(t)
-                    )));
-                }
-            }
-            if types.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
-                return Err(OAuthError::invalid_client_metadata(
-                    "response_types is empty but grant_types includes authorization_code, which needs 'code'",
-                ));
-            }
-        }
-
-        let raw_uris = self.redirect_uris.as_deref().unwrap_or_default();
-        if raw_uris.len() > MAX_REDIRECT_URIS {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "{} redirect URIs is more than the {MAX_REDIRECT_URIS} allowed",
-                raw_uris.len()
-            )));
-        }
-        let mut redirect_uris = Vec::with_capacity(raw_uris.len());
-        for raw in raw_uris {
-            let uri = RedirectUri::parse(raw).map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
-            policy.check(&uri, application_type).map_err(OAuthError::invalid_redirect_uri)?;
-            if !redirect_uris.contains(&uri) {
-                redirect_uris.push(uri);
-            }
-        }
+        let auth_method = auth_method(self.token_endpoint_auth_method.as_deref())?;
+        let application_type = application_type(self.application_type.as_deref())?;
+        let (grant_types, ignored_grant_types) = grant_types(self.grant_types.as_deref())?;
+        check_response_types(self.response_types.as_deref(), &grant_types)?;
+        let redirect_uris = redirect_uris(self.redirect_uris.as_deref().unwrap_or_default(), policy, application_type)?;
         if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
             return Err(OAuthError::invalid_redirect_uri("redirect_uris is required for the authorization_code grant"));
         }
-
         let scope = match self.scope.as_deref() {
             None => None,
             Some(s) => {
@@ -234,14 +152,12 @@ impl RegistrationRequest {
                 (!set.is_empty()).then_some(set)
             }
         };
-
         let contacts = self.contacts.clone().unwrap_or_default();
         if contacts.len() > MAX_CONTACTS || contacts.iter().any(|c| c.len() > 320 || c.chars().any(char::is_control)) {
             return Err(OAuthError::invalid_client_metadata(format!(
                 "contacts: at most {MAX_CONTACTS} entries of at most 320 characters"
             )));
         }
-
         Ok(ValidatedRegistration {
             auth_method,
             redirect_uris,
@@ -259,6 +175,106 @@ impl RegistrationRequest {
             software_version: text("software_version", self.software_version.as_deref())?,
         })
     }
+}
+
+/// `token_endpoint_auth_method`; RFC 7591 2 makes `client_secret_basic` the default.
+fn auth_method(requested: Option<&str>) -> Result<TokenEndpointAuthMethod, OAuthError> {
+    let Some(m) = requested else {
+        return Ok(TokenEndpointAuthMethod::ClientSecretBasic);
+    };
+    TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
+        OAuthError::invalid_client_metadata(format!(
+            "token_endpoint_auth_method '{}' is not supported; supported: none, client_secret_post, client_secret_basic",
+            clip(m)
+        ))
+    })
+}
+
+/// `application_type` (OpenID Connect Registration 2), when sent.
+fn application_type(requested: Option<&str>) -> Result<Option<ApplicationType>, OAuthError> {
+    match requested {
+        None => Ok(None),
+        Some("web") => Ok(Some(ApplicationType::Web)),
+        Some("native") => Ok(Some(ApplicationType::Native)),
+        Some(other) => Err(OAuthError::invalid_client_metadata(format!(
+            "application_type '{}' is unknown; use 'native' or 'web'",
+            clip(other)
+        ))),
+    }
+}
+
+/// The grant types granted, and the ones dropped. RFC 7591 3.2.2 lets the server replace
+/// requested values: grant types this server does not offer (VS Code lists the device-code
+/// grant) are dropped and the response says what was granted. Only a list with nothing usable
+/// is refused.
+fn grant_types(requested: Option<&[String]>) -> Result<(Vec<GrantType>, Vec<String>), OAuthError> {
+    let list = match requested {
+        None | Some([]) => return Ok((vec![GrantType::AuthorizationCode], Vec::new())),
+        Some(list) => list,
+    };
+    let (mut granted, mut ignored) = (Vec::new(), Vec::new());
+    for g in list {
+        match GrantType::parse(g) {
+            // A token with no person behind it is the operator's decision: a self-registered
+            // client never gets client_credentials.
+            Some(GrantType::ClientCredentials) => {
+                ignored.push("client_credentials (only for machine clients the operator creates)".into());
+            }
+            Some(parsed) if !granted.contains(&parsed) => granted.push(parsed),
+            Some(_) => {}
+            None => ignored.push(clip(g)),
+        }
+    }
+    if granted.is_empty() {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "none of the grant types ({}) can be registered; supported: authorization_code, refresh_token",
+            ignored.join(", ")
+        )));
+    }
+    Ok((granted, ignored))
+}
+
+/// `response_types`: only `code`, and not none at all when the code grant needs it.
+fn check_response_types(types: Option<&[String]>, grant_types: &[GrantType]) -> Result<(), OAuthError> {
+    let Some(types) = types else {
+        return Ok(());
+    };
+    if let Some(t) = types.iter().find(|t| *t != "code") {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "response type '{}' is not supported; only 'code' is",
+            clip(t)
+        )));
+    }
+    if types.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(OAuthError::invalid_client_metadata(
+            "response_types is empty but grant_types includes authorization_code, which needs 'code'",
+        ));
+    }
+    Ok(())
+}
+
+/// The redirect URIs, each parsed and allowed by `policy`, duplicates dropped, at most
+/// [`MAX_REDIRECT_URIS`].
+fn redirect_uris(
+    raw: &[String],
+    policy: &RedirectPolicy,
+    application_type: Option<ApplicationType>,
+) -> Result<Vec<RedirectUri>, OAuthError> {
+    if raw.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "{} redirect URIs is more than the {MAX_REDIRECT_URIS} allowed",
+            raw.len()
+        )));
+    }
+    let mut uris = Vec::with_capacity(raw.len());
+    for r in raw {
+        let uri = RedirectUri::parse(r).map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
+        policy.check(&uri, application_type).map_err(OAuthError::invalid_redirect_uri)?;
+        if !uris.contains(&uri) {
+            uris.push(uri);
+        }
+    }
+    Ok(uris)
 }
 
 impl ValidatedRegistration {
