@@ -332,102 +332,56 @@ impl AuthorizationServer {
 
     /// Authenticates a client at the token, revocation or introspection endpoint.
     pub async fn authenticate_client(&self, creds: &ClientCredentials, step: FlowStep) -> Result<Client, Error> {
-        let Some(raw_id) = creds.id.as_deref() else {
-            return Err(self
-                .fail_unauthenticated(
-                    step,
-                    Reason::ClientAuthFailed,
-                    None,
-                    OAuthError::invalid_client(
-                        "client authentication is missing: send client_id (and a secret for confidential clients)",
-                    ),
-                )
-                .await);
-        };
-        let id = match ClientId::parse(raw_id) {
-            Ok(id) => id,
-            Err(e) => {
-                return Err(self
-                    .fail_unauthenticated(
-                        step,
-                        Reason::ClientAuthFailed,
-                        None,
-                        OAuthError::invalid_client(e.to_string()),
-                    )
-                    .await);
+        // Anyone can fail here at any rate: each failure is stored within the event budget.
+        let reject = |client: Option<&ClientId>, f: Failure| {
+            let event = f.event(self.now(), step, client);
+            async move {
+                self.record_unauthenticated(event).await;
+                Error::OAuth(f.error)
             }
+        };
+        let id = match credential_id(creds) {
+            Ok(id) => id,
+            Err(f) => return Err(reject(None, f).await),
         };
         let client = match self.resolve_client(&id).await? {
             Ok(c) => c,
             // 401 invalid_client is what makes Claude register again instead of staying
             // "not connected".
             Err((reason, msg)) => {
-                return Err(self.fail_unauthenticated(step, reason, Some(&id), OAuthError::invalid_client(msg)).await);
+                return Err(reject(Some(&id), Failure::new(reason, OAuthError::invalid_client(msg))).await);
             }
         };
-        if !client.active {
-            let msg = format!("client '{id}' is deactivated");
-            return Err(self
-                .fail_unauthenticated(step, Reason::ClientInactive, Some(&id), OAuthError::invalid_client(msg))
-                .await);
-        }
-        match (&client.secret_hash, &creds.secret) {
-            (None, None) => Ok(client),
-            (None, Some(_)) => {
-                let msg = format!(
-                    "client '{id}' is public (token_endpoint_auth_method 'none') and has no secret; do not send one"
-                );
-                Err(self
-                    .fail_unauthenticated(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg))
-                    .await)
-            }
-            (Some(_), None) => {
-                let msg = format!(
-                    "client '{id}' is confidential: authenticate with {} (client_secret_basic and client_secret_post are accepted)",
-                    client.auth_method.as_str()
-                );
-                Err(self
-                    .fail_unauthenticated(step, Reason::ClientAuthFailed, Some(&id), OAuthError::invalid_client(msg))
-                    .await)
-            }
-            (Some(hash), Some(secret)) => {
-                match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
-                    SecretCheck::Valid => {}
-                    SecretCheck::ValidRehash(new_hash) => {
-                        // A hash from before secrets were peppered HMACs: replace it, so that
-                        // this client's next request skips the password hash.
-                        let mut upgraded = client.clone();
-                        upgraded.secret_hash = Some(new_hash);
-                        if let Err(e) = self.stores().clients.update_client(&upgraded).await {
-                            tracing::warn!(client_id = %id, error = %e, "could not rehash a client secret");
-                        }
-                    }
-                    _ => {
-                        let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
-                        return Err(self
-                            .fail_unauthenticated(
-                                step,
-                                Reason::ClientAuthFailed,
-                                Some(&id),
-                                OAuthError::invalid_client(msg),
-                            )
-                            .await);
-                    }
+        let (hash, secret) = match credentials_for(&client, creds) {
+            Ok(None) => return Ok(client),
+            Ok(Some(pair)) => pair,
+            Err(f) => return Err(reject(Some(&id), f).await),
+        };
+        match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
+            SecretCheck::Valid => {}
+            SecretCheck::ValidRehash(new_hash) => {
+                // A hash from before secrets were peppered HMACs: replace it, so that this
+                // client's next request skips the password hash.
+                let mut upgraded = client.clone();
+                upgraded.secret_hash = Some(new_hash);
+                if let Err(e) = self.stores().clients.update_client(&upgraded).await {
+                    tracing::warn!(client_id = %id, error = %e, "could not rehash a client secret");
                 }
-                if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
-                    let msg = format!("client secret for '{id}' has expired");
-                    return Err(self
-                        .fail_unauthenticated(
-                            step,
-                            Reason::ClientAuthFailed,
-                            Some(&id),
-                            OAuthError::invalid_client(msg),
-                        )
-                        .await);
-                }
-                Ok(client)
+            }
+            _ => {
+                let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
+                return Err(
+                    reject(Some(&id), Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg))).await
+                );
             }
         }
+        if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
+            let msg = format!("client secret for '{id}' has expired");
+            return Err(
+                reject(Some(&id), Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg))).await
+            );
+        }
+        Ok(client)
     }
 
     async fn exchange_code(&self, client: &Client, mut req: TokenRequest) -> Result<TokenResponse, Error> {
@@ -720,6 +674,48 @@ fn failure_event(
     match client {
         Some(c) => event.client(c),
         None => event,
+    }
+}
+
+/// The client id the credentials name (RFC 6749 2.3.1).
+fn credential_id(creds: &ClientCredentials) -> Result<ClientId, Failure> {
+    let raw = creds.id.as_deref().ok_or_else(|| {
+        let e = OAuthError::invalid_client(
+            "client authentication is missing: send client_id (and a secret for confidential clients)",
+        );
+        Failure::new(Reason::ClientAuthFailed, e)
+    })?;
+    ClientId::parse(raw).map_err(|e| Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(e.to_string())))
+}
+
+/// What `client` must prove: nothing (a public client that sent no secret), or the secret
+/// sent against its stored hash. An inactive client, a public one that sent a secret and a
+/// confidential one that sent none are refused.
+fn credentials_for<'a>(
+    client: &'a Client,
+    creds: &'a ClientCredentials,
+) -> Result<Option<(&'a String, &'a ClientSecret)>, Failure> {
+    let id = &client.id;
+    if !client.active {
+        let msg = format!("client '{id}' is deactivated");
+        return Err(Failure::new(Reason::ClientInactive, OAuthError::invalid_client(msg)));
+    }
+    match (&client.secret_hash, &creds.secret) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => {
+            let msg = format!(
+                "client '{id}' is public (token_endpoint_auth_method 'none') and has no secret; do not send one"
+            );
+            Err(Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)))
+        }
+        (Some(_), None) => {
+            let msg = format!(
+                "client '{id}' is confidential: authenticate with {} (client_secret_basic and client_secret_post are accepted)",
+                client.auth_method.as_str()
+            );
+            Err(Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)))
+        }
+        (Some(hash), Some(secret)) => Ok(Some((hash, secret))),
     }
 }
 
