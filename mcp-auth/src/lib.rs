@@ -215,14 +215,9 @@ pub async fn run(
     }
 }
 
-/// Opens the server's database, `sqlite://…` or `postgres://…`, creating a SQLite file's
-/// directory when it is missing, and brings its schema up to date.
+/// Opens the server's database, `sqlite://…?mode=rwc` (the file and its directory created when
+/// missing) or `postgres://…`, and brings its schema up to date.
 pub async fn open_database(url: &str) -> Result<Stores, CliError> {
-    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default())
-        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
     Ok(oauth_store_sql::SqlStore::connect(url).await?.into_stores())
 }
 

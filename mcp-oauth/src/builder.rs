@@ -440,16 +440,10 @@ impl Urls {
     }
 }
 
-/// Connects to `url` and brings its schema up to date, creating a SQLite file's directory.
+/// Connects to `url` and brings its schema up to date (a SQLite file with `mode=rwc` and its
+/// directory are created when missing).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn open_database(url: &str) -> Result<Stores, Error> {
-    if let Some(path) = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default())
-        && let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty())
-    {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Error::Config(format!("cannot create the database directory {}: {e}", dir.display())))?;
-    }
     let store = oauth_store_sql::SqlStore::connect(url)
         .await
         .map_err(|e| Error::Config(format!("cannot open the database: {e}")))?;

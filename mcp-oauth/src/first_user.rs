@@ -17,15 +17,17 @@ pub(crate) async fn create(server: &AuthorizationServer, username: &str, path: &
     let generated = oauth_core::secret::ClientSecret::generate();
     let password = &generated.secret()[..PASSWORD_LEN];
     // The file first: a user whose password nobody can read would lock the operator out.
-    write_private(path, password)
+    write_secret_file(path, password)
         .map_err(|e| Error::Config(format!("cannot write the first password to {}: {e}", path.display())))?;
     oauth_core::users::create_user(users.as_ref(), username, password, server.now()).await?;
     Ok(true)
 }
 
-/// Writes `secret` and a newline to `path`, readable and writable by its owner only (0600),
-/// creating the directory when it is missing.
-pub(crate) fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+/// Writes `secret` and a newline to `path`, readable and writable by its owner only (0600,
+/// tightened first when the file already exists), creating the directory when it is missing.
+/// For a generated password or token that must never reach argv, logs or the terminal of
+/// someone else.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -42,6 +42,7 @@ use mcp_guard::McpGuardLayer;
 use tower::Layer as _;
 
 pub use builder::McpAuthBuilder;
+pub use first_user::write_secret_file;
 pub use mcp_guard::{AuthContext, Caller, SessionLimits};
 pub use oauth_axum::serve::ServeConfig;
 pub use oauth_axum::{AdminToken, IpRange, RateLimits};

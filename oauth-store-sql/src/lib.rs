@@ -128,6 +128,12 @@ impl SqlStore {
             })
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
+        if !is_sqlite_memory(url) && creates_missing_file(url) {
+            // A new file in a new directory, as an operator's first run expects.
+            if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| ConnectError::Connect(Box::new(e)))?;
+            }
+        }
         let mut pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .min_connections(options.min_connections)
@@ -328,6 +334,12 @@ fn scheme_of(url: &str) -> String {
 }
 
 #[cfg(feature = "sqlite")]
+/// Whether a SQLite URL asks for the file to be created when it is missing (`mode=rwc`).
+#[cfg(feature = "sqlite")]
+fn creates_missing_file(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=rwc"))
+}
+
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }

@@ -38,6 +38,21 @@ async fn a_missing_file_is_not_created_without_mode_rwc() {
     let url = common::sqlite_url().replace("?mode=rwc", "");
     let e = oauth_store_sql::SqlStore::connect(&url).await.unwrap_err();
     assert!(matches!(e, oauth_store_sql::ConnectError::Connect(_)), "{e}");
+    // Nor its directory.
+    let in_new_dir = url.replace(".db", "/sub/oauth.db");
+    assert!(oauth_store_sql::SqlStore::connect(&in_new_dir).await.is_err());
+    let dir = std::path::PathBuf::from(in_new_dir.trim_start_matches("sqlite://")).parent().unwrap().to_owned();
+    assert!(!dir.exists(), "{} was created without mode=rwc", dir.display());
+}
+
+#[tokio::test]
+async fn with_mode_rwc_the_file_and_its_directory_are_created() {
+    // An operator's first run: `sqlite://data/oauth.db?mode=rwc` where `data/` does not exist.
+    let url = common::sqlite_url().replace(".db?mode=rwc", "/new/dir/oauth.db?mode=rwc");
+    let store = oauth_store_sql::SqlStore::connect(&url).await.unwrap();
+    let file = std::path::PathBuf::from(url.trim_start_matches("sqlite://").trim_end_matches("?mode=rwc"));
+    assert!(file.is_file(), "{}", file.display());
+    store.close().await;
 }
 
 #[tokio::test]

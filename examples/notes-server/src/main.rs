@@ -1,7 +1,7 @@
 //! `notes-server`: run the example MCP server with its embedded authorization server.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
@@ -227,7 +227,8 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     println!("  MCP server URL (paste into your client): {}{MCP_PATH}", public_url.trim_end_matches('/'));
     match first_user {
         Some((password, true)) => {
-            write_initial_password(&cli.initial_password_file, &password)?;
+            mcp_oauth::write_secret_file(&cli.initial_password_file, &password)
+                .map_err(|e| format!("cannot write {}: {e}", cli.initial_password_file.display()))?;
             let path = cli.initial_password_file.display();
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 println!("  sign in as: admin / {password}   (shown once; stored only as a hash; also in {path})");
@@ -249,24 +250,6 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
         .with_header_read_timeout(std::time::Duration::from_secs(cli.header_read_timeout.max(1)))
         .with_max_connections(cli.max_connections);
     mcp_oauth::serve_with(listener, app.router, limits, shutdown).await?;
-    Ok(())
-}
-
-/// Writes a generated first password to `path`, readable by its owner only (0600).
-fn write_initial_password(path: &Path, password: &str) -> Result<(), Box<dyn std::error::Error>> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    // An older file keeps its mode on open: tighten it before writing.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    writeln!(file, "{password}")?;
     Ok(())
 }
 
