@@ -11,11 +11,13 @@
 
 use serde::Serialize;
 
+use crate::client::Client;
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep, Reason};
 use crate::revoke::TokenRequestForm;
 use crate::secret::{MAX_SECRET_LEN, RefreshToken};
 use crate::server::AuthorizationServer;
+use crate::store::Grant;
 use crate::token::grant_id_of;
 
 /// An introspection response (RFC 7662 2.2).
@@ -94,71 +96,87 @@ impl AuthorizationServer {
                 )
                 .await);
         };
-        let now = self.now();
-        let refused =
-            |what: String| FlowEvent::failure(now, step, Reason::IntrospectionNotEntitled, what).client(&caller.id);
         if let Ok(claims) = self.verify_access_token(token.secret()) {
-            // RFC 7662 section 4: no token scanning. A resource server the operator registered
-            // for it may ask about any access token; a client only about its own.
-            if !caller.introspection && claims.client_id != caller.id.as_str() {
-                self.record(refused(format!(
-                    "asked about an access token of client {}",
-                    crate::params::clip(&claims.client_id)
-                )))
-                .await;
-                return Ok(IntrospectionResponse::inactive());
-            }
-            if let Some(gid) = grant_id_of(&claims) {
-                let grant = self.stores().grants.grant(&gid).await?;
-                if grant.is_none_or(|g| g.revoked_at.is_some()) {
-                    return Ok(IntrospectionResponse::inactive());
-                }
-            }
-            return Ok(IntrospectionResponse {
-                active: true,
-                scope: Some(claims.scope),
-                client_id: Some(claims.client_id),
-                token_type: Some("Bearer".into()),
-                exp: Some(claims.exp),
-                iat: Some(claims.iat),
-                sub: Some(claims.sub),
-                aud: Some(claims.aud.describe()),
-                iss: Some(claims.iss),
-                jti: Some(claims.jti),
-            });
+            return self.introspect_access_token(&caller, claims).await;
         }
         if token.secret().len() <= MAX_SECRET_LEN {
             let hash = RefreshToken::new(token.secret().to_owned()).hash();
             if let Some((grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? {
-                // A refresh token is its own client's business only, resource servers included.
-                if grant.client_id != caller.id {
-                    self.record(refused(format!("asked about a refresh token of client {}", grant.client_id))).await;
-                    return Ok(IntrospectionResponse::inactive());
-                }
-                let current = generation == grant.generation
-                    && grant.revoked_at.is_none()
-                    && grant.refresh_expires_at.is_some_and(|t| t > now);
-                if current {
-                    self.record(
-                        FlowEvent::success(now, step, format!("refresh token of grant {} is active", grant.id))
-                            .client(&caller.id),
-                    )
-                    .await;
-                    return Ok(IntrospectionResponse {
-                        active: true,
-                        scope: Some(grant.scopes.to_string()),
-                        client_id: Some(grant.client_id.to_string()),
-                        token_type: Some("refresh_token".into()),
-                        exp: grant.refresh_expires_at.map(crate::clock::UnixTime::as_secs),
-                        iat: Some(grant.rotated_at.unwrap_or(grant.created_at).as_secs()),
-                        sub: Some(grant.user.to_string()),
-                        aud: Some(grant.resource.to_string()),
-                        iss: Some(self.config().issuer.to_string()),
-                        jti: None,
-                    });
-                }
+                return Ok(self.introspect_refresh_token(&caller, &grant, generation).await);
             }
         }
         Ok(IntrospectionResponse::inactive())
+    }
+
+    /// A valid access token: active unless its grant is revoked. RFC 7662 section 4: no token
+    /// scanning. A resource server the operator registered for it may ask about any access
+    /// token; a client only about its own.
+    async fn introspect_access_token(
+        &self,
+        caller: &Client,
+        claims: crate::jwt::AccessTokenClaims,
+    ) -> Result<IntrospectionResponse, Error> {
+        if !caller.introspection && claims.client_id != caller.id.as_str() {
+            let what = format!("asked about an access token of client {}", crate::params::clip(&claims.client_id));
+            self.refuse_introspection(caller, what).await;
+            return Ok(IntrospectionResponse::inactive());
+        }
+        if let Some(gid) = grant_id_of(&claims) {
+            let grant = self.stores().grants.grant(&gid).await?;
+            if grant.is_none_or(|g| g.revoked_at.is_some()) {
+                return Ok(IntrospectionResponse::inactive());
+            }
+        }
+        Ok(IntrospectionResponse {
+            active: true,
+            scope: Some(claims.scope),
+            client_id: Some(claims.client_id),
+            token_type: Some("Bearer".into()),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            sub: Some(claims.sub),
+            aud: Some(claims.aud.describe()),
+            iss: Some(claims.iss),
+            jti: Some(claims.jti),
+        })
+    }
+
+    /// A stored refresh token: its own client's business only, resource servers included;
+    /// active while it is the grant's current generation, unrevoked and unexpired.
+    async fn introspect_refresh_token(&self, caller: &Client, grant: &Grant, generation: u64) -> IntrospectionResponse {
+        let step = FlowStep::Introspection;
+        if grant.client_id != caller.id {
+            self.refuse_introspection(caller, format!("asked about a refresh token of client {}", grant.client_id))
+                .await;
+            return IntrospectionResponse::inactive();
+        }
+        let now = self.now();
+        let current = generation == grant.generation
+            && grant.revoked_at.is_none()
+            && grant.refresh_expires_at.is_some_and(|t| t > now);
+        if !current {
+            return IntrospectionResponse::inactive();
+        }
+        let detail = format!("refresh token of grant {} is active", grant.id);
+        self.record(FlowEvent::success(now, step, detail).client(&caller.id)).await;
+        IntrospectionResponse {
+            active: true,
+            scope: Some(grant.scopes.to_string()),
+            client_id: Some(grant.client_id.to_string()),
+            token_type: Some("refresh_token".into()),
+            exp: grant.refresh_expires_at.map(crate::clock::UnixTime::as_secs),
+            iat: Some(grant.rotated_at.unwrap_or(grant.created_at).as_secs()),
+            sub: Some(grant.user.to_string()),
+            aud: Some(grant.resource.to_string()),
+            iss: Some(self.config().issuer.to_string()),
+            jti: None,
+        }
+    }
+
+    /// Records a question about another client's token. Any confidential client, a
+    /// self-registered one too, can ask as often as it likes: stored within the budget.
+    async fn refuse_introspection(&self, caller: &Client, what: String) {
+        let event = FlowEvent::failure(self.now(), FlowStep::Introspection, Reason::IntrospectionNotEntitled, what);
+        self.record_unauthenticated(event.client(&caller.id)).await;
     }
 }
