@@ -316,47 +316,7 @@ fn read_password() -> Result<String, CliError> {
 async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
     match cmd {
         ClientsCommand::List { json, unused, older_than } => {
-            let mut all = op.stores().clients.list_clients().await?;
-            if *unused {
-                let before = SystemClock.now().minus(parse_age(older_than)?);
-                all.retain(|c| {
-                    c.origin != oauth_core::client::ClientOrigin::PreRegistered
-                        && c.last_used_at.unwrap_or(c.created_at) < before
-                });
-            }
-            if *json {
-                let mut reports = Vec::with_capacity(all.len());
-                for c in &all {
-                    reports.extend(op.client_report(&c.id).await?);
-                }
-                println!("{}", serde_json::to_string_pretty(&reports)?);
-                return Ok(());
-            }
-            for c in all {
-                let mut flags = Vec::new();
-                if c.trusted {
-                    flags.push("trusted");
-                }
-                if c.machine {
-                    flags.push("machine");
-                }
-                if c.introspection {
-                    flags.push("introspection");
-                }
-                if !c.active {
-                    flags.push("INACTIVE");
-                }
-                println!(
-                    "{}  {}  {}  {:?}  {}  last used {}  redirect URIs: {}",
-                    c.id,
-                    c.display_name(),
-                    c.auth_method.as_str(),
-                    c.origin,
-                    if flags.is_empty() { "-".to_owned() } else { flags.join(",") },
-                    c.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
-                    c.redirect_uri_list()
-                );
-            }
+            list_clients(op, *json, unused.then_some(older_than)).await?
         }
         ClientsCommand::Show { id, json } => {
             let id = ClientId::parse(id)?;
@@ -389,7 +349,6 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
             }
         }
         ClientsCommand::Update { id, redirect_uris, trusted, untrusted, active, inactive } => {
-            let id = ClientId::parse(id)?;
             let mut update = ClientUpdate::default();
             if !redirect_uris.is_empty() {
                 update = update.redirect_uris(parse_redirects(redirect_uris)?);
@@ -400,14 +359,9 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
             if *active || *inactive {
                 update = update.active(*active);
             }
-            let client = op.update_client(&id, update).await?;
-            println!(
-                "client {} updated: trusted {}, active {}, redirect URIs: {}",
-                client.id,
-                client.trusted,
-                client.active,
-                client.redirect_uri_list()
-            );
+            let c = op.update_client(&ClientId::parse(id)?, update).await?;
+            let uris = c.redirect_uri_list();
+            println!("client {} updated: trusted {}, active {}, redirect URIs: {uris}", c.id, c.trusted, c.active);
         }
         ClientsCommand::RotateSecret { id } => {
             let secret = op.rotate_client_secret(&ClientId::parse(id)?).await?;
@@ -423,6 +377,49 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                  access tokens already issued stay valid until they expire (1 h by default)"
             );
         }
+    }
+    Ok(())
+}
+
+/// `clients list`: every client, or with `unused_for` only the self-registered ones unused
+/// (no token request since registration or last use) for that long, which the sweep collects.
+async fn list_clients(op: &Operator, json: bool, unused_for: Option<&String>) -> Result<(), CliError> {
+    let mut all = op.stores().clients.list_clients().await?;
+    if let Some(age) = unused_for {
+        let before = SystemClock.now().minus(parse_age(age)?);
+        all.retain(|c| {
+            c.origin != oauth_core::client::ClientOrigin::PreRegistered
+                && c.last_used_at.unwrap_or(c.created_at) < before
+        });
+    }
+    if json {
+        let mut reports = Vec::with_capacity(all.len());
+        for c in &all {
+            reports.extend(op.client_report(&c.id).await?);
+        }
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for c in all {
+        let flags: Vec<&str> = [
+            (c.trusted, "trusted"),
+            (c.machine, "machine"),
+            (c.introspection, "introspection"),
+            (!c.active, "INACTIVE"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        println!(
+            "{}  {}  {}  {:?}  {}  last used {}  redirect URIs: {}",
+            c.id,
+            c.display_name(),
+            c.auth_method.as_str(),
+            c.origin,
+            if flags.is_empty() { "-".to_owned() } else { flags.join(",") },
+            c.last_used_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into()),
+            c.redirect_uri_list()
+        );
     }
     Ok(())
 }
