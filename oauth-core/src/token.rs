@@ -333,29 +333,24 @@ impl AuthorizationServer {
     /// Authenticates a client at the token, revocation or introspection endpoint.
     pub async fn authenticate_client(&self, creds: &ClientCredentials, step: FlowStep) -> Result<Client, Error> {
         // Anyone can fail here at any rate: each failure is stored within the event budget.
-        let reject = |client: Option<&ClientId>, f: Failure| {
-            let event = f.event(self.now(), step, client);
-            async move {
-                self.record_unauthenticated(event).await;
-                Error::OAuth(f.error)
-            }
-        };
         let id = match credential_id(creds) {
             Ok(id) => id,
-            Err(f) => return Err(reject(None, f).await),
+            Err(f) => return Err(self.reject_unauthenticated(step, None, f).await),
         };
         let client = match self.resolve_client(&id).await? {
             Ok(c) => c,
             // 401 invalid_client is what makes Claude register again instead of staying
             // "not connected".
             Err((reason, msg)) => {
-                return Err(reject(Some(&id), Failure::new(reason, OAuthError::invalid_client(msg))).await);
+                return Err(self
+                    .reject_unauthenticated(step, Some(&id), Failure::new(reason, OAuthError::invalid_client(msg)))
+                    .await);
             }
         };
         let (hash, secret) = match credentials_for(&client, creds) {
             Ok(None) => return Ok(client),
             Ok(Some(pair)) => pair,
-            Err(f) => return Err(reject(Some(&id), f).await),
+            Err(f) => return Err(self.reject_unauthenticated(step, Some(&id), f).await),
         };
         match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
             SecretCheck::Valid => {}
@@ -370,16 +365,24 @@ impl AuthorizationServer {
             }
             _ => {
                 let msg = format!("client secret for '{id}' is wrong (sent with {})", creds.method);
-                return Err(
-                    reject(Some(&id), Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg))).await
-                );
+                return Err(self
+                    .reject_unauthenticated(
+                        step,
+                        Some(&id),
+                        Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)),
+                    )
+                    .await);
             }
         }
         if client.secret_expires_at.is_some_and(|t| t <= self.now()) {
             let msg = format!("client secret for '{id}' has expired");
-            return Err(
-                reject(Some(&id), Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg))).await
-            );
+            return Err(self
+                .reject_unauthenticated(
+                    step,
+                    Some(&id),
+                    Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)),
+                )
+                .await);
         }
         Ok(client)
     }
@@ -438,6 +441,13 @@ impl AuthorizationServer {
     /// Records `failure` of `step` and returns the client's error.
     async fn reject(&self, step: FlowStep, client: Option<&ClientId>, failure: Failure) -> Error {
         self.record(failure.event(self.now(), step, client)).await;
+        Error::OAuth(failure.error)
+    }
+
+    /// As [`Self::reject`], for a failure before the client is authenticated: stored within
+    /// the server's event budget, since anyone can send those at any rate.
+    async fn reject_unauthenticated(&self, step: FlowStep, client: Option<&ClientId>, failure: Failure) -> Error {
+        self.record_unauthenticated(failure.event(self.now(), step, client)).await;
         Error::OAuth(failure.error)
     }
 
@@ -640,8 +650,12 @@ impl AuthorizationServer {
         error: OAuthError,
         detail: Option<String>,
     ) -> Error {
-        self.record(failure_event(self.now(), step, reason, client, &error, detail)).await;
-        Error::OAuth(error)
+        let failure = Failure::new(reason, error);
+        let failure = match detail {
+            Some(d) => failure.noting(d),
+            None => failure,
+        };
+        self.reject(step, client, failure).await
     }
 
     /// As [`fail`](Self::fail), for a failure before the client is authenticated: stored
@@ -653,27 +667,7 @@ impl AuthorizationServer {
         client: Option<&ClientId>,
         error: OAuthError,
     ) -> Error {
-        self.record_unauthenticated(failure_event(self.now(), step, reason, client, &error, None)).await;
-        Error::OAuth(error)
-    }
-}
-
-fn failure_event(
-    at: crate::clock::UnixTime,
-    step: FlowStep,
-    reason: Reason,
-    client: Option<&ClientId>,
-    error: &OAuthError,
-    detail: Option<String>,
-) -> FlowEvent {
-    let text = match detail {
-        Some(d) => format!("{} [{d}]", error.description()),
-        None => error.description().to_owned(),
-    };
-    let event = FlowEvent::failure(at, step, reason, text);
-    match client {
-        Some(c) => event.client(c),
-        None => event,
+        self.reject_unauthenticated(step, client, Failure::new(reason, error)).await
     }
 }
 
