@@ -92,7 +92,7 @@ impl Floor {
         let kid = jsonwebtoken::decode_header(token).expect("a JWT").kid.expect("a kid");
         let key = if alg == SigningAlgorithm::DangerousHs256 {
             // Never published: the secret is only in the key store.
-            let stored = server.stores().keys.list_keys().await.expect("keys");
+            let stored = server.operator().stores().keys.list_keys().await.expect("keys");
             let k = stored.iter().find(|k| k.kid == kid).expect("the signing key");
             DecodingKey::from_secret(&k.private_der)
         } else {

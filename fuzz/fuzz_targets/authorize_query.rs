@@ -59,7 +59,7 @@ fuzz_target!(|query: &[u8]| {
                 assert_eq!(pending.resource.as_str(), RESOURCE);
                 // Nothing accumulates between inputs.
                 let taken =
-                    fx.rt.block_on(fx.server.stores().authorizations.take_pending(&pending.id, fx.server.now()));
+                    fx.rt.block_on(fx.server.operator().stores().authorizations.take_pending(&pending.id, fx.server.now()));
                 assert!(taken.expect("memory store").is_some());
             }
             Err(AuthorizeError::ShowToUser(e)) => {

@@ -106,7 +106,7 @@ impl Fixture {
     /// The clients registered on the fixture, by id.
     pub fn client(&self, id: &str) -> Option<Client> {
         let id = ClientId::parse(id).ok()?;
-        self.rt.block_on(self.server.stores().clients.client(&id)).ok().flatten()
+        self.rt.block_on(self.server.operator().stores().clients.client(&id)).ok().flatten()
     }
 
     fn build() -> Fixture {
@@ -168,7 +168,7 @@ impl Fixture {
                 "old-app" => {
                     let mut c = created.client;
                     c.active = false;
-                    rt.block_on(server.stores().clients.update_client(&c)).expect("deactivate");
+                    rt.block_on(server.operator().stores().clients.update_client(&c)).expect("deactivate");
                 }
                 _ => {}
             }

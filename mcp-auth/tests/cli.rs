@@ -144,16 +144,8 @@ async fn operator_commands(db: &str) {
     server.token(code_request(&good, &code, &verifier), None).await.unwrap();
     clock.advance(Duration::from_secs(1));
     // The guard records the first accepted MCP call; here the event is recorded directly.
-    server
-        .record(
-            oauth_core::events::FlowEvent::success(
-                clock.now(),
-                oauth_core::events::FlowStep::ResourceAccess,
-                "first call",
-            )
-            .client(&good),
-        )
-        .await;
+    let alice = oauth_core::types::UserId::parse("user-1").unwrap();
+    server.record_access(oauth_core::access::AccessEvent::first_call(clock.now(), &good, &alice, "initialize")).await;
     assert!(!ok(db, &["diagnose"], None).contains(good.as_str()));
     assert!(ok(db, &["diagnose", "--all"], None).contains(good.as_str()));
     assert!(fails(db, &["diagnose", "--since", "soon"]).contains("not an age"));
@@ -165,7 +157,7 @@ async fn operator_commands(db: &str) {
         AuthorizationServer::with_clock(config(), mcp_auth::open_database(db).await.unwrap(), long_ago).await.unwrap();
     let idle = register_public_client(&past).await;
     let used_since = register_public_client(&past).await;
-    past.stores().clients.touch_client(&used_since, SystemClock.now()).await.unwrap();
+    past.operator().stores().clients.touch_client(&used_since, SystemClock.now()).await.unwrap();
     ok(db, &["clients", "add", "--name", "operator's", "--redirect-uri", "https://app.example/cb"], None);
     let unused = |args: &[&str]| -> Vec<String> {
         let listed = json(db, &[&["clients", "list", "--json", "--unused"], args].concat());

@@ -23,7 +23,8 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use oauth_core::UnixTime;
-use oauth_core::events::{EventBudget, FlowEvent, FlowStep, Reason};
+use oauth_core::access::AccessEvent;
+use oauth_core::events::{EventBudget, FlowStep, Reason};
 use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path, well_known_url};
 use oauth_core::types::{ResourceUri, ScopeSet};
 use tower::{Layer, Service};
@@ -375,9 +376,8 @@ impl GuardConfig {
             return Err(Box::new(self.insufficient_scope(&needed, &detail)));
         }
         if self.first_sighting(&ctx.token_id) {
-            let detail = format!("first call with this token: {}", target.describe());
-            let event = FlowEvent::success(self.verifier.now(), FlowStep::ResourceAccess, detail);
-            self.verifier.record(event.client(&ctx.client_id).user(&ctx.subject)).await;
+            let event = AccessEvent::first_call(self.verifier.now(), &ctx.client_id, &ctx.subject, &target.describe());
+            self.verifier.record(event).await;
         }
         if !self.forward_authorization {
             req.headers_mut().remove(header::AUTHORIZATION);
@@ -405,20 +405,12 @@ impl GuardConfig {
     /// Records a token the verifier refused (within the refusal budget: anyone can forge
     /// one) and answers: 401 `invalid_token`, or 503 when the token could not be checked.
     async fn refused_token(&self, token: &str, rejection: &Rejection) -> Response {
-        let claimed = verifier::unverified_client_id(token);
-        let detail = format!(
-            "token refused: {}{}",
-            rejection.description,
-            claimed.as_ref().map(|c| format!(" (token claims client {c}, unverified)")).unwrap_or_default()
-        );
-        let mut event = FlowEvent::failure(self.verifier.now(), FlowStep::ResourceAccess, rejection.reason, detail);
-        if let Some(c) = claimed.as_deref().and_then(|c| oauth_core::types::ClientId::parse(c).ok()) {
-            event = event.client(&c);
-        }
-        if self.store_refusal(rejection.reason, claimed.as_deref().unwrap_or_default(), event.at) {
+        let event = AccessEvent::token_refused(self.verifier.now(), token, rejection.reason, &rejection.description);
+        let claimed = event.event().client_id.as_ref().map(|c| c.as_str()).unwrap_or_default();
+        if self.store_refusal(rejection.reason, claimed, event.event().at) {
             self.verifier.record(event).await;
         } else {
-            event.trace();
+            event.event().trace();
         }
         if rejection.reason == Reason::Internal {
             // The token could not be checked (the authorization server is unreachable): a 401
@@ -476,13 +468,11 @@ impl GuardConfig {
     /// Records a refusal of an authenticated caller's request; stored at most once per reason
     /// and client per interval (as refused tokens are), logged always.
     async fn refuse(&self, ctx: &AuthContext, reason: Reason, detail: String) {
-        let event = FlowEvent::failure(self.verifier.now(), FlowStep::ResourceAccess, reason, detail)
-            .client(&ctx.client_id)
-            .user(&ctx.subject);
-        if self.store_refusal(reason, ctx.client_id.as_str(), event.at) {
+        let event = AccessEvent::refused(self.verifier.now(), &ctx.client_id, &ctx.subject, reason, detail);
+        if self.store_refusal(reason, ctx.client_id.as_str(), event.event().at) {
             self.verifier.record(event).await;
         } else {
-            event.trace();
+            event.event().trace();
         }
     }
 

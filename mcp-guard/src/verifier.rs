@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oauth_core::events::{FlowEvent, Reason};
+use oauth_core::access::AccessEvent;
+use oauth_core::events::Reason;
 use oauth_core::jwt::AccessTokenClaims;
 use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{AuthorizationServer, Clock, SystemClock, UnixTime};
@@ -118,9 +119,10 @@ pub trait TokenVerifier: std::fmt::Debug + Send + Sync + 'static {
     /// The caller's identity, or why the token is refused.
     async fn verify(&self, token: &str) -> Result<AuthContext, Rejection>;
 
-    /// Records a flow event (accepted or refused token). Default: `tracing` only.
-    async fn record(&self, event: FlowEvent) {
-        event.trace();
+    /// Records an event of the protected resource (a first call, a refused token or call).
+    /// Default: `tracing` only.
+    async fn record(&self, event: AccessEvent) {
+        event.event().trace();
     }
 
     /// The current time, for events.
@@ -228,24 +230,11 @@ impl TokenVerifier for LocalVerifier {
         through_cache(self.cache.as_ref(), token, self.server.now(), async { self.verify_uncached(token) }).await
     }
 
-    async fn record(&self, event: FlowEvent) {
-        self.server.record(event).await;
+    async fn record(&self, event: AccessEvent) {
+        self.server.record_access(event).await;
     }
 
     fn now(&self) -> UnixTime {
         self.server.now()
     }
-}
-
-/// The `client_id` a token claims, without verifying it: only to tie a refused token's flow
-/// event to a client for the operator.
-pub(crate) fn unverified_client_id(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    if payload.len() > 8192 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("client_id")?.as_str().map(|s| s.chars().take(128).collect())
 }

@@ -132,7 +132,7 @@ async fn a_flood_of_forged_tokens_is_logged_but_stored_once_per_interval() {
     use oauth_core::events::{EventQuery, FlowStep};
     let f = fixture().await;
     let refusals = || async {
-        let events = f.server.stores().events.events(&EventQuery::all()).await.unwrap();
+        let events = f.server.operator().stores().events.events(&EventQuery::all()).await.unwrap();
         events.iter().filter(|e| e.step == FlowStep::ResourceAccess && !e.succeeded()).count()
     };
     for _ in 0..50 {
@@ -226,7 +226,7 @@ async fn machine_tokens_pass_only_where_the_resource_accepts_them() {
     let (r, body) = call(&f, rpc(INITIALIZE, Some(&honest))).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{body}");
     assert!(challenge(&r).contains("invalid_token") && body.contains("machine clients"), "{body}");
-    let events = f.server.stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
+    let events = f.server.operator().stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
     assert!(events.iter().any(|e| e.reason == Some(oauth_core::events::Reason::MachineTokenRefused)));
 
     let accepting =
@@ -279,7 +279,7 @@ async fn a_valid_token_repeating_a_refused_call_is_not_a_flood_of_writes() {
     use oauth_core::events::{EventQuery, FlowStep, Reason};
     let f = fixture().await;
     let stored = || async {
-        let events = f.server.stores().events.events(&EventQuery::all()).await.unwrap();
+        let events = f.server.operator().stores().events.events(&EventQuery::all()).await.unwrap();
         events
             .iter()
             .filter(|e| e.step == FlowStep::ResourceAccess && e.reason == Some(Reason::InsufficientScope))

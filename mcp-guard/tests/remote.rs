@@ -29,7 +29,7 @@ async fn authorization_server() -> (Arc<AuthorizationServer>, String, ResourceUr
     let resource = ResourceUri::parse(&format!("{issuer}/mcp")).unwrap();
     let config = ServerConfig::new(Issuer::parse(&issuer).unwrap(), resource.clone());
     let server = Arc::new(AuthorizationServer::new(config, MemoryStore::new().into_stores()).await.unwrap());
-    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let auth = Arc::new(StoreAuthenticator::new(server.operator().stores().users.clone()));
     let app: axum::Router = oauth_axum::AuthRouter::new(server.clone(), auth).with_rate_limits(None).into_router();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (server, issuer, resource)

@@ -12,6 +12,7 @@ use oauth_axum::{AdminToken, InitialAccessToken, IpRange, RateLimits};
 use oauth_core::metadata::ProtectedResourceMetadata;
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::selfcheck::KnownClient;
+use oauth_core::store::UserStore;
 use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
 use oauth_core::users::{Authenticator, StoreAuthenticator};
 use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
@@ -290,6 +291,7 @@ impl McpAuthBuilder {
         // same cache: a grant revoked here (RFC 7009, a replayed code or refresh token, a
         // removed client) is refused at once, not at the token's `exp`.
         let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
+        let users = stores.users.clone();
         let clock = self.clock.clone();
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
         if self.metadata_documents {
@@ -305,7 +307,7 @@ impl McpAuthBuilder {
         server.self_check(&prm, &urls.mcp_url)?;
         let verifier = Arc::new(LocalVerifier::new(server.clone()).with_cache(cache));
         let guard = self.guard(verifier, &urls.resource, Some(server.config().default_scopes.clone()));
-        let routes = self.routes(&server, prm);
+        let routes = self.routes(&server, prm, users);
         if let Some(every) = self.sweep_every {
             oauth_axum::spawn_sweeper(server.clone(), every);
         }
@@ -353,11 +355,13 @@ impl McpAuthBuilder {
     }
 
     /// The metadata, the authorization server's endpoints and pages, and the admin endpoint.
-    fn routes(&mut self, server: &Arc<AuthorizationServer>, prm: ProtectedResourceMetadata) -> Router {
-        let authenticator = self
-            .authenticator
-            .take()
-            .unwrap_or_else(|| Arc::new(StoreAuthenticator::new(server.stores().users.clone())));
+    fn routes(
+        &mut self,
+        server: &Arc<AuthorizationServer>,
+        prm: ProtectedResourceMetadata,
+        users: Arc<dyn UserStore>,
+    ) -> Router {
+        let authenticator = self.authenticator.take().unwrap_or_else(|| Arc::new(StoreAuthenticator::new(users)));
         let trusted = std::mem::take(&mut self.trusted_proxies);
         let limits = self.rate_limits.take().map(|l| l.with_trusted_proxies(trusted));
         let mut routes = Router::new().merge(protected_resource_router(prm)).merge(

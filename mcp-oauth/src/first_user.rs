@@ -10,7 +10,8 @@ const PASSWORD_LEN: usize = 20;
 
 /// Creates `username` with a generated password written to `path` when the server has no user.
 pub(crate) async fn create(server: &AuthorizationServer, username: &str, path: &Path) -> Result<bool, Error> {
-    let users = &server.stores().users;
+    let operator = server.operator();
+    let users = &operator.stores().users;
     if !users.list_users().await?.is_empty() {
         return Ok(false);
     }

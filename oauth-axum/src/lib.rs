@@ -27,13 +27,13 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use oauth_core::account::ClientIdentity;
 use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError, ConsentDecision};
-use oauth_core::events::{FlowEvent, FlowStep, Reason};
 use oauth_core::metadata::well_known_path;
+use oauth_core::refusals::{Endpoint, Limited};
 use oauth_core::registration::RegistrationRequest;
 use oauth_core::revoke::TokenRequestForm;
 use oauth_core::token::TokenRequest;
 use oauth_core::users::Authenticator;
-use oauth_core::{AuthorizationServer, Error, OAuthError, UnixTime};
+use oauth_core::{AuthorizationServer, Error, OAuthError};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::ratelimit::{Class, Limiter};
@@ -64,7 +64,7 @@ pub const ACCOUNT_SIGN_IN_PATH: &str = "/account/sign-in";
 /// # fn demo(server: Arc<oauth_core::AuthorizationServer>) {
 /// use oauth_core::users::StoreAuthenticator;
 ///
-/// let users = StoreAuthenticator::new(server.stores().users.clone());
+/// let users = StoreAuthenticator::new(server.operator().stores().users.clone());
 /// let app: axum::Router = oauth_axum::AuthRouter::new(server, Arc::new(users)).into_router();
 /// # }
 /// ```
@@ -266,8 +266,7 @@ async fn register(State(s): AppState, peer: Peer, headers: HeaderMap, body: Byte
     let req = match RegistrationRequest::from_json(&body) {
         Ok(r) => r,
         Err(e) => {
-            let err = s.server.fail(FlowStep::Registration, Reason::InvalidClientMetadata, None, e, None).await;
-            return api_error(&err);
+            return api_error(&s.server.refuse_malformed(Endpoint::Registration, e).await);
         }
     };
     match s.server.register(req).await {
@@ -283,7 +282,7 @@ async fn token(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) 
     let req = match form_pairs(&headers, &body).and_then(TokenRequest::from_pairs) {
         Ok(r) => r,
         Err(e) => {
-            return api_error(&s.server.fail(FlowStep::CodeExchange, Reason::InvalidRequest, None, e, None).await);
+            return api_error(&s.server.refuse_malformed(Endpoint::Token, e).await);
         }
     };
     match s.server.token(req, authorization(&headers)).await {
@@ -298,7 +297,7 @@ async fn revoke(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes)
     }
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
         Ok(f) => f,
-        Err(e) => return api_error(&s.server.fail(FlowStep::Revocation, Reason::InvalidRequest, None, e, None).await),
+        Err(e) => return api_error(&s.server.refuse_malformed(Endpoint::Revocation, e).await),
     };
     match s.server.revoke(form, authorization(&headers)).await {
         Ok(()) => no_store(StatusCode::OK),
@@ -313,7 +312,7 @@ async fn introspect(State(s): AppState, peer: Peer, headers: HeaderMap, body: By
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
         Ok(f) => f,
         Err(e) => {
-            return api_error(&s.server.fail(FlowStep::Introspection, Reason::InvalidRequest, None, e, None).await);
+            return api_error(&s.server.refuse_malformed(Endpoint::Introspection, e).await);
         }
     };
     match s.server.introspect(form, authorization(&headers)).await {
@@ -396,23 +395,15 @@ async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
-    let now = s.server.now();
     s.account_result(&username, user.is_some());
     let Some(user) = user else {
-        s.server.record(failed_sign_in_event(&s.server, now, &username).await.client(&prompt.client.id)).await;
+        s.server.record_failed_sign_in(&username, Some(&prompt.client.id)).await;
         if let Some(blocked) = s.account_blocked(&headers, &prompt, &username).await {
             return blocked;
         }
         return s.sign_in_page(&headers, &prompt, &username, Some("Wrong username or password."), StatusCode::OK);
     };
-    s.server
-        .record(
-            FlowEvent::success(now, FlowStep::SignIn, format!("signed in as '{}'", user.name))
-                .client(&prompt.client.id)
-                .user(&user.id),
-        )
-        .await;
-    let (token, session) = match s.server.start_session(&user, s.session_ttl).await {
+    let (token, session) = match s.server.start_session(&user, s.session_ttl, Some(&prompt.client.id)).await {
         Ok(started) => started,
         Err(e) => return internal(&e),
     };
@@ -442,20 +433,7 @@ async fn consent(State(s): AppState, headers: HeaderMap, body: Bytes) -> Respons
     };
     let Some(user) = session.user_id() else { return csrf_failure() };
     let result = match form.take("decision").as_str() {
-        "approve" => {
-            s.server
-                .record(
-                    FlowEvent::success(
-                        s.server.now(),
-                        FlowStep::Consent,
-                        format!("approved scope '{}'", prompt.pending.scopes),
-                    )
-                    .client(&prompt.client.id)
-                    .user(&user),
-                )
-                .await;
-            s.server.approve(&pending, &user, session.auth_time, true).await
-        }
+        "approve" => s.server.consent_given(&prompt, &user, session.auth_time).await,
         "deny" => s.server.deny(&pending, Some(&user)).await,
         _ => return show_error(&OAuthError::invalid_request("decision must be 'approve' or 'deny'")),
     };
@@ -519,15 +497,14 @@ impl Shared {
         tracing::warn!(target: "oauth::flow", client_addr = %addr, class = ?refused.class, "rate limited: {detail}");
         if refused.first {
             // One event per run of refusals, so that a flood cannot fill the event table.
-            let step = match class {
-                Class::Registration | Class::RegistrationHourly => FlowStep::Registration,
-                Class::Authorize => FlowStep::AuthorizationRequest,
-                Class::SignIn => FlowStep::SignIn,
-                Class::Token => FlowStep::CodeExchange,
+            let limited = match class {
+                Class::Registration | Class::RegistrationHourly => Limited::Registration,
+                Class::Authorize => Limited::Authorization,
+                Class::SignIn => Limited::SignIn,
+                Class::Token => Limited::Token,
             };
             let server = self.server.clone();
-            let event = FlowEvent::failure(server.now(), step, Reason::RateLimited, detail);
-            tokio::spawn(async move { server.record(event).await });
+            tokio::spawn(async move { server.record_rate_limited(limited, detail).await });
         }
         let description = format!("too many requests from {who}; retry in {secs} s");
         let mut resp = if matches!(class, Class::SignIn | Class::Authorize) && !wants_json(headers) {
@@ -582,13 +559,7 @@ impl Shared {
         let (wait, first) = limiter.account_blocked(username, std::time::Instant::now())?;
         let secs = wait.as_secs().max(1);
         if first {
-            let detail =
-                format!("sign-in for '{}' blocked for {secs} s after repeated wrong passwords", clip(username));
-            let mut event = FlowEvent::failure(self.server.now(), FlowStep::SignIn, Reason::SignInThrottled, detail);
-            if let Some(c) = client {
-                event = event.client(c);
-            }
-            self.server.record(event).await;
+            self.server.record_sign_in_throttled(username, wait, client).await;
         }
         let retry = self.server.now().plus(std::time::Duration::from_secs(secs)).as_secs();
         let when = format!("{:02}:{:02}:{:02} UTC", retry / 3600 % 24, retry / 60 % 60, retry % 60);
@@ -613,14 +584,7 @@ impl Shared {
         if token.admits(headers) {
             return None;
         }
-        let given = if headers.contains_key(header::AUTHORIZATION) { "a wrong" } else { "no" };
-        let event = FlowEvent::failure(
-            self.server.now(),
-            FlowStep::Registration,
-            Reason::InitialAccessTokenInvalid,
-            format!("registration refused: {given} initial access token"),
-        );
-        self.server.record(event).await;
+        self.server.record_initial_access_token_refused(headers.contains_key(header::AUTHORIZATION)).await;
         let err = OAuthError::new(
             oauth_core::ErrorCode::InvalidToken,
             "registration on this server needs an initial access token: send it as 'Authorization: Bearer <token>'",
@@ -714,15 +678,7 @@ impl Shared {
             Err(e) => return internal(&e),
         };
         if !decision.ask() {
-            let why = if decision == ConsentDecision::SkipTrusted { "trusted client" } else { "consent given before" };
-            self.server
-                .record(
-                    FlowEvent::success(self.server.now(), FlowStep::Consent, format!("skipped: {why}"))
-                        .client(&prompt.client.id)
-                        .user(&user),
-                )
-                .await;
-            return match self.server.approve(&prompt.pending.id, &user, session.auth_time, false).await {
+            return match self.server.consent_skipped(&prompt, &user, session.auth_time, decision).await {
                 Ok(location) => with_cookies(redirect(StatusCode::SEE_OTHER, &location), &cookies),
                 Err(e) => authorize_error(e),
             };
@@ -789,21 +745,14 @@ async fn account_sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, bod
         Err(e) => return internal(&e),
     };
     s.account_result(&username, user.is_some());
-    let now = s.server.now();
     let Some(user) = user else {
-        s.server.record(failed_sign_in_event(&s.server, now, &username).await).await;
+        s.server.record_failed_sign_in(&username, None).await;
         if let Some(blocked) = s.account_page_blocked(&headers, &username).await {
             return blocked;
         }
         return s.account_sign_in_page(&headers, &username, Some("Wrong username or password."));
     };
-    s.server
-        .record(
-            FlowEvent::success(now, FlowStep::SignIn, format!("signed in as '{}' (Connected apps)", user.name))
-                .user(&user.id),
-        )
-        .await;
-    let token = match s.server.start_session(&user, s.session_ttl).await {
+    let token = match s.server.start_session(&user, s.session_ttl, None).await {
         Ok((token, _)) => token,
         Err(e) => return internal(&e),
     };
@@ -1008,42 +957,4 @@ fn internal(e: &Error) -> Response {
         "the server could not complete the request; try again",
         "server_error",
     )
-}
-
-/// The event of a failed sign-in. What was typed as the username is often a password (typed
-/// in the wrong field), so it is named only when it is a known user's name; otherwise the
-/// event carries a short keyed hash of it, enough to see the same mistyped name again (for
-/// one signing key), useless to whoever reads the events.
-async fn failed_sign_in_event(server: &AuthorizationServer, now: UnixTime, username: &str) -> FlowEvent {
-    let lookup = if username.len() <= oauth_core::users::MAX_USERNAME_LEN {
-        server.stores().users.user_by_username(username).await
-    } else {
-        Ok(None)
-    };
-    let known = match lookup {
-        Ok(user) => user,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not look up a username for a failed sign-in's event");
-            None
-        }
-    };
-    match known {
-        Some(user) => FlowEvent::failure(
-            now,
-            FlowStep::SignIn,
-            Reason::BadCredentials,
-            format!("wrong password for '{}'", clip(&user.username)),
-        )
-        .user(&user.id),
-        None => {
-            let key = server.derive_secret("failed sign-in username");
-            let hash = oauth_core::secret::SecretHash::of(&[&key[..], username.as_bytes()].concat());
-            FlowEvent::failure(
-                now,
-                FlowStep::SignIn,
-                Reason::BadCredentials,
-                format!("no user with the username typed (keyed hash {})", hash.short()),
-            )
-        }
-    }
 }

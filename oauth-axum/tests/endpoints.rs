@@ -29,8 +29,8 @@ async fn app(issuer: &str) -> App {
     let resource = format!("{}/mcp", Issuer::parse(issuer).unwrap().origin());
     let config = ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(&resource).unwrap());
     let server = Arc::new(AuthorizationServer::new(config, MemoryStore::new().into_stores()).await.unwrap());
-    create_user(server.stores().users.as_ref(), "alice", "correct horse", server.now()).await.unwrap();
-    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    create_user(server.operator().stores().users.as_ref(), "alice", "correct horse", server.now()).await.unwrap();
+    let auth = Arc::new(StoreAuthenticator::new(server.operator().stores().users.clone()));
     App { router: oauth_axum::router(server.clone(), auth), server, issuer: issuer.to_owned() }
 }
 
@@ -194,7 +194,7 @@ async fn authorize_shows_client_errors_and_redirects_the_rest() {
     assert!(r.headers().get(header::LOCATION).is_none());
     assert!(b.contains("https://evil.example/cb"), "the page names the URI sent: {b}");
     assert!(!b.contains(REDIRECT), "the page must not show where this client's codes can be sent: {b}");
-    let events = a.server.stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
+    let events = a.server.operator().stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
     assert!(
         events.iter().any(|e| e.detail.contains("https://evil.example/cb") && e.detail.contains(REDIRECT)),
         "the operator's event names the URI sent and the ones registered"
@@ -495,7 +495,7 @@ async fn the_sweeper_removes_abandoned_registrations() {
     // Bounded wait for the background task, not a timing assertion.
     let mut left = usize::MAX;
     for _ in 0..500 {
-        left = server.stores().clients.list_clients().await.unwrap().len();
+        left = server.operator().stores().clients.list_clients().await.unwrap().len();
         if left == 0 {
             break;
         }
@@ -508,7 +508,7 @@ async fn the_sweeper_removes_abandoned_registrations() {
 #[tokio::test]
 async fn connected_apps_forms_are_bound_to_the_signed_in_user() {
     let a = app("http://127.0.0.1:8080").await;
-    create_user(a.server.stores().users.as_ref(), "bob", "battery staple", a.server.now()).await.unwrap();
+    create_user(a.server.operator().stores().users.as_ref(), "bob", "battery staple", a.server.now()).await.unwrap();
     let with_cookie = |mut req: Request<Body>, cookie: &str| {
         req.headers_mut().insert(header::COOKIE, cookie.parse().unwrap());
         req
@@ -536,7 +536,7 @@ async fn connected_apps_forms_are_bound_to_the_signed_in_user() {
 
     // Alice connects an app.
     let client = register_public(&a, "Alice's App").await;
-    let alice = a.server.stores().users.user_by_username("alice").await.unwrap().unwrap().id;
+    let alice = a.server.operator().stores().users.user_by_username("alice").await.unwrap().unwrap().id;
     let verifier = CodeVerifier::generate();
     let challenge = CodeChallenge::s256(&verifier);
     let prompt = a

@@ -25,7 +25,7 @@ async fn app(configure: impl FnOnce(AuthRouter) -> AuthRouter) -> (Router, Arc<A
         ResourceUri::parse("http://127.0.0.1:8080/mcp").unwrap(),
     );
     let server = Arc::new(AuthorizationServer::new(config, MemoryStore::new().into_stores()).await.unwrap());
-    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let auth = Arc::new(StoreAuthenticator::new(server.operator().stores().users.clone()));
     (configure(AuthRouter::new(server.clone(), auth)).into_router(), server)
 }
 
@@ -56,7 +56,16 @@ async fn reasons(server: &AuthorizationServer) -> Vec<Reason> {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    server.stores().events.events(&EventQuery::default()).await.unwrap().into_iter().filter_map(|e| e.reason).collect()
+    server
+        .operator()
+        .stores()
+        .events
+        .events(&EventQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 #[tokio::test]
@@ -103,7 +112,7 @@ async fn registration_from_many_addresses_meets_the_server_wide_quota() {
     }
     assert_eq!(created, 10, "the quota bounds the client table's growth");
     assert_eq!(refused_at, Some(9));
-    assert_eq!(server.stores().clients.list_clients().await.unwrap().len(), 10);
+    assert_eq!(server.operator().stores().clients.list_clients().await.unwrap().len(), 10);
 }
 
 #[tokio::test]
@@ -117,10 +126,10 @@ async fn a_closed_deployment_requires_the_initial_access_token() {
         assert_eq!(body["error"], "invalid_token", "{body}");
         assert!(r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
     }
-    assert!(server.stores().clients.list_clients().await.unwrap().is_empty(), "nothing was registered");
+    assert!(server.operator().stores().clients.list_clients().await.unwrap().is_empty(), "nothing was registered");
     let (r, body) = send(&app, register("192.0.2.9", Some(secret))).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{body}");
     assert!(reasons(&server).await.contains(&Reason::InitialAccessTokenInvalid));
-    let events = server.stores().events.events(&EventQuery::default()).await.unwrap();
+    let events = server.operator().stores().events.events(&EventQuery::default()).await.unwrap();
     assert!(events.iter().all(|e| !e.detail.contains(secret) && !e.detail.contains("wrong-token")), "never logged");
 }

@@ -155,7 +155,7 @@ fn authorize_request(client_id: &str, challenge: &CodeChallenge) -> Authorizatio
 /// The detail of the newest failed `registration` event of `client_id`.
 async fn fetch_failure(server: &AuthorizationServer, client_id: &str) -> String {
     let id = ClientId::parse(client_id).unwrap();
-    let events = server.stores().events.events(&EventQuery::all().for_client(&id)).await.unwrap();
+    let events = server.operator().stores().events.events(&EventQuery::all().for_client(&id)).await.unwrap();
     events
         .into_iter()
         .rev()
@@ -281,7 +281,7 @@ async fn a_metadata_document_client_signs_in_without_registering() {
     assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);
 
     // Over HTTP the metadata advertises it and /authorize shows the sign-in page.
-    let auth = Arc::new(StoreAuthenticator::new(server.stores().users.clone()));
+    let auth = Arc::new(StoreAuthenticator::new(server.operator().stores().users.clone()));
     let app: axum::Router = oauth_axum::router(server.clone(), auth);
     let resp = app
         .clone()

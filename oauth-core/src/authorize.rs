@@ -293,6 +293,46 @@ impl AuthorizationServer {
         Ok(location(&pending.redirect_uri, &params))
     }
 
+    /// The user approved `prompt` on the consent page: records the consent, remembers it for
+    /// the next request, and [approves](Self::approve).
+    pub async fn consent_given(
+        &self,
+        prompt: &AuthorizationPrompt,
+        user: &UserId,
+        auth_time: UnixTime,
+    ) -> Result<String, AuthorizeError> {
+        let detail = format!("approved scope '{}'", prompt.pending.scopes);
+        self.record(FlowEvent::success(self.now(), FlowStep::Consent, detail).client(&prompt.client.id).user(user))
+            .await;
+        self.approve(&prompt.pending.id, user, auth_time, true).await
+    }
+
+    /// `decision` says the consent page is not needed for `prompt`: records why, and
+    /// [approves](Self::approve) without remembering anything new. A decision that asks is
+    /// refused: the page must be shown.
+    pub async fn consent_skipped(
+        &self,
+        prompt: &AuthorizationPrompt,
+        user: &UserId,
+        auth_time: UnixTime,
+        decision: ConsentDecision,
+    ) -> Result<String, AuthorizeError> {
+        let why = match decision {
+            ConsentDecision::SkipTrusted => "trusted client",
+            ConsentDecision::SkipRemembered => "consent given before",
+            ConsentDecision::Ask | ConsentDecision::AskAgain => {
+                tracing::error!(?decision, "consent skipped although the decision asks; refused");
+                return Err(AuthorizeError::ShowToUser(OAuthError::access_denied(
+                    "this request needs the user's consent",
+                )));
+            }
+        };
+        let detail = format!("skipped: {why}");
+        self.record(FlowEvent::success(self.now(), FlowStep::Consent, detail).client(&prompt.client.id).user(user))
+            .await;
+        self.approve(&prompt.pending.id, user, auth_time, false).await
+    }
+
     /// Denies the pending authorization: the client receives `access_denied`.
     pub async fn deny(&self, pending_id: &str, user: Option<&UserId>) -> Result<String, AuthorizeError> {
         let pending = self.take_pending(pending_id).await?;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod access;
 pub mod account;
 pub mod admin;
 pub mod authorize;
@@ -15,6 +16,7 @@ pub mod metadata;
 pub mod metadata_document;
 pub mod pkce;
 pub mod policy;
+pub mod refusals;
 pub mod registration;
 pub mod revoke;
 pub mod secret;

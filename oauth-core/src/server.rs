@@ -476,7 +476,7 @@ impl AuthorizationServer {
     }
 
     /// The stores.
-    pub fn stores(&self) -> &Stores {
+    pub(crate) fn stores(&self) -> &Stores {
         &self.stores
     }
 
@@ -609,7 +609,7 @@ impl AuthorizationServer {
 
     /// Records a flow event: to `tracing`, and to the event store. A store failure is logged,
     /// never turned into a failed request.
-    pub async fn record(&self, event: FlowEvent) {
+    pub(crate) async fn record(&self, event: FlowEvent) {
         record_event(&self.stores, event).await;
     }
 

@@ -13,7 +13,7 @@
 //! use std::time::Duration;
 //!
 //! let Some(user) = auth.authenticate("alice", "correct horse battery").await? else { return Ok(()) };
-//! let (token, _) = server.start_session(&user, Duration::from_secs(12 * 3600)).await?;
+//! let (token, _) = server.start_session(&user, Duration::from_secs(12 * 3600), None).await?;
 //! // The cookie carries `token.secret()`; each later request checks it again:
 //! assert!(server.check_session(token.secret(), auth, None).await?.is_some());
 //! server.end_session(token.secret(), None).await?;
@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::events::{FlowEvent, FlowStep, Reason};
+use crate::params::clip;
 use crate::secret::{SecretHash, ct_eq, random_token};
 use crate::server::AuthorizationServer;
 use crate::store::SignInSession;
@@ -132,15 +133,22 @@ impl SessionRefusal {
 }
 
 impl AuthorizationServer {
-    /// Starts a sign-in session for `user`, lasting `ttl`: the token for the cookie, and the
-    /// record stored under its hash. The user's oldest sessions beyond
+    /// Signs `user` in: records the sign-in, during `client`'s authorization request or (with
+    /// `None`) on the Connected apps page, and starts a session lasting `ttl`: the token for
+    /// the cookie, and the record stored under its hash. The user's oldest sessions beyond
     /// [`MAX_SESSIONS_PER_USER`] end.
     pub async fn start_session(
         &self,
         user: &AuthenticatedUser,
         ttl: Duration,
+        client: Option<&ClientId>,
     ) -> Result<(SessionToken, SignInSession), Error> {
         let now = self.now();
+        let detail = match client {
+            Some(_) => format!("signed in as '{}'", user.name),
+            None => format!("signed in as '{}' (Connected apps)", user.name),
+        };
+        self.record(with_client(FlowEvent::success(now, FlowStep::SignIn, detail).user(&user.id), client)).await;
         let token = SessionToken::generate();
         let session = SignInSession::new(
             token.hash(),
@@ -152,6 +160,48 @@ impl AuthorizationServer {
         );
         self.stores().sessions.create_session(&session, MAX_SESSIONS_PER_USER).await?;
         Ok((token, session))
+    }
+
+    /// Records a sign-in refused for a wrong username or password, during `client`'s
+    /// authorization request or on the Connected apps page. What was typed as the username is
+    /// often a password (typed in the wrong field), so it is named only when it is a known
+    /// user's name; otherwise the event carries a short keyed hash of it, enough to see the
+    /// same mistyped name again (for one signing key), useless to whoever reads the events.
+    pub async fn record_failed_sign_in(&self, username: &str, client: Option<&ClientId>) {
+        let lookup = if username.len() <= crate::users::MAX_USERNAME_LEN {
+            self.stores().users.user_by_username(username).await
+        } else {
+            Ok(None)
+        };
+        let known = lookup.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not look up a username for a failed sign-in's event");
+            None
+        });
+        let event = match known {
+            Some(user) => {
+                let detail = format!("wrong password for '{}'", clip(&user.username));
+                FlowEvent::failure(self.now(), FlowStep::SignIn, Reason::BadCredentials, detail).user(&user.id)
+            }
+            None => {
+                let key = self.derive_secret("failed sign-in username");
+                let hash = SecretHash::of(&[&key[..], username.as_bytes()].concat());
+                let detail = format!("no user with the username typed (keyed hash {})", hash.short());
+                FlowEvent::failure(self.now(), FlowStep::SignIn, Reason::BadCredentials, detail)
+            }
+        };
+        self.record(with_client(event, client)).await;
+    }
+
+    /// Records that sign-in for `username` is blocked for `wait` after repeated wrong
+    /// passwords (the adapter's throttle calls it once per block, not per attempt).
+    pub async fn record_sign_in_throttled(&self, username: &str, wait: Duration, client: Option<&ClientId>) {
+        let detail = format!(
+            "sign-in for '{}' blocked for {} s after repeated wrong passwords",
+            clip(username),
+            wait.as_secs().max(1)
+        );
+        let event = FlowEvent::failure(self.now(), FlowStep::SignIn, Reason::SignInThrottled, detail);
+        self.record(with_client(event, client)).await;
     }
 
     /// The session `token` stands for, if it exists, has not expired, and its user still

@@ -1206,7 +1206,7 @@ pub async fn sessions_end_with_their_user(stores: Stores) {
     let alice = auth.authenticate("alice", "a long password").await.unwrap().unwrap();
 
     // The store keeps only the hash; the session holds until it expires.
-    let (token, record) = server.start_session(&alice, ttl).await.unwrap();
+    let (token, record) = server.start_session(&alice, ttl, None).await.unwrap();
     assert_eq!(record.hash, token.hash());
     assert_eq!(record.expires_at, t(3600));
     assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), Some(record.clone()));
@@ -1216,13 +1216,13 @@ pub async fn sessions_end_with_their_user(stores: Stores) {
     assert_eq!(server.sweep().await.unwrap().sessions, 1, "the sweep deletes expired sessions");
 
     // A password changed behind the operator's back: refused, deleted, recorded.
-    let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+    let (token, _) = server.start_session(&alice, ttl, None).await.unwrap();
     crate::users::set_password(users.as_ref(), "alice", "another long one").await.unwrap();
     assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
     assert_eq!(server.stores().sessions.session(&token.hash(), server.now()).await.unwrap(), None, "deleted");
     assert_eq!(sign_in_failures(server, &client, Reason::SessionCredentialsChanged).await, 1);
     let alice = auth.authenticate("alice", "another long one").await.unwrap().unwrap();
-    let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+    let (token, _) = server.start_session(&alice, ttl, None).await.unwrap();
     assert!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap().is_some(), "new password");
 
     // Disabled in the store directly: refused at the next use.
@@ -1236,7 +1236,7 @@ pub async fn sessions_end_with_their_user(stores: Stores) {
 
     // The operator's actions delete the sessions at once, whatever the authenticator checks.
     for action in ["passwd", "disable", "remove"] {
-        let (token, _) = server.start_session(&alice, ttl).await.unwrap();
+        let (token, _) = server.start_session(&alice, ttl, None).await.unwrap();
         let done = match action {
             "passwd" => op.set_password("alice", "a third long one").await.unwrap(),
             "disable" => op.disable_user("alice").await.unwrap(),
@@ -1256,14 +1256,14 @@ pub async fn sessions_end_with_their_user(stores: Stores) {
 
     // A removed user's session, had it survived: refused.
     let ghost = crate::users::AuthenticatedUser::new(uid("ghost"), "ghost");
-    let (token, _) = server.start_session(&ghost, ttl).await.unwrap();
+    let (token, _) = server.start_session(&ghost, ttl, None).await.unwrap();
     assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
     assert_eq!(sign_in_failures(server, &client, Reason::SessionUserRemoved).await, 1);
 
     // Signing out ends the session and says so.
     create_user(users.as_ref(), "bob", "bob's long password", server.now()).await.unwrap();
     let bob = auth.authenticate("bob", "bob's long password").await.unwrap().unwrap();
-    let (token, _) = server.start_session(&bob, ttl).await.unwrap();
+    let (token, _) = server.start_session(&bob, ttl, None).await.unwrap();
     assert_eq!(server.end_session(token.secret(), Some(&client)).await.unwrap().map(|s| s.user), Some(bob.id));
     assert_eq!(server.end_session(token.secret(), Some(&client)).await.unwrap(), None);
     assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);

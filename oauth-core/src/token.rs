@@ -642,7 +642,7 @@ impl AuthorizationServer {
     /// Records a failed step as a flow event and returns the client-facing error. `detail` adds
     /// what only the operator should see (hash prefixes, other clients' ids). Adapters use it
     /// for failures they detect before calling the server (a malformed body).
-    pub async fn fail(
+    pub(crate) async fn fail(
         &self,
         step: FlowStep,
         reason: Reason,

@@ -390,7 +390,7 @@ impl Seed {
         )
         .unwrap();
         let client = ClientId::parse(&server.register(reg).await.unwrap().client_id).unwrap();
-        let users = server.stores().users.list_users().await.unwrap();
+        let users = server.operator().stores().users.list_users().await.unwrap();
         let user = users.first().expect("the server made its admin user").id.clone();
         Self { server, client, user, resource }
     }

@@ -137,7 +137,7 @@ async fn access_token(db: &str, addr: SocketAddr) -> String {
     )
     .unwrap();
     let client = ClientId::parse(&server.register(reg).await.unwrap().client_id).unwrap();
-    let users = server.stores().users.list_users().await.unwrap();
+    let users = server.operator().stores().users.list_users().await.unwrap();
     let user = users.first().expect("the server made its admin user").id.clone();
     let verifier = CodeVerifier::generate();
     let challenge = CodeChallenge::s256(&verifier);

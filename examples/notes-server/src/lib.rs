@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::request::Parts;
 use mcp_oauth::{AdminToken, AuthContext, Caller, IpRange, KnownClient, McpAuth};
+use oauth_core::store::UserStore;
 use oauth_core::{AuthorizationServer, Clock, Error, Stores, SystemClock};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -100,8 +101,8 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     }
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;
-    let (notes, mcp_server) = (Notebook::default(), server.clone());
-    let mcp = auth.mcp_service(move || Ok(NotesServer::new(mcp_server.clone(), notes.clone())));
+    let (notes, users) = (Notebook::default(), server.operator().stores().users.clone());
+    let mcp = auth.mcp_service(move || Ok(NotesServer::new(users.clone(), notes.clone())));
     let router = auth.routes().nest_service(MCP_PATH, mcp);
     Ok(App { router, server })
 }
@@ -113,7 +114,8 @@ struct Notebook(Arc<Mutex<HashMap<String, Vec<String>>>>);
 /// The MCP server: its tools read the caller from the request.
 #[derive(Debug, Clone)]
 struct NotesServer {
-    server: Arc<AuthorizationServer>,
+    /// Where the caller's username is looked up.
+    users: Arc<dyn UserStore>,
     notes: Notebook,
     tool_router: ToolRouter<Self>,
 }
@@ -138,15 +140,15 @@ fn caller(parts: &Parts) -> Result<&AuthContext, ErrorData> {
 
 #[tool_router]
 impl NotesServer {
-    fn new(server: Arc<AuthorizationServer>, notes: Notebook) -> Self {
-        Self { server, notes, tool_router: Self::tool_router() }
+    fn new(users: Arc<dyn UserStore>, notes: Notebook) -> Self {
+        Self { users, notes, tool_router: Self::tool_router() }
     }
 
     #[tool(description = "Who is calling: the signed-in user, the client and the granted scopes.")]
     async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
         let ctx = caller(&parts)?;
         let (kind, username) = match ctx.caller() {
-            Caller::User(id) => match self.server.stores().users.user(id).await {
+            Caller::User(id) => match self.users.user(id).await {
                 Ok(Some(u)) => ("user", u.username),
                 _ => ("user", id.to_string()),
             },

@@ -210,7 +210,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     settings.key_encryption = secrets.key_encryption.clone();
     let app = build(&settings, stores).await?;
 
-    let users = app.server.stores().users.clone();
+    let users = app.server.operator().stores().users.clone();
     let first_user = if users.list_users().await?.is_empty() {
         let generated = secrets.admin_password.is_none();
         let password = secrets

@@ -214,7 +214,8 @@ async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer(
 
     // 2. A token for another resource on the same issuer and keys: the audience is wrong.
     let other_resource = format!("{base}/other-mcp");
-    let (client, access) = token_from_another_server(server.stores(), &base, &other_resource, clock.clone()).await;
+    let (client, access) =
+        token_from_another_server(server.operator().stores(), &base, &other_resource, clock.clone()).await;
     let resp = call_mcp(&http, &base, &access).await;
     assert_eq!(resp.status(), 401);
     let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
@@ -230,7 +231,8 @@ async fn diagnose_names_expired_codes_and_tokens_for_another_resource_or_issuer(
     // 3. A token from another issuer with the same keys and resource.
     let other_issuer = base.replace("127.0.0.1", "localhost");
     let (client, access) =
-        token_from_another_server(server.stores(), &other_issuer, &format!("{base}/mcp"), clock.clone()).await;
+        token_from_another_server(server.operator().stores(), &other_issuer, &format!("{base}/mcp"), clock.clone())
+            .await;
     assert_eq!(call_mcp(&http, &base, &access).await.status(), 401);
     let a = diagnose(&db, &client);
     assert_eq!(

@@ -186,15 +186,15 @@ async fn control_characters_a_client_sends_are_stored_escaped() {
 #[tokio::test]
 async fn control_characters_in_an_event_detail_are_escaped_in_the_memory_store() {
     let stores = oauth_store_memory::MemoryStore::new().into_stores();
-    let server = oauth_core::AuthorizationServer::new(oauth_core::testing::config(), stores).await.unwrap();
+    let server = oauth_core::AuthorizationServer::new(oauth_core::testing::config(), stores.clone()).await.unwrap();
     let event = FlowEvent::failure(
         server.now(),
         FlowStep::SignIn,
         oauth_core::events::Reason::BadCredentials,
         "typed \u{1b}]8;;http://evil\u{7}link\u{1b}]8;;\u{7}\n",
     );
-    server.record(event).await;
-    let stored = server.stores().events.events(&EventQuery::all()).await.unwrap();
+    stores.events.record_event(&event).await.unwrap();
+    let stored = stores.events.events(&EventQuery::all()).await.unwrap();
     assert_eq!(stored[0].detail, "typed \\u{1b}]8;;http://evil\\u{7}link\\u{1b}]8;;\\u{7}\\u{a}");
 }
 
@@ -322,7 +322,7 @@ async fn signing_keys_are_sealed_with_the_key_encryption_key() {
 
     let server = AuthorizationServer::new(config(), mcp_auth::open_database(&db).await.unwrap()).await.unwrap();
     let (_, tokens) = testing::tokens_for_new_client(&server, "http://127.0.0.1:9/cb", "user-1").await;
-    let clear = server.stores().keys.list_keys().await.unwrap();
+    let clear = server.operator().stores().keys.list_keys().await.unwrap();
     drop(server);
 
     // What a reader of the database sees: no private key in clear.

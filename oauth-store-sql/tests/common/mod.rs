@@ -267,7 +267,7 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
     // A replay of the code, so that the failure paths write their events too.
     assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
     let user = oauth_core::users::AuthenticatedUser::new(oauth_core::types::UserId::parse("u1").unwrap(), "alice");
-    let (session, _) = server.start_session(&user, std::time::Duration::from_secs(3600)).await.unwrap();
+    let (session, _) = server.start_session(&user, std::time::Duration::from_secs(3600), None).await.unwrap();
 
     let secrets = [
         ("sign-in session token", session.secret().to_owned()),
