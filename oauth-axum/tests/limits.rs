@@ -133,3 +133,26 @@ async fn a_closed_deployment_requires_the_initial_access_token() {
     let events = server.operator().stores().events.events(&EventQuery::default()).await.unwrap();
     assert!(events.iter().all(|e| !e.detail.contains(secret) && !e.detail.contains("wrong-token")), "never logged");
 }
+
+/// Garbage anyone can send at any rate, from as many addresses as they like: every request
+/// is answered with its error, but only a bounded number of flow events is stored for it.
+#[tokio::test]
+async fn a_flood_of_garbage_from_many_addresses_cannot_fill_the_event_table() {
+    let token = InitialAccessToken::new("an initial access token of enough length").unwrap();
+    let (app, server) = app(|r| r.with_rate_limits(None).with_initial_access_token(Some(token))).await;
+    for i in 0..200u32 {
+        let ip = format!("198.51.{}.{}", i / 250, i % 250 + 1);
+        let garbage = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("grant_type=authorization_code&code=a&code=b"))
+            .unwrap();
+        let (r, json) = send(&app, from(garbage, &ip)).await;
+        assert_eq!((r.status(), json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+        let (r, json) = send(&app, register(&ip, None)).await;
+        assert_eq!((r.status(), json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    }
+    let reasons = reasons(&server).await;
+    let stored = |reason| reasons.iter().filter(|&&r| r == reason).count();
+    assert_eq!(stored(Reason::InvalidRequest), 1, "one malformed body stored per interval, of 200");
+    assert_eq!(stored(Reason::InitialAccessTokenInvalid), 1, "one refused registration stored per interval, of 200");
+}
