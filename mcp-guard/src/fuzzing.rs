@@ -15,7 +15,7 @@ pub fn bearer_token(authorization: &HeaderValue) -> Option<String> {
 
 /// A description made safe for the quoted-string of a `WWW-Authenticate` challenge.
 pub fn challenge_quote(description: &str) -> String {
-    crate::quote(description)
+    oauth_core::challenge::quote(description)
 }
 
 /// The caller a verified token's claims describe, or why they are refused.

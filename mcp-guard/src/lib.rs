@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use oauth_core::UnixTime;
 use oauth_core::access::AccessEvent;
+use oauth_core::challenge::BearerChallenge;
 use oauth_core::events::{EventBudget, FlowStep, Reason};
 use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path, well_known_url};
 use oauth_core::types::{ResourceUri, ScopeSet};
@@ -490,49 +491,35 @@ impl GuardConfig {
         seen.insert(token_id.to_owned())
     }
 
-    fn challenge(&self, status: StatusCode, error: Option<&str>, description: &str) -> Response {
-        let mut parts = vec![format!("resource_metadata=\"{}\"", quote(&self.resource_metadata))];
+    fn challenge(&self, status: StatusCode, error: Option<&'static str>, description: &str) -> Response {
         let scope = self.challenge_scope.clone().unwrap_or_else(|| self.policy.required.to_string());
-        if !scope.is_empty() {
-            parts.push(format!("scope=\"{}\"", quote(&scope)));
-        }
+        let mut challenge = BearerChallenge::new(self.resource_metadata.as_str()).scope(scope);
         if let Some(e) = error {
-            parts.insert(0, format!("error=\"{e}\""));
-            parts.push(format!("error_description=\"{}\"", quote(description)));
+            challenge = challenge.error(e, description);
         }
-        let mut resp = json_error(status, error.unwrap_or("unauthorized"), description);
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", parts.join(", "))) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        resp
+        with_challenge(json_error(status, error.unwrap_or("unauthorized"), description), &challenge)
     }
 
     fn insufficient_scope(&self, needed: &ScopeSet, description: &str) -> Response {
-        let value = format!(
-            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\", error_description=\"{}\"",
-            quote(&needed.to_string()),
-            quote(&self.resource_metadata),
-            quote(description)
-        );
-        let mut resp = json_error(StatusCode::FORBIDDEN, "insufficient_scope", description);
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        resp
+        let challenge = BearerChallenge::new(self.resource_metadata.as_str())
+            .error(oauth_core::challenge::INSUFFICIENT_SCOPE, description)
+            .scope(needed.to_string());
+        with_challenge(json_error(StatusCode::FORBIDDEN, "insufficient_scope", description), &challenge)
     }
+}
+
+/// `resp` with `challenge` as its `WWW-Authenticate` header.
+fn with_challenge(mut resp: Response, challenge: &BearerChallenge) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&challenge.to_string()) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
 }
 
 /// The bearer token of the `Authorization` header (RFC 6750 2.1), if any.
 fn bearer_token<B>(req: &Request<B>) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
-}
-
-/// Makes a value safe inside a quoted-string of a `WWW-Authenticate` header.
-fn quote(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).map(|c| if c == '"' || c == '\\' { '\'' } else { c }).collect()
+    oauth_core::challenge::bearer_token(value).map(str::to_owned)
 }
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
