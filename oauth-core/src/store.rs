@@ -129,6 +129,28 @@ pub enum CodeRedemption {
     NotFound,
 }
 
+impl CodeRedemption {
+    /// Whether a stored code can be redeemed at `now`: never redeemed and unexpired. A store
+    /// spends the code when this holds, atomically with the check.
+    pub fn redeemable(record: &AuthorizationCodeRecord, redeemed: bool, now: UnixTime) -> bool {
+        !redeemed && record.expires_at > now
+    }
+
+    /// Why a stored code that this redemption did not spend is refused, the one rule every
+    /// store applies: a replay when it was redeemed before, even after it expired (the grant
+    /// it made must still be revoked, RFC 6749 4.1.2); expired past its `expires_at`; and
+    /// otherwise not found, since it was stored after the redemption looked for it.
+    pub fn refused(record: AuthorizationCodeRecord, redeemed: bool, now: UnixTime) -> Self {
+        if redeemed {
+            Self::AlreadyRedeemed(record)
+        } else if record.expires_at <= now {
+            Self::Expired { client_id: record.client_id }
+        } else {
+            Self::NotFound
+        }
+    }
+}
+
 /// Pending authorization requests and authorization codes.
 #[async_trait]
 pub trait AuthorizationStore: Debug + Send + Sync + 'static {
@@ -409,4 +431,54 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     async fn delete_user_sessions(&self, user: &UserId) -> StoreResult<u64>;
     /// Deletes sessions expired at `now`. Returns how many.
     async fn sweep_sessions(&self, now: UnixTime) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{AuthorizationCode, CodeVerifier};
+    use crate::types::{GrantId, RedirectUri, ResourceUri, ScopeSet, UserId};
+
+    fn record(expires_at: i64) -> AuthorizationCodeRecord {
+        AuthorizationCodeRecord {
+            hash: AuthorizationCode::generate().hash(),
+            grant_id: GrantId::generate(),
+            client_id: ClientId::parse("c1").unwrap(),
+            user: UserId::parse("user-1").unwrap(),
+            redirect_uri: RedirectUri::parse("http://127.0.0.1:9/cb").unwrap(),
+            redirect_uri_explicit: true,
+            code_challenge: CodeChallenge::s256(&CodeVerifier::generate()),
+            scopes: ScopeSet::parse("mcp:tools").unwrap(),
+            resource: ResourceUri::parse("http://127.0.0.1:8080/mcp").unwrap(),
+            auth_time: UnixTime::from_secs(0),
+            issued_at: UnixTime::from_secs(0),
+            expires_at: UnixTime::from_secs(expires_at),
+        }
+    }
+
+    #[test]
+    fn a_replay_wins_over_expiry_and_only_an_unspent_live_code_is_redeemable() {
+        let now = UnixTime::from_secs(100);
+        let c1 = ClientId::parse("c1").unwrap();
+        // (expires_at, redeemed before) → redeemable, and the refusal otherwise.
+        let table = [
+            (101, false, true, CodeRedemption::NotFound),
+            (100, false, false, CodeRedemption::Expired { client_id: c1.clone() }),
+            (50, false, false, CodeRedemption::Expired { client_id: c1 }),
+            (101, true, false, CodeRedemption::AlreadyRedeemed(record(101))),
+            (50, true, false, CodeRedemption::AlreadyRedeemed(record(50))),
+        ];
+        for (expires_at, redeemed, redeemable, refusal) in table {
+            let rec = record(expires_at);
+            assert_eq!(CodeRedemption::redeemable(&rec, redeemed, now), redeemable, "{expires_at} {redeemed}");
+            let got = CodeRedemption::refused(rec, redeemed, now);
+            let same = match (&got, &refusal) {
+                (CodeRedemption::AlreadyRedeemed(a), CodeRedemption::AlreadyRedeemed(b)) => {
+                    a.expires_at == b.expires_at
+                }
+                (a, b) => a == b,
+            };
+            assert!(same, "{expires_at} {redeemed}: {got:?}");
+        }
+    }
 }

@@ -137,12 +137,11 @@ impl AuthorizationStore for MemoryStore {
         let mut g = self.lock();
         Ok(match g.codes.get_mut(hash) {
             None => CodeRedemption::NotFound,
-            Some((rec, true)) => CodeRedemption::AlreadyRedeemed(rec.clone()),
-            Some((rec, _)) if rec.expires_at <= now => CodeRedemption::Expired { client_id: rec.client_id.clone() },
-            Some((rec, used)) => {
+            Some((rec, used)) if CodeRedemption::redeemable(rec, *used, now) => {
                 *used = true;
                 CodeRedemption::Redeemed(rec.clone())
             }
+            Some((rec, used)) => CodeRedemption::refused(rec.clone(), *used, now),
         })
     }
 

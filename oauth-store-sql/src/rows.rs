@@ -107,8 +107,6 @@ impl RefreshTokenRow {
 /// What `redeem_code` reads back when the conditional update did not redeem the code.
 #[derive(sqlx::FromRow)]
 pub(crate) struct CodeStateRow {
-    pub(crate) client_id: String,
-    pub(crate) expires_at: i64,
     pub(crate) redeemed_at: Option<i64>,
     pub(crate) data: String,
 }

@@ -22,7 +22,7 @@ use oauth_core::store::{
 use oauth_core::types::{ClientId, GrantId, UserId};
 
 use crate::SqlStore;
-use crate::error::{corrupt, db, out_of_range};
+use crate::error::{db, out_of_range};
 use crate::rows::{
     ClientRow, CodeStateRow, ConsentRow, EventRow, GrantRow, KeyRow, RefreshTokenRow, UserRow, from_json,
     grant_columns, origin_name, to_json,
@@ -215,9 +215,9 @@ impl AuthorizationStore for SqlStore {
         if let Some(data) = redeemed {
             return Ok(CodeRedemption::Redeemed(from_json(OP, &data)?));
         }
-        // Not redeemed now: say why, in the memory store's order (a replay wins over expiry).
+        // Not redeemed now: say why, by the rule every store shares.
         let state: Option<CodeStateRow> = with_pool!(self, pool => {
-            sqlx::query_as("SELECT client_id, expires_at, redeemed_at, data FROM authorization_codes WHERE hash = $1")
+            sqlx::query_as("SELECT redeemed_at, data FROM authorization_codes WHERE hash = $1")
                 .bind(&hex)
                 .fetch_optional(pool)
                 .await
@@ -225,12 +225,7 @@ impl AuthorizationStore for SqlStore {
         .map_err(db(OP))?;
         Ok(match state {
             None => CodeRedemption::NotFound,
-            Some(s) if s.redeemed_at.is_some() => CodeRedemption::AlreadyRedeemed(from_json(OP, &s.data)?),
-            Some(s) if s.expires_at <= now.as_secs() => {
-                CodeRedemption::Expired { client_id: ClientId::parse(&s.client_id).map_err(|e| corrupt(OP, e))? }
-            }
-            // Stored after the update looked for it: it did not exist when this call began.
-            Some(_) => CodeRedemption::NotFound,
+            Some(s) => CodeRedemption::refused(from_json(OP, &s.data)?, s.redeemed_at.is_some(), now),
         })
     }
 
