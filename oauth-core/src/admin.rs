@@ -26,9 +26,107 @@ use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{EventQuery, FlowEvent, FlowStep, Reason};
 use crate::secret::{ClientSecret, ClientSecretHash, ServerSecret};
-use crate::server::{CLIENT_SECRET_PEPPER, CreatedClient, NewClient, load_server_secret, record_event};
 use crate::store::Stores;
+use crate::stored::{CLIENT_SECRET_PEPPER, load_server_secret, record_event};
 use crate::types::{ClientId, RedirectKind, RedirectUri};
+
+/// A client created by the operator, and its secret if it has one (shown once).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CreatedClient {
+    /// The client.
+    pub client: Client,
+    /// Its clear secret, for confidential clients.
+    pub secret: Option<ClientSecret>,
+}
+
+/// What a pre-registered client looks like.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewClient {
+    /// Display name.
+    pub name: String,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Confidential (with a secret, `client_secret_post`) or public.
+    pub confidential: bool,
+    /// Trusted clients skip the consent page.
+    pub trusted: bool,
+    /// A fixed client id; generated when `None`.
+    pub client_id: Option<ClientId>,
+    /// Grant types; default `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<GrantType>,
+    /// A machine client: `client_credentials` only, no redirect URIs, tokens with no user.
+    pub machine: bool,
+    /// May introspect any access token of this server (a resource server).
+    pub introspection: bool,
+}
+
+impl NewClient {
+    /// A public, untrusted client with the code and refresh grants.
+    pub fn new(name: impl Into<String>, redirect_uris: Vec<RedirectUri>) -> Self {
+        Self {
+            name: name.into(),
+            redirect_uris,
+            confidential: false,
+            trusted: false,
+            client_id: None,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            machine: false,
+            introspection: false,
+        }
+    }
+
+    /// A machine client: confidential, the `client_credentials` grant only, no redirect URIs.
+    /// Its tokens name the client, never a user, and are backed by a revocable grant. The
+    /// server must allow the grant ([`ServerConfig::with_client_credentials`](crate::ServerConfig::with_client_credentials)) and the
+    /// resource must accept machine tokens.
+    pub fn machine(name: impl Into<String>) -> Self {
+        Self {
+            confidential: true,
+            grant_types: vec![GrantType::ClientCredentials],
+            machine: true,
+            ..Self::new(name, Vec::new())
+        }
+    }
+
+    /// Lets the client introspect any access token of this server (RFC 7662): for a resource
+    /// server that does not verify tokens itself. Needs a confidential client.
+    #[must_use]
+    pub fn introspection(mut self) -> Self {
+        self.introspection = true;
+        self
+    }
+
+    /// Gives the client a secret (`client_secret_post`, the method Claude's "Advanced settings"
+    /// uses; Basic is accepted too).
+    #[must_use]
+    pub fn confidential(mut self) -> Self {
+        self.confidential = true;
+        self
+    }
+
+    /// Lets the client skip the consent page.
+    #[must_use]
+    pub fn trusted(mut self) -> Self {
+        self.trusted = true;
+        self
+    }
+
+    /// Uses a fixed client id.
+    #[must_use]
+    pub fn with_client_id(mut self, id: ClientId) -> Self {
+        self.client_id = Some(id);
+        self
+    }
+
+    /// Sets the grant types.
+    #[must_use]
+    pub fn with_grant_types(mut self, grants: Vec<GrantType>) -> Self {
+        self.grant_types = grants;
+        self
+    }
+}
 
 /// The operator's view of the stores.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod challenge;
 pub mod client;
 pub mod clock;
+mod config;
 pub mod diagnose;
 pub mod error;
 pub mod events;
@@ -30,7 +31,9 @@ pub mod types;
 pub mod users;
 
 mod failure;
+mod known_client;
 mod params;
+mod stored;
 
 #[cfg(feature = "testing")]
 pub mod testing;
