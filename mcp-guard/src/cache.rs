@@ -71,7 +71,7 @@ use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{ServerConfig, Stores, UnixTime};
 
 use self::siphash::{SipKey, siphash13_128_x2};
-use crate::verifier::{AuthContext, Rejection};
+use crate::context::{AuthContext, Rejection};
 
 /// Most invalidations remembered at once; past that, expired ones are dropped, then arbitrary
 /// ones (which only returns those tokens to what a stateless JWT allows anyway).

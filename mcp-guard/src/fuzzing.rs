@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, Request, header};
 use oauth_core::jwt::AccessTokenClaims;
 
-use crate::verifier::{AuthContext, Rejection};
+use crate::context::{AuthContext, Rejection};
 
 /// The bearer token of an `Authorization` header value, as the guard reads it.
 pub fn bearer_token(authorization: &HeaderValue) -> Option<String> {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cache;
+mod context;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -32,11 +33,12 @@ use tower::{Layer, Service};
 use tower_http::cors::{Any, CorsLayer};
 
 pub use crate::cache::{CacheStats, TokenCache, TokenCacheConfig};
+pub use crate::context::{AuthContext, Caller, Rejection};
 pub use crate::policy::ScopePolicy;
 use crate::policy::TargetError;
 pub use crate::session::SessionLimits;
 use crate::session::{Lookup, Owner, Route, SESSION_HEADER, Sessions};
-pub use crate::verifier::{AuthContext, Caller, LocalVerifier, Rejection, TokenVerifier};
+pub use crate::verifier::{LocalVerifier, TokenVerifier};
 
 /// Largest JSON-RPC body the guard reads to find the methods and tools it calls, when the
 /// policy needs them (rmcp's own default bound is the same).

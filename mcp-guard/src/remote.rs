@@ -54,7 +54,8 @@ use oauth_fetch::{FetchConfig, Fetcher, Method, Request};
 use serde::Deserialize;
 
 use crate::cache::{TokenCache, TokenCacheConfig};
-use crate::verifier::{AuthContext, Rejection, TokenVerifier, context_from_claims, through_cache};
+use crate::context::{AuthContext, Rejection};
+use crate::verifier::{TokenVerifier, context_from_claims, through_cache};
 
 /// Largest document read from the authorization server (metadata, JWKS, introspection).
 const MAX_DOCUMENT: usize = 256 * 1024;
