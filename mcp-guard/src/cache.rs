@@ -1,9 +1,9 @@
 //! A cache of verified tokens: a client that calls the MCP endpoint many times with one access
 //! token pays for one signature check, not one per request.
 //!
-//! An entry is keyed by a 128-bit SipHash-1-3 of the whole token under random per-process
-//! keys (two lanes, one per half of the token, run side by side), so the cache never holds a token, and a client cannot aim a forged token at another
-//! token's entry without that key. It holds the [`AuthContext`] the verifier produced, in a
+//! An entry is keyed by a 128-bit SipHash-1-3 of the whole token (the `siphasher` crate) under
+//! a random per-process key, so the cache never holds a token, and a client cannot aim a forged
+//! token at another token's entry without that key. It holds the [`AuthContext`] the verifier produced, in a
 //! compact form, and lives until the token's `exp` at the latest. Only accepted tokens are
 //! cached; a refused token is checked again each time it is presented.
 //!
@@ -54,8 +54,6 @@
 //! assert!(cache.is_empty());
 //! ```
 
-mod siphash;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -70,7 +68,8 @@ use oauth_core::store::{Grant, GrantStore, StoreResult};
 use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{ServerConfig, Stores, UnixTime};
 
-use self::siphash::{SipKey, siphash13_128_x2};
+use siphasher::sip128::SipHasher13;
+
 use crate::context::{AuthContext, Rejection};
 
 /// Most invalidations remembered at once; past that, expired ones are dropped, then arbitrary
@@ -163,7 +162,7 @@ pub struct TokenCache {
 }
 
 struct Inner {
-    keys: [SipKey; 2],
+    hasher: SipHasher13,
     config: TokenCacheConfig,
     shards: Box<[Mutex<Shard>]>,
     revoked: Mutex<Revocations>,
@@ -197,7 +196,7 @@ impl TokenCache {
         let count = Arc::new(Count { held: AtomicUsize::new(0), max: config.max_entries });
         Self {
             inner: Arc::new(Inner {
-                keys: [random_key(), random_key()],
+                hasher: keyed_hasher(),
                 shards: (0..shards).map(|_| Mutex::new(Shard::new(layout, count.clone()))).collect(),
                 revoked: Mutex::new(Revocations::default()),
                 config,
@@ -292,9 +291,8 @@ impl TokenCache {
     }
 
     pub(crate) fn key_of(&self, token: &str) -> Key {
-        let h = siphash13_128_x2(self.inner.keys, token.as_bytes());
-        // Truncation intended: the two halves of the 128-bit hash.
-        Key { lo: h as u64, hi: (h >> 64) as u64 }
+        let h = self.inner.hasher.hash(token.as_bytes());
+        Key { lo: h.h1, hi: h.h2 }
     }
 
     pub(crate) fn lookup(&self, key: Key, now: UnixTime) -> Option<AuthContext> {
@@ -338,7 +336,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn random_key() -> SipKey {
+/// SipHash-1-3 with a 128-bit output under a random key that never leaves the process: a
+/// client cannot aim a token at another token's entry, since finding a collision without the
+/// key takes about 2^128 guesses. It is the reduced-round variant that std's `HashMap` uses; a
+/// SHA-256 of the token would cost several times as much, most of a hit.
+fn keyed_hasher() -> SipHasher13 {
     let mut bytes = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
         // std's hasher keys come from the operating system too, by another path; the key only
@@ -350,9 +352,7 @@ fn random_key() -> SipKey {
         bytes[..8].copy_from_slice(&a.to_le_bytes());
         bytes[8..].copy_from_slice(&b.to_le_bytes());
     }
-    let (k0, k1) = bytes.split_at(8);
-    let word = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
-    SipKey::new(word(k0), word(k1))
+    SipHasher13::new_with_key(&bytes)
 }
 
 /// An entry's key: the 128-bit keyed hash of the token.
