@@ -315,15 +315,16 @@ fn two_threads(rounds: u64, tokens: &[&str], hit: impl Fn(&str) -> bool + Sync) 
     start.elapsed()
 }
 
-/// Bytes each cache allocates for `n` tokens, printed once: with the contexts kept by the
-/// caller, so shared (what the table itself costs), and with contexts of their own, parsed per
-/// token as the verifier does and dropped by the caller once admitted (what the cache costs in
-/// use). Beside them, `TokenCache`'s own count, which `max_bytes` bounds.
+/// Bytes each cache allocates when full, bounded to `n` tokens and given twice as many (so it
+/// also holds whatever it keeps of the evicted ones), printed once: with the contexts kept by
+/// the caller, so shared (what the table itself costs), and with contexts of their own, parsed
+/// per token as the verifier does and dropped by the caller once admitted (what the cache
+/// costs in use). Beside them, `TokenCache`'s own count, which `max_bytes` bounds.
 fn memory(token: &str, sample: &AuthContext, now: i64, n: usize) {
-    println!("bytes allocated for {n} tokens admitted (counting allocator), per token held:");
+    println!("bytes allocated by a cache bounded to {n} tokens, given {}, per token held:", 2 * n);
     println!("  {:<14}{:>8}{:>14}{:>10}{:>24}", "", "held", "table alone", "in use", "the cache's own count");
     for at in 0..3 {
-        let kept = tokens(token, sample, n, false);
+        let kept = tokens(token, sample, 2 * n, false);
         let before = ALLOCATED.allocated();
         let (name, t) = tables(n, sample).swap_remove(at);
         for (token, ctx) in &kept {
@@ -335,7 +336,7 @@ fn memory(token: &str, sample: &AuthContext, now: i64, n: usize) {
 
         let before = ALLOCATED.allocated();
         let (_, t) = tables(n, sample).swap_remove(at);
-        for i in 0..n {
+        for i in 0..2 * n {
             let (token, ctx) = one_token(token, sample, i, true);
             t.admit(&token, &ctx, now);
         }
