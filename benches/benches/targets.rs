@@ -53,7 +53,7 @@ fn main() {
     let (entries, counted, resident) = hundred_thousand_tokens(&ctx);
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     println!(
-        "  100 000 tokens admitted: {entries} held, {:.1} MiB counted by the cache, {:.1} MiB resident",
+        "  a cache bounded to 100 000 tokens, filled: {entries} held, {:.1} MiB counted by it, {:.1} MiB resident",
         mib(counted),
         resident.map_or(f64::NAN, mib)
     );
@@ -147,13 +147,15 @@ fn check(name: &str, value: f64, target: &str, met: bool) {
     println!("  {name:<44} {value:>10.2}   target {target:<8} {}", if met { "met" } else { "MISSED" });
 }
 
-/// Admits 100 000 tokens shaped like `ctx` into a cache bounded to 100 000 entries and
-/// 32 MiB: how many it holds, its own byte count, and how much the process grew.
+/// Admits tokens shaped like `ctx` into a cache bounded to 100 000 entries and 32 MiB until it
+/// holds 100 000 (each of its shards holds its share, and tokens fall on them unevenly, so it
+/// takes a few more), at most twice as many: how many it holds, its own byte count, and how
+/// much the process grew.
 fn hundred_thousand_tokens(ctx: &AuthContext) -> (usize, usize, Option<usize>) {
     let before = resident_bytes();
     let cache = TokenCache::new(TokenCacheConfig::default().with_max_entries(100_000).with_max_bytes(32 << 20));
     let now = UnixTime::from_secs(ctx.expires_at.as_secs() - 600);
-    for i in 0..100_000 {
+    for i in (0..200_000).take_while(|&i| i < 100_000 || cache.len() < 100_000) {
         let mut c = ctx.clone();
         c.subject =
             UserId::parse(&format!("{}{i:06}", &ctx.subject.as_str()[..ctx.subject.as_str().len() - 6])).unwrap();

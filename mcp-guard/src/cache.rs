@@ -2,22 +2,30 @@
 //! token pays for one signature check, not one per request.
 //!
 //! An entry is keyed by a 128-bit SipHash-1-3 of the whole token (the `siphasher` crate) under
-//! a random per-process key, so the cache never holds a token, and a client cannot aim a forged
-//! token at another token's entry without that key. It holds the [`AuthContext`] the verifier produced, in a
-//! compact form, and lives until the token's `exp` at the latest. Only accepted tokens are
-//! cached; a refused token is checked again each time it is presented.
+//! a random per-process key, so the cache never holds a token, and a client cannot aim a
+//! forged token at another token's entry without that key. It holds the [`AuthContext`] the
+//! verifier produced, in a compact form, and lives until the token's `exp` at the latest,
+//! checked on every hit. Only accepted tokens are cached; a refused token is checked again
+//! each time it is presented.
 //!
 //! # Bounds
-//! [`TokenCacheConfig::max_entries`] and [`TokenCacheConfig::max_bytes`] cap the cache. Its
-//! table is set-associative with two choices: a token may sit in any of the 8 slots of either
-//! of the two sets its hash picks, goes to the emptier one, and when both are full a resident
-//! moves to its other set to make room. The table has a quarter more slots than
-//! `max_entries`, which is then enforced by count, so that a full cache holds `max_entries`
-//! tokens, not the fraction a one-choice table would. Past the bound an expired entry goes
-//! first, else the one that expires soonest. The table is allocated at its full size with
-//! the first entry and never grows, so its memory is known in advance (120 bytes a slot, plus
-//! each entry's strings: about 25 MiB for 100 000 tokens); an evicted token only costs one
-//! more signature check.
+//! The table is `quick_cache`'s sync cache: up to 16 shards, each behind a read-write lock, so
+//! that hits do not wait for each other, and no thread of its own. [`TokenCacheConfig::max_entries`]
+//! and [`TokenCacheConfig::max_bytes`] cap it together, on every insert: each entry is charged
+//! its bytes (its slot in the table with the table's bookkeeping, and its own strings as the
+//! allocator rounds them) in units chosen so that neither more than `max_entries` entries nor
+//! more than `max_bytes` bytes fit. Each shard holds its share of both, and tokens fall on
+//! shards unevenly, so a cache given exactly `max_entries` tokens keeps a little fewer (99.6 %
+//! of 100 000 on 16 shards); one that has seen more holds `max_entries`.
+//!
+//! Past the bound quick_cache evicts by its own policy (CLOCK-Pro): a new token that is not
+//! read again goes before one that is, and a token seen again soon after its eviction comes
+//! back among the ones kept. That policy does not look at expiry, so once the cache is within
+//! a shard of full an admission first drops the expired entries (a scan, at most once a
+//! second): an expired entry always goes before a live one. The table is allocated with the
+//! first entry for the tokens that typically fill it, and grows only if smaller ones come. For
+//! 100 000 tokens it counts about 300 bytes a token, 29 MiB (`cargo bench -p oauth-benches
+//! --bench cache`); an evicted token only costs one more signature check.
 //!
 //! # Invalidation and staleness
 //! [`TokenCache::invalidate_grant`] and [`TokenCache::invalidate_token`] drop the entries and,
@@ -37,12 +45,12 @@
 //! [`LocalVerifier`](crate::LocalVerifier) caches unless told otherwise. Its answer for a token
 //! depends only on the token, the key set and the clock; an entry dies at `exp`, before the
 //! uncached check starts refusing the token (at `exp` plus the leeway), and keys stay
-//! published for longer than any token lives (`key_retention` ≥ `access_token_ttl` is checked at start-up). So the
-//! cache accepts nothing the uncached check would refuse, except after an emergency removal
-//! of a signing key: call [`TokenCache::clear`] then. In exchange a repeated token costs a
-//! keyed hash and a map lookup (about 0.4 µs, `cargo bench -p oauth-benches --bench
-//! validation`) instead of a signature check (about 65 µs for ES256), and the memory stays
-//! under [`TokenCacheConfig::max_bytes`] (8 MiB by default).
+//! published for longer than any token lives (`key_retention` ≥ `access_token_ttl` is checked
+//! at start-up). So the cache accepts nothing the uncached check would refuse, except after
+//! an emergency removal of a signing key: call [`TokenCache::clear`] then. In exchange a
+//! repeated token costs a keyed hash and a map lookup (about 0.5 µs, `cargo bench -p
+//! oauth-benches --bench validation`) instead of a signature check (about 60 µs for ES256),
+//! and the memory stays under [`TokenCacheConfig::max_bytes`] (8 MiB by default).
 //!
 //! ```
 //! use std::time::Duration;
@@ -57,8 +65,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,7 +75,8 @@ use oauth_core::secret::SecretHash;
 use oauth_core::store::{Grant, GrantStore, StoreResult};
 use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_core::{ServerConfig, Stores, UnixTime};
-
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use siphasher::sip128::SipHasher13;
 
 use crate::context::{AuthContext, Rejection};
@@ -82,7 +91,8 @@ pub const MAX_REVOCATIONS: usize = 100_000;
 pub struct TokenCacheConfig {
     /// Most tokens held. Default: 10 000.
     pub max_entries: usize,
-    /// Most memory held, in bytes, counting the table and each entry's strings. Default: 8 MiB.
+    /// Most memory held, in bytes, counting each entry's place in the table and its strings.
+    /// Default: 8 MiB.
     pub max_bytes: usize,
     /// Longest an entry lives, whatever the token's `exp`. Default: none (until `exp`).
     pub max_age: Option<Duration>,
@@ -116,8 +126,8 @@ impl TokenCacheConfig {
         self
     }
 
-    /// Most memory held, in bytes: the table and the entries' strings. Default: 8 MiB, room
-    /// for about 35 000 typical tokens, so the entry limit binds first.
+    /// Most memory held, in bytes: the entries' places in the table and their strings.
+    /// Default: 8 MiB, room for about 27 000 typical tokens, so the entry limit binds first.
     #[must_use]
     pub fn with_max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n;
@@ -164,9 +174,24 @@ pub struct TokenCache {
 struct Inner {
     hasher: SipHasher13,
     config: TokenCacheConfig,
-    shards: Box<[Mutex<Shard>]>,
+    /// `None` when the bounds leave room for no entry: caching is off.
+    table: Option<Table>,
+    /// Bytes charged for the entries held, shared with the table's eviction hook.
+    bytes: Arc<AtomicUsize>,
+    /// Past this weight the cache is within a shard of full: admissions sweep expired entries.
+    sweep_from: u64,
+    /// The table is allocated for this many entries with the first one.
+    typical: usize,
+    allocated: Once,
+    /// The second of the last sweep.
+    swept: AtomicI64,
+    /// Client ids, scope sets and issuers shared by the entries: most tokens carry one of a
+    /// few.
+    interned: Mutex<Vec<Arc<Shared>>>,
     revoked: Mutex<Revocations>,
 }
+
+type Table = Cache<Key, Entry, Charge, BuildHasherDefault<PassThrough>, Release>;
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,25 +206,24 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
-    /// An empty cache with a fresh random key. Each shard's table is allocated at its first
-    /// entry, at its full size, and never grows.
+    /// An empty cache with a fresh random key. Its table is allocated with the first entry.
     pub fn new(config: TokenCacheConfig) -> Self {
-        // Up to 16 shards keep concurrent requests off each other's lock; a small cache gets
-        // fewer, so that its bounds stay close to what was asked.
-        let by_entries = config.max_entries / 256;
-        let by_bytes = config.max_bytes / (256 * (SLOT_BYTES + TYPICAL_TEXT_BYTES));
-        let shards = by_entries.min(by_bytes).clamp(1, 16);
-        let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
-        let layout = Layout::new(config.max_entries / shards, config.max_bytes / shards);
-        // The entry bound is global, so that a shard that draws more than its share of
-        // tokens still keeps them all.
-        let count = Arc::new(Count { held: AtomicUsize::new(0), max: config.max_entries });
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let table = table(&config, &bytes);
+        let sweep_from = table.as_ref().map_or(0, |t| t.capacity().saturating_sub(t.shard_capacity()));
+        let typical = typical_entries(&config);
         Self {
             inner: Arc::new(Inner {
                 hasher: keyed_hasher(),
-                shards: (0..shards).map(|_| Mutex::new(Shard::new(layout, count.clone()))).collect(),
-                revoked: Mutex::new(Revocations::default()),
                 config,
+                table,
+                bytes,
+                sweep_from,
+                typical,
+                allocated: Once::new(),
+                swept: AtomicI64::new(i64::MIN),
+                interned: Mutex::new(Vec::new()),
+                revoked: Mutex::new(Revocations::default()),
             }),
         }
     }
@@ -229,7 +253,9 @@ impl TokenCache {
         // Recorded before the entry goes, and `admit` checks under the same lock, so a
         // verification racing with this one cannot cache the token again.
         lock(&self.inner.revoked).insert_token(key, until, now.as_secs());
-        self.inner.shard(key).remove(key);
+        if let Some((_, e)) = self.inner.table.as_ref().and_then(|t| t.remove(&key)) {
+            self.inner.release(&e);
+        }
     }
 
     /// Drops every token of `grant` and refuses them for the revocation window. Scans the
@@ -237,22 +263,18 @@ impl TokenCache {
     pub fn invalidate_grant(&self, grant: &GrantId, now: UnixTime) {
         let until = now.plus(self.inner.config.revocation_window).as_secs();
         lock(&self.inner.revoked).insert_grant(grant.as_str(), until, now.as_secs());
-        for shard in self.inner.shards.iter() {
-            lock(shard).remove_where(|e| e.grant() == Some(grant.as_str()));
-        }
+        self.inner.remove_where(|e| e.grant.as_ref() == Some(grant));
     }
 
     /// Drops every entry (invalidations stay). After removing a signing key in an emergency,
     /// call this so that tokens it signed are checked again.
     pub fn clear(&self) {
-        for shard in self.inner.shards.iter() {
-            lock(shard).remove_where(|_| true);
-        }
+        self.inner.remove_where(|_| true);
     }
 
     /// How many tokens are cached.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len).sum()
+        self.inner.table.as_ref().map_or(0, Table::len)
     }
 
     /// Whether no token is cached.
@@ -262,14 +284,12 @@ impl TokenCache {
 
     /// Entries, bytes and invalidations held.
     pub fn stats(&self) -> CacheStats {
-        let (mut entries, mut bytes) = (0, 0);
-        for shard in self.inner.shards.iter() {
-            let shard = lock(shard);
-            entries += shard.len;
-            bytes += shard.bytes();
-        }
         let r = lock(&self.inner.revoked);
-        CacheStats { entries, bytes, revocations: r.grants.len() + r.tokens.len() }
+        CacheStats {
+            entries: self.len(),
+            bytes: self.inner.bytes.load(Ordering::Relaxed),
+            revocations: r.grants.len() + r.tokens.len(),
+        }
     }
 
     /// `stores` with its grant store wrapped so that every grant revoked through it is
@@ -291,12 +311,20 @@ impl TokenCache {
     }
 
     pub(crate) fn key_of(&self, token: &str) -> Key {
-        let h = self.inner.hasher.hash(token.as_bytes());
-        Key { lo: h.h1, hi: h.h2 }
+        Key(self.inner.hasher.hash(token.as_bytes()).as_u128())
     }
 
     pub(crate) fn lookup(&self, key: Key, now: UnixTime) -> Option<AuthContext> {
-        self.inner.shard(key).get(key, now.as_secs())
+        let table = self.inner.table.as_ref()?;
+        let entry = table.get(&key)?;
+        let now = now.as_secs();
+        if entry.expires_at() > now {
+            return Some(entry.context());
+        }
+        if let Some((_, e)) = table.remove_if(&key, |e| e.expires_at() <= now) {
+            self.inner.release(&e);
+        }
+        None
     }
 
     pub(crate) fn admit_key(&self, key: Key, ctx: &AuthContext, now: UnixTime) -> Result<(), Rejection> {
@@ -305,6 +333,15 @@ impl TokenCache {
         if let Some(age) = self.inner.config.max_age {
             expires_at = expires_at.min(now.plus(age).as_secs());
         }
+        let entry = match &self.inner.table {
+            Some(table) if expires_at > now_s => {
+                // At once rather than by doubling, which would leave up to half of it unused.
+                self.inner.allocated.call_once(|| table.reserve(self.inner.typical));
+                self.inner.sweep_if_nearly_full(table, now_s);
+                Entry::new(ctx, expires_at, &self.inner.interned)
+            }
+            _ => None,
+        };
         // Held until the entry is in, so that an invalidation cannot slip in between.
         let revoked = lock(&self.inner.revoked);
         if revoked.tokens.get(&key).is_some_and(|&until| until > now_s) {
@@ -315,8 +352,11 @@ impl TokenCache {
         {
             return Err(Rejection::new(Reason::GrantRevoked, "the token's grant was revoked"));
         }
-        if expires_at > now_s {
-            self.inner.shard(key).insert(key, ctx, expires_at, now_s);
+        if let (Some(table), Some(entry)) = (&self.inner.table, entry) {
+            // Counted before it goes in: if it pushes others out, or is itself too heavy for
+            // its shard, the eviction hook takes their bytes off again.
+            self.inner.bytes.fetch_add(entry.bytes as usize, Ordering::Relaxed);
+            table.insert(key, entry);
         }
         drop(revoked);
         Ok(())
@@ -324,16 +364,68 @@ impl TokenCache {
 }
 
 impl Inner {
-    fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
-        // The high bits pick the shard, the low ones the set within it; both are uniform.
-        let i = (key.hi >> 58) as usize % self.shards.len();
-        lock(&self.shards[i])
+    /// Takes an entry that left the table outside its eviction hook off the byte count.
+    fn release(&self, e: &Entry) {
+        self.bytes.fetch_sub(e.bytes as usize, Ordering::Relaxed);
+    }
+
+    fn remove_where(&self, f: impl Fn(&Entry) -> bool) {
+        if let Some(table) = &self.table {
+            table.retain(|_, e| {
+                let gone = f(e);
+                if gone {
+                    self.release(e);
+                }
+                !gone
+            });
+        }
+    }
+
+    /// Sweeps the expired entries once the cache is within a shard of full, at most once a
+    /// second: quick_cache evicts by its own policy, which does not look at expiry, and an
+    /// expired entry must go before a live one.
+    fn sweep_if_nearly_full(&self, table: &Table, now: i64) {
+        if table.weight() >= self.sweep_from && self.swept.fetch_max(now, Ordering::Relaxed) < now {
+            self.remove_where(|e| e.expires_at() <= now);
+        }
     }
 }
 
+/// The table for `config`'s bounds, counting its bytes in `bytes`; `None` when the bounds
+/// leave room for no entry.
+fn table(config: &TokenCacheConfig, bytes: &Arc<AtomicUsize>) -> Option<Table> {
+    let charge = Charge::new(config)?;
+    let mut options = OptionsBuilder::new();
+    options
+        .shards(shards())
+        .estimated_items_capacity(typical_entries(config))
+        .weight_capacity(charge.capacity())
+        .ghost_allocation(GHOSTS);
+    if charge.entries == 1 {
+        // quick_cache admits nothing heavier than its hot share (97 % by default), and the one
+        // entry of a one-entry cache weighs the whole.
+        options.hot_allocation(1.0);
+    }
+    let release = Release { bytes: bytes.clone() };
+    // Only a missing capacity makes `build` fail, and both are set.
+    Some(Table::with_options(options.build().ok()?, charge, BuildHasherDefault::default(), release))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a shard leaves at worst a stale byte count; the slots are intact.
+    // A panic while holding these leaves a map or a list that is whole.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Shards of the table: four per core, as quick_cache picks, up to 16. More would only spread
+/// the bounds thinner (each shard holds its share, and tokens fall on shards unevenly).
+fn shards() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).saturating_mul(4).min(16)
+}
+
+/// The tokens a full cache typically holds, for quick_cache's sizing of its shards and of its
+/// memory of evicted keys.
+fn typical_entries(config: &TokenCacheConfig) -> usize {
+    config.max_entries.min(config.max_bytes / (SLOT_BYTES + TYPICAL_TEXT_BYTES)).max(1)
 }
 
 /// SipHash-1-3 with a 128-bit output under a random key that never leaves the process: a
@@ -356,19 +448,18 @@ fn keyed_hasher() -> SipHasher13 {
 }
 
 /// An entry's key: the 128-bit keyed hash of the token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Key {
-    lo: u64,
-    hi: u64,
-}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Key(u128);
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.lo);
+        // Truncation intended: the low half of a uniform hash is one too.
+        state.write_u64(self.0 as u64);
     }
 }
 
-/// The revocation map's hasher: the key is already a keyed hash, so it passes through.
+/// The hasher of the table and of the revocation map: the key is already a keyed hash, so it
+/// passes through.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -388,364 +479,186 @@ impl Hasher for PassThrough {
     }
 }
 
-/// Slots per set: a token can live in any of the 8 slots of either of its two sets, so the
-/// table fills almost completely while a lookup compares at most 16 keys.
-const WAYS: usize = 8;
+/// Bytes of an entry's place in the table: its key and value in a slot of quick_cache's slab,
+/// with the slot's state and links (32 bytes); a quarter slot more for the evicted keys it
+/// remembers (up to a quarter as many as the entries, see [`GHOSTS`], in slots of the same
+/// size); and its share of the hash index (about 16 bytes). The cache bench measures it.
+const SLOT_BYTES: usize = (size_of::<Key>() + size_of::<Entry>() + 32) * 5 / 4 + 16;
 
-/// Bytes of one slot: its key and its entry (an empty slot is a `None` of the same size).
-const SLOT_BYTES: usize = std::mem::size_of::<Key>() + std::mem::size_of::<Option<Entry>>();
+/// The share of evicted keys quick_cache remembers, against the entries: a token seen again
+/// soon after its eviction comes back among the entries that survive a sweep. A quarter, not
+/// quick_cache's half: each takes a whole slot.
+const GHOSTS: f64 = 0.25;
 
 /// The strings of a typical entry as allocated (a 22-character token id, a grant id and a
-/// short subject; the client id is shared): only for sizing shards.
+/// short subject; the client id is shared): only for sizing the table.
 const TYPICAL_TEXT_BYTES: usize = 96;
 
 /// Longest subject and token id cached together, as the longest token verified.
 const MAX_TOKEN_LEN: usize = oauth_core::jwt::MAX_TOKEN_LEN;
 
-/// The shape of a shard's table.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    sets: usize,
-    ways: usize,
-    /// Bytes the entries' strings may take, beside the table.
-    heap_budget: usize,
-}
-
-impl Layout {
-    fn new(max_entries: usize, max_bytes: usize) -> Self {
-        // A quarter more slots than entries: tokens fall unevenly on shards and sets, and with
-        // that slack a full cache still finds a slot for every one of `max_entries`. The byte
-        // budget leaves room for each slot's strings.
-        let wanted = max_entries.saturating_add(max_entries / 4);
-        let slots = wanted.min(max_bytes / (SLOT_BYTES + TYPICAL_TEXT_BYTES));
-        let ways = WAYS.min(slots).max(1);
-        let sets = slots / ways;
-        Self { sets, ways, heap_budget: max_bytes.saturating_sub(sets * ways * SLOT_BYTES) }
-    }
-
-    fn slots(self) -> usize {
-        self.sets * self.ways
-    }
-}
-
-/// The entries held by all shards, against [`TokenCacheConfig::max_entries`].
-struct Count {
-    held: AtomicUsize,
-    max: usize,
-}
-
-/// A set-associative table: a fixed number of slots, no rehashing, no growth, so its memory
-/// is known in advance.
-struct Shard {
-    layout: Layout,
-    count: Arc<Count>,
-    keys: Vec<Key>,
-    entries: Vec<Option<Entry>>,
-    len: usize,
-    /// Bytes of the entries' strings, as allocated.
-    heap: usize,
-    /// Where eviction for the string budget resumes.
-    cursor: usize,
-    /// Client ids, scope sets and issuers shared by the entries: most tokens carry one of a
-    /// few.
-    clients: Vec<Arc<ClientId>>,
-    scopes: Vec<Arc<ScopeSet>>,
-    issuers: Vec<Arc<str>>,
-}
-
-/// Most distinct client ids, scope sets or issuers a shard shares; others get their own copy.
+/// Most distinct client ids, scope sets and issuers shared; others get their own copy.
 const INTERNED: usize = 16;
 
-impl Shard {
-    fn new(layout: Layout, count: Arc<Count>) -> Self {
-        Self {
-            layout,
-            count,
-            keys: Vec::new(),
-            entries: Vec::new(),
-            len: 0,
-            heap: 0,
-            cursor: 0,
-            clients: Vec::new(),
-            scopes: Vec::new(),
-            issuers: Vec::new(),
+/// What quick_cache charges each entry against its one weight capacity, in units that make
+/// both bounds hold at once. With `E` entries and `B` bytes at most, an entry of `b` bytes
+/// weighs `max(b·E, B)` out of `E·B`: as each weighs at least `B`, at most `E` fit; as each
+/// weighs at least `b·E`, at most `B` bytes fit. Bytes are counted in `unit`s so that `E·B`
+/// stays far from overflowing quick_cache's sums.
+#[derive(Clone)]
+struct Charge {
+    entries: u64,
+    /// `B`, in units.
+    bytes: u64,
+    unit: u64,
+}
+
+impl Charge {
+    /// `None` when the bounds leave room for no entry.
+    fn new(config: &TokenCacheConfig) -> Option<Self> {
+        // No more can fit: every entry takes at least its slot.
+        let entries = config.max_entries.min(config.max_bytes / SLOT_BYTES) as u64;
+        let bytes = config.max_bytes as u64;
+        if entries == 0 {
+            return None;
         }
+        let limit = u128::from(u64::MAX / 4);
+        let unit = (u128::from(entries) * u128::from(bytes)).div_ceil(limit).max(1);
+        // At most `bytes`, as `unit` is at least 1.
+        let unit = u64::try_from(unit).unwrap_or(u64::MAX);
+        Some(Self { entries, bytes: bytes / unit, unit })
     }
 
-    fn bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
-            + self.keys.capacity() * std::mem::size_of::<Key>()
-            + self.heap
+    fn capacity(&self) -> u64 {
+        self.entries.saturating_mul(self.bytes)
     }
+}
 
-    /// The slots of `key`'s two sets.
-    fn sets(&self, key: Key) -> [std::ops::Range<usize>; 2] {
-        // Multiply-shift maps uniform 64 bits onto 0..sets without a division. The first set
-        // comes from the low word; the second from the high word less its top bits, which
-        // picked the shard.
-        let pick = |bits: u64| {
-            let set = ((u128::from(bits) * self.layout.sets as u128) >> 64) as usize;
-            set * self.layout.ways..(set + 1) * self.layout.ways
-        };
-        [pick(key.lo), pick(key.hi << 6)]
+impl Weighter<Key, Entry> for Charge {
+    fn weight(&self, _: &Key, e: &Entry) -> u64 {
+        u64::from(e.bytes).div_ceil(self.unit).saturating_mul(self.entries).max(self.bytes)
     }
+}
 
-    fn occupied(&self, i: usize) -> Option<&Entry> {
-        self.entries.get(i).and_then(Option::as_ref)
-    }
+/// quick_cache's eviction hook: an entry pushed out, or replaced, leaves the byte count.
+#[derive(Clone)]
+struct Release {
+    bytes: Arc<AtomicUsize>,
+}
 
-    fn find(&self, key: Key) -> Option<usize> {
-        self.sets(key).into_iter().find_map(|set| {
-            let keys = self.keys.get(set.clone())?;
-            let i = set.start + keys.iter().position(|k| *k == key)?;
-            self.occupied(i).map(|_| i)
-        })
-    }
+impl Lifecycle<Key, Entry> for Release {
+    type RequestState = ();
 
-    fn get(&mut self, key: Key, now: i64) -> Option<AuthContext> {
-        let i = self.find(key)?;
-        let entry = self.occupied(i)?;
-        if entry.expires_at > now {
-            return Some(entry.context());
-        }
-        self.take(i);
-        None
-    }
-
-    fn insert(&mut self, key: Key, ctx: &AuthContext, expires_at: i64, now: i64) {
-        if self.layout.slots() == 0 {
-            return;
-        }
-        if self.entries.is_empty() {
-            self.keys = vec![Key::default(); self.layout.slots()];
-            self.entries = (0..self.layout.slots()).map(|_| None).collect();
-        }
-        let Some(entry) = Entry::new(ctx, expires_at, self) else {
-            return;
-        };
-        if entry.heap_bytes() > self.layout.heap_budget {
-            return;
-        }
-        // The token's own slot, else a free or expired one in its sets, else one freed by
-        // moving a resident to its other set, else the one that expires first.
-        let slot = match self.find(key) {
-            Some(i) => i,
-            None => match self.free_slot(key, now).or_else(|| self.relocate(key)) {
-                Some(i) => i,
-                None => self.soonest(key, usize::MAX).unwrap_or(self.sets(key)[0].start),
-            },
-        };
-        self.take(slot);
-        if !self.reserve(key, slot, now) {
-            return;
-        }
-        self.heap += entry.heap_bytes();
-        self.len += 1;
-        if let (Some(k), Some(e)) = (self.keys.get_mut(slot), self.entries.get_mut(slot)) {
-            *k = key;
-            *e = Some(entry);
-        }
-        // Over the string budget (long claims): evict round-robin, never the new entry.
-        while self.heap > self.layout.heap_budget {
-            self.cursor = (self.cursor + 1) % self.layout.slots();
-            if self.cursor != slot {
-                self.take(self.cursor);
-            }
-        }
-    }
-
-    /// An empty slot in the emptier of `key`'s sets, else an expired one in either.
-    fn free_slot(&mut self, key: Key, now: i64) -> Option<usize> {
-        let [a, b] = self.sets(key);
-        let used = |s: &std::ops::Range<usize>| s.clone().filter(|&i| self.occupied(i).is_some()).count();
-        let (first, second) = if used(&a) <= used(&b) { (a, b) } else { (b, a) };
-        let mut all = first.chain(second);
-        let empty = all.clone().find(|&i| self.occupied(i).is_none());
-        empty.or_else(|| all.find(|&i| self.occupied(i).is_some_and(|e| e.expires_at <= now)))
-    }
-
-    /// Moves a resident of `key`'s full sets to an empty slot of its other set; the slot it
-    /// leaves.
-    fn relocate(&mut self, key: Key) -> Option<usize> {
-        for set in self.sets(key) {
-            for i in set {
-                let resident = *self.keys.get(i)?;
-                let Some(j) = self.sets(resident).into_iter().flatten().find(|&j| self.occupied(j).is_none()) else {
-                    continue;
-                };
-                let moved = self.entries.get_mut(i).and_then(Option::take);
-                if let (Some(k), Some(e)) = (self.keys.get_mut(j), self.entries.get_mut(j)) {
-                    *k = resident;
-                    *e = moved;
-                }
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    /// The occupied slot of `key`'s sets that expires first, other than `except`.
-    fn soonest(&self, key: Key, except: usize) -> Option<usize> {
-        self.sets(key)
-            .into_iter()
-            .flatten()
-            .filter(|&i| i != except)
-            .filter_map(|i| self.occupied(i).map(|e| (e.expires_at, i)))
-            .min()
-            .map(|(_, i)| i)
-    }
-
-    /// Counts the entry about to go into `slot` against the global bound; when the cache is
-    /// full, evicts one of this shard's entries first. False when there is none to evict.
-    fn reserve(&mut self, key: Key, slot: usize, now: i64) -> bool {
-        loop {
-            let held = self.count.held.load(Ordering::Relaxed);
-            if held < self.count.max {
-                if self.count.held.compare_exchange(held, held + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                    return true;
-                }
-                continue;
-            }
-            let victim = self.soonest(key, slot).or_else(|| {
-                // Nothing else in the token's sets: any other entry of this shard, preferring
-                // an expired one.
-                let others = (0..self.entries.len()).filter(|&i| i != slot);
-                let expired = others.clone().find(|&i| self.occupied(i).is_some_and(|e| e.expires_at <= now));
-                expired.or_else(|| others.clone().find(|&i| self.occupied(i).is_some()))
-            });
-            match victim {
-                Some(i) => self.take(i),
-                None => return false,
-            }
-        }
-    }
-
-    fn remove(&mut self, key: Key) {
-        if let Some(i) = self.find(key) {
-            self.take(i);
-        }
-    }
-
-    fn remove_where(&mut self, mut f: impl FnMut(&Entry) -> bool) {
-        for i in 0..self.entries.len() {
-            if self.occupied(i).is_some_and(&mut f) {
-                self.take(i);
-            }
-        }
-    }
-
-    /// Empties slot `i`.
-    fn take(&mut self, i: usize) {
-        if let Some(e) = self.entries.get_mut(i).and_then(Option::take) {
-            self.heap -= e.heap_bytes();
-            self.len -= 1;
-            self.count.held.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    fn intern_scopes(&mut self, scopes: &ScopeSet) -> Arc<ScopeSet> {
-        if let Some(s) = self.scopes.iter().find(|s| ***s == *scopes) {
-            return s.clone();
-        }
-        let s = Arc::new(scopes.clone());
-        if self.scopes.len() < INTERNED {
-            self.scopes.push(s.clone());
-        }
-        s
-    }
-
-    fn intern_client(&mut self, client: &ClientId) -> Arc<ClientId> {
-        if let Some(c) = self.clients.iter().find(|c| ***c == *client) {
-            return c.clone();
-        }
-        let c = Arc::new(client.clone());
-        if self.clients.len() < INTERNED {
-            self.clients.push(c.clone());
-        }
-        c
-    }
-
-    fn intern_issuer(&mut self, issuer: &Arc<str>) -> Arc<str> {
-        if let Some(s) = self.issuers.iter().find(|s| ***s == **issuer) {
-            return s.clone();
-        }
-        let s = issuer.clone();
-        if self.issuers.len() < INTERNED {
-            self.issuers.push(s.clone());
-        }
-        s
+    fn on_evict(&self, _: &mut (), _: Key, e: Entry) {
+        self.bytes.fetch_sub(e.bytes as usize, Ordering::Relaxed);
     }
 }
 
 /// A cached token, compact: its own values as parsed, the ones that most tokens share by
 /// reference. A hit clones them, which is cheaper than parsing them again.
+#[derive(Clone)]
 struct Entry {
-    /// Valid while now < this: the token's `exp`, or sooner with a max age.
-    expires_at: i64,
     /// The token's `exp`.
     exp: i64,
+    /// How long before `exp` the entry dies, in seconds: zero, or the rest with a max age.
+    early: u32,
+    /// What the entry is charged against [`TokenCacheConfig::max_bytes`].
+    bytes: u32,
     subject: UserId,
     token_id: Arc<str>,
     grant: Option<GrantId>,
-    client: Arc<ClientId>,
-    scopes: Arc<ScopeSet>,
+    shared: Arc<Shared>,
+}
+
+/// The part of a context that most tokens share.
+#[derive(PartialEq)]
+struct Shared {
+    client: ClientId,
+    scopes: ScopeSet,
     issuer: Arc<str>,
 }
 
 impl Entry {
-    fn new(ctx: &AuthContext, expires_at: i64, shard: &mut Shard) -> Option<Self> {
+    fn new(ctx: &AuthContext, expires_at: i64, interned: &Mutex<Vec<Arc<Shared>>>) -> Option<Self> {
         // Tokens are at most 8 KiB; larger values are not cached.
         if ctx.subject.as_str().len() + ctx.token_id.len() > MAX_TOKEN_LEN {
             return None;
         }
+        let exp = ctx.expires_at.as_secs();
+        // A max age more than 136 years short of `exp`: not worth a wider field.
+        let early = u32::try_from(exp.saturating_sub(expires_at).max(0)).ok()?;
+        let (shared, own) = intern(ctx, interned);
+        let bytes = SLOT_BYTES
+            + shared_str(ctx.subject.as_str().len())
+            + shared_str(ctx.token_id.len())
+            + ctx.grant_id.as_ref().map_or(0, |g| shared_str(g.as_str().len()))
+            + own;
         Some(Self {
-            expires_at,
-            exp: ctx.expires_at.as_secs(),
+            exp,
+            early,
+            // Under 8 KiB of strings and one scope set: far below u32::MAX.
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
             subject: ctx.subject.clone(),
             token_id: ctx.token_id.clone(),
             grant: ctx.grant_id.clone(),
-            client: shard.intern_client(&ctx.client_id),
-            scopes: shard.intern_scopes(&ctx.scopes),
-            issuer: shard.intern_issuer(&ctx.issuer),
+            shared,
         })
     }
 
-    fn grant(&self) -> Option<&str> {
-        self.grant.as_ref().map(GrantId::as_str)
+    /// Valid while now < this: the token's `exp`, or sooner with a max age.
+    fn expires_at(&self) -> i64 {
+        self.exp - i64::from(self.early)
     }
 
     fn context(&self) -> AuthContext {
         // Built in place: a hit is short enough for the moves of a builder to show.
         AuthContext {
             subject: self.subject.clone(),
-            client_id: ClientId::clone(&self.client),
-            scopes: ScopeSet::clone(&self.scopes),
+            client_id: self.shared.client.clone(),
+            scopes: self.shared.scopes.clone(),
             expires_at: UnixTime::from_secs(self.exp),
-            issuer: self.issuer.clone(),
+            issuer: self.shared.issuer.clone(),
             token_id: self.token_id.clone(),
             grant_id: self.grant.clone(),
         }
     }
-
-    /// The entry's own allocations, as the allocator rounds them (16-byte granules, 8 of
-    /// header, 32 at least): its shared strings (16 bytes of counts each, and counted whole
-    /// although the verifier's context may share them for a while), and its client id unless
-    /// it is interned.
-    fn heap_bytes(&self) -> usize {
-        let block = |n: usize| (n + 8).next_multiple_of(16).max(32);
-        let shared = |len: usize| block(16 + len);
-        let own_client = if Arc::strong_count(&self.client) == 1 {
-            // Only an interned client id is shared (by the shard's list), and for good.
-            block(std::mem::size_of::<ClientId>() + 16) + shared(self.client.as_str().len())
-        } else {
-            0
-        };
-        shared(self.subject.as_str().len())
-            + shared(self.token_id.len())
-            + self.grant().map_or(0, |g| shared(g.len()))
-            + own_client
-    }
 }
+
+/// `ctx`'s shared part, from the interned ones when it is there or there is room, and the
+/// bytes of its own copy otherwise.
+fn intern(ctx: &AuthContext, interned: &Mutex<Vec<Arc<Shared>>>) -> (Arc<Shared>, usize) {
+    let wanted = Shared { client: ctx.client_id.clone(), scopes: ctx.scopes.clone(), issuer: ctx.issuer.clone() };
+    let mut list = lock(interned);
+    if let Some(s) = list.iter().find(|s| ***s == wanted) {
+        return (s.clone(), 0);
+    }
+    let s = Arc::new(wanted);
+    if list.len() < INTERNED {
+        list.push(s.clone());
+        return (s, 0);
+    }
+    // Counted whole, although the verifier's context may share its parts for a while.
+    let scopes = block(16 + 24)
+        + block(BTREE_LEAF_BYTES)
+        + s.scopes.iter().map(|sc| shared_str(sc.as_str().len())).sum::<usize>();
+    let own =
+        block(16 + size_of::<Shared>()) + shared_str(s.client.as_str().len()) + shared_str(s.issuer.len()) + scopes;
+    (s, own)
+}
+
+/// A heap block of `n` bytes as the allocator rounds it: 16-byte granules, 8 of header, 32 at
+/// least.
+fn block(n: usize) -> usize {
+    (n + 8).next_multiple_of(16).max(32)
+}
+
+/// An `Arc<str>` of `len` bytes: its 16 bytes of counts and the text.
+fn shared_str(len: usize) -> usize {
+    block(16 + len)
+}
+
+/// A scope set's one B-tree leaf (eleven scopes, their parent link and counts).
+const BTREE_LEAF_BYTES: usize = 11 * size_of::<oauth_core::types::Scope>() + 16;
 
 /// Invalidated grants and tokens, each with the time until which it is refused.
 #[derive(Default)]
@@ -870,6 +783,11 @@ mod tests {
         c
     }
 
+    /// The bytes of the entries in the table, counted one by one.
+    fn counted_one_by_one(cache: &TokenCache) -> usize {
+        cache.inner.table.as_ref().map_or(0, |t| t.iter().map(|(_, e)| e.bytes as usize).sum())
+    }
+
     #[test]
     fn an_entry_gives_back_the_context_it_was_given() {
         let cache = TokenCache::default();
@@ -883,44 +801,92 @@ mod tests {
     }
 
     #[test]
-    fn the_byte_count_follows_inserts_and_removals() {
+    fn a_token_has_one_key_in_a_cache_and_another_in_the_next() {
+        let (a, b) = (TokenCache::default(), TokenCache::default());
+        assert_eq!(a.key_of("token"), a.key_of("token"));
+        assert_ne!(a.key_of("token"), a.key_of("tokem"));
+        assert_ne!(a.key_of("ab"), a.key_of("ab\0"));
+        assert_ne!(a.key_of("token"), b.key_of("token"), "each cache draws its own key");
+    }
+
+    #[test]
+    fn the_byte_count_follows_inserts_evictions_and_removals() {
         let cache = TokenCache::new(TokenCacheConfig::default().with_max_entries(100));
-        assert_eq!(cache.inner.shards.len(), 1);
-        assert_eq!(cache.stats().bytes, 0, "nothing allocated before the first entry");
+        assert_eq!(cache.stats().bytes, 0);
         let now = UnixTime::from_secs(1000);
         for i in 0..50 {
             cache.admit(&format!("t{i}"), &ctx(i, 2000, Some("gr_x")), now).unwrap();
         }
-        let table = Layout::new(100, 8 << 20).slots() * SLOT_BYTES;
-        assert!(cache.stats().bytes > table, "{}", cache.stats().bytes);
+        assert!(cache.stats().bytes > 50 * SLOT_BYTES, "{}", cache.stats().bytes);
+        assert_eq!(cache.stats().bytes, counted_one_by_one(&cache));
         cache.invalidate_grant(&GrantId::parse("gr_x").unwrap(), now);
-        assert_eq!(cache.stats().bytes, table, "only the table is left");
-        assert_eq!(cache.len(), 0);
+        assert_eq!((cache.stats().bytes, cache.len()), (0, 0));
+
+        // Past the bound, replaced, expired, invalidated, cleared.
+        for i in 0..1000 {
+            cache.admit(&format!("t{i}"), &ctx(i, 1000 + (i % 7) as i64 + 1, None), now).unwrap();
+            assert_eq!(cache.stats().bytes, counted_one_by_one(&cache), "after {i} inserts");
+        }
+        cache.admit("t999", &ctx(1, 3000, None), now).unwrap();
+        assert!(cache.get("t998", UnixTime::from_secs(1010)).is_none());
+        cache.invalidate_token("t999", now);
+        assert_eq!(cache.stats().bytes, counted_one_by_one(&cache));
+        cache.clear();
+        assert_eq!((cache.stats().bytes, cache.len()), (0, 0));
     }
 
     #[test]
-    fn a_full_cache_holds_every_one_of_max_entries() {
-        let cache = TokenCache::new(TokenCacheConfig::default().with_max_entries(20_000));
+    fn the_charge_makes_both_bounds_hold() {
+        for (entries, bytes) in [
+            (1, 1 << 20),
+            (10, 1 << 20),
+            (10_000, 8 << 20),
+            (100_000, 32 << 20),
+            (usize::MAX, 8 << 20),
+            (10_000, usize::MAX),
+            (usize::MAX, usize::MAX),
+        ] {
+            let config = TokenCacheConfig::default().with_max_entries(entries).with_max_bytes(bytes);
+            let c = Charge::new(&config).unwrap();
+            assert!(c.capacity() <= u64::MAX / 4, "{entries} {bytes}: the sums cannot overflow");
+            // The lightest entry weighs the byte bound's share, the heaviest its bytes.
+            assert!(c.capacity() / c.bytes <= entries as u64, "{entries} {bytes}: at most max_entries");
+            assert!(c.capacity() / c.entries * c.unit <= bytes as u64, "{entries} {bytes}: at most max_bytes");
+        }
+        let none = |e, b| Charge::new(&TokenCacheConfig::default().with_max_entries(e).with_max_bytes(b)).is_none();
+        assert!(none(0, 8 << 20) && none(10, SLOT_BYTES - 1), "no room: no table");
+    }
+
+    #[test]
+    fn a_one_entry_cache_holds_its_one() {
+        let cache = TokenCache::new(TokenCacheConfig::default().with_max_entries(1));
         let now = UnixTime::from_secs(1000);
-        for i in 0..20_000 {
+        for i in 0..3 {
             cache.admit(&format!("t{i}"), &ctx(i, 2000, None), now).unwrap();
+            assert!(cache.get(&format!("t{i}"), now).is_some(), "t{i}");
+            assert_eq!(cache.len(), 1);
         }
-        assert_eq!(cache.len(), 20_000);
-        assert!((0..20_000).all(|i| cache.get(&format!("t{i}"), now).is_some()), "relocated entries are found");
-        cache.admit("one more", &ctx(0, 1500, None), now).unwrap();
-        assert_eq!(cache.len(), 20_000, "past the bound, one goes for each one in");
-        assert!(cache.get("one more", now).is_some());
+        assert!(
+            TokenCache::new(TokenCacheConfig::default().with_max_entries(0))
+                .admit("t", &ctx(0, 2000, None), now)
+                .is_ok()
+        );
     }
 
     #[test]
-    fn layouts_stay_within_their_bounds() {
-        for (entries, bytes) in
-            [(0, 0), (1, 1 << 20), (10, 1 << 20), (100, 1000), (10_000, 8 << 20), (100_000, 32 << 20)]
-        {
-            let l = Layout::new(entries, bytes);
-            assert!(l.slots() <= entries + entries / 4, "{entries} {bytes}: {l:?}");
-            assert!(l.slots() * SLOT_BYTES + l.heap_budget <= bytes.max(l.slots() * SLOT_BYTES), "{l:?}");
+    fn many_distinct_clients_are_charged_for_their_own_copies() {
+        let cache = TokenCache::default();
+        let now = UnixTime::from_secs(1000);
+        let mut c = ctx(0, 2000, None);
+        cache.admit("shared", &c, now).unwrap();
+        let interned = cache.stats().bytes;
+        for i in 0..INTERNED {
+            c.client_id = ClientId::parse(&format!("client-{i}")).unwrap();
+            cache.admit(&format!("t{i}"), &c, now).unwrap();
         }
-        assert_eq!(Layout::new(10_000, 8 << 20).slots(), 12_496);
+        let before = cache.stats().bytes;
+        cache.admit("own", &c, now).unwrap();
+        assert!(cache.stats().bytes - before > interned + 100, "the client, scopes and issuer are counted");
+        assert_eq!(cache.get("own", now).unwrap().client_id, c.client_id);
     }
 }
