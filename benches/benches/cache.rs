@@ -9,8 +9,8 @@
 //!
 //! Timed, side by side with the cold signature check of the same token: a hit, cycling over
 //! every cached token; an insert into a full cache (the eviction path); hits from two threads
-//! at once. Printed once, untimed: the bytes each allocates for 100 000 tokens, counted by a
-//! counting allocator (`cap`) around the system one.
+//! at once. Printed once, untimed: the bytes each allocates when bounded to 100 000 tokens and
+//! given twice as many, counted by a counting allocator (`cap`) around the system one.
 //! `--test` (as `cargo bench -- --test` passes it) fills the caches with a tenth as many.
 #![allow(missing_docs, clippy::unwrap_used)]
 

@@ -9,23 +9,25 @@
 //! each time it is presented.
 //!
 //! # Bounds
-//! The table is `quick_cache`'s sync cache: up to 16 shards, each behind a read-write lock, so
-//! that hits do not wait for each other, and no thread of its own. [`TokenCacheConfig::max_entries`]
-//! and [`TokenCacheConfig::max_bytes`] cap it together, on every insert: each entry is charged
-//! its bytes (its slot in the table with the table's bookkeeping, and its own strings as the
-//! allocator rounds them) in units chosen so that neither more than `max_entries` entries nor
-//! more than `max_bytes` bytes fit. Each shard holds its share of both, and tokens fall on
-//! shards unevenly, so a cache given exactly `max_entries` tokens keeps a little fewer (99.6 %
-//! of 100 000 on 16 shards); one that has seen more holds `max_entries`.
+//! The table is `quick_cache`'s sync cache: up to 16 shards, each behind a read-write lock,
+//! so that hits do not wait for each other, and no thread of its own.
+//! [`TokenCacheConfig::max_entries`] and [`TokenCacheConfig::max_bytes`] cap it together, on
+//! every insert: each entry is charged its bytes (its slot in the table with the table's
+//! bookkeeping, and its own strings as the allocator rounds them) in units chosen so that
+//! neither more than `max_entries` entries nor more than `max_bytes` bytes fit. Each shard
+//! holds its share of both, and tokens fall on shards unevenly, so a cache given exactly
+//! `max_entries` tokens keeps a little fewer (99.6 % of 100 000 on 8 shards); one that has
+//! seen more holds `max_entries`.
 //!
 //! Past the bound quick_cache evicts by its own policy (CLOCK-Pro): a new token that is not
 //! read again goes before one that is, and a token seen again soon after its eviction comes
 //! back among the ones kept. That policy does not look at expiry, so once the cache is within
 //! a shard of full an admission first drops the expired entries (a scan, at most once a
-//! second): an expired entry always goes before a live one. The table is allocated with the
+//! second), so that expired entries go before live ones. The table is allocated with the
 //! first entry for the tokens that typically fill it, and grows only if smaller ones come. For
-//! 100 000 tokens it counts about 300 bytes a token, 29 MiB (`cargo bench -p oauth-benches
-//! --bench cache`); an evicted token only costs one more signature check.
+//! 100 000 tokens it counts about 300 bytes a token, 28 to 30 MiB (`cargo bench -p
+//! oauth-benches --bench cache`, and `--bench targets`); an evicted token only costs one more
+//! signature check.
 //!
 //! # Invalidation and staleness
 //! [`TokenCache::invalidate_grant`] and [`TokenCache::invalidate_token`] drop the entries and,
@@ -48,8 +50,8 @@
 //! published for longer than any token lives (`key_retention` ≥ `access_token_ttl` is checked
 //! at start-up). So the cache accepts nothing the uncached check would refuse, except after
 //! an emergency removal of a signing key: call [`TokenCache::clear`] then. In exchange a
-//! repeated token costs a keyed hash and a map lookup (about 0.5 µs, `cargo bench -p
-//! oauth-benches --bench validation`) instead of a signature check (about 60 µs for ES256),
+//! repeated token costs a keyed hash and a map lookup (about 0.3 µs, `cargo bench -p
+//! oauth-benches --bench validation`) instead of a signature check (about 55 µs for ES256),
 //! and the memory stays under [`TokenCacheConfig::max_bytes`] (8 MiB by default).
 //!
 //! ```
