@@ -50,6 +50,7 @@ use oauth_core::metadata::well_known_url;
 use oauth_core::secret::ClientSecret;
 use oauth_core::types::{ClientId, ResourceUri, ScopeSet, UserId};
 use oauth_core::{Clock, SystemClock, UnixTime};
+use oauth_fetch::discovery::DiscoveryError;
 use oauth_fetch::{FetchConfig, Fetcher, Method, Request};
 use serde::Deserialize;
 
@@ -127,30 +128,20 @@ async fn get_json<T: serde::de::DeserializeOwned>(http: &Fetcher, url: &str) -> 
 
 #[derive(Debug, Deserialize)]
 struct DiscoveredMetadata {
-    issuer: String,
     jwks_uri: Option<String>,
     introspection_endpoint: Option<String>,
 }
 
-/// The issuer's RFC 8414 metadata (OpenID configuration as a fallback), with its `issuer`
-/// checked to be exactly `issuer` (RFC 8414 3.3: otherwise the document may be an attacker's).
+/// The issuer's RFC 8414 metadata (OpenID configuration as a fallback), stating exactly
+/// `issuer` ([`oauth_fetch::discovery`]).
 async fn discover(http: &Fetcher, issuer: &str) -> Result<DiscoveredMetadata, RemoteError> {
     checked(http, issuer)?;
-    let primary = well_known_url("oauth-authorization-server", issuer);
-    let meta = match get_json::<DiscoveredMetadata>(http, &primary).await {
-        Ok(m) => m,
-        Err(first) => {
-            let oidc = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-            get_json::<DiscoveredMetadata>(http, &oidc).await.map_err(|_| first)?
-        }
-    };
-    if meta.issuer != issuer {
-        return Err(RemoteError::Invalid {
-            url: primary,
-            reason: format!("the metadata's issuer is '{}', not '{issuer}'", meta.issuer),
-        });
-    }
-    Ok(meta)
+    let found = oauth_fetch::discovery::discover(http, issuer).await.map_err(|e| match e {
+        DiscoveryError::Fetch { url, error } => RemoteError::Fetch { url, reason: error.to_string() },
+        DiscoveryError::Status { url, status } => RemoteError::Fetch { url, reason: format!("answered {status}") },
+        other => RemoteError::Invalid { url: other.url().to_owned(), reason: other.to_string() },
+    })?;
+    serde_json::from_value(found.document).map_err(|e| RemoteError::Invalid { url: found.url, reason: e.to_string() })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 pub mod address;
 mod budget;
+pub mod discovery;
 mod resolve;
 
 use std::fmt;

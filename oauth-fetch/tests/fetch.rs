@@ -165,3 +165,73 @@ fn urls_outside_the_configuration_are_refused_before_any_request() {
         assert!(operator.check_url(url).is_ok(), "{url}");
     }
 }
+
+/// A plain-http server on loopback whose answer depends on the request path: `answer` gets
+/// the server's origin and the path, and returns the status and the JSON body.
+async fn discovery_server(answer: fn(&str, &str) -> (u16, String)) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let base = origin.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = tcp.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (status, body) = answer(&base, &path);
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(response.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    origin
+}
+
+#[tokio::test]
+async fn discovery_reads_rfc_8414_metadata_and_falls_back_to_openid_configuration() {
+    use oauth_fetch::discovery::{DiscoveryError, discover};
+    let fetcher = Fetcher::new(FetchConfig::operator_urls());
+
+    // RFC 8414 with the issuer's path inserted after the well-known prefix.
+    let origin = discovery_server(|origin, path| match path {
+        "/.well-known/oauth-authorization-server/tenant" => (200, format!(r#"{{"issuer":"{origin}/tenant"}}"#)),
+        _ => (404, "{}".into()),
+    })
+    .await;
+    let found = discover(&fetcher, &format!("{origin}/tenant")).await.unwrap();
+    assert_eq!(found.url, format!("{origin}/.well-known/oauth-authorization-server/tenant"));
+
+    // Only OpenID Connect Discovery served: used when the RFC 8414 document is missing.
+    let origin = discovery_server(|origin, path| match path {
+        "/tenant/.well-known/openid-configuration" => (200, format!(r#"{{"issuer":"{origin}/tenant"}}"#)),
+        _ => (404, "{}".into()),
+    })
+    .await;
+    let found = discover(&fetcher, &format!("{origin}/tenant")).await.unwrap();
+    assert_eq!(found.url, format!("{origin}/tenant/.well-known/openid-configuration"));
+    assert_eq!(found.document["issuer"], format!("{origin}/tenant"));
+
+    // A document for another issuer (a trailing slash is another issuer) is refused.
+    let origin = discovery_server(|origin, _| (200, format!(r#"{{"issuer":"{origin}/"}}"#))).await;
+    let err = discover(&fetcher, &origin).await.unwrap_err();
+    assert!(matches!(&err, DiscoveryError::IssuerMismatch { stated, .. } if *stated == format!("{origin}/")), "{err}");
+
+    // Neither document: the RFC 8414 one's failure is reported.
+    let origin = discovery_server(|_, _| (404, "{}".into())).await;
+    let err = discover(&fetcher, &origin).await.unwrap_err();
+    assert!(
+        matches!(&err, DiscoveryError::Status { status: 404, url } if url.contains("oauth-authorization-server")),
+        "{err}"
+    );
+
+    // Not JSON metadata.
+    let origin = discovery_server(|_, _| (200, "[1]".into())).await;
+    assert!(matches!(discover(&fetcher, &origin).await, Err(DiscoveryError::NotJson { .. })));
+}
