@@ -80,6 +80,11 @@ impl TokenFixture {
     }
 }
 
+/// The server's JWKS as `jsonwebtoken` reads it, for the peers that verify with it alone.
+pub fn published_jwks(server: &AuthorizationServer) -> jsonwebtoken::jwk::JwkSet {
+    serde_json::from_value(serde_json::to_value(server.jwks()).expect("a JWKS")).expect("a JWKS jsonwebtoken reads")
+}
+
 /// What an application that verifies tokens with `jsonwebtoken` alone writes: one `decode`
 /// with the issuer, audience and expiry checked, into the same claims type.
 pub struct Floor {
@@ -96,9 +101,10 @@ impl Floor {
             let k = stored.iter().find(|k| k.kid == kid).expect("the signing key");
             DecodingKey::from_secret(&k.private_der)
         } else {
-            DecodingKey::from_jwk(server.jwks().find(&kid).expect("a published key")).expect("a usable JWK")
+            DecodingKey::from_jwk(published_jwks(server).find(&kid).expect("a published key")).expect("a usable JWK")
         };
-        let mut validation = Validation::new(alg.jwt_algorithm());
+        let alg: jsonwebtoken::Algorithm = alg.as_str().parse().expect("a JWS algorithm");
+        let mut validation = Validation::new(alg);
         validation.set_issuer(&[server.config().issuer.as_str()]);
         validation.set_audience(&[server.config().resource.as_str()]);
         validation.leeway = 60;

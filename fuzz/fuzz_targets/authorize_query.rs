@@ -58,8 +58,9 @@ fuzz_target!(|query: &[u8]| {
                 assert!(!pending.scopes.is_empty() && pending.scopes.is_subset(&supported), "{}", pending.scopes);
                 assert_eq!(pending.resource.as_str(), RESOURCE);
                 // Nothing accumulates between inputs.
-                let taken =
-                    fx.rt.block_on(fx.server.operator().stores().authorizations.take_pending(&pending.id, fx.server.now()));
+                let taken = fx
+                    .rt
+                    .block_on(fx.server.operator().stores().authorizations.take_pending(&pending.id, fx.server.now()));
                 assert!(taken.expect("memory store").is_some());
             }
             Err(AuthorizeError::ShowToUser(e)) => {

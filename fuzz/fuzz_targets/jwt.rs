@@ -1,4 +1,4 @@
-//! Access-token verification: `oauth_core::jwt::verify` with a real key set (ES256, EdDSA and
+//! Access-token verification: `KeySet::verify` with a real key set (ES256, EdDSA and
 //! HS256 keys with fixed ids `es-1`, `ed-1`, `hs-1`), the JWKS path of mcp-guard's
 //! `JwksVerifier` on the published keys, and the guard's reading of the bearer header and of
 //! verified claims.
@@ -19,19 +19,19 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::EncodingKey;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{ISSUER, MAX_DESCRIPTION, NOW, RESOURCE, check_text, has_control, split_lines};
 use oauth_core::UnixTime;
-use oauth_core::jwt::{AccessTokenClaims, MAX_TOKEN_LEN, TokenValidation, VerifyError, verify};
+use oauth_core::jwks::Jwks;
+use oauth_core::jwt::{AccessTokenClaims, MAX_TOKEN_LEN, TokenValidation, VerifyError};
 use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
 use oauth_core::types::UserId;
 
 struct Keys {
     set: KeySet,
-    jwks: JwkSet,
-    signing: Vec<(SigningAlgorithm, EncodingKey)>,
+    jwks: Jwks,
+    signing: Vec<(Algorithm, EncodingKey)>,
 }
 
 fn keys() -> &'static Keys {
@@ -48,7 +48,7 @@ fn keys() -> &'static Keys {
             let mut k = StoredKey::generate(alg, now).expect("key generation");
             k.kid = kid.into();
             let single = KeySet::load(std::slice::from_ref(&k), alg).expect("one key");
-            signing.push((alg, single.signing_key().2.clone()));
+            signing.push(oauth_core::fuzzing::signing_key(&single));
             stored.push(k);
         }
         let set = KeySet::load(&stored, SigningAlgorithm::Es256).expect("key set");
@@ -71,13 +71,13 @@ fuzz_target!(|data: &[u8]| {
         let [header, claims] = split_lines(rest, 2)[..] else { return };
         let (alg, key) = &keys.signing[usize::from(mode) % keys.signing.len()];
         let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg.jwt_algorithm()).expect("signing");
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, *alg).expect("signing");
         format!("{message}.{signature}")
     };
 
     let validation = TokenValidation::new(ISSUER, RESOURCE);
     let now = UnixTime::from_secs(NOW);
-    let local = verify(&token, &validation, &keys.set, now);
+    let local = keys.set.verify(&token, &validation, now);
     let remote = mcp_guard::fuzzing::verify_with_jwks(&keys.jwks, &token, &validation, now);
     let kid = jsonwebtoken::decode_header(&token).ok().and_then(|h| h.kid);
     if kid.as_deref() != Some("hs-1") {

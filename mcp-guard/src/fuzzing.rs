@@ -27,11 +27,10 @@ pub fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthContext, Rej
 /// the JWKS `set`, without fetching anything.
 #[cfg(feature = "remote")]
 pub fn verify_with_jwks(
-    set: &jsonwebtoken::jwk::JwkSet,
+    set: &oauth_core::jwks::Jwks,
     token: &str,
     validation: &oauth_core::jwt::TokenValidation,
     now: oauth_core::UnixTime,
 ) -> Result<AccessTokenClaims, oauth_core::jwt::VerifyError> {
-    let keys = crate::remote::RemoteKeys::from_jwks(set);
-    oauth_core::jwt::verify(token, validation, &keys, now)
+    oauth_core::jwks::VerifyingKeys::from_jwks(set).verify(token, validation, now)
 }

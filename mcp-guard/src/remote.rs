@@ -41,11 +41,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use oauth_core::events::Reason;
-use oauth_core::jwt::{TokenValidation, VerifyError, verify};
-use oauth_core::keys::KeyResolver;
+use oauth_core::jwks::{Jwks, VerifyingKeys};
+use oauth_core::jwt::{TokenValidation, VerifyError};
 use oauth_core::metadata::well_known_url;
 use oauth_core::secret::ClientSecret;
 use oauth_core::types::{ClientId, ResourceUri, ScopeSet, UserId};
@@ -161,58 +159,9 @@ pub struct JwksVerifier {
 struct JwksInner {
     http: Fetcher,
     jwks_uri: String,
-    keys: RwLock<Arc<RemoteKeys>>,
+    keys: RwLock<Arc<VerifyingKeys>>,
     last_fetch: Mutex<Instant>,
     refreshing: tokio::sync::Mutex<()>,
-}
-
-/// Keys taken from a JWKS: asymmetric signature keys with a `kid`.
-#[derive(Default)]
-pub(crate) struct RemoteKeys(Vec<(String, Algorithm, DecodingKey)>);
-
-impl std::fmt::Debug for RemoteKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(kid, alg, _)| (kid, alg))).finish()
-    }
-}
-
-impl KeyResolver for RemoteKeys {
-    fn resolve(&self, kid: &str) -> Option<(Algorithm, &DecodingKey)> {
-        self.0.iter().find(|(k, _, _)| k == kid).map(|(_, alg, key)| (*alg, key))
-    }
-}
-
-impl RemoteKeys {
-    /// The usable keys of `set`: a `kid`, an asymmetric algorithm (stated, or implied by the key
-    /// type), a signature use. Others are skipped: a symmetric key in a JWKS is a misconfiguration,
-    /// and accepting one would allow algorithm confusion.
-    pub(crate) fn from_jwks(set: &JwkSet) -> Self {
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else { continue };
-            if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
-                continue;
-            }
-            let alg = match (jwk.common.key_algorithm, &jwk.algorithm) {
-                (Some(KeyAlgorithm::ES256), AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES256,
-                (Some(KeyAlgorithm::ES384), AlgorithmParameters::EllipticCurve(_)) => Algorithm::ES384,
-                (Some(KeyAlgorithm::EdDSA), AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
-                (Some(KeyAlgorithm::RS256), AlgorithmParameters::RSA(_)) => Algorithm::RS256,
-                (Some(KeyAlgorithm::RS384), AlgorithmParameters::RSA(_)) => Algorithm::RS384,
-                (Some(KeyAlgorithm::RS512), AlgorithmParameters::RSA(_)) => Algorithm::RS512,
-                (Some(KeyAlgorithm::PS256), AlgorithmParameters::RSA(_)) => Algorithm::PS256,
-                (None, AlgorithmParameters::EllipticCurve(p)) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
-                (None, AlgorithmParameters::EllipticCurve(p)) if p.curve == EllipticCurve::P384 => Algorithm::ES384,
-                (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
-                (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
-                _ => continue,
-            };
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.push((kid, alg, key));
-            }
-        }
-        Self(keys)
-    }
 }
 
 impl JwksVerifier {
@@ -240,15 +189,15 @@ impl JwksVerifier {
         jwks_uri: String,
     ) -> Result<Self, RemoteError> {
         checked(&http, issuer)?;
-        let set: JwkSet = get_json(&http, &jwks_uri).await?;
-        let keys = RemoteKeys::from_jwks(&set);
-        if keys.0.is_empty() {
+        let set: Jwks = get_json(&http, &jwks_uri).await?;
+        let keys = VerifyingKeys::from_jwks(&set);
+        if keys.is_empty() {
             return Err(RemoteError::Invalid {
                 url: jwks_uri,
                 reason: "no usable signing key (asymmetric, with a kid)".into(),
             });
         }
-        tracing::info!(jwks_uri = %jwks_uri, keys = keys.0.len(), "loaded the authorization server's keys");
+        tracing::info!(jwks_uri = %jwks_uri, keys = keys.len(), "loaded the authorization server's keys");
         Ok(Self {
             inner: Arc::new(JwksInner {
                 http,
@@ -297,10 +246,10 @@ impl JwksVerifier {
 
     /// How many keys are loaded.
     pub fn key_count(&self) -> usize {
-        self.keys().0.len()
+        self.keys().len()
     }
 
-    fn keys(&self) -> Arc<RemoteKeys> {
+    fn keys(&self) -> Arc<VerifyingKeys> {
         match self.inner.keys.read() {
             Ok(k) => k.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -318,14 +267,14 @@ impl JwksVerifier {
             }
             *last = Instant::now();
         }
-        match get_json::<JwkSet>(&self.inner.http, &self.inner.jwks_uri).await {
+        match get_json::<Jwks>(&self.inner.http, &self.inner.jwks_uri).await {
             Ok(set) => {
-                let keys = RemoteKeys::from_jwks(&set);
-                if keys.0.is_empty() {
+                let keys = VerifyingKeys::from_jwks(&set);
+                if keys.is_empty() {
                     tracing::warn!(jwks_uri = %self.inner.jwks_uri, "the refreshed JWKS has no usable key; keeping the old keys");
                     return false;
                 }
-                tracing::info!(jwks_uri = %self.inner.jwks_uri, keys = keys.0.len(), "reloaded the authorization server's keys");
+                tracing::info!(jwks_uri = %self.inner.jwks_uri, keys = keys.len(), "reloaded the authorization server's keys");
                 match self.inner.keys.write() {
                     Ok(mut k) => *k = Arc::new(keys),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
@@ -340,10 +289,10 @@ impl JwksVerifier {
     }
 
     async fn verify_uncached(&self, token: &str, now: UnixTime) -> Result<AuthContext, Rejection> {
-        let first = verify(token, &self.validation, self.keys().as_ref(), now);
+        let first = self.keys().verify(token, &self.validation, now);
         let claims = match first {
             Err(VerifyError::UnknownKey(Some(_))) if self.refresh().await => {
-                verify(token, &self.validation, self.keys().as_ref(), now)
+                self.keys().verify(token, &self.validation, now)
             }
             other => other,
         }

@@ -20,3 +20,10 @@ pub fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAu
 pub fn credentials(c: &ClientCredentials) -> (Option<&str>, Option<&str>, &'static str) {
     c.parts()
 }
+
+/// The signing key of `set`: its algorithm as `jsonwebtoken` names it, and the key, so that a
+/// target can sign tokens with headers and claims of its own.
+pub fn signing_key(set: &crate::keys::KeySet) -> (jsonwebtoken::Algorithm, jsonwebtoken::EncodingKey) {
+    let (_, alg, key) = set.signing_key();
+    (alg.jwt_algorithm(), key.clone())
+}

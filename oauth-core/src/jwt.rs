@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use oauth_core::jwt::{AccessTokenClaims, TokenValidation, mint, verify};
+//! use oauth_core::jwt::{AccessTokenClaims, TokenValidation, mint};
 //! use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
 //! use oauth_core::UnixTime;
 //!
@@ -17,7 +17,7 @@
 //! let claims = AccessTokenClaims::new("https://as.example", "user-1", "https://mcp.example/mcp", "client-1", "mcp:tools", now, Duration::from_secs(3600));
 //! let token = mint(&claims, &keys).unwrap();
 //! let v = TokenValidation::new("https://as.example", "https://mcp.example/mcp");
-//! assert_eq!(verify(&token, &v, &keys, now).unwrap().sub, "user-1");
+//! assert_eq!(keys.verify(&token, &v, now).unwrap().sub, "user-1");
 //! ```
 
 use std::time::Duration;
@@ -238,8 +238,9 @@ impl VerifyError {
     }
 }
 
-/// Verifies an access token at `now`.
-pub fn verify(
+/// Verifies an access token at `now` ([`KeySet::verify`](crate::keys::KeySet::verify),
+/// [`VerifyingKeys::verify`](crate::jwks::VerifyingKeys::verify)).
+pub(crate) fn verify(
     token: &str,
     validation: &TokenValidation,
     keys: &dyn KeyResolver,
@@ -334,7 +335,7 @@ mod tests {
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         let jwks = keys.jwks();
-        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        let jwk = jwks.0.find(header.kid.as_deref().unwrap()).unwrap();
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_audience(&[AUD]);
@@ -404,7 +405,7 @@ mod tests {
         assert!(matches!(verify(&format!("{header}.{body}."), &v, &keys, now), Err(VerifyError::Malformed(_))));
 
         // Algorithm confusion: HS256 keyed with the public key.
-        let jwk = keys.jwks().keys[0].clone();
+        let jwk = keys.jwks().0.keys[0].clone();
         let public_bytes = serde_json::to_vec(&jwk).unwrap();
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.typ = Some("at+jwt".into());

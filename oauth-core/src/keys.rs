@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::error::{Error, StoreError};
+use crate::jwks::Jwks;
 use crate::store::{KeyStore, StoreResult, Stores};
 
 /// The algorithm access tokens are signed with.
@@ -92,7 +93,7 @@ impl SigningAlgorithm {
     }
 
     /// The `jsonwebtoken` algorithm.
-    pub const fn jwt_algorithm(self) -> Algorithm {
+    pub(crate) const fn jwt_algorithm(self) -> Algorithm {
         match self {
             Self::Es256 => Algorithm::ES256,
             Self::EdDsa => Algorithm::EdDSA,
@@ -237,14 +238,24 @@ impl KeySet {
     }
 
     /// The key that signs: its kid, algorithm and encoding key.
-    pub fn signing_key(&self) -> (&str, SigningAlgorithm, &EncodingKey) {
+    pub(crate) fn signing_key(&self) -> (&str, SigningAlgorithm, &EncodingKey) {
         let k = &self.keys[self.active];
         (&k.kid, k.algorithm, &k.encoding)
     }
 
     /// The public keys, for `/jwks.json`. HS256 keys are never published.
-    pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: self.keys.iter().filter_map(|k| k.jwk.clone()).collect() }
+    pub fn jwks(&self) -> Jwks {
+        Jwks(JwkSet { keys: self.keys.iter().filter_map(|k| k.jwk.clone()).collect() })
+    }
+
+    /// Verifies an access token signed by one of these keys at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        validation: &crate::jwt::TokenValidation,
+        now: UnixTime,
+    ) -> Result<crate::jwt::AccessTokenClaims, crate::jwt::VerifyError> {
+        crate::jwt::verify(token, validation, self, now)
     }
 
     /// Number of loaded keys.
@@ -259,7 +270,7 @@ impl KeySet {
 }
 
 /// Finds the key that verifies a token, by `kid`.
-pub trait KeyResolver: Send + Sync {
+pub(crate) trait KeyResolver: Send + Sync {
     /// The algorithm and key for `kid`.
     fn resolve(&self, kid: &str) -> Option<(Algorithm, &DecodingKey)>;
 }
@@ -496,7 +507,7 @@ mod tests {
             let set = KeySet::load(std::slice::from_ref(&k), alg).unwrap();
             assert_eq!(set.signing_key().0, k.kid);
             assert!(set.resolve(&k.kid).is_some());
-            let published = set.jwks().keys.len();
+            let published = set.jwks().len();
             assert_eq!(published, usize::from(alg != SigningAlgorithm::DangerousHs256), "{alg:?}");
         }
     }
@@ -513,7 +524,7 @@ mod tests {
         assert!(KeySet::load(&[old.clone(), newer_retired], SigningAlgorithm::Es256).is_err());
         let set = KeySet::load(&[old.clone(), new], SigningAlgorithm::Es256).unwrap();
         assert!(set.resolve(&old.kid).is_some());
-        assert_eq!(set.jwks().keys.len(), 2);
+        assert_eq!(set.jwks().len(), 2);
     }
 
     #[test]

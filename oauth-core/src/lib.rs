@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod error;
 pub mod events;
 pub mod introspect;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metadata;

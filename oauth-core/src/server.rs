@@ -167,7 +167,7 @@ impl AuthorizationServer {
     }
 
     /// The public keys for `/jwks.json`.
-    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+    pub fn jwks(&self) -> crate::jwks::Jwks {
         self.keys().jwks()
     }
 

@@ -86,7 +86,7 @@ fn check(name: &str, value: f64, target: &str, met: bool) {
 /// The token, its public key as a JWK, and what a verifier expects, for the peers.
 fn write_fixture(f: &TokenFixture, path: &Path) {
     let kid = jsonwebtoken::decode_header(&f.token).unwrap().kid.unwrap();
-    let jwk = f.server.jwks().find(&kid).cloned().unwrap();
+    let jwk = oauth_benches::published_jwks(&f.server).find(&kid).cloned().unwrap();
     let config = f.server.config();
     let fixture = serde_json::json!({
         "token": f.token,
