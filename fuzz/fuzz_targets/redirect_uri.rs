@@ -102,7 +102,7 @@ fn checked(s: &str) -> Option<RedirectUri> {
         let result = default.check(&uri, app);
         assert_eq!(result.is_ok(), allowed, "default policy, {app:?}, {s}: {result:?}");
         if let Err(why) = result {
-            check_text(&why, "policy refusal", &s);
+            check_text(&why.to_string(), "policy refusal", &s);
         }
         let cursor_ok = allowed || (uri.kind() == RedirectKind::PrivateUse && !web && scheme == "cursor");
         assert_eq!(cursor.check(&uri, app).is_ok(), cursor_ok, "cursor policy, {app:?}, {s}");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oauth_core::client::{Client, GrantType};
 use oauth_core::events::{EventQuery, FlowEvent};
-use oauth_core::metadata_document::{FetchedDocument, MetadataDocumentFetcher};
+use oauth_core::metadata_document::{DocumentFetchError, FetchedDocument, MetadataDocumentFetcher};
 use oauth_core::policy::RedirectPolicy;
 use oauth_core::server::NewClient;
 use oauth_core::store::{EventStore, StoreResult};
@@ -219,11 +219,11 @@ struct Documents;
 
 #[async_trait]
 impl MetadataDocumentFetcher for Documents {
-    async fn fetch(&self, url: &str) -> Result<FetchedDocument, String> {
+    async fn fetch(&self, url: &str) -> Result<FetchedDocument, DocumentFetchError> {
         if url == DOCUMENT_URL {
             Ok(FetchedDocument::new(DOCUMENT.as_bytes().to_vec(), Some(Duration::from_secs(3600))))
         } else {
-            Err("no document at this URL".into())
+            Err(DocumentFetchError::Status { status: 404, location: None })
         }
     }
 }

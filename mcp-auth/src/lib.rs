@@ -221,9 +221,21 @@ pub async fn open_database(url: &str) -> Result<Stores, CliError> {
     Ok(oauth_store_sql::SqlStore::connect(url).await?.into_stores())
 }
 
+/// An age on the command line that is not one: see [`parse_age`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgeError(String);
+
+impl std::fmt::Display for AgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' is not an age like 90s, 30m, 1h or 2d", self.0)
+    }
+}
+
+impl std::error::Error for AgeError {}
+
 /// Parses an age: `90s`, `30m`, `1h`, `2d` (a bare number is hours).
-pub fn parse_age(s: &str) -> Result<Duration, String> {
-    let bad = || format!("'{s}' is not an age like 90s, 30m, 1h or 2d");
+pub fn parse_age(s: &str) -> Result<Duration, AgeError> {
+    let bad = || AgeError(s.chars().take(64).collect());
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = digits.parse().map_err(|_| bad())?;
     let secs = match unit {

@@ -34,9 +34,9 @@ pub struct AdminToken(SecretHash);
 
 impl AdminToken {
     /// Wraps `secret`; it must have at least [`MIN_ADMIN_TOKEN_LEN`] characters.
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, crate::SecretError> {
         if secret.chars().count() < MIN_ADMIN_TOKEN_LEN {
-            return Err(format!("the admin token must have at least {MIN_ADMIN_TOKEN_LEN} characters"));
+            return Err(crate::SecretError::TooShort { what: "admin token", min: MIN_ADMIN_TOKEN_LEN });
         }
         Ok(Self(SecretHash::of(secret.as_bytes())))
     }

@@ -14,6 +14,11 @@
 use axum::http::{HeaderMap, header};
 use oauth_core::secret::{SecretHash, ct_eq};
 
+use crate::SecretError;
+
+/// What the errors call it.
+const WHAT: &str = "initial access token";
+
 /// Shortest initial access token accepted: 32 characters, so that guessing it is hopeless.
 pub const MIN_INITIAL_ACCESS_TOKEN_LEN: usize = 32;
 
@@ -23,20 +28,16 @@ pub struct InitialAccessToken(SecretHash);
 
 impl InitialAccessToken {
     /// Wraps `secret`; it must have at least [`MIN_INITIAL_ACCESS_TOKEN_LEN`] characters.
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         if secret.chars().count() < MIN_INITIAL_ACCESS_TOKEN_LEN {
-            return Err(format!(
-                "the initial access token must have at least {MIN_INITIAL_ACCESS_TOKEN_LEN} characters"
-            ));
+            return Err(SecretError::TooShort { what: WHAT, min: MIN_INITIAL_ACCESS_TOKEN_LEN });
         }
         Ok(Self(SecretHash::of(secret.as_bytes())))
     }
 
     /// The token known only by its SHA-256 hash, in hex (64 characters).
-    pub fn from_sha256_hex(hex: &str) -> Result<Self, String> {
-        SecretHash::from_hex(hex.trim())
-            .map(Self)
-            .ok_or_else(|| "the initial access token hash must be 64 hex characters (SHA-256)".to_owned())
+    pub fn from_sha256_hex(hex: &str) -> Result<Self, SecretError> {
+        SecretHash::from_hex(hex.trim()).map(Self).ok_or(SecretError::NotSha256Hex { what: WHAT })
     }
 
     /// The SHA-256 hash in hex, for configuring the token by its hash.

@@ -12,6 +12,7 @@ mod initial_access;
 pub mod metadata_documents;
 mod pages;
 mod ratelimit;
+mod secret_error;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod session;
@@ -42,6 +43,7 @@ use crate::session::{Cookies, Session};
 pub use crate::admin::{AdminToken, MIN_ADMIN_TOKEN_LEN, admin_router};
 pub use crate::initial_access::{InitialAccessToken, MIN_INITIAL_ACCESS_TOKEN_LEN};
 pub use crate::ratelimit::{IpRange, IpRangeError, Limit, RateLimits, RegistrationQuota, SignInBackoff};
+pub use crate::secret_error::SecretError;
 pub use oauth_core;
 
 /// Largest request body accepted by any endpoint.

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oauth_core::metadata_document::{FetchedDocument, MAX_DOCUMENT_BYTES, MetadataDocumentFetcher};
+use oauth_core::metadata_document::{DocumentFetchError, FetchedDocument, MAX_DOCUMENT_BYTES, MetadataDocumentFetcher};
 pub use oauth_fetch::HostBudget;
 pub use oauth_fetch::Resolver;
 pub use oauth_fetch::address::is_public;
@@ -94,15 +94,13 @@ impl HttpsDocumentFetcher {
         Self::with_config(self.config.dangerous_allow_private_addresses(allow))
     }
 
-    async fn fetch_checked(&self, url: &str) -> Result<FetchedDocument, String> {
-        let resp = self.fetcher.send(Request::get_json(url)).await.map_err(|e| e.to_string())?;
+    async fn fetch_checked(&self, url: &str) -> Result<FetchedDocument, DocumentFetchError> {
+        let resp =
+            self.fetcher.send(Request::get_json(url)).await.map_err(|e| DocumentFetchError::Fetch(e.to_string()))?;
         let status = resp.status;
         if !status.is_success() {
-            return Err(if status.is_redirection() {
-                format!("answered {status} (redirects are not followed) to {}", resp.header("location"))
-            } else {
-                format!("answered {status}")
-            });
+            let location = status.is_redirection().then(|| resp.header("location").chars().take(512).collect());
+            return Err(DocumentFetchError::Status { status: status.as_u16(), location });
         }
         let max_age = max_age(resp.header("cache-control"));
         Ok(FetchedDocument::new(resp.body, max_age))
@@ -112,7 +110,7 @@ impl HttpsDocumentFetcher {
 #[async_trait]
 impl MetadataDocumentFetcher for HttpsDocumentFetcher {
     /// Fetches `url`; the error is the operator's detail (see the module documentation).
-    async fn fetch(&self, url: &str) -> Result<FetchedDocument, String> {
+    async fn fetch(&self, url: &str) -> Result<FetchedDocument, DocumentFetchError> {
         let result = self.fetch_checked(url).await;
         match &result {
             Ok(doc) => tracing::info!(url, bytes = doc.body.len(), "fetched a client metadata document"),
@@ -160,7 +158,7 @@ mod tests {
             ("https://localhost/client.json", "not a public address"),
         ] {
             let e = f.fetch(url).await.unwrap_err();
-            assert!(e.contains(why), "{url}: {e}");
+            assert!(e.to_string().contains(why), "{url}: {e}");
         }
     }
 }

@@ -70,7 +70,7 @@ async fn no_special_purpose_address_is_fetched_from() {
     for (i, (host, entry)) in hosts.iter().enumerate() {
         // Each from its own path, so that no budget is what refuses it.
         let url = format!("https://{host}/client-{i}.json");
-        let why = fetcher.fetch(&url).await.unwrap_err();
+        let why = fetcher.fetch(&url).await.unwrap_err().to_string();
         if !why.contains("not a public address") {
             fetched.push(format!("{entry}: {why}"));
         }

@@ -80,8 +80,39 @@ impl FetchedDocument {
 #[async_trait]
 pub trait MetadataDocumentFetcher: std::fmt::Debug + Send + Sync + 'static {
     /// Fetches `url`.
-    async fn fetch(&self, url: &str) -> Result<FetchedDocument, String>;
+    async fn fetch(&self, url: &str) -> Result<FetchedDocument, DocumentFetchError>;
 }
+
+/// Why a metadata document could not be fetched: the operator's detail (see
+/// [`MetadataDocumentFetcher`]), never told to the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DocumentFetchError {
+    /// No answer: the URL or its address was refused, or resolving, connecting, TLS, the time
+    /// or the size limit failed; the text says which.
+    Fetch(String),
+    /// An answer other than success. A redirect carries its `Location`, which is not followed.
+    Status {
+        /// The status code.
+        status: u16,
+        /// Where a redirect pointed.
+        location: Option<String>,
+    },
+}
+
+impl std::fmt::Display for DocumentFetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fetch(why) => f.write_str(why),
+            Self::Status { status, location: Some(to) } => {
+                write!(f, "answered {status} (redirects are not followed) to {to}")
+            }
+            Self::Status { status, location: None } => write!(f, "answered {status}"),
+        }
+    }
+}
+
+impl std::error::Error for DocumentFetchError {}
 
 /// Whether `id` has the form of a metadata document URL: https, a path, no fragment, no user
 /// info.

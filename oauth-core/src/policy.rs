@@ -59,29 +59,71 @@ impl RedirectPolicy {
     }
 
     /// Checks one redirect URI for a client of the given application type; `Err` says why.
-    pub fn check(&self, uri: &RedirectUri, app: Option<ApplicationType>) -> Result<(), String> {
+    pub fn check(&self, uri: &RedirectUri, app: Option<ApplicationType>) -> Result<(), RedirectRefusal> {
+        let refused = |kind| Err(RedirectRefusal { uri: uri.to_string(), kind });
         match (uri.kind(), app) {
-            (RedirectKind::Https, _) => Ok(()),
-            (RedirectKind::PlainHttp, _) => Err(format!(
-                "'{uri}' uses plain http to a non-loopback host; use https, or http://127.0.0.1 for a native app"
-            )),
-            (RedirectKind::Loopback, Some(ApplicationType::Web)) => Err(format!(
-                "'{uri}' is a loopback redirect, but application_type is 'web', which requires https; register with application_type 'native'"
-            )),
-            (RedirectKind::Loopback, _) => Ok(()),
-            (RedirectKind::PrivateUse, Some(ApplicationType::Web)) => {
-                Err(format!("'{uri}' uses a private-use scheme, but application_type is 'web', which requires https"))
-            }
+            (RedirectKind::Https, _) | (RedirectKind::Loopback, None | Some(ApplicationType::Native)) => Ok(()),
+            (RedirectKind::PlainHttp, _) => refused(RefusalKind::PlainHttp),
+            (RedirectKind::Loopback, Some(ApplicationType::Web)) => refused(RefusalKind::LoopbackForWeb),
+            (RedirectKind::PrivateUse, Some(ApplicationType::Web)) => refused(RefusalKind::PrivateUseForWeb),
             (RedirectKind::PrivateUse, _) => {
                 let scheme = uri.as_str().split(':').next().unwrap_or_default().to_ascii_lowercase();
                 if self.any_private_use_scheme || self.private_use_schemes.contains(&scheme) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "'{uri}' uses the private-use scheme '{scheme}:', which this server does not allow; the operator can allow it"
-                    ))
+                    refused(RefusalKind::SchemeNotAllowed(scheme))
                 }
             }
+        }
+    }
+}
+
+/// Why [`RedirectPolicy::check`] refused a redirect URI; its text says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct RedirectRefusal {
+    uri: String,
+    kind: RefusalKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefusalKind {
+    PlainHttp,
+    LoopbackForWeb,
+    PrivateUseForWeb,
+    SchemeNotAllowed(String),
+}
+
+impl RedirectRefusal {
+    /// The URI refused.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The private-use scheme the server does not allow, when that is the reason: the
+    /// operator can allow it.
+    pub fn scheme_not_allowed(&self) -> Option<&str> {
+        match &self.kind {
+            RefusalKind::SchemeNotAllowed(scheme) => Some(scheme),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let uri = &self.uri;
+        match &self.kind {
+            RefusalKind::PlainHttp => format!(
+                "'{uri}' uses plain http to a non-loopback host; use https, or http://127.0.0.1 for a native app"
+            ),
+            RefusalKind::LoopbackForWeb => format!(
+                "'{uri}' is a loopback redirect, but application_type is 'web', which requires https; register with application_type 'native'"
+            ),
+            RefusalKind::PrivateUseForWeb => {
+                format!("'{uri}' uses a private-use scheme, but application_type is 'web', which requires https")
+            }
+            RefusalKind::SchemeNotAllowed(scheme) => format!(
+                "'{uri}' uses the private-use scheme '{scheme}:', which this server does not allow; the operator can allow it"
+            ),
         }
     }
 }

@@ -269,7 +269,7 @@ fn redirect_uris(
     let mut uris = Vec::with_capacity(raw.len());
     for r in raw {
         let uri = RedirectUri::parse(r).map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
-        policy.check(&uri, application_type).map_err(OAuthError::invalid_redirect_uri)?;
+        policy.check(&uri, application_type).map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
         if !uris.contains(&uri) {
             uris.push(uri);
         }

@@ -92,7 +92,7 @@ pub fn check(config: &ServerConfig, prm: &ProtectedResourceMetadata, served_mcp_
     for client in &config.expected_clients {
         for uri in client.redirect_uris() {
             let refused = match RedirectUri::parse(uri) {
-                Ok(parsed) => config.redirect_policy.check(&parsed, None).err(),
+                Ok(parsed) => config.redirect_policy.check(&parsed, None).err().map(|e| e.to_string()),
                 Err(e) => Some(e.to_string()),
             };
             if let Some(why) = refused {
