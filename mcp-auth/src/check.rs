@@ -296,6 +296,12 @@ async fn authorization_server(http: &Fetcher, issuer: &str, report: &mut CheckRe
             "use one exact issuer string everywhere (no trailing slash): strict clients (the Python SDK, oauth4webapi) stop here",
         );
     }
+    capabilities(&doc, report);
+    Some(doc)
+}
+
+/// What the authorization server's metadata says it supports, against what MCP clients need.
+fn capabilities(doc: &Value, report: &mut CheckReport) {
     let has = |field: &str, value: &str| {
         doc.get(field).and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v.as_str() == Some(value)))
     };
@@ -342,7 +348,6 @@ async fn authorization_server(http: &Fetcher, issuer: &str, report: &mut CheckRe
             "send iss in every authorization response (RFC 9207) and advertise it",
         );
     }
-    Some(doc)
 }
 
 async fn openid_configuration(http: &Fetcher, issuer: &str, report: &mut CheckReport) {

@@ -184,10 +184,13 @@ pub enum ClientsCommand {
 pub async fn run(
     command: &Command,
     database_url: &str,
-    key_encryption: Option<&oauth_core::keys::KeyEncryption>,
+    key_encryption: Option<&oauth_core::sealing::KeyEncryption>,
 ) -> Result<bool, CliError> {
     let open = || async {
-        Ok::<_, CliError>(oauth_core::keys::KeyEncryption::protect(key_encryption, open_database(database_url).await?))
+        Ok::<_, CliError>(oauth_core::sealing::KeyEncryption::protect(
+            key_encryption,
+            open_database(database_url).await?,
+        ))
     };
     match command {
         Command::Check { public_url, json } => {
@@ -340,25 +343,13 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
             }
         }
         ClientsCommand::Add { name, redirect_uris, confidential, trusted, machine, introspection } => {
-            let mut spec = if *machine {
-                NewClient::machine(name.clone())
-            } else {
-                NewClient::new(name.clone(), parse_redirects(redirect_uris)?)
+            let kind = ClientKind {
+                confidential: *confidential,
+                trusted: *trusted,
+                machine: *machine,
+                introspection: *introspection,
             };
-            if *confidential || *introspection {
-                spec = spec.confidential();
-            }
-            if *introspection {
-                spec = spec.introspection();
-            }
-            if *trusted {
-                spec = spec.trusted();
-            }
-            let created = op.create_client(spec).await?;
-            println!("client_id: {}", created.client.id);
-            if let Some(secret) = &created.secret {
-                println!("client_secret: {}   (shown once; stored only as a hash)", secret.secret());
-            }
+            add_client(op, name, redirect_uris, kind).await?;
         }
         ClientsCommand::Update { id, redirect_uris, trusted, untrusted, active, inactive } => {
             let mut update = ClientUpdate::default();
@@ -389,6 +380,39 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                  access tokens already issued stay valid until they expire (1 h by default)"
             );
         }
+    }
+    Ok(())
+}
+
+/// What `clients add` was told the client is.
+#[derive(Debug, Clone, Copy)]
+struct ClientKind {
+    confidential: bool,
+    trusted: bool,
+    machine: bool,
+    introspection: bool,
+}
+
+/// `clients add`: prints the id and, once, the secret of a confidential client.
+async fn add_client(op: &Operator, name: &str, redirect_uris: &[String], kind: ClientKind) -> Result<(), CliError> {
+    let mut spec = if kind.machine {
+        NewClient::machine(name.to_owned())
+    } else {
+        NewClient::new(name.to_owned(), parse_redirects(redirect_uris)?)
+    };
+    if kind.confidential || kind.introspection {
+        spec = spec.confidential();
+    }
+    if kind.introspection {
+        spec = spec.introspection();
+    }
+    if kind.trusted {
+        spec = spec.trusted();
+    }
+    let created = op.create_client(spec).await?;
+    println!("client_id: {}", created.client.id);
+    if let Some(secret) = &created.secret {
+        println!("client_secret: {}   (shown once; stored only as a hash)", secret.secret());
     }
     Ok(())
 }

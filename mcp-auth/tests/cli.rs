@@ -210,7 +210,7 @@ async fn a_server_with_a_key_encryption_key_is_managed_with_the_same_key() {
     let _ = std::fs::remove_dir_all(&dir);
     let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.join("data").display());
     let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let kek = oauth_core::keys::KeyEncryption::parse(key).unwrap();
+    let kek = oauth_core::sealing::KeyEncryption::parse(key).unwrap();
     // The server seals its keys and secrets, the pepper of client-secret hashes among them.
     let server =
         AuthorizationServer::new(config().with_key_encryption(kek), mcp_auth::open_database(&db).await.unwrap())

@@ -51,7 +51,7 @@ pub struct McpAuthBuilder {
     tool_scopes: Vec<(String, ScopeSet)>,
     metadata_documents: bool,
     machine_clients: bool,
-    key_encryption: Option<oauth_core::keys::KeyEncryption>,
+    key_encryption: Option<oauth_core::sealing::KeyEncryption>,
     resource_name: Option<String>,
     rate_limits: Option<RateLimits>,
     session_limits: SessionLimits,
@@ -213,7 +213,7 @@ impl McpAuthBuilder {
 
     /// Seals the signing keys and server secrets in the store with this key. Default: stored
     /// in clear (whoever reads the database can then mint tokens).
-    pub fn key_encryption(mut self, key: oauth_core::keys::KeyEncryption) -> Self {
+    pub fn key_encryption(mut self, key: oauth_core::sealing::KeyEncryption) -> Self {
         self.key_encryption = Some(key);
         self
     }

@@ -46,7 +46,7 @@ pub use first_user::write_secret_file;
 pub use mcp_guard::{AuthContext, Caller, SessionLimits};
 pub use oauth_axum::serve::ServeConfig;
 pub use oauth_axum::{AdminToken, IpRange, RateLimits};
-pub use oauth_core::keys::KeyEncryption;
+pub use oauth_core::sealing::KeyEncryption;
 pub use oauth_core::selfcheck::KnownClient;
 pub use oauth_core::types::ScopeSet;
 pub use oauth_core::users::Authenticator;

@@ -167,18 +167,7 @@ impl AuthRouter {
             api = api.route(&p(&cfg.paths.registration), post(register));
         }
         if self.cors {
-            api = api.layer(
-                CorsLayer::new()
-                    .allow_origin(Any)
-                    .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-                    .allow_headers([
-                        header::AUTHORIZATION,
-                        header::CONTENT_TYPE,
-                        HeaderName::from_static("mcp-protocol-version"),
-                    ])
-                    .expose_headers([header::WWW_AUTHENTICATE])
-                    .max_age(Duration::from_secs(3600)),
-            );
+            api = api.layer(api_cors());
         }
         let pages = Router::new()
             .route(&p(&cfg.paths.authorization), get(authorize))
@@ -190,6 +179,17 @@ impl AuthRouter {
             .route(&shared.pages.sign_out, post(sign_out));
         api.merge(pages).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(shared)
     }
+}
+
+/// CORS of the API endpoints, for browser clients such as the MCP Inspector: any origin, no
+/// credentials; never on the pages.
+fn api_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("mcp-protocol-version")])
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// Runs [`AuthorizationServer::sweep`] every `every` in a background task: expired pending

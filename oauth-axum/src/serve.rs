@@ -149,27 +149,7 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
-        });
-        let connection = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                r = connection.as_mut() => r,
-                _ = stopped.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection closed with an error");
-            }
-        });
+        spawn_connection(&builder, tcp, peer, router.clone(), permit, stopped.clone());
     }
     drop(listener);
     let _ = stop.send(());
@@ -178,4 +158,35 @@ pub async fn serve(
         tracing::warn!(grace = ?config.shutdown_grace, "connections still open after the shutdown grace period");
     }
     Ok(())
+}
+
+/// Serves one accepted connection on its own task, holding its slot until it closes; it
+/// finishes its requests and closes when `stopped` changes (shutdown).
+fn spawn_connection(
+    builder: &hyper::server::conn::http1::Builder,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    mut stopped: watch::Receiver<()>,
+) {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    });
+    let connection = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            r = connection.as_mut() => r,
+            _ = stopped.changed() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, %peer, "connection closed with an error");
+        }
+    });
 }

@@ -63,7 +63,7 @@ pub struct ServerConfig {
     /// What each scope lets a client do, in words for the consent and Connected apps pages.
     pub scope_descriptions: std::collections::BTreeMap<String, String>,
     /// Seals private signing keys at rest; `None` stores them in clear.
-    pub key_encryption: Option<crate::keys::KeyEncryption>,
+    pub key_encryption: Option<crate::sealing::KeyEncryption>,
 }
 
 impl ServerConfig {
@@ -235,11 +235,11 @@ impl ServerConfig {
     }
 
     /// Seals private signing keys at rest with `kek` (AES-256-GCM; see
-    /// [`crate::keys::KeyEncryption`]). Default: off, so anyone who reads the key store can
+    /// [`crate::sealing::KeyEncryption`]). Default: off, so anyone who reads the key store can
     /// mint tokens. Keep the key outside the database; a server started without it, or with
     /// another one, refuses to load sealed keys.
     #[must_use]
-    pub fn with_key_encryption(mut self, kek: crate::keys::KeyEncryption) -> Self {
+    pub fn with_key_encryption(mut self, kek: crate::sealing::KeyEncryption) -> Self {
         self.key_encryption = Some(kek);
         self
     }

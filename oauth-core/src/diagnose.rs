@@ -150,107 +150,141 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
     }
 }
 
+/// What to change for each reason: see [`fix`].
+const FIXES: [(Reason, &str); 44] = [
+    (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
+    (
+        Reason::ClientUnknown,
+        "the client id is not registered here (deleted, or registered with another server or database): reconnect so that the client registers again",
+    ),
+    (Reason::ClientInactive, "the client is deactivated: reactivate it, or have the client register again"),
+    (
+        Reason::ClientAuthFailed,
+        "the client's secret is wrong or missing: re-enter the client id and secret in the client (Claude: the connector's advanced settings), or rotate the secret and give the client the new one",
+    ),
+    (
+        Reason::RedirectUriNotRegistered,
+        "the redirect URI the client sent is not among the registered ones: register that exact URI for the client (loopback URIs match on any port)",
+    ),
+    (
+        Reason::RedirectUriMismatch,
+        "the client sent a different redirect_uri at the token endpoint than in the authorization request",
+    ),
+    (Reason::UnsupportedResponseType, "the client asked for a response type other than 'code'"),
+    (
+        Reason::UnsupportedGrantType,
+        "the client used a grant it did not register: register the client with that grant type",
+    ),
+    (
+        Reason::UnauthorizedClient,
+        "the client used a grant it did not register: register the client with that grant type",
+    ),
+    (Reason::PkceMissing, "the client did not send an S256 PKCE challenge: it must (MCP requires PKCE)"),
+    (
+        Reason::PkceMismatch,
+        "the code verifier does not match the challenge: the client lost its verifier between authorization and exchange (a restart, or two flows at once)",
+    ),
+    (
+        Reason::InvalidScope,
+        "the client asked for scopes this server does not offer: see the detail for the supported ones",
+    ),
+    (
+        Reason::ResourceMismatch,
+        "the client asked for a resource this server does not protect: give the client this server's MCP URL exactly",
+    ),
+    (Reason::PendingExpired, "the sign-in took longer than the request lives: start the connection again"),
+    (Reason::AccessDenied, "the person denied the request on the consent page"),
+    (Reason::BadCredentials, "wrong username or password on the sign-in page"),
+    (Reason::CodeUnknown, "the code is unknown: it was never issued here, or another server (or database) issued it"),
+    (
+        Reason::CodeExpired,
+        "the code expired before the client exchanged it: the client's token request came too late; check that the token endpoint is reachable quickly from the client",
+    ),
+    (
+        Reason::CodeReused,
+        "the code was exchanged twice (a client retry or a stolen code): its tokens were revoked; connect again",
+    ),
+    (Reason::CodeClientMismatch, "a client exchanged a code issued to another client"),
+    (Reason::RefreshUnknown, "the refresh token is unknown or expired: the client must sign in again"),
+    (Reason::RefreshExpired, "the refresh token is unknown or expired: the client must sign in again"),
+    (
+        Reason::RefreshReused,
+        "an old refresh token was replayed after rotation: every token of that authorization was revoked; the client must sign in again (if the client keeps doing this, it is not storing the rotated token)",
+    ),
+    (Reason::GrantRevoked, "the authorization was revoked: the client must sign in again"),
+    (
+        Reason::InvalidClientMetadata,
+        "the registration request was refused: the detail says which field; private-use redirect schemes must be allowed by the operator",
+    ),
+    (
+        Reason::InvalidRedirectUri,
+        "the registration request was refused: the detail says which field; private-use redirect schemes must be allowed by the operator",
+    ),
+    (Reason::TokenMissing, "the client called the MCP endpoint without a token"),
+    (Reason::TokenMalformed, "the client sent something that is not one of this server's access tokens"),
+    (
+        Reason::TokenSignatureInvalid,
+        "the token was signed by another key: issued by another server, or before the keys were replaced; the client must sign in again",
+    ),
+    (Reason::TokenExpired, "the access token expired and the client did not refresh it"),
+    (Reason::TokenIssuerMismatch, "the token comes from another issuer: the client is using tokens of another server"),
+    (
+        Reason::TokenAudienceMismatch,
+        "the token is for another resource URL (a trailing slash, another path or host): give the client this server's MCP URL exactly",
+    ),
+    (
+        Reason::InsufficientScope,
+        "the token lacks a scope the tool needs: the client must ask for it and the person consent again",
+    ),
+    (
+        Reason::IntrospectionNotEntitled,
+        "a client introspected a token that is not its own: only resource servers the operator registered for it may (clients add --introspection)",
+    ),
+    (
+        Reason::MachineTokenRefused,
+        "a machine client's token was presented to an MCP endpoint that accepts only users' tokens: let the resource accept machine clients, or sign a person in",
+    ),
+    (
+        Reason::SessionNotYours,
+        "the request used an MCP session created by another user or client: a client must never share its Mcp-Session-Id; if this repeats, someone is trying to take over sessions",
+    ),
+    (
+        Reason::SessionUnknown,
+        "the MCP session has ended (idle too long, replaced by newer sessions of the same user and client, or the server restarted): the client must send initialize again",
+    ),
+    (
+        Reason::SessionUserRemoved,
+        "the browser was signed in as a user who was since removed or disabled: its session was ended; sign in as a current user",
+    ),
+    (
+        Reason::SessionUserDisabled,
+        "the browser was signed in as a user who was since removed or disabled: its session was ended; sign in as a current user",
+    ),
+    (
+        Reason::SessionCredentialsChanged,
+        "the user's password changed after this browser signed in: its session was ended; sign in with the new password",
+    ),
+    (
+        Reason::SignedOut,
+        "the person signed out on the consent page instead of answering it; connect again and sign in (perhaps as another user)",
+    ),
+    (
+        Reason::SignInThrottled,
+        "too many wrong passwords for this account: sign-in is blocked for the time the page states (doubling up to the cap); a successful sign-in clears it. Many addresses at once means someone is guessing the password",
+    ),
+    (
+        Reason::RateLimited,
+        "one address (or every client together, for registration) went over a rate limit: wait for Retry-After; if all visitors share one address, trust the reverse proxy so that limits key on the forwarded address",
+    ),
+    (
+        Reason::InitialAccessTokenInvalid,
+        "registration is closed: the client must send the deployment's initial access token as 'Authorization: Bearer …' (RFC 7591 §3)",
+    ),
+];
+
 /// What to change, for each reason a step can fail.
 pub fn fix(reason: Reason) -> &'static str {
-    match reason {
-        Reason::InvalidRequest => "the client sent a malformed request; the detail names the parameter",
-        Reason::ClientUnknown => {
-            "the client id is not registered here (deleted, or registered with another server or database): reconnect so that the client registers again"
-        }
-        Reason::ClientInactive => "the client is deactivated: reactivate it, or have the client register again",
-        Reason::ClientAuthFailed => {
-            "the client's secret is wrong or missing: re-enter the client id and secret in the client (Claude: the connector's advanced settings), or rotate the secret and give the client the new one"
-        }
-        Reason::RedirectUriNotRegistered => {
-            "the redirect URI the client sent is not among the registered ones: register that exact URI for the client (loopback URIs match on any port)"
-        }
-        Reason::RedirectUriMismatch => {
-            "the client sent a different redirect_uri at the token endpoint than in the authorization request"
-        }
-        Reason::UnsupportedResponseType => "the client asked for a response type other than 'code'",
-        Reason::UnsupportedGrantType | Reason::UnauthorizedClient => {
-            "the client used a grant it did not register: register the client with that grant type"
-        }
-        Reason::PkceMissing => "the client did not send an S256 PKCE challenge: it must (MCP requires PKCE)",
-        Reason::PkceMismatch => {
-            "the code verifier does not match the challenge: the client lost its verifier between authorization and exchange (a restart, or two flows at once)"
-        }
-        Reason::InvalidScope => {
-            "the client asked for scopes this server does not offer: see the detail for the supported ones"
-        }
-        Reason::ResourceMismatch => {
-            "the client asked for a resource this server does not protect: give the client this server's MCP URL exactly"
-        }
-        Reason::PendingExpired => "the sign-in took longer than the request lives: start the connection again",
-        Reason::AccessDenied => "the person denied the request on the consent page",
-        Reason::BadCredentials => "wrong username or password on the sign-in page",
-        Reason::CodeUnknown => {
-            "the code is unknown: it was never issued here, or another server (or database) issued it"
-        }
-        Reason::CodeExpired => {
-            "the code expired before the client exchanged it: the client's token request came too late; check that the token endpoint is reachable quickly from the client"
-        }
-        Reason::CodeReused => {
-            "the code was exchanged twice (a client retry or a stolen code): its tokens were revoked; connect again"
-        }
-        Reason::CodeClientMismatch => "a client exchanged a code issued to another client",
-        Reason::RefreshUnknown | Reason::RefreshExpired => {
-            "the refresh token is unknown or expired: the client must sign in again"
-        }
-        Reason::RefreshReused => {
-            "an old refresh token was replayed after rotation: every token of that authorization was revoked; the client must sign in again (if the client keeps doing this, it is not storing the rotated token)"
-        }
-        Reason::GrantRevoked => "the authorization was revoked: the client must sign in again",
-        Reason::InvalidClientMetadata | Reason::InvalidRedirectUri => {
-            "the registration request was refused: the detail says which field; private-use redirect schemes must be allowed by the operator"
-        }
-        Reason::TokenMissing => "the client called the MCP endpoint without a token",
-        Reason::TokenMalformed => "the client sent something that is not one of this server's access tokens",
-        Reason::TokenSignatureInvalid => {
-            "the token was signed by another key: issued by another server, or before the keys were replaced; the client must sign in again"
-        }
-        Reason::TokenExpired => "the access token expired and the client did not refresh it",
-        Reason::TokenIssuerMismatch => {
-            "the token comes from another issuer: the client is using tokens of another server"
-        }
-        Reason::TokenAudienceMismatch => {
-            "the token is for another resource URL (a trailing slash, another path or host): give the client this server's MCP URL exactly"
-        }
-        Reason::InsufficientScope => {
-            "the token lacks a scope the tool needs: the client must ask for it and the person consent again"
-        }
-        Reason::IntrospectionNotEntitled => {
-            "a client introspected a token that is not its own: only resource servers the operator registered for it may (clients add --introspection)"
-        }
-        Reason::MachineTokenRefused => {
-            "a machine client's token was presented to an MCP endpoint that accepts only users' tokens: let the resource accept machine clients, or sign a person in"
-        }
-        Reason::SessionNotYours => {
-            "the request used an MCP session created by another user or client: a client must never share its Mcp-Session-Id; if this repeats, someone is trying to take over sessions"
-        }
-        Reason::SessionUnknown => {
-            "the MCP session has ended (idle too long, replaced by newer sessions of the same user and client, or the server restarted): the client must send initialize again"
-        }
-        Reason::SessionUserRemoved | Reason::SessionUserDisabled => {
-            "the browser was signed in as a user who was since removed or disabled: its session was ended; sign in as a current user"
-        }
-        Reason::SessionCredentialsChanged => {
-            "the user's password changed after this browser signed in: its session was ended; sign in with the new password"
-        }
-        Reason::SignedOut => {
-            "the person signed out on the consent page instead of answering it; connect again and sign in (perhaps as another user)"
-        }
-        Reason::SignInThrottled => {
-            "too many wrong passwords for this account: sign-in is blocked for the time the page states (doubling up to the cap); a successful sign-in clears it. Many addresses at once means someone is guessing the password"
-        }
-        Reason::RateLimited => {
-            "one address (or every client together, for registration) went over a rate limit: wait for Retry-After; if all visitors share one address, trust the reverse proxy so that limits key on the forwarded address"
-        }
-        Reason::InitialAccessTokenInvalid => {
-            "registration is closed: the client must send the deployment's initial access token as 'Authorization: Bearer …' (RFC 7591 §3)"
-        }
-        _ => "an internal error: see the server log",
-    }
+    FIXES.iter().find(|(r, _)| *r == reason).map_or("an internal error: see the server log", |(_, fix)| fix)
 }
 
 /// The attempts of one client.
@@ -432,8 +466,14 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_fix() {
+        let generic = fix(Reason::Internal);
         for r in Reason::ALL {
             assert!(!fix(*r).is_empty());
+            let entries = FIXES.iter().filter(|(reason, _)| reason == r).count();
+            assert!(entries <= 1, "{r:?} has {entries} fixes");
+            if *r != Reason::Internal {
+                assert_ne!(fix(*r), generic, "{r:?} has no fix of its own");
+            }
         }
         let d = ClientDiagnosis {
             client_id: None,

@@ -22,7 +22,7 @@ use std::fmt;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::events::{escape_detail, needs_escape};
+use crate::escape::{escape_detail, needs_escape};
 
 /// Error codes of RFC 6749 (sections 4.1.2.1 and 5.2), RFC 7591, RFC 6750, RFC 7009 and RFC 8707,
 /// in RFC order.

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 use crate::types::{ClientId, UserId};
 
+pub use crate::escape::escape_detail;
+
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $s:literal,)* }) => {
         $(#[$doc])*
@@ -264,29 +266,6 @@ impl FlowEvent {
     }
 }
 
-/// `detail` with every control character (C0, DEL, C1) and every bidirectional-text control
-/// written as `\u{…}`: a detail quotes what a client sent (a client name, a username), and
-/// stored events are printed to terminals and logs. Text without such characters is returned
-/// as it is, without copying.
-pub fn escape_detail(detail: String) -> String {
-    if !detail.chars().any(needs_escape) {
-        return detail;
-    }
-    let mut out = String::with_capacity(detail.len() + 16);
-    for c in detail.chars() {
-        if needs_escape(c) {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-pub(crate) fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 /// Which failures a stranger can provoke at any rate are stored, and which only logged.
 ///
 /// A refused token at the MCP endpoint, a wrong client secret at `/token`: anyone can send
@@ -445,7 +424,7 @@ mod tests {
         let typed = "alice\u{1b}[2J\r\nok: signed in as 'root'\u{7f}\u{85}\u{202e}";
         let e = FlowEvent::failure(UnixTime::from_secs(0), FlowStep::SignIn, Reason::BadCredentials, typed);
         assert_eq!(e.detail, "alice\\u{1b}[2J\\u{d}\\u{a}ok: signed in as 'root'\\u{7f}\\u{85}\\u{202e}");
-        assert!(!e.detail.chars().any(needs_escape));
+        assert!(!e.detail.chars().any(crate::escape::needs_escape));
         let s = FlowEvent::success(UnixTime::from_secs(0), FlowStep::SignIn, "tab\there");
         assert_eq!(s.detail, "tab\\u{9}here");
         let plain = "client 'Zoë' registered (ünïcode stays)";

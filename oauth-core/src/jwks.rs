@@ -12,10 +12,6 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::UnixTime;
-use crate::jwt::{AccessTokenClaims, TokenValidation, VerifyError};
-use crate::keys::KeyResolver;
-
 /// A JSON Web Key Set, as served at `jwks_uri` or read from one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -45,7 +41,7 @@ impl Jwks {
 
 /// The keys of a JWKS that may verify access tokens: see the [module docs](self).
 #[derive(Default)]
-pub struct VerifyingKeys(Vec<(String, Algorithm, DecodingKey)>);
+pub struct VerifyingKeys(pub(crate) Vec<(String, Algorithm, DecodingKey)>);
 
 impl fmt::Debug for VerifyingKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,16 +66,6 @@ impl VerifyingKeys {
         Self(keys)
     }
 
-    /// Verifies an access token against these keys at `now`.
-    pub fn verify(
-        &self,
-        token: &str,
-        validation: &TokenValidation,
-        now: UnixTime,
-    ) -> Result<AccessTokenClaims, VerifyError> {
-        crate::jwt::verify(token, validation, self, now)
-    }
-
     /// How many keys are usable.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -88,12 +74,6 @@ impl VerifyingKeys {
     /// Whether no key is usable.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl KeyResolver for VerifyingKeys {
-    fn resolve(&self, kid: &str) -> Option<(Algorithm, &DecodingKey)> {
-        self.0.iter().find(|(k, _, _)| k == kid).map(|(_, alg, key)| (*alg, key))
     }
 }
 

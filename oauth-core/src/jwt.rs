@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{UnixTime, duration_secs};
 use crate::error::Error;
 use crate::events::Reason;
+use crate::jwks::VerifyingKeys;
 use crate::keys::{KeyResolver, KeySet};
 use crate::params::clip;
 
@@ -238,8 +239,31 @@ impl VerifyError {
     }
 }
 
-/// Verifies an access token at `now` ([`KeySet::verify`](crate::keys::KeySet::verify),
-/// [`VerifyingKeys::verify`](crate::jwks::VerifyingKeys::verify)).
+impl KeySet {
+    /// Verifies an access token signed by one of these keys at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        validation: &TokenValidation,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, VerifyError> {
+        verify(token, validation, self, now)
+    }
+}
+
+impl VerifyingKeys {
+    /// Verifies an access token against these keys at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        validation: &TokenValidation,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, VerifyError> {
+        verify(token, validation, self, now)
+    }
+}
+
+/// Verifies an access token at `now` ([`KeySet::verify`], [`VerifyingKeys::verify`]).
 pub(crate) fn verify(
     token: &str,
     validation: &TokenValidation,

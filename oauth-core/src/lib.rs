@@ -22,6 +22,7 @@ pub mod policy;
 pub mod refusals;
 pub mod registration;
 pub mod revoke;
+pub mod sealing;
 pub mod secret;
 pub mod selfcheck;
 pub mod server;
@@ -31,6 +32,7 @@ pub mod token;
 pub mod types;
 pub mod users;
 
+mod escape;
 mod failure;
 mod known_client;
 mod params;

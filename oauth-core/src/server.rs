@@ -85,7 +85,7 @@ impl AuthorizationServer {
     /// A server on the given clock.
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
-        let stores = crate::keys::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
+        let stores = crate::sealing::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;
         let pepper = load_server_secret(&stores, CLIENT_SECRET_PEPPER, clock.now()).await?;
@@ -353,6 +353,18 @@ impl AuthorizationServer {
         {
             return Ok(Ok(c.clone()));
         }
+        self.client_from_metadata_document(id, fetcher.as_ref(), stored, now).await
+    }
+
+    /// Fetches and checks the metadata document `id` names, and stores the client it
+    /// describes over `stored` (an expired copy, which is used when the host is down).
+    async fn client_from_metadata_document(
+        &self,
+        id: &ClientId,
+        fetcher: &dyn MetadataDocumentFetcher,
+        stored: Option<Client>,
+        now: UnixTime,
+    ) -> Result<Result<Client, (Reason, String)>, Error> {
         let step = FlowStep::Registration;
         let fetched = match fetcher.fetch(id.as_str()).await {
             Ok(f) => f,
@@ -374,19 +386,18 @@ impl AuthorizationServer {
                 return Ok(Err((Reason::ClientUnknown, msg)));
             }
         };
-        let mut client =
-            match metadata_document::client_from_document(id, &fetched.body, &self.config.redirect_policy, now) {
-                Ok(c) => c,
-                Err(e) => {
-                    let msg = e.description().to_owned();
-                    self.record_unauthenticated(
-                        FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id),
-                    )
-                    .await;
-                    return Ok(Err((Reason::InvalidClientMetadata, msg)));
-                }
-            };
+        let policy = &self.config.redirect_policy;
+        let mut client = match metadata_document::client_from_document(id, &fetched.body, policy, now) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = e.description().to_owned();
+                let event = FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id);
+                self.record_unauthenticated(event).await;
+                return Ok(Err((Reason::InvalidClientMetadata, msg)));
+            }
+        };
         client.metadata_expires_at = Some(now.plus(fetched.cache_for()));
+        self.store_document_client(&mut client, stored).await?;
         let detail = format!(
             "metadata document fetched: '{}' with {} redirect URI(s) [{}], cached for {} s",
             client.display_name(),
@@ -394,22 +405,28 @@ impl AuthorizationServer {
             client.redirect_uri_list(),
             fetched.cache_for().as_secs()
         );
+        self.record(FlowEvent::success(now, step, detail).client(id)).await;
+        Ok(Ok(client))
+    }
+
+    /// Stores a client read from its metadata document; over `stored`, it keeps what the
+    /// operator and its use decided (created, last used, trusted, active).
+    async fn store_document_client(&self, client: &mut Client, stored: Option<Client>) -> Result<(), Error> {
         match stored {
             Some(old) => {
                 client.created_at = old.created_at;
                 client.last_used_at = old.last_used_at;
                 client.trusted = old.trusted;
                 client.active = old.active;
-                self.stores.clients.update_client(&client).await?;
+                self.stores.clients.update_client(client).await?;
             }
-            None => match self.stores.clients.create_client(&client).await {
+            None => match self.stores.clients.create_client(client).await {
                 // Another request fetched it at the same moment: one document, one row.
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             },
         }
-        self.record(FlowEvent::success(now, step, detail).client(id)).await;
-        Ok(Ok(client))
+        Ok(())
     }
 
     /// The startup self-check: refuses, with every problem and its fix, a deployment that no

@@ -279,41 +279,10 @@ impl AuthorizationServer {
             Err(e) => return Err(self.fail_unauthenticated(step, Reason::ClientAuthFailed, None, e).await),
         };
         let client = self.authenticate_client(&creds, step).await?;
-        let grant = match req.grant_type.as_deref() {
-            Some(g) => GrantType::parse(g),
-            None => {
-                return Err(self
-                    .fail(
-                        step,
-                        Reason::InvalidRequest,
-                        Some(&client.id),
-                        OAuthError::invalid_request("grant_type is missing"),
-                        None,
-                    )
-                    .await);
-            }
+        let grant = match check_grant(req.grant_type.as_deref(), &client) {
+            Ok(g) => g,
+            Err(f) => return Err(self.reject(step, Some(&client.id), f).await),
         };
-        let Some(grant) = grant else {
-            let msg = format!(
-                "grant_type '{}' is not supported; supported: authorization_code, refresh_token, client_credentials",
-                clip(req.grant_type.as_deref().unwrap_or_default())
-            );
-            return Err(self
-                .fail(
-                    step,
-                    Reason::UnsupportedGrantType,
-                    Some(&client.id),
-                    OAuthError::unsupported_grant_type(msg),
-                    None,
-                )
-                .await);
-        };
-        if !client.allows_grant(grant) {
-            let msg = format!("client '{}' did not register the {} grant", client.id, grant.as_str());
-            return Err(self
-                .fail(step, Reason::UnauthorizedClient, Some(&client.id), OAuthError::unauthorized_client(msg), None)
-                .await);
-        }
         let response = match grant {
             GrantType::AuthorizationCode => self.exchange_code(&client, req).await?,
             GrantType::RefreshToken => self.refresh(&client, req).await?,
@@ -671,6 +640,25 @@ impl AuthorizationServer {
     }
 }
 
+/// The grant a token request names, if the client registered it (RFC 6749 4.1.3, 5.2).
+fn check_grant(grant_type: Option<&str>, client: &Client) -> Result<GrantType, Failure> {
+    let Some(name) = grant_type else {
+        return Err(Failure::new(Reason::InvalidRequest, OAuthError::invalid_request("grant_type is missing")));
+    };
+    let Some(grant) = GrantType::parse(name) else {
+        let msg = format!(
+            "grant_type '{}' is not supported; supported: authorization_code, refresh_token, client_credentials",
+            clip(name)
+        );
+        return Err(Failure::new(Reason::UnsupportedGrantType, OAuthError::unsupported_grant_type(msg)));
+    };
+    if !client.allows_grant(grant) {
+        let msg = format!("client '{}' did not register the {} grant", client.id, grant.as_str());
+        return Err(Failure::new(Reason::UnauthorizedClient, OAuthError::unauthorized_client(msg)));
+    }
+    Ok(grant)
+}
+
 /// The client id the credentials name (RFC 6749 2.3.1).
 fn credential_id(creds: &ClientCredentials) -> Result<ClientId, Failure> {
     let raw = creds.id.as_deref().ok_or_else(|| {
@@ -854,6 +842,23 @@ mod tests {
             crate::client::ClientOrigin::Dynamic,
             crate::clock::UnixTime::from_secs(0),
         )
+    }
+
+    #[test]
+    fn the_grant_must_be_named_supported_and_registered() {
+        let client = public_client("c1");
+        assert_eq!(check_grant(Some("authorization_code"), &client).unwrap(), GrantType::AuthorizationCode);
+        assert_eq!(check_grant(Some("refresh_token"), &client).unwrap(), GrantType::RefreshToken);
+        let table = [
+            (None, Reason::InvalidRequest, "invalid_request"),
+            (Some("password"), Reason::UnsupportedGrantType, "unsupported_grant_type"),
+            (Some(""), Reason::UnsupportedGrantType, "unsupported_grant_type"),
+            (Some("client_credentials"), Reason::UnauthorizedClient, "unauthorized_client"),
+        ];
+        for (grant, reason, code) in table {
+            let f = check_grant(grant, &client).unwrap_err();
+            assert_eq!((f.reason, f.error.code().as_str()), (reason, code), "{grant:?}");
+        }
     }
 
     #[test]

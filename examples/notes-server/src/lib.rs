@@ -47,7 +47,7 @@ pub struct Settings {
     pub machine_clients: bool,
     /// Seals the signing keys in the database with this key-encryption key. `None`: they are
     /// stored in clear.
-    pub key_encryption: Option<oauth_core::keys::KeyEncryption>,
+    pub key_encryption: Option<oauth_core::sealing::KeyEncryption>,
 }
 
 impl Settings {

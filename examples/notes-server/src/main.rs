@@ -142,7 +142,7 @@ struct Secrets {
     database_url: String,
     admin_password: Option<String>,
     admin_token: Option<String>,
-    key_encryption: Option<oauth_core::keys::KeyEncryption>,
+    key_encryption: Option<oauth_core::sealing::KeyEncryption>,
 }
 
 impl Secrets {
@@ -170,7 +170,7 @@ impl Secrets {
             }
         };
         let key_encryption = either(&cli.key_encryption_key, &cli.key_encryption_key_file)?
-            .map(|k| oauth_core::keys::KeyEncryption::parse(&k))
+            .map(|k| oauth_core::sealing::KeyEncryption::parse(&k))
             .transpose()?;
         Ok(Self {
             database_url,

@@ -311,7 +311,7 @@ fn the_documented_commands_carry_no_secret_on_the_command_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_keys_are_sealed_with_the_key_encryption_key() {
     use oauth_core::AuthorizationServer;
-    use oauth_core::keys::KeyEncryption;
+    use oauth_core::sealing::KeyEncryption;
     use oauth_core::testing;
     let dir = std::env::temp_dir().join(format!("notes-hardening-kek-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -351,7 +351,7 @@ async fn signing_keys_are_sealed_with_the_key_encryption_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_stored_in_clear_still_load_and_rotation_seals_the_next() {
     use oauth_core::AuthorizationServer;
-    use oauth_core::keys::KeyEncryption;
+    use oauth_core::sealing::KeyEncryption;
     use oauth_core::testing;
     let dir = std::env::temp_dir().join(format!("notes-hardening-legacy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
