@@ -13,7 +13,7 @@ pub const MAX_VALUE_LEN: usize = crate::params::MAX_VALUE_LEN;
 /// The HTTP Basic client credentials of an `Authorization` header (RFC 6749 2.3.1), as the
 /// token endpoint reads them: `Ok(None)` for another scheme.
 pub fn parse_basic(header: &str) -> Result<Option<(String, Option<String>)>, OAuthError> {
-    crate::token::parse_basic(header)
+    crate::client_auth::parse_basic(header)
 }
 
 /// What client authentication found: the client id, the secret, and the method name.
