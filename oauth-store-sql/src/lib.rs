@@ -25,9 +25,14 @@ macro_rules! with_pool {
 }
 
 mod error;
+mod events;
+mod grants;
+mod keys;
 mod rows;
 mod sessions;
 mod stores;
+mod users;
+mod write;
 
 /// Every `oauth-core` store on one SQL database, SQLite or PostgreSQL.
 ///
@@ -333,13 +338,14 @@ fn scheme_of(url: &str) -> String {
     }
 }
 
-#[cfg(feature = "sqlite")]
 /// Whether a SQLite URL asks for the file to be created when it is missing (`mode=rwc`).
 #[cfg(feature = "sqlite")]
 fn creates_missing_file(url: &str) -> bool {
     url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=rwc"))
 }
 
+/// Whether a SQLite URL names an in-memory database.
+#[cfg(feature = "sqlite")]
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }

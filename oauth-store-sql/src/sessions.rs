@@ -14,7 +14,7 @@ use oauth_core::types::UserId;
 
 use crate::SqlStore;
 use crate::error::{corrupt, db, out_of_range};
-use crate::stores::BeginWrite as _;
+use crate::write::BeginWrite as _;
 
 #[async_trait]
 impl SessionStore for SqlStore {
