@@ -6,13 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Json, Response};
 use oauth_core::OAuthError;
-use oauth_core::authorize::{AuthorizationRequest, AuthorizeError};
+use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError};
 
 use crate::ratelimit::Class;
 use crate::session::Session;
 use crate::shared::{ACCOUNT_SIGN_IN_CSRF, apps_csrf_binding};
 use crate::{
-    AppState, FormFields, Peer, authorize_error, csrf_failure, expired, internal, no_store, pages, redirect,
+    AppState, FormFields, Peer, Shared, authorize_error, csrf_failure, expired, internal, no_store, pages, redirect,
     show_error, with_cookies,
 };
 
@@ -48,23 +48,36 @@ fn show_authorize_error(headers: &HeaderMap, e: &OAuthError) -> Response {
     show_error(e)
 }
 
+/// The form of a page of a pending authorization request: its fields besides `pending` and
+/// `csrf`, and the request, once the CSRF token bound to it checks out; else the page to
+/// answer with (the form refused, or the request expired).
+async fn pending_form(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    fields: &[&str],
+) -> Result<(FormFields, AuthorizationPrompt), Response> {
+    let names: Vec<&str> = ["pending", "csrf"].iter().chain(fields).copied().collect();
+    let mut form = FormFields::parse(headers, body, &names).map_err(|e| show_error(&e))?;
+    let pending = form.take("pending");
+    if !s.csrf_ok(headers, &pending, &form.take("csrf")) {
+        return Err(csrf_failure());
+    }
+    match s.server.pending_authorization(&pending).await {
+        Ok(Some(prompt)) => Ok((form, prompt)),
+        Ok(None) => Err(expired()),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
 /// `POST …/sign-in`.
 pub(crate) async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(limited) = s.limited(Class::SignIn, &peer, &headers) {
         return limited;
     }
-    let mut form = match FormFields::parse(&headers, &body, &["pending", "csrf", "username", "password"]) {
-        Ok(f) => f,
-        Err(e) => return show_error(&e),
-    };
-    let pending = form.take("pending");
-    if !s.csrf_ok(&headers, &pending, &form.take("csrf")) {
-        return csrf_failure();
-    }
-    let prompt = match s.server.pending_authorization(&pending).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired(),
-        Err(e) => return internal(&e),
+    let (mut form, prompt) = match pending_form(&s, &headers, &body, &["username", "password"]).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     let username = form.take("username");
     let password = form.take("password");
@@ -93,18 +106,9 @@ pub(crate) async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, 
 
 /// `POST …/consent`.
 pub(crate) async fn consent(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
-    let mut form = match FormFields::parse(&headers, &body, &["pending", "csrf", "decision"]) {
-        Ok(f) => f,
-        Err(e) => return show_error(&e),
-    };
-    let pending = form.take("pending");
-    if !s.csrf_ok(&headers, &pending, &form.take("csrf")) {
-        return csrf_failure();
-    }
-    let prompt = match s.server.pending_authorization(&pending).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired(),
-        Err(e) => return internal(&e),
+    let (mut form, prompt) = match pending_form(&s, &headers, &body, &["decision"]).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     let Some(session) = s.session_for(&headers, Some(&prompt.client.id)).await else {
         // Signed out meanwhile (expired, signed out elsewhere, or the user was removed,
@@ -114,7 +118,7 @@ pub(crate) async fn consent(State(s): AppState, headers: HeaderMap, body: Bytes)
     let Some(user) = session.user_id() else { return csrf_failure() };
     let result = match form.take("decision").as_str() {
         "approve" => s.server.consent_given(&prompt, &user, session.auth_time).await,
-        "deny" => s.server.deny(&pending, Some(&user)).await,
+        "deny" => s.server.deny(&prompt.pending.id, Some(&user)).await,
         _ => return show_error(&OAuthError::invalid_request("decision must be 'approve' or 'deny'")),
     };
     match result {
