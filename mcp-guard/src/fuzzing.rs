@@ -1,16 +1,16 @@
 //! Entry points for the fuzz targets (feature `fuzzing`): thin wrappers over the private
 //! parsing of what a caller sends the guard. Not a stable API.
 
-use axum::http::{HeaderValue, Request, header};
+use http::{HeaderMap, HeaderValue, header};
 use oauth_core::jwt::AccessTokenClaims;
 
 use crate::context::{AuthContext, Rejection};
 
 /// The bearer token of an `Authorization` header value, as the guard reads it.
 pub fn bearer_token(authorization: &HeaderValue) -> Option<String> {
-    let mut req = Request::new(());
-    req.headers_mut().insert(header::AUTHORIZATION, authorization.clone());
-    crate::bearer_token(&req)
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, authorization.clone());
+    crate::guard::bearer_token(&headers)
 }
 
 /// A description made safe for the quoted-string of a `WWW-Authenticate` challenge.

@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt as _;
 use oauth_core::types::ScopeSet;
 use serde::Deserialize;
@@ -121,7 +121,11 @@ impl TargetError {
 /// Finds the request's target when the policy needs it: from the JSON-RPC body of a POST, read
 /// up to [`MAX_INSPECTED_BODY`] and put back, with the `Mcp-Method`/`Mcp-Name` headers checked
 /// against it. Without a policy that needs it, the body is left unread.
-pub(crate) async fn target(req: Request<Body>, needed: bool) -> Result<(Target, Request<Body>), TargetError> {
+pub(crate) async fn target<B>(req: Request<B>, needed: bool) -> Result<(Target, Request<B>), TargetError>
+where
+    B: http_body::Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<tower::BoxError>,
+{
     if !needed || req.method() != Method::POST {
         return Ok((Target::default(), req));
     }
@@ -132,7 +136,7 @@ pub(crate) async fn target(req: Request<Body>, needed: bool) -> Result<(Target, 
     };
     let target = parse_jsonrpc(&bytes).map_err(TargetError::Malformed)?;
     check_headers(&parts.headers, &target).map_err(TargetError::HeaderMismatch)?;
-    Ok((target, Request::from_parts(parts, Body::from(bytes))))
+    Ok((target, Request::from_parts(parts, B::from(bytes))))
 }
 
 /// One JSON-RPC message, as far as the policy reads it. Derived deserialization refuses a
@@ -277,7 +281,7 @@ fn shown(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn call(m: &str, n: Option<&str>) -> (String, Option<String>) {
         (m.to_owned(), n.map(str::to_owned))

@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, Uri, header};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri, header};
 
 use crate::AuthContext;
 
@@ -137,12 +137,12 @@ pub(crate) struct Evicted {
 impl Evicted {
     /// The `DELETE` that ends the session in a Streamable HTTP service. It names no protocol
     /// version, so rmcp takes it for the session protocol (before 2026-07-28) that sessions use.
-    pub(crate) fn delete_request(&self) -> Option<Request<Body>> {
+    pub(crate) fn delete_request<B: From<Bytes>>(&self) -> Option<Request<B>> {
         let mut b = Request::builder().method(Method::DELETE).uri(self.route.uri.clone());
         if let Some(host) = &self.route.host {
             b = b.header(header::HOST, host.clone());
         }
-        b.header(SESSION_HEADER, HeaderValue::from_str(&self.id).ok()?).body(Body::empty()).ok()
+        b.header(SESSION_HEADER, HeaderValue::from_str(&self.id).ok()?).body(B::from(Bytes::new())).ok()
     }
 }
 
@@ -392,7 +392,7 @@ mod tests {
     #[test]
     fn the_delete_names_the_session_and_the_creating_host() {
         let e = Evicted { id: "abc".into(), route: route() };
-        let req = e.delete_request().unwrap();
+        let req: Request<Bytes> = e.delete_request().unwrap();
         assert_eq!(req.method(), Method::DELETE);
         assert_eq!(req.uri(), "/mcp");
         assert_eq!(req.headers()[SESSION_HEADER], "abc");

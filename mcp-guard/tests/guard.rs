@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::http::{Request, Response, StatusCode, header};
 use axum::routing::any;
 use http_body_util::BodyExt as _;
-use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, protected_resource_router};
+use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer};
 use oauth_core::jwt::{AccessTokenClaims, mint};
 use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
 use oauth_core::{AuthorizationServer, Clock, ManualClock, ServerConfig, UnixTime};
@@ -43,10 +44,7 @@ async fn fixture() -> Fixture {
             None => "anonymous".to_owned(),
         }
     });
-    let app = Router::new()
-        .route("/mcp", mcp)
-        .layer(guard)
-        .merge(protected_resource_router(server.protected_resource_metadata()));
+    let app = Router::new().route("/mcp", mcp).layer(guard);
     Fixture { app, server, clock }
 }
 
@@ -198,18 +196,6 @@ async fn missing_scopes_get_403_with_every_scope_needed() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn protected_resource_metadata_at_both_paths() {
-    let f = fixture().await;
-    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
-        let (r, body) = call(&f, Request::get(path).body(Body::empty()).unwrap()).await;
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["resource"], RESOURCE);
-        assert_eq!(v["authorization_servers"], serde_json::json!([ISSUER]));
-    }
-}
-
 /// A machine client's token (`client_credentials`) is refused unless the resource accepts
 /// machines; a token that claims to be a machine for another client, or a person's token in
 /// the machine namespace, is malformed whatever the resource says.
@@ -295,4 +281,52 @@ async fn a_valid_token_repeating_a_refused_call_is_not_a_flood_of_writes() {
     f.clock.advance(Duration::from_secs(11));
     call(&f, rpc(add, Some(&narrow))).await;
     assert_eq!(stored().await, 2, "and again after the interval");
+}
+
+/// The guard is tower and http alone: in front of a `service_fn` whose bodies are
+/// `Full<Bytes>`, it challenges, refuses by tool, and hands the body it read on intact.
+#[tokio::test]
+async fn the_guard_serves_any_body_built_from_bytes() {
+    use http_body_util::Full;
+    use tower::Layer as _;
+    let f = fixture().await;
+    let layer =
+        McpGuardLayer::new(Arc::new(LocalVerifier::new(f.server.clone())), &ResourceUri::parse(RESOURCE).unwrap())
+            .with_tool_scopes("add_note", ScopeSet::parse("notes:write").unwrap());
+    let inner = tower::service_fn(|req: Request<Full<Bytes>>| async move {
+        let who = req.extensions().get::<AuthContext>().map(|c| c.subject.to_string()).unwrap_or_default();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!(
+            "{who}: {}",
+            String::from_utf8_lossy(&body)
+        )))))
+    });
+    let guarded = layer.layer(inner);
+    let send = |body: &'static str, bearer: Option<String>| {
+        let guarded = guarded.clone();
+        async move {
+            let mut b = Request::post("/mcp").header(header::CONTENT_TYPE, "application/json");
+            if let Some(t) = bearer {
+                b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            let resp = guarded.oneshot(b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()).await.unwrap();
+            let status = resp.status();
+            let challenge = resp.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, challenge, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, challenge, body) = send(INITIALIZE, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.unwrap().contains(&format!("resource_metadata=\"{PRM}\"")));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], "unauthorized");
+    let token = token(&f, RESOURCE, "mcp:tools");
+    let add = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{}}}"#;
+    let (status, challenge, _) = send(add, Some(token.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.unwrap().contains("scope=\"notes:write\""));
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_notes","arguments":{}}}"#;
+    let (status, _, body) = send(list, Some(token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, format!("user-1: {list}"), "the body the guard read reaches the service whole");
 }

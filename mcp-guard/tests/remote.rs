@@ -1,7 +1,6 @@
 //! The remote verifiers against a real authorization server on a loopback socket: the embedded
 //! one, served by `oauth-axum` in this process, as another replica or an external server would
 //! be seen.
-#![cfg(feature = "remote")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! loopback port (a certificate made by `openssl` for this run), fetched by the SSRF-safe
 //! fetcher, and used by the authorization server for a whole code flow. Loopback is allowed
 //! here only through the fetcher's `dangerous_allow_private_addresses`.
-#![cfg(feature = "metadata-documents")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;

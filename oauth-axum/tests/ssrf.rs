@@ -3,7 +3,6 @@
 //! reachable, multicast, the deprecated ranges, and the IPv4 ranges again in their IPv6 forms
 //! (mapped, SIIT-translated, NAT64). Each is named as a `client_id` host, as an attacker would;
 //! none may be connected to.
-#![cfg(feature = "metadata-documents")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;

@@ -1,6 +1,5 @@
 //! The store conformance kit and the SQL-specific scenarios on SQLite, each test on a fresh
 //! database file (WAL, several pooled connections), so that the races are real.
-#![cfg(feature = "sqlite")]
 
 mod common;
 
