@@ -23,9 +23,9 @@ use cap::Cap;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcp_guard::{AuthContext, LocalVerifier, TokenCache, TokenCacheConfig, TokenVerifier as _};
 use oauth_benches::{TokenFixture, ready};
+use oauth_core::SigningAlgorithm;
 use oauth_core::UnixTime;
-use oauth_core::keys::SigningAlgorithm;
-use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
+use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 use siphasher::sip128::SipHasher13;
 
 #[global_allocator]

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use oauth_benches::TokenFixture;
+use oauth_core::SigningAlgorithm;
 use oauth_core::Stores;
-use oauth_core::keys::SigningAlgorithm;
 use oauth_core::testing::{authorize_code, code_request, refresh_request};
 use oauth_store_sql::SqlStore;
 

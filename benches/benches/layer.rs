@@ -11,7 +11,7 @@ use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_guard::{LocalVerifier, McpGuardLayer};
 use oauth_benches::TokenFixture;
-use oauth_core::keys::SigningAlgorithm;
+use oauth_core::SigningAlgorithm;
 use tower::ServiceExt as _;
 
 fn app(verifier: LocalVerifier, f: &TokenFixture) -> Router {

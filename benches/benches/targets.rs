@@ -12,10 +12,10 @@ use mcp_guard::{AuthContext, LocalVerifier, TokenCache, TokenCacheConfig, TokenV
 use oauth_benches::{
     TokenFixture, bench_time, openssl_ecdsa_p256_verify_rate, per_second, rate, ready, resident_bytes,
 };
-use oauth_core::keys::SigningAlgorithm;
+use oauth_core::SigningAlgorithm;
 use oauth_core::testing::{authorize_code, code_request};
-use oauth_core::types::{GrantId, UserId};
 use oauth_core::{AuthorizationServer, UnixTime};
+use oauth_core::{GrantId, UserId};
 use oauth_store_sql::{SqlStore, SqlStoreOptions};
 
 fn main() {
@@ -100,13 +100,12 @@ fn main() {
 /// Refresh rotations per second, one after another, for the fixture's public client and for a
 /// confidential client on the same server, measured in one run.
 async fn refresh_rates(f: &TokenFixture, n: usize) -> (f64, f64) {
-    use oauth_core::server::NewClient;
+    use oauth_core::NewClient;
     use oauth_core::testing::{REDIRECT, refresh_request};
     let server = &f.server;
     let created = server
         .create_client(
-            NewClient::new("confidential", vec![oauth_core::types::RedirectUri::parse(REDIRECT).unwrap()])
-                .confidential(),
+            NewClient::new("confidential", vec![oauth_core::RedirectUri::parse(REDIRECT).unwrap()]).confidential(),
         )
         .await
         .unwrap();
@@ -114,17 +113,17 @@ async fn refresh_rates(f: &TokenFixture, n: usize) -> (f64, f64) {
     let client = created.client.id;
     let (code, verifier) = authorize_code(server, &client).await;
     let mut req = code_request(&client, &code, &verifier);
-    req.client_secret = Some(oauth_core::secret::ClientSecret::new(secret.secret().to_owned()));
+    req.client_secret = Some(oauth_core::ClientSecret::new(secret.secret().to_owned()));
     let first = server.token(req, None).await.unwrap();
 
-    let rotate = |client: oauth_core::types::ClientId, token: String, secret: Option<String>| {
+    let rotate = |client: oauth_core::ClientId, token: String, secret: Option<String>| {
         let server = server.clone();
         async move {
             let mut current = token;
             let start = Instant::now();
             for _ in 0..n {
                 let mut req = refresh_request(&client, &current);
-                req.client_secret = secret.clone().map(oauth_core::secret::ClientSecret::new);
+                req.client_secret = secret.clone().map(oauth_core::ClientSecret::new);
                 current = server.token(req, None).await.unwrap().refresh_token.unwrap().secret().to_owned();
             }
             n as f64 / start.elapsed().as_secs_f64()

@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn demo() {
 //! use oauth_benches::TokenFixture;
-//! use oauth_core::keys::SigningAlgorithm;
+//! use oauth_core::SigningAlgorithm;
 //!
 //! let f = TokenFixture::memory(SigningAlgorithm::Es256).await;
 //! assert!(f.floor.check(&f.token).is_ok());
@@ -20,10 +20,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{DecodingKey, Validation};
-use oauth_core::jwt::{AccessTokenClaims, mint};
-use oauth_core::keys::SigningAlgorithm;
+use oauth_core::ClientId;
+use oauth_core::SigningAlgorithm;
 use oauth_core::testing::{authorize_code, code_request, config, register_public_client};
-use oauth_core::types::ClientId;
+use oauth_core::{AccessTokenClaims, mint};
 use oauth_core::{AuthorizationServer, Stores};
 
 /// The algorithms the benches cover, with the label they print: ES256 (the default), EdDSA,

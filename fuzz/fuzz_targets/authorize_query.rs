@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{Fixture, ISSUER, RESOURCE, check_error};
 use oauth_core::ErrorCode;
-use oauth_core::authorize::{AuthorizationRequest, AuthorizeError, MAX_STATE_LEN};
 use oauth_core::fuzzing::{MAX_PARAMS, MAX_VALUE_LEN};
-use oauth_core::types::{RedirectUri, ScopeSet};
+use oauth_core::{AuthorizationRequest, AuthorizeError, MAX_STATE_LEN};
+use oauth_core::{RedirectUri, ScopeSet};
 
 fuzz_target!(|query: &[u8]| {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query).into_owned().collect();

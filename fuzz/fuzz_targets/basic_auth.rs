@@ -15,8 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::check_error;
 use oauth_core::ErrorCode;
+use oauth_core::MAX_SECRET_LEN;
 use oauth_core::fuzzing::parse_basic;
-use oauth_core::secret::MAX_SECRET_LEN;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = std::str::from_utf8(data) {

@@ -22,11 +22,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{ISSUER, MAX_DESCRIPTION, NOW, RESOURCE, check_text, has_control, split_lines};
+use oauth_core::Jwks;
 use oauth_core::UnixTime;
-use oauth_core::jwks::Jwks;
-use oauth_core::jwt::{AccessTokenClaims, MAX_TOKEN_LEN, TokenValidation, VerifyError};
-use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
-use oauth_core::types::UserId;
+use oauth_core::UserId;
+use oauth_core::{AccessTokenClaims, MAX_TOKEN_LEN, TokenValidation, VerifyError};
+use oauth_core::{KeySet, SigningAlgorithm, StoredKey};
 
 struct Keys {
     set: KeySet,

@@ -15,13 +15,11 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{check_error, has_control, split_lines};
-use oauth_core::account::ClientIdentity;
-use oauth_core::client::{ClientOrigin, GrantType, TokenEndpointAuthMethod};
-use oauth_core::metadata_document::{
-    DEFAULT_CACHE, FetchedDocument, MAX_CACHE, MIN_CACHE, client_from_document, is_document_url,
-};
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::types::{ClientId, RedirectKind};
+use oauth_core::ClientIdentity;
+use oauth_core::RedirectPolicy;
+use oauth_core::{ClientId, RedirectKind};
+use oauth_core::{ClientOrigin, GrantType, TokenEndpointAuthMethod};
+use oauth_core::{DEFAULT_CACHE, FetchedDocument, MAX_CACHE, MIN_CACHE, client_from_document, is_document_url};
 use oauth_core::{ErrorCode, UnixTime};
 
 fuzz_target!(|data: &[u8]| {

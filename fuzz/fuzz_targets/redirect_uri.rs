@@ -13,9 +13,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{check_text, split_lines};
-use oauth_core::client::ApplicationType;
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::types::{MAX_URI_LEN, RedirectKind, RedirectUri};
+use oauth_core::ApplicationType;
+use oauth_core::RedirectPolicy;
+use oauth_core::{MAX_URI_LEN, RedirectKind, RedirectUri};
 
 fuzz_target!(|data: &[u8]| {
     let [a, b] = split_lines(data, 2)[..] else { return };

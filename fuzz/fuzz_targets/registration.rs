@@ -13,13 +13,13 @@
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{check_error, has_control};
 use oauth_core::ErrorCode;
+use oauth_core::RedirectPolicy;
 use oauth_core::UnixTime;
-use oauth_core::client::{ApplicationType, ClientOrigin, GrantType, TokenEndpointAuthMethod};
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::registration::{
+use oauth_core::{ApplicationType, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+use oauth_core::{ClientId, MAX_SCOPES, MAX_URI_LEN, RedirectKind, RedirectUri};
+use oauth_core::{
     MAX_CONTACTS, MAX_REDIRECT_URIS, MAX_TEXT_LEN, RegistrationRequest, RegistrationResponse, ValidatedRegistration,
 };
-use oauth_core::types::{ClientId, MAX_SCOPES, MAX_URI_LEN, RedirectKind, RedirectUri};
 
 fuzz_target!(|body: &[u8]| {
     let policy = RedirectPolicy::default();

@@ -21,11 +21,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_fuzz::{CHALLENGE, Fixture, RESOURCE, check_error, split_lines};
-use oauth_core::authorize::AuthorizationRequest;
+use oauth_core::AuthorizationRequest;
 use oauth_core::fuzzing::{MAX_PARAMS, MAX_VALUE_LEN, credentials, parse_basic};
-use oauth_core::token::{ClientCredentials, TokenRequest};
-use oauth_core::types::{ScopeSet, UserId};
+use oauth_core::{ClientCredentials, TokenRequest};
 use oauth_core::{Error, ErrorCode, UnixTime};
+use oauth_core::{ScopeSet, UserId};
 
 const TOKEN_ERRORS: &[ErrorCode] = &[
     ErrorCode::InvalidRequest,

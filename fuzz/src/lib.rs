@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oauth_core::client::{Client, GrantType};
-use oauth_core::events::{EventQuery, FlowEvent};
-use oauth_core::metadata_document::{DocumentFetchError, FetchedDocument, MetadataDocumentFetcher};
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::server::NewClient;
-use oauth_core::store::{EventStore, StoreResult};
-use oauth_core::types::{ClientId, Issuer, RedirectUri, ResourceUri, ScopeSet};
+use oauth_core::NewClient;
+use oauth_core::RedirectPolicy;
 use oauth_core::{AuthorizationServer, ErrorCode, ManualClock, OAuthError, ServerConfig, UnixTime};
+use oauth_core::{Client, GrantType};
+use oauth_core::{ClientId, Issuer, RedirectUri, ResourceUri, ScopeSet};
+use oauth_core::{DocumentFetchError, FetchedDocument, MetadataDocumentFetcher};
+use oauth_core::{EventQuery, FlowEvent};
+use oauth_core::{EventStore, StoreResult};
 use oauth_store_memory::MemoryStore;
 
 /// The issuer of the fixture server.

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use oauth_core::metadata::well_known_url;
+use oauth_core::well_known_url;
 use oauth_fetch::{FetchConfig, Fetcher, HeaderMap, Method, Request};
 use serde::Serialize;
 use serde_json::Value;

@@ -6,11 +6,11 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use clap::Subcommand;
-use oauth_core::admin::{ClientUpdate, Operator};
-use oauth_core::diagnose::without_connected;
-use oauth_core::server::NewClient;
-use oauth_core::types::{ClientId, RedirectUri};
-use oauth_core::users::create_user;
+use oauth_core::NewClient;
+use oauth_core::create_user;
+use oauth_core::without_connected;
+use oauth_core::{ClientId, RedirectUri};
+use oauth_core::{ClientUpdate, Operator};
 use oauth_core::{Clock as _, Stores, SystemClock};
 
 /// Everything that can go wrong in a command: the message says what, and what to do.
@@ -184,13 +184,10 @@ pub enum ClientsCommand {
 pub async fn run(
     command: &Command,
     database_url: &str,
-    key_encryption: Option<&oauth_core::sealing::KeyEncryption>,
+    key_encryption: Option<&oauth_core::KeyEncryption>,
 ) -> Result<bool, CliError> {
     let open = || async {
-        Ok::<_, CliError>(oauth_core::sealing::KeyEncryption::protect(
-            key_encryption,
-            open_database(database_url).await?,
-        ))
+        Ok::<_, CliError>(oauth_core::KeyEncryption::protect(key_encryption, open_database(database_url).await?))
     };
     match command {
         Command::Check { public_url, json } => {
@@ -254,7 +251,7 @@ pub fn parse_age(s: &str) -> Result<Duration, AgeError> {
 async fn diagnose(stores: &Stores, client: Option<&str>, since: &str, all: bool, json: bool) -> Result<(), CliError> {
     let client = client.map(ClientId::parse).transpose()?;
     let since = SystemClock.now().minus(parse_age(since)?);
-    let mut report = oauth_core::diagnose::diagnose(stores.events.as_ref(), client.as_ref(), since).await?;
+    let mut report = oauth_core::diagnose(stores.events.as_ref(), client.as_ref(), since).await?;
     let hidden = if all || client.is_some() { 0 } else { without_connected(&mut report) };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -424,8 +421,7 @@ async fn list_clients(op: &Operator, json: bool, unused_for: Option<&String>) ->
     if let Some(age) = unused_for {
         let before = SystemClock.now().minus(parse_age(age)?);
         all.retain(|c| {
-            c.origin != oauth_core::client::ClientOrigin::PreRegistered
-                && c.last_used_at.unwrap_or(c.created_at) < before
+            c.origin != oauth_core::ClientOrigin::PreRegistered && c.last_used_at.unwrap_or(c.created_at) < before
         });
     }
     if json {

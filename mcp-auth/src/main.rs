@@ -81,7 +81,7 @@ async fn main() -> ExitCode {
 fn key_encryption(
     cli: &Cli,
     matches: &clap::ArgMatches,
-) -> Result<Option<oauth_core::sealing::KeyEncryption>, mcp_auth::CliError> {
+) -> Result<Option<oauth_core::KeyEncryption>, mcp_auth::CliError> {
     mcp_auth::refuse_secret_on_command_line(
         matches,
         "key_encryption_key",
@@ -93,5 +93,5 @@ fn key_encryption(
         Some(path) => Some(mcp_auth::read_secret_file(path)?),
         None => cli.key_encryption_key.clone(),
     };
-    Ok(encoded.map(|k| oauth_core::sealing::KeyEncryption::parse(&k)).transpose()?)
+    Ok(encoded.map(|k| oauth_core::KeyEncryption::parse(&k)).transpose()?)
 }

@@ -144,8 +144,8 @@ async fn operator_commands(db: &str) {
     server.token(code_request(&good, &code, &verifier), None).await.unwrap();
     clock.advance(Duration::from_secs(1));
     // The guard records the first accepted MCP call; here the event is recorded directly.
-    let alice = oauth_core::types::UserId::parse("user-1").unwrap();
-    server.record_access(oauth_core::access::AccessEvent::first_call(clock.now(), &good, &alice, "initialize")).await;
+    let alice = oauth_core::UserId::parse("user-1").unwrap();
+    server.record_access(oauth_core::AccessEvent::first_call(clock.now(), &good, &alice, "initialize")).await;
     assert!(!ok(db, &["diagnose"], None).contains(good.as_str()));
     assert!(ok(db, &["diagnose", "--all"], None).contains(good.as_str()));
     assert!(fails(db, &["diagnose", "--since", "soon"]).contains("not an age"));
@@ -204,13 +204,13 @@ async fn operator_commands_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_a_key_encryption_key_is_managed_with_the_same_key() {
-    use oauth_core::events::FlowStep;
-    use oauth_core::token::ClientCredentials;
+    use oauth_core::ClientCredentials;
+    use oauth_core::FlowStep;
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-auth-kek-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.join("data").display());
     let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let kek = oauth_core::sealing::KeyEncryption::parse(key).unwrap();
+    let kek = oauth_core::KeyEncryption::parse(key).unwrap();
     // The server seals its keys and secrets, the pepper of client-secret hashes among them.
     let server =
         AuthorizationServer::new(config().with_key_encryption(kek), mcp_auth::open_database(&db).await.unwrap())

@@ -71,10 +71,10 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oauth_core::events::Reason;
-use oauth_core::secret::SecretHash;
-use oauth_core::store::{Grant, GrantStore, StoreResult};
-use oauth_core::types::{ClientId, GrantId, UserId};
+use oauth_core::Reason;
+use oauth_core::SecretHash;
+use oauth_core::{ClientId, GrantId, UserId};
+use oauth_core::{Grant, GrantStore, StoreResult};
 use oauth_core::{ServerConfig, Stores, UnixTime};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
@@ -571,7 +571,7 @@ impl GrantStore for RevocationWatch {
 
 #[cfg(test)]
 mod tests {
-    use oauth_core::types::ScopeSet;
+    use oauth_core::ScopeSet;
 
     use super::entry::INTERNED;
     use super::*;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use oauth_core::Reason;
 use oauth_core::UnixTime;
-use oauth_core::events::Reason;
-use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
+use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 
 /// Who is calling: put into the request extensions for tool handlers.
 ///

@@ -2,7 +2,7 @@
 //! parsing of what a caller sends the guard. Not a stable API.
 
 use http::{HeaderMap, HeaderValue, header};
-use oauth_core::jwt::AccessTokenClaims;
+use oauth_core::AccessTokenClaims;
 
 use crate::context::{AuthContext, Rejection};
 
@@ -15,7 +15,7 @@ pub fn bearer_token(authorization: &HeaderValue) -> Option<String> {
 
 /// A description made safe for the quoted-string of a `WWW-Authenticate` challenge.
 pub fn challenge_quote(description: &str) -> String {
-    oauth_core::challenge::quote(description)
+    oauth_core::quote(description)
 }
 
 /// The caller a verified token's claims describe, or why they are refused.
@@ -27,10 +27,10 @@ pub fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthContext, Rej
 /// the JWKS `set`, without fetching anything.
 #[cfg(feature = "remote")]
 pub fn verify_with_jwks(
-    set: &oauth_core::jwks::Jwks,
+    set: &oauth_core::Jwks,
     token: &str,
-    validation: &oauth_core::jwt::TokenValidation,
+    validation: &oauth_core::TokenValidation,
     now: oauth_core::UnixTime,
-) -> Result<AccessTokenClaims, oauth_core::jwt::VerifyError> {
-    oauth_core::jwks::VerifyingKeys::from_jwks(set).verify(token, validation, now)
+) -> Result<AccessTokenClaims, oauth_core::VerifyError> {
+    oauth_core::VerifyingKeys::from_jwks(set).verify(token, validation, now)
 }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, header};
+use oauth_core::AccessEvent;
+use oauth_core::BearerChallenge;
+use oauth_core::ScopeSet;
 use oauth_core::UnixTime;
-use oauth_core::access::AccessEvent;
-use oauth_core::challenge::BearerChallenge;
-use oauth_core::events::{EventBudget, FlowStep, Reason};
-use oauth_core::types::ScopeSet;
+use oauth_core::{EventBudget, FlowStep, Reason};
 use tower::BoxError;
 
 use crate::context::{AuthContext, Rejection};
@@ -231,7 +231,7 @@ impl Guard {
 
     fn insufficient_scope(&self, needed: &ScopeSet, description: &str) -> Refusal {
         let challenge = BearerChallenge::new(self.config.resource_metadata.as_str())
-            .error(oauth_core::challenge::INSUFFICIENT_SCOPE, description)
+            .error(oauth_core::INSUFFICIENT_SCOPE, description)
             .scope(needed.to_string());
         with_challenge(json_error(StatusCode::FORBIDDEN, "insufficient_scope", description), &challenge)
     }
@@ -240,5 +240,5 @@ impl Guard {
 /// The bearer token of the `Authorization` header (RFC 6750 2.1), if any.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    oauth_core::challenge::bearer_token(value).map(str::to_owned)
+    oauth_core::bearer_token(value).map(str::to_owned)
 }

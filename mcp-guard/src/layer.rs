@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use oauth_core::metadata::well_known_url;
-use oauth_core::types::{ResourceUri, ScopeSet};
+use oauth_core::well_known_url;
+use oauth_core::{ResourceUri, ScopeSet};
 use tower::Layer;
 
 use crate::guard::{Guard, GuardConfig, GuardState};
@@ -124,7 +124,7 @@ impl<S> Layer<S> for McpGuardLayer {
 mod tests {
     use super::*;
     use crate::{AuthContext, Rejection};
-    use oauth_core::events::Reason;
+    use oauth_core::Reason;
 
     #[derive(Debug)]
     struct NoTokens;

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::response::{IntoResponse as _, Json};
 use axum::routing::get;
 use http::{HeaderValue, Method, header};
-use oauth_core::metadata::{ProtectedResourceMetadata, well_known_path};
+use oauth_core::{ProtectedResourceMetadata, well_known_path};
 use tower_http::cors::{Any, CorsLayer};
 
 /// A router serving RFC 9728 metadata at `/.well-known/oauth-protected-resource/<path>` and at

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt as _;
-use oauth_core::types::ScopeSet;
+use oauth_core::ScopeSet;
 use serde::Deserialize;
 
 use crate::MAX_INSPECTED_BODY;
@@ -53,7 +53,7 @@ impl ScopePolicy {
 
     /// Every scope the request's target needs.
     pub(crate) fn scopes_for(&self, target: &Target) -> ScopeSet {
-        let mut all: Vec<oauth_core::types::Scope> = self.required.iter().cloned().collect();
+        let mut all: Vec<oauth_core::Scope> = self.required.iter().cloned().collect();
         for (method, name) in &target.calls {
             if let Some(s) = self.per_method.get(method) {
                 all.extend(s.iter().cloned());

@@ -27,7 +27,7 @@
 //! use std::sync::Arc;
 //! use mcp_guard::McpGuardLayer;
 //! use mcp_guard::remote::JwksVerifier;
-//! use oauth_core::types::ResourceUri;
+//! use oauth_core::ResourceUri;
 //!
 //! let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
 //! // Reads the issuer's RFC 8414 metadata, checks its `issuer`, and fetches its `jwks_uri`.
@@ -41,13 +41,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use oauth_core::events::Reason;
-use oauth_core::jwks::{Jwks, VerifyingKeys};
-use oauth_core::jwt::{TokenValidation, VerifyError};
-use oauth_core::metadata::well_known_url;
-use oauth_core::secret::ClientSecret;
-use oauth_core::types::{ClientId, ResourceUri, ScopeSet, UserId};
+use oauth_core::ClientSecret;
+use oauth_core::Reason;
+use oauth_core::well_known_url;
+use oauth_core::{ClientId, ResourceUri, ScopeSet, UserId};
 use oauth_core::{Clock, SystemClock, UnixTime};
+use oauth_core::{Jwks, VerifyingKeys};
+use oauth_core::{TokenValidation, VerifyError};
 use oauth_fetch::discovery::DiscoveryError;
 use oauth_fetch::{FetchConfig, Fetcher, Method, Request};
 use serde::Deserialize;
@@ -579,7 +579,7 @@ impl IntrospectionVerifier {
 #[async_trait]
 impl TokenVerifier for IntrospectionVerifier {
     async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
-        if token.len() > oauth_core::jwt::MAX_TOKEN_LEN {
+        if token.len() > oauth_core::MAX_TOKEN_LEN {
             return Err(Rejection::new(Reason::TokenMalformed, "the token is too long"));
         }
         let now = SystemClock.now();

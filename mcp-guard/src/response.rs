@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use oauth_core::challenge::BearerChallenge;
+use oauth_core::BearerChallenge;
 
 /// A refusal the guard sends instead of calling the inner service.
 pub(crate) type Refusal = Box<Response<Full<Bytes>>>;

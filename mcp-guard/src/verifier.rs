@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use oauth_core::access::AccessEvent;
-use oauth_core::events::Reason;
-use oauth_core::jwt::AccessTokenClaims;
-use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
+use oauth_core::AccessEvent;
+use oauth_core::AccessTokenClaims;
+use oauth_core::Reason;
 use oauth_core::{AuthorizationServer, Clock, SystemClock, UnixTime};
+use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 
 use crate::cache::{TokenCache, TokenCacheConfig};
 use crate::context::{AuthContext, Rejection};

@@ -9,12 +9,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::any;
 use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer, TokenCache, TokenCacheConfig, TokenVerifier};
-use oauth_core::events::Reason;
-use oauth_core::jwt::{AccessTokenClaims, mint};
-use oauth_core::revoke::TokenRequestForm;
+use oauth_core::Reason;
+use oauth_core::TokenRequestForm;
 use oauth_core::testing::{authorize_code, code_request, config, register_public_client};
-use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
+use oauth_core::{AccessTokenClaims, mint};
 use oauth_core::{AuthorizationServer, Clock, ManualClock, UnixTime};
+use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 

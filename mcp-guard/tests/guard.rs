@@ -11,9 +11,9 @@ use axum::http::{Request, Response, StatusCode, header};
 use axum::routing::any;
 use http_body_util::BodyExt as _;
 use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer};
-use oauth_core::jwt::{AccessTokenClaims, mint};
-use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
+use oauth_core::{AccessTokenClaims, mint};
 use oauth_core::{AuthorizationServer, Clock, ManualClock, ServerConfig, UnixTime};
+use oauth_core::{Issuer, ResourceUri, ScopeSet};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 
@@ -127,7 +127,7 @@ async fn bad_tokens_get_invalid_token_with_the_reason() {
 
 #[tokio::test]
 async fn a_flood_of_forged_tokens_is_logged_but_stored_once_per_interval() {
-    use oauth_core::events::{EventQuery, FlowStep};
+    use oauth_core::{EventQuery, FlowStep};
     let f = fixture().await;
     let refusals = || async {
         let events = f.server.operator().stores().events.events(&EventQuery::all()).await.unwrap();
@@ -212,8 +212,8 @@ async fn machine_tokens_pass_only_where_the_resource_accepts_them() {
     let (r, body) = call(&f, rpc(INITIALIZE, Some(&honest))).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{body}");
     assert!(challenge(&r).contains("invalid_token") && body.contains("machine clients"), "{body}");
-    let events = f.server.operator().stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
-    assert!(events.iter().any(|e| e.reason == Some(oauth_core::events::Reason::MachineTokenRefused)));
+    let events = f.server.operator().stores().events.events(&oauth_core::EventQuery::all()).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == Some(oauth_core::Reason::MachineTokenRefused)));
 
     let accepting =
         McpGuardLayer::new(Arc::new(LocalVerifier::new(f.server.clone())), &ResourceUri::parse(RESOURCE).unwrap())
@@ -262,7 +262,7 @@ async fn machine_tokens_pass_only_where_the_resource_accepts_them() {
 async fn a_valid_token_repeating_a_refused_call_is_not_a_flood_of_writes() {
     // A client with a real token may still hammer a tool it has no scope for: each call is
     // refused, but the refusal is stored once per interval, as forged tokens are.
-    use oauth_core::events::{EventQuery, FlowStep, Reason};
+    use oauth_core::{EventQuery, FlowStep, Reason};
     let f = fixture().await;
     let stored = || async {
         let events = f.server.operator().stores().events.events(&EventQuery::all()).await.unwrap();

@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use mcp_guard::protected_resource_router;
-use oauth_core::metadata::ProtectedResourceMetadata;
-use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
+use oauth_core::ProtectedResourceMetadata;
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{Issuer, ResourceUri, ScopeSet};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use mcp_guard::TokenVerifier;
 use mcp_guard::remote::{IntrospectionVerifier, JwksVerifier};
-use oauth_core::events::Reason;
-use oauth_core::jwt::{AccessTokenClaims, mint};
-use oauth_core::revoke::TokenRequestForm;
-use oauth_core::secret::ClientSecret;
-use oauth_core::server::NewClient;
-use oauth_core::types::{Issuer, RedirectUri, ResourceUri};
-use oauth_core::users::StoreAuthenticator;
+use oauth_core::ClientSecret;
+use oauth_core::NewClient;
+use oauth_core::Reason;
+use oauth_core::StoreAuthenticator;
+use oauth_core::TokenRequestForm;
+use oauth_core::{AccessTokenClaims, mint};
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{Issuer, RedirectUri, ResourceUri};
 use oauth_store_memory::MemoryStore;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
@@ -119,7 +119,7 @@ async fn introspection_verifier_sees_a_revocation() {
             &issuer,
             &resource,
             rs.client.id.as_str(),
-            oauth_core::secret::ClientSecret::new(secret.secret().to_owned()),
+            oauth_core::ClientSecret::new(secret.secret().to_owned()),
         )
     };
     let verifier = make().await.unwrap().without_cache();
@@ -138,7 +138,7 @@ async fn introspection_verifier_sees_a_revocation() {
         &issuer,
         &resource,
         rs.client.id.as_str(),
-        oauth_core::secret::ClientSecret::new("wrong".into()),
+        oauth_core::ClientSecret::new("wrong".into()),
     )
     .await
     .unwrap();

@@ -9,13 +9,13 @@ use mcp_guard::{
     LocalVerifier, McpGuardLayer, SessionLimits, TokenCache, TokenCacheConfig, TokenVerifier, protected_resource_router,
 };
 use oauth_axum::{AdminToken, InitialAccessToken, IpRange, RateLimits};
-use oauth_core::metadata::ProtectedResourceMetadata;
-use oauth_core::policy::RedirectPolicy;
-use oauth_core::selfcheck::KnownClient;
-use oauth_core::store::UserStore;
-use oauth_core::types::{Issuer, ResourceUri, ScopeSet};
-use oauth_core::users::{Authenticator, StoreAuthenticator};
+use oauth_core::KnownClient;
+use oauth_core::ProtectedResourceMetadata;
+use oauth_core::RedirectPolicy;
+use oauth_core::UserStore;
+use oauth_core::{Authenticator, StoreAuthenticator};
 use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
+use oauth_core::{Issuer, ResourceUri, ScopeSet};
 
 use crate::{Inner, McpAuth};
 
@@ -51,7 +51,7 @@ pub struct McpAuthBuilder {
     tool_scopes: Vec<(String, ScopeSet)>,
     metadata_documents: bool,
     machine_clients: bool,
-    key_encryption: Option<oauth_core::sealing::KeyEncryption>,
+    key_encryption: Option<oauth_core::KeyEncryption>,
     resource_name: Option<String>,
     rate_limits: Option<RateLimits>,
     session_limits: SessionLimits,
@@ -213,7 +213,7 @@ impl McpAuthBuilder {
 
     /// Seals the signing keys and server secrets in the store with this key. Default: stored
     /// in clear (whoever reads the database can then mint tokens).
-    pub fn key_encryption(mut self, key: oauth_core::sealing::KeyEncryption) -> Self {
+    pub fn key_encryption(mut self, key: oauth_core::KeyEncryption) -> Self {
         self.key_encryption = Some(key);
         self
     }

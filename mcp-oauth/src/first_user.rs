@@ -15,12 +15,12 @@ pub(crate) async fn create(server: &AuthorizationServer, username: &str, path: &
     if !users.list_users().await?.is_empty() {
         return Ok(false);
     }
-    let generated = oauth_core::secret::ClientSecret::generate();
+    let generated = oauth_core::ClientSecret::generate();
     let password = &generated.secret()[..PASSWORD_LEN];
     // The file first: a user whose password nobody can read would lock the operator out.
     write_secret_file(path, password)
         .map_err(|e| Error::Config(format!("cannot write the first password to {}: {e}", path.display())))?;
-    oauth_core::users::create_user(users.as_ref(), username, password, server.now()).await?;
+    oauth_core::create_user(users.as_ref(), username, password, server.now()).await?;
     Ok(true)
 }
 

@@ -46,10 +46,10 @@ pub use first_user::write_secret_file;
 pub use mcp_guard::{AuthContext, Caller, SessionLimits};
 pub use oauth_axum::serve::ServeConfig;
 pub use oauth_axum::{AdminToken, IpRange, RateLimits};
-pub use oauth_core::sealing::KeyEncryption;
-pub use oauth_core::selfcheck::KnownClient;
-pub use oauth_core::types::ScopeSet;
-pub use oauth_core::users::Authenticator;
+pub use oauth_core::Authenticator;
+pub use oauth_core::KeyEncryption;
+pub use oauth_core::KnownClient;
+pub use oauth_core::ScopeSet;
 pub use oauth_core::{AuthorizationServer, Error, Stores};
 
 /// The MCP endpoint behind the guard, with CORS outside it.

@@ -151,7 +151,7 @@ async fn misconfigurations_are_refused_at_build_with_the_reason() {
 #[cfg(feature = "external")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_authorization_server_is_discovered_and_its_tokens_checked() {
-    use oauth_core::jwt::{AccessTokenClaims, mint};
+    use oauth_core::{AccessTokenClaims, mint};
     // The authorization server: the embedded one of another app, on its own port.
     let (as_listener, issuer) = listener().await;
     let authority = McpAuth::builder(&issuer).store(MemoryStore::new().into_stores()).build().await.unwrap();

@@ -17,9 +17,9 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use oauth_core::AuthorizationServer;
-use oauth_core::diagnose::without_connected;
-use oauth_core::secret::{SecretHash, ct_eq};
-use oauth_core::types::ClientId;
+use oauth_core::ClientId;
+use oauth_core::without_connected;
+use oauth_core::{SecretHash, ct_eq};
 
 use crate::no_store;
 

@@ -4,10 +4,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use oauth_core::refusals::Endpoint;
-use oauth_core::registration::RegistrationRequest;
-use oauth_core::revoke::TokenRequestForm;
-use oauth_core::token::TokenRequest;
+use oauth_core::Endpoint;
+use oauth_core::RegistrationRequest;
+use oauth_core::TokenRequest;
+use oauth_core::TokenRequestForm;
 use oauth_core::{Error, OAuthError};
 
 use crate::ratelimit::Class;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Json, Response};
 use oauth_core::OAuthError;
-use oauth_core::authorize::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError};
+use oauth_core::{AuthorizationPrompt, AuthorizationRequest, AuthorizeError};
 
 use crate::ratelimit::Class;
 use crate::session::Session;
@@ -217,7 +217,7 @@ pub(crate) async fn account_apps_revoke(State(s): AppState, headers: HeaderMap, 
     if !s.csrf_ok(&headers, &apps_csrf_binding(&user), &form.take("csrf")) {
         return csrf_failure();
     }
-    let client = match oauth_core::types::ClientId::parse(&form.take("client")) {
+    let client = match oauth_core::ClientId::parse(&form.take("client")) {
         Ok(c) => c,
         Err(e) => return show_error(&OAuthError::invalid_request(e.to_string())),
     };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use askama::Template as _;
 use axum::http::HeaderMap;
 use oauth_core::OAuthError;
-use oauth_core::account::{ClientIdentity, ScopeDescription};
+use oauth_core::{ClientIdentity, ScopeDescription};
 
 use crate::pages;
 use crate::session::{self, Cookies};

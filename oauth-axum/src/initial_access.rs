@@ -12,7 +12,7 @@
 //! ```
 
 use axum::http::{HeaderMap, header};
-use oauth_core::secret::{SecretHash, ct_eq};
+use oauth_core::{SecretHash, ct_eq};
 
 use crate::SecretError;
 

@@ -28,9 +28,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use oauth_core::authorize::AuthorizeError;
-use oauth_core::metadata::well_known_path;
-use oauth_core::users::Authenticator;
+use oauth_core::Authenticator;
+use oauth_core::AuthorizeError;
+use oauth_core::well_known_path;
 use oauth_core::{AuthorizationServer, Error, OAuthError};
 use tower_http::cors::{Any, CorsLayer};
 
@@ -63,7 +63,7 @@ pub const ACCOUNT_SIGN_IN_PATH: &str = "/account/sign-in";
 /// ```no_run
 /// # use std::sync::Arc;
 /// # fn demo(server: Arc<oauth_core::AuthorizationServer>) {
-/// use oauth_core::users::StoreAuthenticator;
+/// use oauth_core::StoreAuthenticator;
 ///
 /// let users = StoreAuthenticator::new(server.operator().stores().users.clone());
 /// let app: axum::Router = oauth_axum::AuthRouter::new(server, Arc::new(users)).into_router();

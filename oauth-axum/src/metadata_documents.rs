@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oauth_core::metadata_document::{DocumentFetchError, FetchedDocument, MAX_DOCUMENT_BYTES, MetadataDocumentFetcher};
+use oauth_core::{DocumentFetchError, FetchedDocument, MAX_DOCUMENT_BYTES, MetadataDocumentFetcher};
 pub use oauth_fetch::HostBudget;
 pub use oauth_fetch::Resolver;
 pub use oauth_fetch::address::is_public;

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oauth_core::UnixTime;
-use oauth_core::account::{ClientIdentity, ConnectedApp, ScopeDescription};
+use oauth_core::{ClientIdentity, ConnectedApp, ScopeDescription};
 
 #[derive(Template)]
 #[template(path = "signin.html")]

@@ -2,7 +2,7 @@
 //! to the pending authorization.
 //!
 //! The session cookie carries a random token for a session stored on the server
-//! ([`oauth_core::sessions`]): no key signs it, and every use is checked against the store and
+//! (the crate docs of `oauth_core`, "Sign-in sessions"): no key signs it, and every use is checked against the store and
 //! the user, so that sign-out, removing, disabling or re-passwording a user ends it. The CSRF
 //! key comes from [`oauth_core::AuthorizationServer::derive_secret`]: a server secret in the key store,
 //! shared by every replica and independent of the signing keys.
@@ -14,10 +14,10 @@ use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oauth_core::SignInSession;
 use oauth_core::UnixTime;
-use oauth_core::secret::ct_eq;
-use oauth_core::store::SignInSession;
-use oauth_core::types::UserId;
+use oauth_core::UserId;
+use oauth_core::ct_eq;
 
 /// Longest cookie header considered.
 const MAX_COOKIE_HEADER: usize = 8 * 1024;
@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn keys() -> [u8; 32] {
-        oauth_core::secret::ServerSecret::generate().as_bytes().to_owned()
+        oauth_core::ServerSecret::generate().as_bytes().to_owned()
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Json, Response};
+use oauth_core::ClientIdentity;
+use oauth_core::Limited;
 use oauth_core::OAuthError;
-use oauth_core::account::ClientIdentity;
-use oauth_core::authorize::{AuthorizationPrompt, ConsentDecision};
-use oauth_core::refusals::Limited;
+use oauth_core::{AuthorizationPrompt, ConsentDecision};
 
 use crate::ratelimit::Class;
 use crate::session::{self, Session};
@@ -91,7 +91,7 @@ impl Shared {
     pub(crate) async fn account_block(
         &self,
         username: &str,
-        client: Option<&oauth_core::types::ClientId>,
+        client: Option<&oauth_core::ClientId>,
     ) -> Option<(u64, String)> {
         let limiter = self.limiter.as_ref()?;
         let (wait, first) = limiter.account_blocked(username, std::time::Instant::now())?;
@@ -143,7 +143,7 @@ impl Shared {
     pub(crate) async fn session_for(
         &self,
         headers: &HeaderMap,
-        client: Option<&oauth_core::types::ClientId>,
+        client: Option<&oauth_core::ClientId>,
     ) -> Option<Session> {
         let token = self.cookies.session_value(headers)?;
         match self.server.check_session(&token, self.authenticator.as_ref(), client).await {
@@ -174,7 +174,7 @@ impl Shared {
         match self.cookies.csrf_nonce(headers) {
             Some(n) => n,
             None => {
-                let n = oauth_core::secret::ClientSecret::generate().secret().to_owned();
+                let n = oauth_core::ClientSecret::generate().secret().to_owned();
                 cookies.push(self.cookies.set_csrf(&n));
                 n
             }
@@ -300,7 +300,7 @@ pub(crate) fn human_duration(secs: u64) -> String {
 
 /// The binding of the Connected apps forms' CSRF token: the signed-in user, so that a token
 /// from one person's page is no good in another's session.
-pub(crate) fn apps_csrf_binding(user: &oauth_core::types::UserId) -> String {
+pub(crate) fn apps_csrf_binding(user: &oauth_core::UserId) -> String {
     format!("account apps|{user}")
 }
 

@@ -9,11 +9,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::secret::CodeVerifier;
-use oauth_core::types::{Issuer, ResourceUri};
-use oauth_core::users::{StoreAuthenticator, create_user};
+use oauth_core::CodeChallenge;
+use oauth_core::CodeVerifier;
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{Issuer, ResourceUri};
+use oauth_core::{StoreAuthenticator, create_user};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 
@@ -194,7 +194,7 @@ async fn authorize_shows_client_errors_and_redirects_the_rest() {
     assert!(r.headers().get(header::LOCATION).is_none());
     assert!(b.contains("https://evil.example/cb"), "the page names the URI sent: {b}");
     assert!(!b.contains(REDIRECT), "the page must not show where this client's codes can be sent: {b}");
-    let events = a.server.operator().stores().events.events(&oauth_core::events::EventQuery::all()).await.unwrap();
+    let events = a.server.operator().stores().events.events(&oauth_core::EventQuery::all()).await.unwrap();
     assert!(
         events.iter().any(|e| e.detail.contains("https://evil.example/cb") && e.detail.contains(REDIRECT)),
         "the operator's event names the URI sent and the ones registered"
@@ -485,7 +485,7 @@ async fn the_sweeper_removes_abandoned_registrations() {
     let server = Arc::new(
         AuthorizationServer::with_clock(config, MemoryStore::new().into_stores(), clock.clone()).await.unwrap(),
     );
-    let req = oauth_core::registration::RegistrationRequest::from_json(
+    let req = oauth_core::RegistrationRequest::from_json(
         br#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"none"}"#,
     )
     .unwrap();
@@ -542,7 +542,7 @@ async fn connected_apps_forms_are_bound_to_the_signed_in_user() {
     let prompt = a
         .server
         .authorize(
-            oauth_core::authorize::AuthorizationRequest::from_pairs(
+            oauth_core::AuthorizationRequest::from_pairs(
                 url::Url::parse(&format!("http://x{}", authorize_url(&client, challenge.as_str())))
                     .unwrap()
                     .query_pairs(),

@@ -10,10 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use oauth_axum::{AuthRouter, InitialAccessToken, Limit, RateLimits, RegistrationQuota};
-use oauth_core::events::{EventQuery, Reason};
-use oauth_core::types::{Issuer, ResourceUri};
-use oauth_core::users::StoreAuthenticator;
+use oauth_core::StoreAuthenticator;
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{EventQuery, Reason};
+use oauth_core::{Issuer, ResourceUri};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 

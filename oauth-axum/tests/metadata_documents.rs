@@ -15,16 +15,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
-use oauth_core::authorize::{AuthorizationRequest, AuthorizeError};
-use oauth_core::client::ClientOrigin;
-use oauth_core::events::{EventQuery, FlowStep};
-use oauth_core::metadata_document::MetadataDocumentFetcher as _;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::secret::CodeVerifier;
-use oauth_core::token::TokenRequest;
-use oauth_core::types::{ClientId, Issuer, ResourceUri, UserId};
-use oauth_core::users::StoreAuthenticator;
+use oauth_core::ClientOrigin;
+use oauth_core::CodeChallenge;
+use oauth_core::CodeVerifier;
+use oauth_core::MetadataDocumentFetcher as _;
+use oauth_core::StoreAuthenticator;
+use oauth_core::TokenRequest;
+use oauth_core::{AuthorizationRequest, AuthorizeError};
 use oauth_core::{AuthorizationServer, ManualClock, ServerConfig, UnixTime};
+use oauth_core::{ClientId, Issuer, ResourceUri, UserId};
+use oauth_core::{EventQuery, FlowStep};
 use oauth_store_memory::MemoryStore;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tower::ServiceExt as _;
@@ -237,7 +237,7 @@ async fn a_metadata_document_client_signs_in_without_registering() {
 
     // The operator's choices survive a refetch after the document's max-age.
     let id = ClientId::parse(&client_id).unwrap();
-    server.operator().update_client(&id, oauth_core::admin::ClientUpdate::default().trusted(true)).await.unwrap();
+    server.operator().update_client(&id, oauth_core::ClientUpdate::default().trusted(true)).await.unwrap();
     clock.advance(Duration::from_secs(601));
     let again = server.authorize(authorize_request(&client_id, &challenge)).await.unwrap();
     assert_eq!(fetches["/client.json"].load(Ordering::SeqCst), 2);

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use oauth_axum::metadata_documents::HttpsDocumentFetcher;
-use oauth_core::metadata_document::MetadataDocumentFetcher as _;
+use oauth_core::MetadataDocumentFetcher as _;
 
 /// One address from each IPv4 entry that is not globally reachable, and multicast.
 const V4: &[(&str, &str)] = &[

@@ -1,11 +1,5 @@
-//! What a resource server reports of the calls it admits and refuses: the flow events of the
-//! [`FlowStep::ResourceAccess`] step. An adapter (the guard in front of an MCP endpoint)
-//! decides that a call is refused; the events are built here, so that their text, their
-//! reason and what they tie to (client, user) are the same whoever serves the resource.
-//!
-//! An [`AccessEvent`] can only be made by the constructors below, and an embedded
-//! authorization server stores one with
-//! [`AuthorizationServer::record_access`](crate::AuthorizationServer::record_access).
+//! What a resource server reports of the calls it admits and refuses.
+//! Documented in the crate docs, "Resource access events".
 
 use crate::clock::UnixTime;
 use crate::events::{FlowEvent, FlowStep, Reason};
@@ -63,7 +57,7 @@ impl AccessEvent {
 
 /// The `client_id` a JWT claims, read without verifying it (clipped, from a bounded payload):
 /// only ever to tie an event to a client for the operator, never to decide anything.
-pub fn claimed_client_id(token: &str) -> Option<String> {
+pub(crate) fn claimed_client_id(token: &str) -> Option<String> {
     use base64::Engine as _;
     let payload = token.split('.').nth(1)?;
     if payload.len() > MAX_PEEKED_PAYLOAD {

@@ -1,23 +1,5 @@
-//! What a signed-in person sees of their own consent, and how they take it back: the clients
-//! they connected ("Connected apps"), what each one is, and revocation of a client's grants
-//! with the remembered consent that would otherwise let it back in without asking.
-//!
-//! The consent page and the Connected apps page describe a client the same way
-//! ([`ClientIdentity`]): a dynamically registered client's name is its own claim, a metadata
-//! document client's name is vouched for only by the host that publishes the document, and a
-//! pre-registered client was set up by the operator.
-//!
-//! ```
-//! use oauth_core::account::ClientIdentity;
-//! use oauth_core::client::{Client, ClientOrigin, TokenEndpointAuthMethod};
-//! use oauth_core::types::ClientId;
-//! use oauth_core::UnixTime;
-//!
-//! let id = ClientId::parse("https://claude.ai/oauth/mcp-client.json").unwrap();
-//! let client = Client::new(id, TokenEndpointAuthMethod::None, vec![], ClientOrigin::MetadataDocument, UnixTime::from_secs(0));
-//! assert_eq!(ClientIdentity::of(&client), ClientIdentity::MetadataDocument { host: "claude.ai".into() });
-//! assert!(!ClientIdentity::of(&client).name_verified());
-//! ```
+//! What a signed-in person sees of their own consent, and how they take it back.
+//! Documented in the crate docs, "Connected apps".
 
 use std::collections::BTreeMap;
 
@@ -30,7 +12,7 @@ use crate::store::Grant;
 use crate::types::{ClientId, ScopeSet, UserId};
 
 /// Most grants read for one person's Connected apps page.
-pub const MAX_LISTED_GRANTS: usize = 500;
+pub(crate) const MAX_LISTED_GRANTS: usize = 500;
 
 /// What a client is, as far as this server can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]

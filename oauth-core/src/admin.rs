@@ -1,21 +1,5 @@
-//! The operator's actions: pre-registering, changing, rotating and removing clients, removing
-//! users, and reporting what a client did. What `mcp-auth clients …` and an admin endpoint run,
-//! on the stores alone, so that they need no issuer or signing key.
-//!
-//! ```no_run
-//! # async fn demo(stores: oauth_core::Stores) -> Result<(), oauth_core::Error> {
-//! use oauth_core::admin::{ClientUpdate, Operator};
-//! use oauth_core::server::NewClient;
-//! use oauth_core::types::RedirectUri;
-//!
-//! let operator = Operator::new(stores);
-//! let uri = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
-//! let created = operator.create_client(NewClient::new("Claude", vec![uri]).confidential()).await?;
-//! // Shown once: the store keeps only a password hash.
-//! println!("{} {}", created.client.id, created.secret.as_ref().unwrap().secret());
-//! operator.update_client(&created.client.id, ClientUpdate::default().trusted(true)).await?;
-//! # Ok(()) }
-//! ```
+//! The operator's actions.
+//! Documented in the crate docs, "The operator".
 
 use std::sync::Arc;
 

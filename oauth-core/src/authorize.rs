@@ -1,22 +1,5 @@
-//! The authorization endpoint (RFC 6749 4.1.1, OAuth 2.1, MCP): validate a request into a
-//! pending authorization, and complete it, once the user has signed in and consented, into a
-//! single-use code delivered to the client's redirect URI with `state` and `iss` (RFC 9207).
-//!
-//! Errors about the client or its redirect URI are shown to the user and never redirected
-//! ([`AuthorizeError::ShowToUser`]): redirecting them would make this server an open
-//! redirector. Every other error goes back to the client ([`AuthorizeError::Redirect`]).
-//!
-//! ```
-//! use oauth_core::authorize::AuthorizationRequest;
-//!
-//! let req = AuthorizationRequest::from_pairs([
-//!     ("response_type", "code"),
-//!     ("client_id", "mcp_abc"),
-//!     ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-//!     ("code_challenge_method", "S256"),
-//! ]).unwrap();
-//! assert_eq!(req.client_id.as_deref(), Some("mcp_abc"));
-//! ```
+//! The authorization endpoint (RFC 6749 4.1.1, OAuth 2.1, MCP).
+//! Documented in the crate docs, "Authorization requests and consent".
 
 use crate::client::{Client, GrantType};
 use crate::clock::UnixTime;

@@ -1,23 +1,5 @@
-//! The bearer side of a protected resource (RFC 6750): reading the token from an
-//! `Authorization` header, and the `WWW-Authenticate` challenge of a refusal, with the
-//! `resource_metadata` parameter (RFC 9728 5.1) that tells an MCP client where discovery
-//! starts.
-//!
-//! ```
-//! use oauth_core::challenge::{BearerChallenge, bearer_token};
-//!
-//! assert_eq!(bearer_token("Bearer abc.def"), Some("abc.def"));
-//! let header = BearerChallenge::new("https://mcp.example.com/.well-known/oauth-protected-resource/mcp")
-//!     .error("invalid_token", "the token expired")
-//!     .scope("mcp:tools")
-//!     .to_string();
-//! assert_eq!(
-//!     header,
-//!     "Bearer error=\"invalid_token\", \
-//!      resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", \
-//!      scope=\"mcp:tools\", error_description=\"the token expired\""
-//! );
-//! ```
+//! The bearer side of a protected resource (RFC 6750).
+//! Documented in the crate docs, "Bearer challenges".
 
 use std::fmt;
 

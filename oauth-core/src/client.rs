@@ -1,14 +1,5 @@
-//! The client model: what the server knows about a registered client, however it was
-//! registered (pre-registered by the operator, dynamically per RFC 7591, or by a Client ID
-//! Metadata Document).
-//!
-//! ```
-//! use oauth_core::client::{GrantType, TokenEndpointAuthMethod};
-//!
-//! assert_eq!(TokenEndpointAuthMethod::parse("client_secret_post"), Some(TokenEndpointAuthMethod::ClientSecretPost));
-//! assert!(TokenEndpointAuthMethod::None.is_public());
-//! assert_eq!(GrantType::parse("refresh_token"), Some(GrantType::RefreshToken));
-//! ```
+//! The client model.
+//! Documented in the crate docs, "Clients".
 
 use serde::{Deserialize, Serialize};
 

@@ -1,13 +1,5 @@
 //! Time, injectable so that expiry is tested without sleeping.
-//!
-//! ```
-//! use std::time::Duration;
-//! use oauth_core::{Clock, ManualClock, UnixTime};
-//!
-//! let clock = ManualClock::new(UnixTime::from_secs(1_000));
-//! clock.advance(Duration::from_secs(60));
-//! assert_eq!(clock.now(), UnixTime::from_secs(1_060));
-//! ```
+//! Documented in the crate docs, "Time".
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,20 +1,5 @@
-//! Why did a connection not come up? Correlates a client's flow events into connection
-//! attempts, each ending at its furthest step, and turns the failure (or the silence after the
-//! last step) into a verdict with a plain-language fix.
-//!
-//! ```
-//! use oauth_core::diagnose::{Verdict, attempts};
-//! use oauth_core::events::{FlowEvent, FlowStep, Reason};
-//! use oauth_core::UnixTime;
-//!
-//! let t = UnixTime::from_secs;
-//! let events = vec![
-//!     FlowEvent::success(t(0), FlowStep::Registration, "registered"),
-//!     FlowEvent::failure(t(5), FlowStep::AuthorizationRequest, Reason::RedirectUriNotRegistered, "sent X, registered Y"),
-//! ];
-//! let a = attempts(&events);
-//! assert!(matches!(a[0].verdict, Verdict::Failed { reason: Reason::RedirectUriNotRegistered, .. }));
-//! ```
+//! Why did a connection not come up? Correlates a client's flow events into connection attempts, each ending at its furthest step, and turns the failure (or the silence after the last step) into a verdict with a plain-language fix.
+//! Documented in the crate docs, "Diagnosis".
 
 use serde::Serialize;
 

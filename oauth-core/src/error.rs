@@ -1,20 +1,5 @@
 //! OAuth error codes and the crate error.
-//!
-//! [`OAuthError`] is what a client sees: one [`ErrorCode`] from the RFCs and a description that
-//! says exactly what to fix. [`Error`] is what the crate returns: either an `OAuthError`, or an
-//! internal failure (storage, cryptography) whose detail is logged and never shown to a client,
-//! which sees only `server_error`.
-//!
-//! ```
-//! use oauth_core::{ErrorCode, OAuthError};
-//!
-//! let e = OAuthError::invalid_grant("authorization code has expired");
-//! assert_eq!(e.code(), ErrorCode::InvalidGrant);
-//! assert_eq!(
-//!     serde_json::to_string(&e).unwrap(),
-//!     r#"{"error":"invalid_grant","error_description":"authorization code has expired"}"#
-//! );
-//! ```
+//! Documented in the crate docs, "Errors".
 
 use std::borrow::Cow;
 use std::fmt;
@@ -131,7 +116,7 @@ impl OAuthError {
     ///
     /// Descriptions quote what the client sent, and a native client may print them to a
     /// terminal, so control and bidirectional-text characters are written as `\u{…}`, as in
-    /// flow events ([`crate::events::escape_detail`]).
+    /// flow events (control characters written as `\u{…}`).
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         let description = match description.into() {
             Cow::Owned(s) => Cow::Owned(escape_detail(s)),

@@ -5,7 +5,7 @@
 /// written as `\u{…}`: a detail quotes what a client sent (a client name, a username), and
 /// stored events are printed to terminals and logs. Text without such characters is returned
 /// as it is, without copying.
-pub fn escape_detail(detail: String) -> String {
+pub(crate) fn escape_detail(detail: String) -> String {
     if !detail.chars().any(needs_escape) {
         return detail;
     }

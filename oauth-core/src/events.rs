@@ -1,27 +1,12 @@
-//! Flow events: one record for every step of a connection attempt, tied to the client id,
-//! with a stable reason code when the step failed. They go to `tracing` and to the
-//! [`EventStore`](crate::store::EventStore), so that an operator can ask "what happened to
-//! client X in the last hour" and see the exact step that broke.
-//!
-//! Details never carry a secret, a code or a token: at most a short hash prefix. Every
-//! detail is escaped when the event is built: control characters (and the characters that
-//! reorder text on a terminal) are written as `\u{…}`, so that what a stranger typed cannot
-//! forge a log line or repaint the operator's terminal when `diagnose` prints it.
-//!
-//! ```
-//! use oauth_core::events::{FlowEvent, FlowStep, Reason};
-//! use oauth_core::UnixTime;
-//!
-//! let e = FlowEvent::failure(UnixTime::from_secs(0), FlowStep::CodeExchange, Reason::PkceMismatch, "verifier does not match");
-//! assert_eq!(e.reason.unwrap().as_str(), "pkce_mismatch");
-//! ```
+//! Flow events.
+//! Documented in the crate docs, "Flow events".
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::types::{ClientId, UserId};
 
-pub use crate::escape::escape_detail;
+pub(crate) use crate::escape::escape_detail;
 
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $s:literal,)* }) => {
@@ -204,17 +189,17 @@ pub struct FlowEvent {
     /// Why the step failed; `None` when it succeeded.
     pub reason: Option<Reason>,
     /// What happened, precisely, for the operator. Never a secret; control characters
-    /// escaped (see [`escape_detail`]).
+    /// escaped (control characters written as `\u{…}`).
     pub detail: String,
 }
 
 impl FlowEvent {
-    /// A successful step; `detail` is escaped with [`escape_detail`].
+    /// A successful step; `detail` has its control characters escaped.
     pub fn success(at: UnixTime, step: FlowStep, detail: impl Into<String>) -> Self {
         Self { at, step, client_id: None, user: None, reason: None, detail: escape_detail(detail.into()) }
     }
 
-    /// A failed step; `detail` is escaped with [`escape_detail`].
+    /// A failed step; `detail` has its control characters escaped.
     pub fn failure(at: UnixTime, step: FlowStep, reason: Reason, detail: impl Into<String>) -> Self {
         Self { at, step, client_id: None, user: None, reason: Some(reason), detail: escape_detail(detail.into()) }
     }
@@ -277,7 +262,7 @@ impl FlowEvent {
 /// its most recent occurrence within one interval.
 ///
 /// ```
-/// use oauth_core::events::{EventBudget, FlowStep, Reason};
+/// use oauth_core::{EventBudget, FlowStep, Reason};
 /// use oauth_core::UnixTime;
 /// use std::time::Duration;
 ///

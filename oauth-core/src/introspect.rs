@@ -1,13 +1,5 @@
 //! Token introspection (RFC 7662), for resource servers that do not verify JWTs themselves.
-//!
-//! Only authenticated confidential clients may introspect, and only what they are entitled to
-//! (RFC 7662 section 4, no token scanning): a resource server the operator registered for it
-//! ([`crate::server::NewClient::introspection`]) may ask about any access token of this server; any
-//! other client only about its own access and refresh tokens. Everything else is answered
-//! `{"active": false}`, exactly as for an unknown token, and recorded for the operator.
-//!
-//! An access token is active when it verifies and its grant is not revoked; a refresh token is
-//! active when it is its grant's current one, unexpired and unrevoked.
+//! Documented in the crate docs, "Introspection".
 
 use serde::Serialize;
 

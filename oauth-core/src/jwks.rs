@@ -1,10 +1,5 @@
-//! JSON Web Key Sets (RFC 7517): the [`Jwks`] this server publishes, and the
-//! [`VerifyingKeys`] a resource server takes from another server's JWKS to check its tokens.
-//!
-//! Which keys of a JWKS may verify a token is a protocol rule, decided here once: a key needs
-//! a `kid`, a signature use (or none stated), and an asymmetric algorithm, stated or implied
-//! by its key type. A symmetric key in a JWKS is a misconfiguration, and accepting one would
-//! allow algorithm confusion, so it is skipped.
+//! JSON Web Key Sets (RFC 7517).
+//! Documented in the crate docs, "Key sets".
 
 use std::fmt;
 
@@ -39,7 +34,7 @@ impl Jwks {
     }
 }
 
-/// The keys of a JWKS that may verify access tokens: see the [module docs](self).
+/// The keys of a JWKS that may verify access tokens: see the [crate docs](crate#key-sets).
 #[derive(Default)]
 pub struct VerifyingKeys(pub(crate) Vec<(String, Algorithm, DecodingKey)>);
 

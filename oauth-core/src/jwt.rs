@@ -1,24 +1,5 @@
-//! JWT access tokens per RFC 9068: minting and verification.
-//!
-//! A token is accepted only if its header says `typ: at+jwt`, its `kid` names a known key whose
-//! algorithm is the header's `alg` (no algorithm confusion, no `none`), its signature verifies,
-//! its `iss` is the expected issuer, its `aud` contains the canonical resource, and it has not
-//! expired (with a small leeway). Each failure has its own [`VerifyError`], so the guard can
-//! say exactly why a token was refused.
-//!
-//! ```
-//! use std::time::Duration;
-//! use oauth_core::jwt::{AccessTokenClaims, TokenValidation, mint};
-//! use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
-//! use oauth_core::UnixTime;
-//!
-//! let now = UnixTime::from_secs(1_700_000_000);
-//! let keys = KeySet::load(&[StoredKey::generate(SigningAlgorithm::Es256, now).unwrap()], SigningAlgorithm::Es256).unwrap();
-//! let claims = AccessTokenClaims::new("https://as.example", "user-1", "https://mcp.example/mcp", "client-1", "mcp:tools", now, Duration::from_secs(3600));
-//! let token = mint(&claims, &keys).unwrap();
-//! let v = TokenValidation::new("https://as.example", "https://mcp.example/mcp");
-//! assert_eq!(keys.verify(&token, &v, now).unwrap().sub, "user-1");
-//! ```
+//! JWT access tokens per RFC 9068.
+//! Documented in the crate docs, "JWT access tokens".
 
 use std::time::Duration;
 
@@ -36,7 +17,7 @@ use crate::params::clip;
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// The JOSE `typ` of RFC 9068 access tokens.
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+pub(crate) const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// `aud`: one string or an array (RFC 7519 4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,20 +1,5 @@
-//! Signing keys: generated once, persisted through the [`KeyStore`](crate::store::KeyStore),
-//! rotated on demand, and published as a JWKS that carries the current and previous keys.
-//!
-//! ES256 is the default (fastest to verify on these machines); EdDSA and RS256 are available;
-//! HS256 exists only as [`SigningAlgorithm::DangerousHs256`], because a shared secret lets
-//! every verifier mint tokens, and a regenerated secret logs every user out.
-//!
-//! ```
-//! use oauth_core::keys::{KeySet, SigningAlgorithm, StoredKey};
-//! use oauth_core::UnixTime;
-//!
-//! let key = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(0)).unwrap();
-//! let set = KeySet::load(&[key], SigningAlgorithm::Es256).unwrap();
-//! let jwks = serde_json::to_value(set.jwks()).unwrap();
-//! assert_eq!(jwks["keys"][0]["kty"], "EC");
-//! assert!(jwks["keys"][0].get("d").is_none()); // never the private part
-//! ```
+//! Signing keys.
+//! Documented in the crate docs, "Signing keys".
 
 //!
 //! Private keys can be sealed at rest: see [`crate::sealing`].

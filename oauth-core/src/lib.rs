@@ -1,38 +1,39 @@
 #![doc = include_str!("../README.md")]
+#![doc = include_str!("guide.md")]
 
-pub mod access;
-pub mod account;
-pub mod admin;
-pub mod authorize;
-pub mod challenge;
-pub mod client;
+mod access;
+mod account;
+mod admin;
+mod authorize;
+mod challenge;
+mod client;
 mod client_auth;
-pub mod clock;
+mod clock;
 mod config;
-pub mod diagnose;
-pub mod error;
-pub mod events;
-pub mod introspect;
-pub mod jwks;
-pub mod jwt;
-pub mod keys;
-pub mod metadata;
-pub mod metadata_document;
-pub mod pkce;
-pub mod policy;
+mod diagnose;
+mod error;
+mod events;
+mod introspect;
+mod jwks;
+mod jwt;
+mod keys;
+mod metadata;
+mod metadata_document;
+mod pkce;
+mod policy;
 mod refresh;
-pub mod refusals;
-pub mod registration;
-pub mod revoke;
-pub mod sealing;
-pub mod secret;
-pub mod selfcheck;
-pub mod server;
-pub mod sessions;
-pub mod store;
-pub mod token;
-pub mod types;
-pub mod users;
+mod refusals;
+mod registration;
+mod revoke;
+mod sealing;
+mod secret;
+mod selfcheck;
+mod server;
+mod sessions;
+mod store;
+mod token;
+mod types;
+mod users;
 
 mod escape;
 mod failure;
@@ -47,7 +48,51 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
-pub use error::{Error, ErrorCode, OAuthError, StoreError};
-pub use server::{AuthorizationServer, ServerConfig};
-pub use store::Stores;
+pub use crate::access::AccessEvent;
+pub use crate::account::{ClientIdentity, ConnectedApp, ScopeDescription};
+pub use crate::admin::{ClientReport, ClientUpdate, CreatedClient, NewClient, Operator};
+pub use crate::authorize::{
+    AuthorizationPrompt, AuthorizationRequest, AuthorizeError, ConsentDecision, MAX_STATE_LEN, consent_decision,
+};
+pub use crate::challenge::{BearerChallenge, INSUFFICIENT_SCOPE, bearer_token, quote};
+pub use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
+pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
+pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
+pub use crate::introspect::IntrospectionResponse;
+pub use crate::jwks::{Jwks, VerifyingKeys};
+pub use crate::jwt::{AccessTokenClaims, Audience, MAX_TOKEN_LEN, TokenValidation, VerifyError, mint};
+pub use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
+pub use crate::metadata::{
+    AuthorizationServerMetadata, EndpointPaths, ProtectedResourceMetadata, well_known_path, well_known_url,
+};
+pub use crate::metadata_document::{
+    DEFAULT_CACHE, DocumentFetchError, FetchedDocument, MAX_CACHE, MAX_DOCUMENT_BYTES, MIN_CACHE,
+    MetadataDocumentFetcher, client_from_document, is_document_url,
+};
+pub use crate::pkce::{CodeChallenge, CodeChallengeMethod};
+pub use crate::policy::{RedirectPolicy, RedirectRefusal};
+pub use crate::refusals::{Endpoint, Limited};
+pub use crate::registration::{
+    MAX_CONTACTS, MAX_REDIRECT_URIS, MAX_TEXT_LEN, RegistrationRequest, RegistrationResponse, ValidatedRegistration,
+};
+pub use crate::revoke::TokenRequestForm;
+pub use crate::sealing::{EncryptedKeyStore, KeyEncryption};
+pub use crate::secret::{
+    AuthorizationCode, ClientSecret, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretHash, ServerSecret, ct_eq,
+    verify_password,
+};
+pub use crate::selfcheck::{KnownClient, Problem, check};
+pub use crate::server::{AuthorizationServer, ServerConfig, SweepReport};
+pub use crate::sessions::{SessionRefusal, SessionToken};
+pub use crate::store::{
+    AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
+    GrantStore, KeyStore, PendingAuthorization, SessionStore, SignInSession, StoreResult, Stores, User, UserStore,
+};
+pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
+pub use crate::types::{
+    ClientId, GrantId, Issuer, MAX_SCOPES, MAX_URI_LEN, ParseError, RedirectKind, RedirectUri, ResourceUri, Scope,
+    ScopeSet, UserId,
+};
+pub use crate::users::{AuthenticatedUser, Authenticator, StoreAuthenticator, UserStatus, create_user, set_password};

@@ -1,20 +1,5 @@
-//! Discovery documents: RFC 8414 authorization-server metadata (also served as OpenID-style
-//! `openid-configuration`) and RFC 9728 protected-resource metadata, with the well-known URLs
-//! at which clients look for them.
-//!
-//! ```
-//! use oauth_core::metadata::{ProtectedResourceMetadata, well_known_url};
-//! use oauth_core::types::{Issuer, ResourceUri};
-//!
-//! let resource = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
-//! let issuer = Issuer::parse("https://mcp.example.com").unwrap();
-//! let prm = ProtectedResourceMetadata::new(&resource, &issuer);
-//! assert_eq!(prm.authorization_servers, vec!["https://mcp.example.com".to_owned()]);
-//! assert_eq!(
-//!     well_known_url("oauth-protected-resource", resource.as_str()),
-//!     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
-//! );
-//! ```
+//! Discovery documents.
+//! Documented in the crate docs, "Metadata and discovery".
 
 use std::collections::BTreeMap;
 

@@ -1,33 +1,5 @@
-//! Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document; the preferred
-//! registration of MCP 2025-11-25 and later): a client whose `client_id` is an https URL
-//! publishes its metadata at that URL, and the server fetches it instead of asking the client
-//! to register.
-//!
-//! The rules kept here, whatever fetches the document:
-//! - the `client_id` URL is https with a path, no fragment, no user info;
-//! - the document's `client_id` equals that URL exactly (no normalisation);
-//! - the client is public: `token_endpoint_auth_method` is `none` (or absent), and the document
-//!   carries no `client_secret`;
-//! - everything else is validated as an RFC 7591 registration would be (redirect URIs against
-//!   the deployment's redirect policy, grant types, sizes);
-//! - the document is cached for its `Cache-Control: max-age`, kept between 5 minutes and one
-//!   day.
-//!
-//! The fetching itself (SSRF defences, size and time caps) is the adapter's, behind
-//! [`MetadataDocumentFetcher`]; `oauth-axum` has one.
-//!
-//! ```
-//! use oauth_core::metadata_document::client_from_document;
-//! use oauth_core::policy::RedirectPolicy;
-//! use oauth_core::types::ClientId;
-//! use oauth_core::UnixTime;
-//!
-//! let id = ClientId::parse("https://app.example/oauth/client.json").unwrap();
-//! let doc = br#"{"client_id":"https://app.example/oauth/client.json","client_name":"App",
-//!               "redirect_uris":["http://127.0.0.1:3000/callback"],"token_endpoint_auth_method":"none"}"#;
-//! let client = client_from_document(&id, doc, &RedirectPolicy::default(), UnixTime::from_secs(0)).unwrap();
-//! assert_eq!(client.display_name(), "App");
-//! ```
+//! Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document; the preferred registration of MCP 2025-11-25 and later).
+//! Documented in the crate docs, "Client ID Metadata Documents".
 
 use std::time::Duration;
 

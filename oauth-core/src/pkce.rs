@@ -1,15 +1,5 @@
-//! PKCE (RFC 7636), S256 only: `plain` is refused, as OAuth 2.1 and the MCP specification
-//! require.
-//!
-//! ```
-//! use oauth_core::pkce::CodeChallenge;
-//! use oauth_core::secret::CodeVerifier;
-//!
-//! // RFC 7636 Appendix B.
-//! let verifier = CodeVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
-//! let challenge = CodeChallenge::parse("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM").unwrap();
-//! assert!(challenge.verify(&verifier));
-//! ```
+//! PKCE (RFC 7636), S256 only.
+//! Documented in the crate docs, "PKCE".
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
@@ -92,7 +82,7 @@ impl CodeChallengeMethod {
 }
 
 /// Whether a verifier has 43 to 128 characters from the unreserved set (RFC 7636 4.1).
-pub fn verifier_is_well_formed(v: &str) -> bool {
+pub(crate) fn verifier_is_well_formed(v: &str) -> bool {
     (43..=128).contains(&v.len())
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }

@@ -1,18 +1,5 @@
-//! The named policies that decide what real clients may send: redirect URIs a deployment
-//! accepts, how a `resource` parameter is normalised, and which scopes are granted.
-//!
-//! Each leniency here exists because a real client needs it; each one is named, so that it can
-//! be logged when it applies and an operator can see it.
-//!
-//! ```
-//! use oauth_core::policy::resolve_resource;
-//! use oauth_core::types::ResourceUri;
-//!
-//! let canonical = ResourceUri::parse("https://mcp.example.com/mcp").unwrap();
-//! let r = resolve_resource(&canonical, &["https://mcp.example.com/mcp/".to_owned()]).unwrap();
-//! assert_eq!(r.resource, canonical);
-//! assert_eq!(r.quirk.map(|q| q.as_str()), Some("resource_trailing_slash"));
-//! ```
+//! The named policies that decide what real clients may send.
+//! Documented in the crate docs, "Redirect, resource and scope policy".
 
 use crate::client::ApplicationType;
 use crate::error::OAuthError;
@@ -131,7 +118,7 @@ impl RedirectRefusal {
 /// A client quirk that a policy tolerated. Logged and recorded when it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Quirk {
+pub(crate) enum Quirk {
     /// No `resource` parameter: the grant is bound to the canonical resource.
     ResourceOmitted,
     /// `resource` had a trailing slash the canonical resource lacks.
@@ -144,7 +131,7 @@ pub enum Quirk {
 
 impl Quirk {
     /// Stable name, for logs and flow events.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::ResourceOmitted => "resource_omitted",
             Self::ResourceTrailingSlash => "resource_trailing_slash",
@@ -156,7 +143,7 @@ impl Quirk {
 
 /// The outcome of [`resolve_resource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedResource {
+pub(crate) struct ResolvedResource {
     /// The resource the grant is bound to: always the canonical resource.
     pub resource: ResourceUri,
     /// The leniency applied, if any.
@@ -169,7 +156,7 @@ pub struct ResolvedResource {
 /// Omitted, with a trailing slash, or the bare origin: normalised to the canonical resource
 /// (clients have shipped each of these). Anything else is `invalid_target`. The token's `aud`
 /// is therefore always the canonical resource, so the guard and the server never disagree.
-pub fn resolve_resource(canonical: &ResourceUri, requested: &[String]) -> Result<ResolvedResource, OAuthError> {
+pub(crate) fn resolve_resource(canonical: &ResourceUri, requested: &[String]) -> Result<ResolvedResource, OAuthError> {
     if requested.is_empty() {
         return Ok(ResolvedResource { resource: canonical.clone(), quirk: Some(Quirk::ResourceOmitted) });
     }
@@ -202,7 +189,7 @@ pub fn resolve_resource(canonical: &ResourceUri, requested: &[String]) -> Result
 /// - Unknown scopes are dropped (RFC 6749 3.3 lets the server grant less) and reported, unless
 ///   nothing known remains, which is `invalid_scope`.
 /// - Known scopes the client did not register are `invalid_scope`.
-pub fn resolve_scopes(
+pub(crate) fn resolve_scopes(
     requested: Option<&str>,
     supported: &ScopeSet,
     defaults: &ScopeSet,

@@ -1,11 +1,5 @@
-//! Requests an adapter refuses before any endpoint's checks run: a body it cannot parse, a
-//! client address over its rate limit, a registration without the initial access token. The
-//! adapter detects them (it owns the bytes, the peer address and the headers); the server
-//! decides what the operator sees, so that every flow event is written here.
-//!
-//! Anyone can send these at any rate, so their events are stored within the server's
-//! [`EventBudget`](crate::events::EventBudget) and otherwise only logged: a flood of garbage
-//! cannot fill the event table.
+//! Requests an adapter refuses before any endpoint's checks run.
+//! Documented in the crate docs, "Refusals before a client is known".
 
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep, Reason};

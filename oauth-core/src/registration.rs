@@ -1,17 +1,5 @@
-//! Dynamic Client Registration (RFC 7591): validate a registration request and produce the
-//! registered-client response.
-//!
-//! ```
-//! use oauth_core::policy::RedirectPolicy;
-//! use oauth_core::registration::RegistrationRequest;
-//!
-//! let body = br#"{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],
-//!   "grant_types":["authorization_code","refresh_token"],"response_types":["code"],
-//!   "token_endpoint_auth_method":"client_secret_post"}"#;
-//! let req = RegistrationRequest::from_json(body).unwrap();
-//! let valid = req.validate(&RedirectPolicy::default()).unwrap();
-//! assert!(!valid.auth_method.is_public());
-//! ```
+//! Dynamic Client Registration (RFC 7591).
+//! Documented in the crate docs, "Dynamic client registration".
 
 use std::collections::BTreeMap;
 
@@ -25,7 +13,7 @@ use crate::secret::ClientSecret;
 use crate::types::{ClientId, RedirectUri, ScopeSet};
 
 /// Largest registration body accepted, in bytes.
-pub const MAX_REGISTRATION_BODY: usize = 64 * 1024;
+pub(crate) const MAX_REGISTRATION_BODY: usize = 64 * 1024;
 /// Most redirect URIs one client may register.
 pub const MAX_REDIRECT_URIS: usize = 20;
 /// Longest free-text metadata value (client name, software id, …).

@@ -1,9 +1,5 @@
 //! Token revocation (RFC 7009).
-//!
-//! Revoking a refresh token or an access token revokes its grant: the whole refresh-token
-//! family, and the access tokens at introspection. Unknown tokens, and tokens of other
-//! clients, are answered with success and no effect (RFC 7009 2.2), so that a client learns
-//! nothing about tokens that are not its own.
+//! Documented in the crate docs, "Revocation".
 
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep};

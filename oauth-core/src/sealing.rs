@@ -1,24 +1,5 @@
 //! Signing keys sealed at rest.
-//!
-//! By default the private keys sit in the key store as they are: whoever reads the database
-//! (a backup, a replica, a leaked dump) can mint tokens. A [`KeyEncryption`] key (32 random
-//! bytes the operator keeps outside the database, in the environment or a file) seals every
-//! key written from then on with AES-256-GCM: a random nonce per key, the kid and algorithm
-//! as associated data, so that a sealed key cannot be moved to another row. Keys stored in
-//! clear before the key-encryption key was set still load; the next
-//! [`rotate_signing_key`](crate::AuthorizationServer::rotate_signing_key) writes a sealed key
-//! and retires them, and the sweep deletes them after the key retention. A server started with
-//! another key-encryption key (or none) than the one its keys were sealed with refuses to start,
-//! saying so.
-//!
-//! ```
-//! use oauth_core::sealing::KeyEncryption;
-//!
-//! let kek = KeyEncryption::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
-//! // ServerConfig::new(issuer, resource).with_key_encryption(kek)
-//! assert!(format!("{kek:?}").contains("redacted"));
-//! assert!(KeyEncryption::parse("too short").is_err());
-//! ```
+//! Documented in the crate docs, "Keys encrypted at rest".
 
 use std::fmt;
 use std::sync::Arc;

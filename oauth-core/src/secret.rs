@@ -1,25 +1,5 @@
-//! Secrets: client secrets, authorization codes, refresh tokens and PKCE verifiers.
-//!
-//! A secret redacts itself in `Debug`, compares in constant time, and is stored only as a hash,
-//! chosen by the secret's kind:
-//!
-//! - Generated secrets (codes, refresh tokens, client secrets) have 256 bits of entropy, so no
-//!   guessing attack can reach them and a password hash would only cost CPU: codes and refresh
-//!   tokens are stored as a [`SecretHash`] (SHA-256, the lookup key), client secrets as
-//!   [`ClientSecretHash`], HMAC-SHA256 under a server-held pepper, compared in constant time.
-//! - Passwords, chosen by people, get Argon2id ([`hash_password_off_thread`],
-//!   [`verify_password_off_thread`]): on the blocking pool behind a small concurrency bound, so a
-//!   flood of sign-ins cannot stall the async workers or anything else the server does.
-//!
-//! The clear value exists in memory only between generation and the response that carries it.
-//!
-//! ```
-//! use oauth_core::secret::AuthorizationCode;
-//!
-//! let code = AuthorizationCode::generate();
-//! assert_eq!(format!("{code:?}"), "AuthorizationCode([redacted])");
-//! assert_eq!(code.hash(), AuthorizationCode::new(code.secret().to_owned()).hash());
-//! ```
+//! Secrets.
+//! Documented in the crate docs, "Secrets".
 
 use std::fmt;
 
@@ -31,7 +11,7 @@ use subtle::ConstantTimeEq;
 use crate::error::Error;
 
 /// Number of random bytes in every generated secret (256 bits).
-pub const SECRET_BYTES: usize = 32;
+pub(crate) const SECRET_BYTES: usize = 32;
 
 /// Longest secret accepted from a client; longer input is refused before any hashing.
 pub const MAX_SECRET_LEN: usize = 512;
@@ -80,7 +60,7 @@ macro_rules! secret_type {
 }
 
 secret_type! {
-    /// A client secret (RFC 6749 2.3.1). Stored as a [`ClientSecretHash`].
+    /// A client secret (RFC 6749 2.3.1). Stored as a keyed hash under the server-held pepper.
     ClientSecret
 }
 
@@ -191,12 +171,12 @@ impl CodeVerifier {
 /// stolen database and costs a microsecond instead of tens of milliseconds per request. Records
 /// written before it hold an Argon2id PHC string; [`ClientSecretHash::verify`] still accepts
 /// those and says that the record should be rehashed.
-pub struct ClientSecretHash;
+pub(crate) struct ClientSecretHash;
 
 /// The outcome of checking a client secret against its stored hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SecretCheck {
+pub(crate) enum SecretCheck {
     /// The secret matches.
     Valid,
     /// The secret matches a legacy Argon2id hash; store this new hash in its place.
@@ -209,7 +189,7 @@ const CLIENT_SECRET_PREFIX: &str = "hmac-sha256$";
 
 impl ClientSecretHash {
     /// The storage form of `secret` under `pepper`.
-    pub fn of(secret: &str, pepper: &ServerSecret) -> String {
+    pub(crate) fn of(secret: &str, pepper: &ServerSecret) -> String {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &pepper.0);
         let tag = aws_lc_rs::hmac::sign(&key, secret.as_bytes());
         format!("{CLIENT_SECRET_PREFIX}{}", hex(tag.as_ref()))
@@ -218,7 +198,7 @@ impl ClientSecretHash {
     /// Checks `secret` against `stored` in constant time. A legacy Argon2id hash is checked on
     /// the blocking pool (see [`verify_password_off_thread`]) and, when it matches, comes back
     /// with its replacement.
-    pub async fn verify(secret: &str, stored: &str, pepper: &ServerSecret) -> SecretCheck {
+    pub(crate) async fn verify(secret: &str, stored: &str, pepper: &ServerSecret) -> SecretCheck {
         if secret.len() > MAX_SECRET_LEN {
             return SecretCheck::Invalid;
         }
@@ -368,7 +348,7 @@ async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
 }
 
 /// [`hash_password`] on the blocking pool, bounded: what request handlers call.
-pub async fn hash_password_off_thread(password: &str) -> Result<String, Error> {
+pub(crate) async fn hash_password_off_thread(password: &str) -> Result<String, Error> {
     let password = password.to_owned();
     off_thread(move || hash_password(&password))
         .await
@@ -377,7 +357,7 @@ pub async fn hash_password_off_thread(password: &str) -> Result<String, Error> {
 
 /// [`verify_password`] on the blocking pool, bounded: what request handlers call. `false` also
 /// when the check could not get a turn in time.
-pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
+pub(crate) async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
     if password.len() > MAX_SECRET_LEN || !phc.starts_with("$argon2") {
         return false;
     }
@@ -387,7 +367,7 @@ pub async fn verify_password_off_thread(password: &str, phc: &str) -> bool {
 
 /// Hashes a password with Argon2id and a random salt, in PHC string format. Blocks for tens
 /// of milliseconds: from async code call [`hash_password_off_thread`].
-pub fn hash_password(password: &str) -> Result<String, Error> {
+pub(crate) fn hash_password(password: &str) -> Result<String, Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt =
         SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| Error::Crypto(format!("salt encoding: {e}")))?;
@@ -397,8 +377,8 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
         .map_err(|e| Error::Crypto(format!("password hashing: {e}")))
 }
 
-/// Checks `password` against a PHC string from [`hash_password`]. A malformed hash is `false`.
-/// Blocks for tens of milliseconds: from async code call [`verify_password_off_thread`].
+/// Checks `password` against a PHC string made by this crate. A malformed hash is `false`.
+/// Blocks for tens of milliseconds: from async code, run it on the blocking pool.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     if password.len() > MAX_SECRET_LEN {

@@ -1,28 +1,5 @@
-//! The startup self-check: configurations that no client can use are refused before the
-//! server listens, with a message that says what to change.
-//!
-//! Each problem here is one that otherwise shows up much later, as a connector that stays
-//! "not connected": an issuer the protected-resource metadata does not name exactly, a plain
-//! http URL outside loopback, tokens issued for a resource URL other than where the MCP
-//! endpoint is mounted, or a client the operator expects whose callback the redirect policy
-//! refuses.
-//!
-//! ```
-//! use oauth_core::ServerConfig;
-//! use oauth_core::selfcheck::{KnownClient, check};
-//! use oauth_core::types::{Issuer, ResourceUri};
-//!
-//! let config = ServerConfig::new(
-//!     Issuer::parse("https://mcp.example.com").unwrap(),
-//!     ResourceUri::parse("https://mcp.example.com/mcp").unwrap(),
-//! )
-//! .with_expected_clients([KnownClient::Cursor]);
-//! let prm = oauth_core::metadata::ProtectedResourceMetadata::new(&config.resource, &config.issuer);
-//! let problems = check(&config, &prm, "https://mcp.example.com/mcp");
-//! // Cursor's `cursor://` callback is refused by the default redirect policy.
-//! assert_eq!(problems.len(), 1);
-//! assert!(problems[0].to_string().contains("cursor"));
-//! ```
+//! The startup self-check.
+//! Documented in the crate docs, "The startup self-check".
 
 use std::fmt;
 

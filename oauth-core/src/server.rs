@@ -1,26 +1,10 @@
-//! [`AuthorizationServer`]: configuration, stores, keys and clock in one facade, which the
-//! adapters (`oauth-axum`, `mcp-guard`) call.
-//!
-//! ```no_run
-//! # async fn demo(stores: oauth_core::Stores) -> Result<(), oauth_core::Error> {
-//! use oauth_core::{AuthorizationServer, ServerConfig};
-//! use oauth_core::types::{Issuer, ResourceUri};
-//!
-//! let config = ServerConfig::new(
-//!     Issuer::parse("https://mcp.example.com").unwrap(),
-//!     ResourceUri::parse("https://mcp.example.com/mcp").unwrap(),
-//! );
-//! let server = AuthorizationServer::new(config, stores).await?; // loads or creates the signing key
-//! let metadata = server.metadata();
-//! assert_eq!(metadata.issuer, "https://mcp.example.com");
-//! # Ok(()) }
-//! ```
+//! [`AuthorizationServer`].
+//! Documented in the crate docs, "The authorization server".
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::admin::Operator;
-pub use crate::admin::{CreatedClient, NewClient};
+use crate::admin::{CreatedClient, NewClient, Operator};
 use crate::client::{Client, ClientOrigin};
 use crate::clock::{Clock, SystemClock, UnixTime};
 pub use crate::config::ServerConfig;
@@ -106,7 +90,7 @@ impl AuthorizationServer {
     /// Accepts clients identified by a Client ID Metadata Document (an https `client_id` URL),
     /// fetched with `fetcher`, and says so in the metadata
     /// (`client_id_metadata_document_supported`). Default: off. The fetcher carries the SSRF
-    /// defences; see [`crate::metadata_document`].
+    /// defences; see [the crate docs](crate#client-id-metadata-documents).
     #[must_use]
     pub fn with_metadata_documents(mut self, fetcher: Arc<dyn MetadataDocumentFetcher>) -> Self {
         self.metadata_documents = Some(fetcher);
@@ -431,7 +415,7 @@ impl AuthorizationServer {
 
     /// The startup self-check: refuses, with every problem and its fix, a deployment that no
     /// client could use. `prm` is the protected-resource metadata served, `served_mcp_url`
-    /// where the MCP endpoint is mounted. See [`crate::selfcheck`].
+    /// where the MCP endpoint is mounted. See [the crate docs](crate#the-startup-self-check).
     pub fn self_check(&self, prm: &ProtectedResourceMetadata, served_mcp_url: &str) -> Result<(), Error> {
         let problems = selfcheck::check(&self.config, prm, served_mcp_url);
         if problems.is_empty() {

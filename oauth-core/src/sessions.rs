@@ -1,25 +1,5 @@
-//! Sign-in sessions on the server: what a browser's session cookie stands for, and the check
-//! every use of one goes through.
-//!
-//! The cookie carries a random 256-bit [`SessionToken`]; the [`SessionStore`] keeps only its
-//! SHA-256 hash, with the user and the user's credential version at sign-in. Every use looks
-//! the session up and asks the [`Authenticator`] about the user now: the session of a removed
-//! or disabled user, or one made before a password change, is deleted and refused, with a flow
-//! event naming why. Signing out deletes it. No key signs a session, so rotating the signing
-//! keys signs no one out, and a copy of the table signs no one in.
-//!
-//! ```no_run
-//! # async fn demo(server: oauth_core::AuthorizationServer, auth: &dyn oauth_core::users::Authenticator) -> Result<(), oauth_core::Error> {
-//! use std::time::Duration;
-//!
-//! let Some(user) = auth.authenticate("alice", "correct horse battery").await? else { return Ok(()) };
-//! let (token, _) = server.start_session(&user, Duration::from_secs(12 * 3600), None).await?;
-//! // The cookie carries `token.secret()`; each later request checks it again:
-//! assert!(server.check_session(token.secret(), auth, None).await?.is_some());
-//! server.end_session(token.secret(), None).await?;
-//! assert!(server.check_session(token.secret(), auth, None).await?.is_none());
-//! # Ok(()) }
-//! ```
+//! Sign-in sessions on the server.
+//! Documented in the crate docs, "Sign-in sessions".
 
 use std::fmt;
 use std::time::Duration;
@@ -38,7 +18,7 @@ use crate::store::SessionStore;
 
 /// Most sign-in sessions one user keeps; signing in once more ends the oldest. Bounds the
 /// session table by the number of users, whatever a password holder does.
-pub const MAX_SESSIONS_PER_USER: usize = 16;
+pub(crate) const MAX_SESSIONS_PER_USER: usize = 16;
 
 /// Longest display name kept with a session.
 const MAX_NAME_CHARS: usize = 128;
@@ -136,7 +116,7 @@ impl AuthorizationServer {
     /// Signs `user` in: records the sign-in, during `client`'s authorization request or (with
     /// `None`) on the Connected apps page, and starts a session lasting `ttl`: the token for
     /// the cookie, and the record stored under its hash. The user's oldest sessions beyond
-    /// [`MAX_SESSIONS_PER_USER`] end.
+    /// the 16 newest end.
     pub async fn start_session(
         &self,
         user: &AuthenticatedUser,

@@ -1,21 +1,5 @@
-//! Storage traits: every byte the server persists goes through these.
-//!
-//! The traits are grouped by concept, object-safe (`#[async_trait]`) and held as `Arc<dyn …>`
-//! in [`Stores`]. Atomicity is part of the contract, and the conformance kit
-//! (`oauth_core::testing`, feature `testing`) proves it for every backend:
-//!
-//! - [`AuthorizationStore::redeem_code`] is single-use under concurrency: of N racing
-//!   redemptions of one code, exactly one gets [`CodeRedemption::Redeemed`].
-//! - [`GrantStore::rotate_refresh_token`] is a compare-and-swap on (grant, generation).
-//! - Expired pending requests and codes are never returned as valid.
-//! - Codes, refresh tokens and client secrets are stored only as hashes: the records below
-//!   have no field that could hold them in clear.
-//!
-//! A backend implements every trait on one type and hands it over with [`Stores::from_backend`]:
-//!
-//! ```text
-//! let stores = Stores::from_backend(Arc::new(MyBackend::connect(url).await?));
-//! ```
+//! Storage traits.
+//! Documented in the crate docs, "Storage".
 
 use std::fmt::Debug;
 use std::sync::Arc;

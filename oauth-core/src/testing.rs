@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::NewClient;
 use crate::authorize::AuthorizationRequest;
 use crate::client::{Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
 use crate::clock::{Clock, ManualClock, UnixTime};
@@ -26,7 +27,7 @@ use crate::keys::{SigningAlgorithm, StoredKey};
 use crate::pkce::CodeChallenge;
 use crate::registration::RegistrationRequest;
 use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, SecretHash};
-use crate::server::{AuthorizationServer, NewClient, ServerConfig};
+use crate::server::{AuthorizationServer, ServerConfig};
 use crate::store::{
     AuthorizationCodeRecord, CodeRedemption, Consent, Grant, PendingAuthorization, SignInSession, Stores, User,
 };
@@ -1417,7 +1418,7 @@ pub async fn introspection_answers_only_the_entitled(stores: Stores) {
         .unwrap();
     let access = tokens.access_token.clone();
     let refresh = tokens.refresh_token.as_ref().unwrap().secret().to_owned();
-    let ask = |token: &str, who: &crate::server::CreatedClient| {
+    let ask = |token: &str, who: &crate::admin::CreatedClient| {
         let form = crate::revoke::TokenRequestForm::from_pairs([("token", token)]).unwrap();
         let auth = basic(&who.client.id, who.secret.as_ref().unwrap().secret());
         let server = h.server.clone();

@@ -1,45 +1,5 @@
-//! The token endpoint (RFC 6749 3.2, 4.1.3, 6; OAuth 2.1): client authentication and the
-//! `authorization_code`, `refresh_token` and `client_credentials` grants.
-//!
-//! - Codes are single-use; a replayed code revokes the grant it issued (RFC 6749 4.1.2).
-//! - Refresh tokens rotate by compare-and-swap. A retry of the just-rotated token within the
-//!   grace window gets the same successor; a replay after it revokes the whole grant
-//!   (RFC 9700 4.14).
-//! - `client_credentials` is only for machine clients the operator created, and only when the
-//!   server allows it; the token names the client (`sub` is `client:<id>`, `machine: true`),
-//!   never a user, and has a grant of its own, so it is revocable.
-//!
-//! # Refresh rotation against theft
-//!
-//! Each refresh token of a grant has a generation; the grant records the current one. The
-//! successor of generation *n* is derived, not random: `HMAC-SHA256(K, grant ‖ n+1 ‖ token)`,
-//! where `K` is a 256-bit key only the server holds (the key store's `refresh-successor-v1`,
-//! created on first start, shared by every replica on the same store, replaced with
-//! [`AuthorizationServer::rotate_refresh_secret`]). Deriving it lets a client that lost the
-//! response retry the token it just used, within the grace window (30 s), and get the same
-//! successor back without the server ever keeping a token in clear. Since `K` never leaves the
-//! server and the store holds only hashes, neither a holder of old tokens and access tokens
-//! (whose `gid` names the grant) nor a reader of the database can compute a later token.
-//!
-//! Presenting any generation other than the current one is a reuse, except the exact previous
-//! generation within the grace window, by the same authenticated client; a reuse revokes the
-//! grant and every token of it (RFC 9700 4.14.2), and both cases are flow events.
-//!
-//! The known alternative (Cloudflare's provider) keeps the previous token valid until its
-//! successor is first used, issuing a fresh random successor on each retry. It survives
-//! arbitrarily late retries, but a thief who uses a stolen token before the victim's next
-//! refresh is indistinguishable from the victim, for as long as the victim is idle. We bound
-//! that window by time instead (the grace window) and keep detection for everything else.
-//! - Every failure answers the RFC's error code with a description of what to fix, records a
-//!   flow event, and writes nothing.
-//!
-//! ```
-//! use oauth_core::token::{ClientCredentials, TokenRequest};
-//!
-//! let req = TokenRequest::from_pairs([("grant_type", "refresh_token"), ("refresh_token", "abc"), ("client_id", "c1")]).unwrap();
-//! let creds = ClientCredentials::from_request(Some("Basic YzE6czM="), &req).unwrap(); // c1:s3
-//! assert_eq!(creds.client_id(), Some("c1"));
-//! ```
+//! The token endpoint (RFC 6749 3.2, 4.1.3, 6; OAuth 2.1).
+//! Documented in the crate docs, "The token endpoint".
 
 use std::fmt;
 

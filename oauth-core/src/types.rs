@@ -1,16 +1,5 @@
-//! Protocol values as newtypes, built by parsing: an invalid value cannot exist.
-//!
-//! ```
-//! use oauth_core::types::{RedirectUri, ScopeSet};
-//!
-//! let registered = RedirectUri::parse("http://127.0.0.1/callback").unwrap();
-//! let presented = RedirectUri::parse("http://localhost:53682/callback").unwrap();
-//! assert!(registered.matches(&presented)); // RFC 8252 7.3: loopback, any port
-//! assert!(RedirectUri::parse("javascript:alert(1)").is_err());
-//!
-//! let scopes = ScopeSet::parse("mcp:tools  mcp:read").unwrap();
-//! assert_eq!(scopes.to_string(), "mcp:read mcp:tools");
-//! ```
+//! Protocol values as newtypes, built by parsing.
+//! Documented in the crate docs, "Validated values".
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,7 +14,7 @@ pub const MAX_URI_LEN: usize = 2048;
 /// Most scope values in one request.
 pub const MAX_SCOPES: usize = 64;
 /// Longest single scope value.
-pub const MAX_SCOPE_LEN: usize = 128;
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
 
 /// A value that failed to parse: which parameter, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,7 +131,7 @@ string_newtype! {
 
 /// The prefix of every machine client's subject. No user id has it (see [`UserId::is_user`]), so
 /// a user and a client never share a `sub`.
-pub const MACHINE_SUBJECT_PREFIX: &str = "client:";
+pub(crate) const MACHINE_SUBJECT_PREFIX: &str = "client:";
 
 impl UserId {
     /// The subject of a machine client's grant and tokens: `client:<client_id>`.

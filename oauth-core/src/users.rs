@@ -1,17 +1,5 @@
-//! Signing users in: the [`Authenticator`] trait that an application implements to plug in its
-//! own users, and the built-in [`StoreAuthenticator`] over a [`UserStore`] with Argon2id
-//! password hashes.
-//!
-//! ```no_run
-//! # async fn demo(users: std::sync::Arc<dyn oauth_core::store::UserStore>) -> Result<(), oauth_core::Error> {
-//! use oauth_core::users::{Authenticator, StoreAuthenticator, create_user};
-//! use oauth_core::UnixTime;
-//!
-//! create_user(users.as_ref(), "alice", "correct horse battery", UnixTime::from_secs(0)).await?;
-//! let auth = StoreAuthenticator::new(users);
-//! assert!(auth.authenticate("alice", "correct horse battery").await?.is_some());
-//! # Ok(()) }
-//! ```
+//! Signing users in.
+//! Documented in the crate docs, "Users and passwords".
 
 use std::sync::{Arc, OnceLock};
 
@@ -24,9 +12,9 @@ use crate::store::{User, UserStore};
 use crate::types::UserId;
 
 /// Shortest password accepted for a new user.
-pub const MIN_PASSWORD_LEN: usize = 8;
+pub(crate) const MIN_PASSWORD_LEN: usize = 8;
 /// Longest username.
-pub const MAX_USERNAME_LEN: usize = 64;
+pub(crate) const MAX_USERNAME_LEN: usize = 64;
 
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +126,7 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Checks a username: 1 to 64 characters, no whitespace or control characters.
-pub fn validate_username(username: &str) -> Result<(), OAuthError> {
+pub(crate) fn validate_username(username: &str) -> Result<(), OAuthError> {
     if username.is_empty()
         || username.chars().count() > MAX_USERNAME_LEN
         || username.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -151,7 +139,7 @@ pub fn validate_username(username: &str) -> Result<(), OAuthError> {
 }
 
 /// Checks a new password: at least 8 characters, at most 512 bytes.
-pub fn validate_password(password: &str) -> Result<(), OAuthError> {
+pub(crate) fn validate_password(password: &str) -> Result<(), OAuthError> {
     if password.chars().count() < MIN_PASSWORD_LEN || password.len() > MAX_SECRET_LEN {
         return Err(OAuthError::invalid_request(format!(
             "a password has at least {MIN_PASSWORD_LEN} characters (and at most {MAX_SECRET_LEN} bytes)"

@@ -4,16 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use oauth_core::client::{Client, ClientOrigin};
-use oauth_core::events::{EventQuery, FlowEvent};
-use oauth_core::keys::StoredKey;
-use oauth_core::secret::SecretHash;
-use oauth_core::store::{
+use oauth_core::SecretHash;
+use oauth_core::StoredKey;
+use oauth_core::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
     GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
 };
-use oauth_core::store::{SessionStore, SignInSession};
-use oauth_core::types::{ClientId, GrantId, UserId};
+use oauth_core::{Client, ClientOrigin};
+use oauth_core::{ClientId, GrantId, UserId};
+use oauth_core::{EventQuery, FlowEvent};
+use oauth_core::{SessionStore, SignInSession};
 use oauth_core::{StoreError, UnixTime};
 
 /// Every store in memory, behind one lock.

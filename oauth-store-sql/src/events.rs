@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use oauth_core::UnixTime;
-use oauth_core::events::{EventQuery, FlowEvent};
-use oauth_core::store::{EventStore, StoreResult};
-use oauth_core::types::{ClientId, UserId};
+use oauth_core::{ClientId, UserId};
+use oauth_core::{EventQuery, FlowEvent};
+use oauth_core::{EventStore, StoreResult};
 
 use crate::SqlStore;
 use crate::error::db;

@@ -2,10 +2,10 @@
 //! (grant, generation) with the new token's row inserted in the same transaction.
 
 use async_trait::async_trait;
+use oauth_core::SecretHash;
 use oauth_core::UnixTime;
-use oauth_core::secret::SecretHash;
-use oauth_core::store::{Consent, ConsentStore, Grant, GrantStore, StoreResult};
-use oauth_core::types::{ClientId, GrantId, UserId};
+use oauth_core::{ClientId, GrantId, UserId};
+use oauth_core::{Consent, ConsentStore, Grant, GrantStore, StoreResult};
 
 use crate::SqlStore;
 use crate::error::{db, out_of_range};

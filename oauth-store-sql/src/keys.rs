@@ -1,9 +1,9 @@
 //! Signing keys and server secrets on SQL: the first secret stored wins, for every replica.
 
 use async_trait::async_trait;
+use oauth_core::StoredKey;
 use oauth_core::UnixTime;
-use oauth_core::keys::StoredKey;
-use oauth_core::store::{KeyStore, StoreResult};
+use oauth_core::{KeyStore, StoreResult};
 
 use crate::SqlStore;
 use crate::error::db;

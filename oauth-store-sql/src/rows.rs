@@ -5,11 +5,11 @@
 //! the record deserialises from, and every newtype is parsed (validated) on the way. A value
 //! that does not parse is [`StoreError::Corrupt`].
 
-use oauth_core::client::{Client, ClientOrigin};
-use oauth_core::events::{FlowEvent, FlowStep, Reason};
-use oauth_core::keys::StoredKey;
-use oauth_core::store::{Consent, Grant, StoreResult, User};
-use oauth_core::types::{ClientId, ScopeSet, UserId};
+use oauth_core::StoredKey;
+use oauth_core::{Client, ClientOrigin};
+use oauth_core::{ClientId, ScopeSet, UserId};
+use oauth_core::{Consent, Grant, StoreResult, User};
+use oauth_core::{FlowEvent, FlowStep, Reason};
 use oauth_core::{StoreError, UnixTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

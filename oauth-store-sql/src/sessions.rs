@@ -7,10 +7,10 @@
 use std::future::Future;
 
 use async_trait::async_trait;
+use oauth_core::SecretHash;
 use oauth_core::UnixTime;
-use oauth_core::secret::SecretHash;
-use oauth_core::store::{SessionStore, SignInSession, StoreResult};
-use oauth_core::types::UserId;
+use oauth_core::UserId;
+use oauth_core::{SessionStore, SignInSession, StoreResult};
 
 use crate::SqlStore;
 use crate::error::{corrupt, db, out_of_range};

@@ -8,13 +8,13 @@
 //! timeout instead of failing when a read lock cannot be upgraded.
 
 use async_trait::async_trait;
+use oauth_core::ClientId;
+use oauth_core::SecretHash;
 use oauth_core::UnixTime;
-use oauth_core::client::{Client, ClientOrigin};
-use oauth_core::secret::SecretHash;
-use oauth_core::store::{
+use oauth_core::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, PendingAuthorization, StoreResult,
 };
-use oauth_core::types::ClientId;
+use oauth_core::{Client, ClientOrigin};
 
 use crate::SqlStore;
 use crate::error::db;

@@ -1,8 +1,8 @@
 //! Users of the built-in sign-in on SQL.
 
 use async_trait::async_trait;
-use oauth_core::store::{StoreResult, User, UserStore};
-use oauth_core::types::UserId;
+use oauth_core::UserId;
+use oauth_core::{StoreResult, User, UserStore};
 
 use crate::SqlStore;
 use crate::error::{db, out_of_range};

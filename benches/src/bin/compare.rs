@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mcp_guard::{LocalVerifier, TokenVerifier as _};
 use oauth_benches::{TokenFixture, openssl_ecdsa_p256_verify_rate, per_second, rate, ready};
-use oauth_core::keys::SigningAlgorithm;
+use oauth_core::SigningAlgorithm;
 
 fn main() {
     let seconds: u64 = std::env::args()
@@ -93,7 +93,7 @@ fn write_fixture(f: &TokenFixture, path: &Path) {
         "jwk": jwk,
         "issuer": config.issuer.as_str(),
         "audience": config.resource.as_str(),
-        "prm": oauth_core::metadata::well_known_url("oauth-protected-resource", config.resource.as_str()),
+        "prm": oauth_core::well_known_url("oauth-protected-resource", config.resource.as_str()),
     });
     std::fs::write(path, serde_json::to_vec_pretty(&fixture).unwrap()).unwrap();
 }

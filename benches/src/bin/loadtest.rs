@@ -28,12 +28,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use oauth_benches::{NotesServer, per_second};
-use oauth_core::authorize::AuthorizationRequest;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::registration::RegistrationRequest;
-use oauth_core::secret::CodeVerifier;
-use oauth_core::types::{ClientId, Issuer, ResourceUri, UserId};
+use oauth_core::AuthorizationRequest;
+use oauth_core::CodeChallenge;
+use oauth_core::CodeVerifier;
+use oauth_core::RegistrationRequest;
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{ClientId, Issuer, ResourceUri, UserId};
 use oauth_store_sql::SqlStore;
 use sqlx::{AssertSqlSafe, Connection as _};
 

@@ -23,12 +23,12 @@ use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use oauth_benches::NotesServer;
-use oauth_core::authorize::AuthorizationRequest;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::registration::RegistrationRequest;
-use oauth_core::secret::CodeVerifier;
-use oauth_core::types::{ClientId, Issuer, ResourceUri};
+use oauth_core::AuthorizationRequest;
+use oauth_core::CodeChallenge;
+use oauth_core::CodeVerifier;
+use oauth_core::RegistrationRequest;
 use oauth_core::{AuthorizationServer, ServerConfig};
+use oauth_core::{ClientId, Issuer, ResourceUri};
 use oauth_store_sql::SqlStore;
 
 const REDIRECT: &str = "http://127.0.0.1:7777/callback";

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::request::Parts;
 use mcp_oauth::{AdminToken, AuthContext, Caller, IpRange, KnownClient, McpAuth};
-use oauth_core::store::UserStore;
+use oauth_core::UserStore;
 use oauth_core::{AuthorizationServer, Clock, Error, Stores, SystemClock};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -47,7 +47,7 @@ pub struct Settings {
     pub machine_clients: bool,
     /// Seals the signing keys in the database with this key-encryption key. `None`: they are
     /// stored in clear.
-    pub key_encryption: Option<oauth_core::sealing::KeyEncryption>,
+    pub key_encryption: Option<oauth_core::KeyEncryption>,
 }
 
 impl Settings {

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _};
 use mcp_oauth::AdminToken;
 use notes_server::{MCP_PATH, Settings, build};
+use oauth_core::KnownClient;
 use oauth_core::Stores;
-use oauth_core::selfcheck::KnownClient;
-use oauth_core::users::create_user;
+use oauth_core::create_user;
 
 /// An MCP server with per-user notes, protected by OAuth 2.1.
 #[derive(Debug, clap::Parser)]
@@ -142,7 +142,7 @@ struct Secrets {
     database_url: String,
     admin_password: Option<String>,
     admin_token: Option<String>,
-    key_encryption: Option<oauth_core::sealing::KeyEncryption>,
+    key_encryption: Option<oauth_core::KeyEncryption>,
 }
 
 impl Secrets {
@@ -170,7 +170,7 @@ impl Secrets {
             }
         };
         let key_encryption = either(&cli.key_encryption_key, &cli.key_encryption_key_file)?
-            .map(|k| oauth_core::sealing::KeyEncryption::parse(&k))
+            .map(|k| oauth_core::KeyEncryption::parse(&k))
             .transpose()?;
         Ok(Self {
             database_url,
@@ -216,7 +216,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
         let password = secrets
             .admin_password
             .clone()
-            .unwrap_or_else(|| oauth_core::secret::ClientSecret::generate().secret()[..20].to_owned());
+            .unwrap_or_else(|| oauth_core::ClientSecret::generate().secret()[..20].to_owned());
         create_user(users.as_ref(), "admin", &password, app.server.now()).await?;
         Some((password, generated))
     } else {

@@ -68,8 +68,8 @@ async fn public_https_url_behind_a_proxy() {
     let client_id = body(reg).await["client_id"].as_str().unwrap().to_owned();
 
     // On https the sign-in cookies are __Host-, Secure.
-    let verifier = oauth_core::secret::CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let verifier = oauth_core::CodeVerifier::generate();
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
     let url = format!(
         "/authorize?response_type=code&client_id={client_id}&redirect_uri=cursor%3A%2F%2Fanysphere.cursor-mcp%2Foauth%2Fcallback&code_challenge={}&code_challenge_method=S256",
         challenge.as_str()
@@ -92,7 +92,7 @@ async fn a_public_url_with_a_path_is_refused_with_a_reason() {
 
 #[tokio::test]
 async fn the_self_check_refuses_what_an_expected_client_cannot_use() {
-    use oauth_core::selfcheck::KnownClient;
+    use oauth_core::KnownClient;
     // Claude connects from its servers: a loopback URL cannot work.
     let settings = Settings { expected_clients: vec![KnownClient::Claude], ..Settings::new("http://127.0.0.1:8080") };
     let err = build(&settings, MemoryStore::new().into_stores()).await.unwrap_err().to_string();

@@ -7,8 +7,8 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use oauth_core::pkce::CodeChallenge;
-use oauth_core::secret::CodeVerifier;
+use oauth_core::CodeChallenge;
+use oauth_core::CodeVerifier;
 use serde_json::Value;
 
 /// A form body (reqwest's `form` feature is not built here).

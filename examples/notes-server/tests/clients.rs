@@ -143,8 +143,8 @@ async fn connect(server: &common::Server, p: &Profile) -> String {
     };
 
     // Authorization with PKCE, through the pages.
-    let verifier = oauth_core::secret::CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let verifier = oauth_core::CodeVerifier::generate();
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
     let resource = p.resource.replace("{mcp}", &server.mcp_url).replace("{origin}", &server.base_url);
     let mut url = format!(
         "{}?response_type=code&client_id={}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=st&scope=mcp%3Atools",

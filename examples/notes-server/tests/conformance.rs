@@ -127,8 +127,8 @@ async fn token(server: &common::Server) -> String {
         .await
         .unwrap();
     let client_id = reg["client_id"].as_str().unwrap();
-    let verifier = oauth_core::secret::CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let verifier = oauth_core::CodeVerifier::generate();
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let url = format!(
         "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&resource={}",

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Browser, attribute};
-use oauth_core::secret::CodeVerifier;
+use oauth_core::CodeVerifier;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
@@ -28,7 +28,7 @@ async fn register(base: &str, name: &str, redirect: &str, auth: &str) -> Value {
 }
 
 fn authorize_url(base: &str, client_id: &str, redirect: &str, verifier: &CodeVerifier) -> String {
-    let challenge = oauth_core::pkce::CodeChallenge::s256(verifier);
+    let challenge = oauth_core::CodeChallenge::s256(verifier);
     format!(
         "{base}/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s&scope=mcp%3Atools",
         enc(client_id),

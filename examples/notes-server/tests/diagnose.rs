@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use oauth_core::secret::CodeVerifier;
+use oauth_core::CodeVerifier;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
@@ -87,7 +87,7 @@ async fn signed_in_code(http: &reqwest::Client, base: &str, name: &str) -> (Stri
         format!(r#"{{"client_name":"{name}","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
     let client = register(http, base, &body).await["client_id"].as_str().unwrap().to_owned();
     let verifier = CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
     let location = common::Browser::new()
         .sign_in_and_approve_at(base, &authorize_url(base, &client, CALLBACK, challenge.as_str()))
         .await;
@@ -103,7 +103,7 @@ async fn diagnose_names_the_failing_step_reason_and_fix() {
     let public =
         format!(r#"{{"client_name":"diag","redirect_uris":["{CALLBACK}"],"token_endpoint_auth_method":"none"}}"#);
     let verifier = CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
 
     // 1. A redirect URI that differs from the registered one.
     let c1 = register(&http, base, &public).await["client_id"].as_str().unwrap().to_owned();
@@ -179,7 +179,7 @@ async fn token_from_another_server(
     resource: &str,
     clock: std::sync::Arc<oauth_core::ManualClock>,
 ) -> (String, String) {
-    use oauth_core::types::{Issuer, ResourceUri};
+    use oauth_core::{Issuer, ResourceUri};
 
     let config = oauth_core::ServerConfig::new(Issuer::parse(issuer).unwrap(), ResourceUri::parse(resource).unwrap());
     let other = oauth_core::AuthorizationServer::with_clock(config, stores.clone(), clock).await.unwrap();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use oauth_core::events::{EventQuery, FlowEvent, FlowStep};
+use oauth_core::{EventQuery, FlowEvent, FlowStep};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -190,7 +190,7 @@ async fn control_characters_in_an_event_detail_are_escaped_in_the_memory_store()
     let event = FlowEvent::failure(
         server.now(),
         FlowStep::SignIn,
-        oauth_core::events::Reason::BadCredentials,
+        oauth_core::Reason::BadCredentials,
         "typed \u{1b}]8;;http://evil\u{7}link\u{1b}]8;;\u{7}\n",
     );
     stores.events.record_event(&event).await.unwrap();
@@ -283,7 +283,7 @@ async fn a_generated_first_password_goes_to_a_file_only_its_owner_reads() {
     assert!(printed.contains(file.to_str().unwrap()), "the path is printed: {printed}");
     let stores = mcp_auth::open_database(&server.database_url()).await.unwrap();
     let admin = stores.users.user_by_username("admin").await.unwrap().unwrap();
-    assert!(oauth_core::secret::verify_password(&password, &admin.password_hash));
+    assert!(oauth_core::verify_password(&password, &admin.password_hash));
     let _ = std::fs::remove_file(&file);
 }
 
@@ -311,7 +311,7 @@ fn the_documented_commands_carry_no_secret_on_the_command_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_keys_are_sealed_with_the_key_encryption_key() {
     use oauth_core::AuthorizationServer;
-    use oauth_core::sealing::KeyEncryption;
+    use oauth_core::KeyEncryption;
     use oauth_core::testing;
     let dir = std::env::temp_dir().join(format!("notes-hardening-kek-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -351,7 +351,7 @@ async fn signing_keys_are_sealed_with_the_key_encryption_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_stored_in_clear_still_load_and_rotation_seals_the_next() {
     use oauth_core::AuthorizationServer;
-    use oauth_core::sealing::KeyEncryption;
+    use oauth_core::KeyEncryption;
     use oauth_core::testing;
     let dir = std::env::temp_dir().join(format!("notes-hardening-legacy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use oauth_core::secret::CodeVerifier;
+use oauth_core::CodeVerifier;
 use serde_json::{Value, json};
 
 const CALLBACK: &str = "http://127.0.0.1:45998/callback";
@@ -48,7 +48,7 @@ async fn access_token(http: &reqwest::Client, server: &common::Server, client: &
     let base = server.base_url.as_str();
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let verifier = CodeVerifier::generate();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&verifier);
+    let challenge = oauth_core::CodeChallenge::s256(&verifier);
     let url = format!(
         "{base}/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s&scope=mcp%3Atools&resource={}",
         enc(client),

@@ -10,7 +10,7 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use oauth_core::secret::CodeVerifier;
+use oauth_core::CodeVerifier;
 
 const CALLBACK: &str = "http://127.0.0.1:45998/callback";
 
@@ -44,7 +44,7 @@ async fn new_request(base: &str) -> String {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let client: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-    let challenge = oauth_core::pkce::CodeChallenge::s256(&CodeVerifier::generate());
+    let challenge = oauth_core::CodeChallenge::s256(&CodeVerifier::generate());
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     format!(
         "{base}/authorize?response_type=code&client_id={}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use oauth_core::UnixTime;
-use oauth_core::types::{ClientId, GrantId, ScopeSet, UserId};
+use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 
 use crate::context::AuthContext;
 
@@ -57,7 +57,7 @@ pub(super) const GHOSTS: f64 = 0.25;
 pub(super) const TYPICAL_TEXT_BYTES: usize = 96;
 
 /// Longest subject and token id cached together, as the longest token verified.
-pub(super) const MAX_TOKEN_LEN: usize = oauth_core::jwt::MAX_TOKEN_LEN;
+pub(super) const MAX_TOKEN_LEN: usize = oauth_core::MAX_TOKEN_LEN;
 
 /// Most distinct client ids, scope sets and issuers shared; others get their own copy.
 pub(super) const INTERNED: usize = 16;
@@ -166,7 +166,7 @@ pub(super) fn shared_str(len: usize) -> usize {
 }
 
 /// A scope set's one B-tree leaf (eleven scopes, their parent link and counts).
-pub(super) const BTREE_LEAF_BYTES: usize = 11 * size_of::<oauth_core::types::Scope>() + 16;
+pub(super) const BTREE_LEAF_BYTES: usize = 11 * size_of::<oauth_core::Scope>() + 16;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these leaves a map or a list that is whole.

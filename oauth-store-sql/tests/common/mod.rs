@@ -7,14 +7,14 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use oauth_core::secret::{RefreshToken, SecretHash};
-use oauth_core::server::NewClient;
-use oauth_core::store::Grant;
+use oauth_core::Grant;
+use oauth_core::NewClient;
 use oauth_core::testing::{
     self, REDIRECT, RESOURCE, authorize_code, code_request, refresh_request, register_public_client,
 };
-use oauth_core::types::{GrantId, RedirectUri};
 use oauth_core::{AuthorizationServer, Stores, UnixTime};
+use oauth_core::{GrantId, RedirectUri};
+use oauth_core::{RefreshToken, SecretHash};
 use oauth_store_sql::{Backend, SqlStore};
 use sqlx::AssertSqlSafe;
 
@@ -266,7 +266,7 @@ pub async fn no_clear_secret_in_any_table(url: &str) {
     let second_refresh = second.refresh_token.as_ref().unwrap().secret().to_owned();
     // A replay of the code, so that the failure paths write their events too.
     assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
-    let user = oauth_core::users::AuthenticatedUser::new(oauth_core::types::UserId::parse("u1").unwrap(), "alice");
+    let user = oauth_core::AuthenticatedUser::new(oauth_core::UserId::parse("u1").unwrap(), "alice");
     let (session, _) = server.start_session(&user, std::time::Duration::from_secs(3600), None).await.unwrap();
 
     let secrets = [

@@ -194,7 +194,7 @@ pub async fn app_on_a_manual_clock(
     let stores = mcp_auth::open_database(&db).await.unwrap();
     let app = notes_server::build_with_clock(&notes_server::Settings::new(&base), stores, clock.clone()).await.unwrap();
     let users = app.server.operator().stores().users.clone();
-    oauth_core::users::create_user(users.as_ref(), USERNAME, PASSWORD, clock.now()).await.unwrap();
+    oauth_core::create_user(users.as_ref(), USERNAME, PASSWORD, clock.now()).await.unwrap();
     let router = app.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, router).await });
     (base, db, app.server, clock)
