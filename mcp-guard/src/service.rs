@@ -96,21 +96,32 @@ where
     }
 }
 
+/// What the guard needs of the service it wraps: clones of it end evicted sessions from tasks
+/// of their own.
+trait Inner<ReqBody, ResBody>:
+    Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send + 'static, Error: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, ReqBody, ResBody> Inner<ReqBody, ResBody> for S where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>, Future: Send + 'static, Error: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Calls the inner service and binds the session its response opens, or forgets the one it
 /// ended.
-async fn serve<S, ReqBody, ResBody>(
+async fn serve<S: Inner<ReqBody, ResBody>, ReqBody: From<Bytes> + Send + 'static, ResBody>(
     guard: Guard,
     mut inner: S,
     admitted: Admitted<ReqBody>,
     closer: S,
-) -> Result<Response<ResponseBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: From<Bytes> + Send + 'static,
-    ResBody: Send + 'static,
-{
+) -> Result<Response<ResponseBody<ResBody>>, S::Error> {
     let Admitted { req, owner, session } = admitted;
     let route = Route::of(&req);
     let deleting = req.method() == Method::DELETE;
@@ -137,11 +148,8 @@ where
 /// Ends `evicted` sessions in the inner service, each with a `DELETE` of its own.
 fn close_sessions<S, ReqBody, ResBody>(service: &S, evicted: Vec<session::Evicted>)
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Inner<ReqBody, ResBody>,
     ReqBody: From<Bytes> + Send + 'static,
-    ResBody: Send + 'static,
 {
     for e in evicted {
         let Some(req) = e.delete_request() else { continue };

@@ -4,25 +4,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
-fn run(db: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(args)
-        .args(["--database-url", db])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Command;
 
 #[test]
 fn users_and_clients_are_managed_from_the_command_line() {
@@ -30,13 +12,13 @@ fn users_and_clients_are_managed_from_the_command_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}/oauth.db?mode=rwc", dir.display());
 
-    let added = run(&db, &["users", "add", "bob"], Some("a long password\n"));
+    let added = common::operator(&db, &["users", "add", "bob"], Some("a long password\n"));
     assert!(added.contains("added user 'bob'"), "{added}");
-    assert!(run(&db, &["users", "list"], None).contains(" bob "));
-    assert!(run(&db, &["users", "passwd", "bob"], Some("another long one\n")).contains("changed"));
+    assert!(common::operator(&db, &["users", "list"], None).contains(" bob "));
+    assert!(common::operator(&db, &["users", "passwd", "bob"], Some("another long one\n")).contains("changed"));
 
     // The "Advanced settings" case: a confidential client whose secret is shown once.
-    let out = run(
+    let out = common::operator(
         &db,
         &[
             "clients",
@@ -59,7 +41,7 @@ fn users_and_clients_are_managed_from_the_command_line() {
         .unwrap()
         .to_owned();
     assert!(secret.len() >= 43);
-    let list = run(&db, &["clients", "list"], None);
+    let list = common::operator(&db, &["clients", "list"], None);
     assert!(list.contains(&id) && list.contains("client_secret_post") && list.contains("PreRegistered"), "{list}");
     assert!(!list.contains(&secret), "the secret is never shown again");
     let _ = std::fs::remove_dir_all(&dir);

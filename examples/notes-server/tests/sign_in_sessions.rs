@@ -7,30 +7,9 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use oauth_core::CodeVerifier;
 
 const CALLBACK: &str = "http://127.0.0.1:45998/callback";
-
-/// Runs `notes-server <args> --database-url <db>`, with `stdin` on standard input.
-fn operator(db: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(args)
-        .args(["--database-url", db])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A newly registered public client's authorization URL.
 async fn new_request(base: &str) -> String {
@@ -116,7 +95,7 @@ async fn a_removed_users_browser_session_cannot_approve() {
     let server = common::Server::start("session-removed");
     let mut browser = common::Browser::new();
     let form = signed_in(&mut browser, &server.base_url).await;
-    operator(&server.database_url(), &["users", "remove", common::USERNAME], None);
+    common::operator(&server.database_url(), &["users", "remove", common::USERNAME], None);
     assert_session_ended(&mut browser, &server.base_url, &form, "user removed").await;
 }
 
@@ -139,7 +118,7 @@ async fn a_re_passworded_users_browser_session_cannot_approve() {
     let server = common::Server::start("session-passwd");
     let mut browser = common::Browser::new();
     let form = signed_in(&mut browser, &server.base_url).await;
-    operator(&server.database_url(), &["users", "passwd", common::USERNAME], Some("a brand new password\n"));
+    common::operator(&server.database_url(), &["users", "passwd", common::USERNAME], Some("a brand new password\n"));
     assert_session_ended(&mut browser, &server.base_url, &form, "password changed").await;
 }
 
@@ -178,11 +157,11 @@ async fn the_disable_and_enable_commands_end_sessions_and_restore_sign_in() {
     let (base, db) = (server.base_url.as_str(), server.database_url());
     let mut browser = common::Browser::new();
     let form = signed_in(&mut browser, base).await;
-    let out = operator(&db, &["users", "disable", common::USERNAME], None);
+    let out = common::operator(&db, &["users", "disable", common::USERNAME], None);
     assert!(out.contains("disabled"), "{out}");
-    assert!(operator(&db, &["users", "list"], None).contains(" disabled "));
+    assert!(common::operator(&db, &["users", "list"], None).contains(" disabled "));
     assert_session_ended(&mut browser, base, &form, "disabled by the command").await;
-    operator(&db, &["users", "enable", common::USERNAME], None);
+    common::operator(&db, &["users", "enable", common::USERNAME], None);
     let form = signed_in(&mut browser, base).await;
     let (status, _, location) = approve(&mut browser, base, &form).await;
     assert_eq!(status, 303);
