@@ -415,7 +415,8 @@ impl Operator {
 
     /// Disables a user of the built-in sign-in: it can no longer sign in, its sign-in sessions
     /// end and every grant it approved is revoked (refresh tokens stop working; access tokens
-    /// already issued last until they expire). `false` if there was no such user.
+    /// already issued are refused by guards that follow the revocation feed, and otherwise last
+    /// until they expire). `false` if there was no such user.
     pub async fn disable_user(&self, username: &str) -> Result<bool, Error> {
         let Some(mut user) = self.stores.users.user_by_username(username).await? else {
             return Ok(false);

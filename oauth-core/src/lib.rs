@@ -24,6 +24,7 @@ mod policy;
 mod refresh;
 mod refusals;
 mod registration;
+mod revocations;
 mod revoke;
 mod sealing;
 mod secret;
@@ -77,6 +78,7 @@ pub use crate::refusals::{Endpoint, Limited};
 pub use crate::registration::{
     MAX_CONTACTS, MAX_REDIRECT_URIS, MAX_TEXT_LEN, RegistrationRequest, RegistrationResponse, ValidatedRegistration,
 };
+pub use crate::revocations::RevocationFollower;
 pub use crate::revoke::TokenRequestForm;
 pub use crate::sealing::{EncryptedKeyStore, KeyEncryption};
 pub use crate::secret::{
@@ -88,7 +90,8 @@ pub use crate::server::{AuthorizationServer, ServerConfig, SweepReport};
 pub use crate::sessions::{SessionRefusal, SessionToken};
 pub use crate::store::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
-    GrantStore, KeyStore, PendingAuthorization, SessionStore, SignInSession, StoreResult, Stores, User, UserStore,
+    GrantStore, KeyStore, PendingAuthorization, Revocation, SessionStore, SignInSession, StoreResult, Stores, User,
+    UserStore,
 };
 pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
 pub use crate::types::{

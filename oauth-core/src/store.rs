@@ -184,6 +184,25 @@ pub struct Grant {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// One entry of the revocation feed ([`GrantStore::revocations_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revocation {
+    /// The entry's position in the feed.
+    pub position: u64,
+    /// The grant revoked.
+    pub grant: GrantId,
+    /// When it was revoked.
+    pub at: UnixTime,
+}
+
+impl Revocation {
+    /// An entry, as a store reads it back.
+    pub fn new(position: u64, grant: GrantId, at: UnixTime) -> Self {
+        Self { position, grant, at }
+    }
+}
+
 /// Grants and their refresh-token families.
 #[async_trait]
 pub trait GrantStore: Debug + Send + Sync + 'static {
@@ -212,8 +231,21 @@ pub trait GrantStore: Debug + Send + Sync + 'static {
     /// The grants of a client, newest first.
     async fn client_grants(&self, client_id: &ClientId) -> StoreResult<Vec<Grant>>;
     /// Deletes grants revoked, or whose refresh token expired, before `before`, with their
-    /// tokens. Returns how many grants.
+    /// tokens, and the [revocations](Self::revocations_since) recorded before `before`.
+    /// Returns how many grants.
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64>;
+    /// The revocation feed: the grants revoked after position `after` (`0`: from the oldest
+    /// kept), in order of position, at most `limit`. Every grant the store marks revoked, by
+    /// [`Self::revoke_grant`], [`Self::revoke_client_grants`] or any other way, is in the feed
+    /// once, at a position greater than every earlier one, until [`Self::sweep_grants`] drops
+    /// it; what another process on the same store follows to refuse a revoked grant's tokens.
+    async fn revocations_since(&self, after: u64, limit: usize) -> StoreResult<Vec<Revocation>>;
+    /// Waits until the feed may have grown, at most `max`: a backend that can be told (such as
+    /// PostgreSQL's `LISTEN`) returns early; the others simply wait `max`, and the follower
+    /// polls.
+    async fn wait_for_revocations(&self, max: std::time::Duration) {
+        tokio::time::sleep(max).await;
+    }
     /// The user's grants that are not revoked and whose refresh token (if any) has not
     /// expired at `now`, newest first (by `created_at`, then id), at most `limit`: what the
     /// user's "Connected apps" page lists.

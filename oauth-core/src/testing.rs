@@ -48,6 +48,8 @@ macro_rules! store_conformance_tests {
             refresh_rotation_is_compare_and_swap,
             refresh_rotation_race_has_one_winner,
             grants_revoke_and_sweep,
+            revocations_form_a_feed,
+            a_follower_learns_of_each_revocation_once,
             consents_roundtrip,
             users_roundtrip,
             keys_roundtrip,
@@ -379,6 +381,51 @@ pub async fn grants_revoke_and_sweep(stores: Stores) {
     assert!(s.grant(&c.id).await.unwrap().is_some());
     assert_eq!(s.sweep_grants(t(86_401)).await.unwrap(), 1);
     assert!(s.find_refresh_token(&hc).await.unwrap().is_none());
+}
+
+/// Every revocation is in the feed once, in order, whichever call revoked; a repeated
+/// revocation adds nothing; the sweep drops entries older than its cutoff.
+pub async fn revocations_form_a_feed(stores: Stores) {
+    let s = &stores.grants;
+    let (a, b, c) = (grant("kit-feed-a"), grant("kit-feed-b"), grant("kit-feed-b"));
+    for g in [&a, &b, &c] {
+        s.create_grant(g, Some(&RefreshToken::generate().hash())).await.unwrap();
+    }
+    let start = s.revocations_since(0, 1000).await.unwrap().last().map_or(0, |r| r.position);
+    assert!(s.revocations_since(start, 1000).await.unwrap().is_empty(), "nothing revoked yet");
+    assert!(s.revoke_grant(&a.id, t(10)).await.unwrap());
+    assert!(!s.revoke_grant(&a.id, t(11)).await.unwrap());
+    assert_eq!(s.revoke_client_grants(&cid("kit-feed-b"), t(12)).await.unwrap(), 2);
+    let feed = s.revocations_since(start, 1000).await.unwrap();
+    let grants: Vec<&GrantId> = feed.iter().map(|r| &r.grant).collect();
+    assert_eq!(grants.len(), 3, "one entry per revoked grant: {feed:?}");
+    assert_eq!(grants[0], &a.id, "in the order revoked");
+    assert!(grants[1..].contains(&&b.id) && grants[1..].contains(&&c.id), "{feed:?}");
+    assert!(feed.windows(2).all(|w| w[0].position < w[1].position), "positions grow: {feed:?}");
+    assert_eq!((feed[0].at, feed[1].at), (t(10), t(12)));
+    // Reading on from a position, and in pages.
+    assert_eq!(s.revocations_since(feed[0].position, 1000).await.unwrap(), feed[1..].to_vec());
+    assert_eq!(s.revocations_since(start, 1).await.unwrap(), feed[..1].to_vec());
+    // The sweep keeps what is newer than its cutoff.
+    s.sweep_grants(t(11)).await.unwrap();
+    let kept = s.revocations_since(start, 1000).await.unwrap();
+    assert_eq!(kept, feed[1..].to_vec(), "the entry of t(10) is swept, those of t(12) are kept");
+    s.sweep_grants(t(13)).await.unwrap();
+    assert!(s.revocations_since(start, 1000).await.unwrap().is_empty());
+}
+
+/// A follower (what every other process on the store runs) learns of a revocation, once.
+pub async fn a_follower_learns_of_each_revocation_once(stores: Stores) {
+    let g = grant("kit-follow");
+    stores.grants.create_grant(&g, None).await.unwrap();
+    let mut follower = crate::RevocationFollower::new();
+    let before = follower.poll(stores.grants.as_ref(), t(20)).await.unwrap();
+    assert!(!before.contains(&g.id));
+    assert!(stores.grants.revoke_grant(&g.id, t(21)).await.unwrap());
+    // Waiting is a hint: it returns by its bound whether or not the backend can be told.
+    stores.grants.wait_for_revocations(std::time::Duration::from_millis(50)).await;
+    assert_eq!(follower.poll(stores.grants.as_ref(), t(22)).await.unwrap(), vec![g.id.clone()]);
+    assert!(follower.poll(stores.grants.as_ref(), t(23)).await.unwrap().is_empty());
 }
 
 pub async fn consents_roundtrip(stores: Stores) {

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use oauth_core::SecretHash;
-use oauth_core::StoredKey;
 use oauth_core::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
     GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
@@ -13,6 +12,7 @@ use oauth_core::{
 use oauth_core::{Client, ClientOrigin};
 use oauth_core::{ClientId, GrantId, UserId};
 use oauth_core::{EventQuery, FlowEvent};
+use oauth_core::{Revocation, StoredKey};
 use oauth_core::{SessionStore, SignInSession};
 use oauth_core::{StoreError, UnixTime};
 
@@ -29,6 +29,9 @@ struct Inner {
     codes: HashMap<SecretHash, (AuthorizationCodeRecord, bool)>,
     grants: HashMap<GrantId, Grant>,
     refresh_tokens: HashMap<SecretHash, (GrantId, u64)>,
+    /// The revocation feed, oldest first, and the last position handed out.
+    revocations: Vec<Revocation>,
+    last_revocation: u64,
     consents: HashMap<(UserId, ClientId), Consent>,
     users: Vec<User>,
     keys: Vec<StoredKey>,
@@ -36,6 +39,13 @@ struct Inner {
     events: Vec<FlowEvent>,
     /// In insertion order, so that the oldest of equal `auth_time`s comes first.
     sessions: Vec<SignInSession>,
+}
+
+impl Inner {
+    fn record_revocation(&mut self, grant: GrantId, at: UnixTime) {
+        self.last_revocation += 1;
+        self.revocations.push(Revocation::new(self.last_revocation, grant, at));
+    }
 }
 
 impl MemoryStore {
@@ -206,9 +216,11 @@ impl GrantStore for MemoryStore {
     }
 
     async fn revoke_grant(&self, id: &GrantId, now: UnixTime) -> StoreResult<bool> {
-        Ok(match self.lock().grants.get_mut(id) {
-            Some(g) if g.revoked_at.is_none() => {
-                g.revoked_at = Some(now);
+        let mut g = self.lock();
+        Ok(match g.grants.get_mut(id) {
+            Some(grant) if grant.revoked_at.is_none() => {
+                grant.revoked_at = Some(now);
+                g.record_revocation(id.clone(), now);
                 true
             }
             _ => false,
@@ -216,14 +228,25 @@ impl GrantStore for MemoryStore {
     }
 
     async fn revoke_client_grants(&self, client_id: &ClientId, now: UnixTime) -> StoreResult<u64> {
-        let mut n = 0;
-        for g in self.lock().grants.values_mut() {
-            if &g.client_id == client_id && g.revoked_at.is_none() {
-                g.revoked_at = Some(now);
-                n += 1;
+        let mut g = self.lock();
+        let mut revoked = Vec::new();
+        for grant in g.grants.values_mut() {
+            if &grant.client_id == client_id && grant.revoked_at.is_none() {
+                grant.revoked_at = Some(now);
+                revoked.push(grant.id.clone());
             }
         }
+        let n = revoked.len() as u64;
+        for id in revoked {
+            g.record_revocation(id, now);
+        }
         Ok(n)
+    }
+
+    async fn revocations_since(&self, after: u64, limit: usize) -> StoreResult<Vec<Revocation>> {
+        let g = self.lock();
+        let start = g.revocations.partition_point(|r| r.position <= after);
+        Ok(g.revocations[start..].iter().take(limit).cloned().collect())
     }
 
     async fn client_grants(&self, client_id: &ClientId) -> StoreResult<Vec<Grant>> {
@@ -248,6 +271,7 @@ impl GrantStore for MemoryStore {
             g.grants.remove(id);
         }
         g.refresh_tokens.retain(|_, (id, _)| !dead.contains(id));
+        g.revocations.retain(|r| r.at >= before);
         Ok(dead.len() as u64)
     }
 

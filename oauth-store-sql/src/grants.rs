@@ -1,14 +1,16 @@
 //! Grants, refresh tokens and consents on SQL: rotation is a compare-and-swap `UPDATE` on
 //! (grant, generation) with the new token's row inserted in the same transaction.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use oauth_core::SecretHash;
 use oauth_core::UnixTime;
 use oauth_core::{ClientId, GrantId, UserId};
-use oauth_core::{Consent, ConsentStore, Grant, GrantStore, StoreResult};
+use oauth_core::{Consent, ConsentStore, Grant, GrantStore, Revocation, StoreResult};
 
 use crate::SqlStore;
-use crate::error::{db, out_of_range};
+use crate::error::{corrupt, db, out_of_range};
 use crate::rows::{ConsentRow, GrantRow, RefreshTokenRow, grant_columns};
 use crate::write::BeginWrite;
 
@@ -168,7 +170,7 @@ impl GrantStore for SqlStore {
 
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64> {
         // Their refresh tokens go with them: `ON DELETE CASCADE`, in the same statement.
-        with_pool!(self, pool => {
+        let swept = with_pool!(self, pool => {
             sqlx::query(
                 "DELETE FROM grants WHERE revoked_at < $1 OR refresh_expires_at < $1 \
                  OR (NOT has_refresh_token AND created_at < $1)",
@@ -178,7 +180,49 @@ impl GrantStore for SqlStore {
             .await
             .map(|r| r.rows_affected())
         })
-        .map_err(db("sweep_grants"))
+        .map_err(db("sweep_grants"))?;
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM grant_revocations WHERE revoked_at < $1")
+                .bind(before.as_secs())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .map_err(db("sweep_grants"))?;
+        Ok(swept)
+    }
+
+    async fn revocations_since(&self, after: u64, limit: usize) -> StoreResult<Vec<Revocation>> {
+        const OP: &str = "revocations_since";
+        let after = i64::try_from(after).map_err(|e| out_of_range(OP, e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT position, grant_id, revoked_at FROM grant_revocations \
+                 WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(db(OP))?;
+        rows.into_iter()
+            .map(|(position, grant, at)| {
+                let position = u64::try_from(position).map_err(|e| corrupt(OP, e))?;
+                let grant = GrantId::parse(&grant).map_err(|e| corrupt(OP, e))?;
+                Ok(Revocation::new(position, grant, UnixTime::from_secs(at)))
+            })
+            .collect()
+    }
+
+    async fn wait_for_revocations(&self, max: Duration) {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            crate::Pool::Postgres(pool) => self.listener.wait(pool, max).await,
+            #[allow(unreachable_patterns)]
+            _ => tokio::time::sleep(max).await,
+        }
     }
 
     async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>> {

@@ -28,6 +28,8 @@ mod error;
 mod events;
 mod grants;
 mod keys;
+#[cfg(feature = "postgres")]
+mod listen;
 mod rows;
 mod sessions;
 mod stores;
@@ -40,6 +42,9 @@ mod write;
 #[derive(Clone)]
 pub struct SqlStore {
     pool: Pool,
+    /// Woken by the revocation trigger (PostgreSQL only).
+    #[cfg(feature = "postgres")]
+    listener: std::sync::Arc<listen::Listener>,
 }
 
 #[derive(Clone)]
@@ -102,7 +107,17 @@ impl SqlStore {
 
     /// Closes every connection, waiting for those in use to be returned. Later calls fail.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => pool.close().await,
+            // The revocation listener holds a connection of the pool until it lets go (within
+            // the wait in progress, if one is).
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                self.listener.release().await;
+                pool.close().await;
+            }
+        }
     }
 
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
@@ -149,7 +164,7 @@ impl SqlStore {
             pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(connect).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        Ok(Self { pool: Pool::Sqlite(pool) })
+        Ok(Self::on(Pool::Sqlite(pool)))
     }
 
     #[cfg(not(feature = "sqlite"))]
@@ -171,12 +186,22 @@ impl SqlStore {
             .connect_with(connect)
             .await
             .map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        Ok(Self { pool: Pool::Postgres(pool) })
+        Ok(Self::on(Pool::Postgres(pool)))
     }
 
     #[cfg(not(feature = "postgres"))]
     async fn connect_postgres(_: &str, _: &SqlStoreOptions) -> Result<Self, ConnectError> {
         Err(ConnectError::FeatureDisabled("postgres"))
+    }
+}
+
+impl SqlStore {
+    fn on(pool: Pool) -> Self {
+        Self {
+            pool,
+            #[cfg(feature = "postgres")]
+            listener: std::sync::Arc::default(),
+        }
     }
 }
 

@@ -41,6 +41,11 @@ mod postgres {
     async fn swept_grants_leave_no_refresh_tokens() {
         common::swept_grants_leave_no_refresh_tokens(&fresh_url!()).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revocations_reach_another_process() {
+        common::revocations_reach_another_process(&fresh_url!()).await;
+    }
 }
 
 /// Without the `postgres` feature nothing above is compiled: say so when PostgreSQL tests were

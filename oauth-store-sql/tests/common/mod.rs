@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oauth_core::Grant;
 use oauth_core::NewClient;
@@ -140,6 +140,17 @@ impl Raw {
             Self::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await.unwrap(),
             #[cfg(feature = "postgres")]
             Self::Postgres(p) => sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(p).await.unwrap(),
+        }
+    }
+
+    /// Runs one statement, as an operator's own SQL would.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sql.to_owned();
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => drop(sqlx::query(AssertSqlSafe(sql)).execute(p).await.unwrap()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => drop(sqlx::query(AssertSqlSafe(sql)).execute(p).await.unwrap()),
         }
     }
 
@@ -346,4 +357,49 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 async fn start_server(store: SqlStore) -> AuthorizationServer {
     AuthorizationServer::new(testing::config(), store.into_stores()).await.unwrap()
+}
+
+/// Two processes on one database (two stores, two pools): what one revokes, by the store or by
+/// hand in SQL, is in the other's feed; on PostgreSQL the other's wait is woken by it.
+pub async fn revocations_reach_another_process(url: &str) {
+    let (a, b) = (SqlStore::connect(url).await.unwrap(), SqlStore::connect(url).await.unwrap());
+    let (sa, sb) = (a.clone().into_stores(), b.clone().into_stores());
+    let grant = |id: &str| -> Grant {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "client_id": "c", "user": "u", "scopes": "mcp:tools",
+            "resource": RESOURCE, "auth_time": 0, "created_at": 0, "generation": 0, "has_refresh_token": false,
+            "rotated_at": null, "refresh_expires_at": null, "revoked_at": null,
+        }))
+        .unwrap()
+    };
+    for id in ["gr_one", "gr_two"] {
+        sa.grants.create_grant(&grant(id), None).await.unwrap();
+    }
+    // The first wait opens the LISTEN connection (where there is one) and times out.
+    sb.grants.wait_for_revocations(Duration::from_millis(20)).await;
+    let waiter = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            sb.grants.wait_for_revocations(Duration::from_secs(30)).await;
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sa.grants.revoke_grant(&GrantId::parse("gr_one").unwrap(), UnixTime::from_secs(5)).await.unwrap());
+    if a.backend() == Backend::Postgres {
+        let waited = waiter.await.unwrap();
+        assert!(waited < Duration::from_secs(10), "the NOTIFY did not wake the other process: waited {waited:?}");
+    } else {
+        waiter.abort();
+    }
+    // A revocation written by hand goes through the same trigger.
+    let raw = Raw::open(url).await;
+    raw.execute("UPDATE grants SET revoked_at = 6 WHERE id = 'gr_two'").await;
+    let feed = sb.grants.revocations_since(0, 100).await.unwrap();
+    let seen: Vec<(&str, i64)> = feed.iter().map(|r| (r.grant.as_str(), r.at.as_secs())).collect();
+    assert_eq!(seen, [("gr_one", 5), ("gr_two", 6)]);
+    raw.close().await;
+    a.close().await;
+    b.close().await;
 }
