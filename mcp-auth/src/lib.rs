@@ -294,8 +294,8 @@ async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
             }
             println!(
                 "removed user '{username}'; it is signed out of every browser and its authorizations are revoked: \
-                 refresh tokens stop working now, access tokens already issued stay valid until they expire \
-                 (1 h by default)"
+                 refresh tokens stop working now, and servers that follow this database's revocation feed refuse \
+                 its access tokens within seconds"
             );
         }
         UsersCommand::Disable { username } => {
@@ -304,8 +304,8 @@ async fn users(op: &Operator, cmd: &UsersCommand) -> Result<(), CliError> {
             }
             println!(
                 "disabled user '{username}'; it is signed out of every browser and its authorizations are revoked: \
-                 refresh tokens stop working now, access tokens already issued stay valid until they expire \
-                 (1 h by default)"
+                 refresh tokens stop working now, and servers that follow this database's revocation feed refuse \
+                 its access tokens within seconds"
             );
         }
         UsersCommand::Enable { username } => {
@@ -373,8 +373,8 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                 return Err(format!("there is no client '{id}'").into());
             }
             println!(
-                "removed client {id}; its authorizations are revoked: its refresh tokens stop working now, \
-                 access tokens already issued stay valid until they expire (1 h by default)"
+                "removed client {id}; its authorizations are revoked: its refresh tokens stop working now, and \
+                 servers that follow this database's revocation feed refuse its access tokens within seconds"
             );
         }
     }

@@ -74,7 +74,7 @@ use async_trait::async_trait;
 use oauth_core::Reason;
 use oauth_core::SecretHash;
 use oauth_core::{ClientId, GrantId, UserId};
-use oauth_core::{Grant, GrantStore, StoreResult};
+use oauth_core::{Clock, Grant, GrantStore, Revocation, RevocationFollower, StoreResult};
 use oauth_core::{ServerConfig, Stores, UnixTime};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
@@ -314,6 +314,37 @@ impl TokenCache {
         stores
     }
 
+    /// Follows the store's revocation feed, for a cache in front of a store that other
+    /// processes write to as well (replicas, the operator's command line): a grant revoked
+    /// anywhere is refused here within `every`, sooner where the store says when it has news
+    /// (PostgreSQL's `LISTEN`). [`Self::watch_revocations`] still sees this process's own
+    /// revocations at once. Runs until the task is aborted; a store failure is logged and
+    /// retried at the next interval.
+    pub fn follow_revocations(
+        &self,
+        grants: Arc<dyn GrantStore>,
+        clock: Arc<dyn Clock>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let mut follower = RevocationFollower::new();
+            loop {
+                match follower.poll(grants.as_ref(), clock.now()).await {
+                    Ok(revoked) => {
+                        for grant in &revoked {
+                            cache.invalidate_grant(grant, clock.now());
+                        }
+                        if !revoked.is_empty() {
+                            tracing::debug!(grants = revoked.len(), "refusing the tokens of grants revoked elsewhere");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the revocation feed failed; retrying"),
+                }
+                grants.wait_for_revocations(every).await;
+            }
+        })
+    }
     pub(crate) fn key_of(&self, token: &str) -> Key {
         Key(self.inner.hasher.hash(token.as_bytes()).as_u128())
     }
@@ -566,6 +597,14 @@ impl GrantStore for RevocationWatch {
 
     async fn user_grants(&self, user: &UserId, now: UnixTime, limit: usize) -> StoreResult<Vec<Grant>> {
         self.inner.user_grants(user, now, limit).await
+    }
+
+    async fn revocations_since(&self, after: u64, limit: usize) -> StoreResult<Vec<Revocation>> {
+        self.inner.revocations_since(after, limit).await
+    }
+
+    async fn wait_for_revocations(&self, max: Duration) {
+        self.inner.wait_for_revocations(max).await;
     }
 }
 

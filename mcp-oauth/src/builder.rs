@@ -21,6 +21,8 @@ use crate::{Inner, McpAuth};
 
 /// How often expired records are swept by default.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// How often the guard reads the store's revocation feed, at the latest.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the tokens come from.
 enum Store {
@@ -56,6 +58,7 @@ pub struct McpAuthBuilder {
     rate_limits: Option<RateLimits>,
     session_limits: SessionLimits,
     sweep_every: Option<Duration>,
+    follow_every: Option<Duration>,
     clock: Arc<dyn Clock>,
     configure: Vec<Box<dyn FnOnce(ServerConfig) -> ServerConfig + Send>>,
     #[cfg(feature = "external")]
@@ -101,6 +104,7 @@ impl McpAuthBuilder {
             rate_limits: Some(RateLimits::default()),
             session_limits: SessionLimits::default(),
             sweep_every: Some(SWEEP_EVERY),
+            follow_every: Some(FOLLOW_EVERY),
             clock: Arc::new(SystemClock),
             configure: Vec::new(),
             #[cfg(feature = "external")]
@@ -238,6 +242,15 @@ impl McpAuthBuilder {
         self
     }
 
+    /// How often, at the latest, the guard reads the store's revocation feed, so that a grant
+    /// revoked by another process on the same database (another replica, `mcp-auth clients
+    /// remove` or `users remove`) is refused here too; PostgreSQL also wakes it at once.
+    /// `None` for a store no other process writes. Default every second.
+    pub fn follow_revocations_every(mut self, every: Option<Duration>) -> Self {
+        self.follow_every = every;
+        self
+    }
+
     /// How often expired codes, dead grants, old events and unused clients are swept; `None`
     /// leaves sweeping to the caller ([`AuthorizationServer::sweep`]). Default every 10 min.
     pub fn sweep_every(mut self, every: Option<Duration>) -> Self {
@@ -289,10 +302,14 @@ impl McpAuthBuilder {
         let config = self.server_config(&urls);
         // The cache watches the store the server writes through, and the verifier uses that
         // same cache: a grant revoked here (RFC 7009, a replayed code or refresh token, a
-        // removed client) is refused at once, not at the token's `exp`.
+        // removed client) is refused at once, not at the token's `exp`; one revoked by another
+        // process on the store, within a second, through the store's revocation feed.
         let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
         let users = stores.users.clone();
         let clock = self.clock.clone();
+        if let Some(every) = self.follow_every {
+            cache.follow_revocations(stores.grants.clone(), clock.clone(), every);
+        }
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
         if self.metadata_documents {
             server =

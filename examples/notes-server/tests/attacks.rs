@@ -5,110 +5,11 @@
 
 mod common;
 
+use common::flow::{FormBody as _, json, refresh, register, token, user_tokens, whoami};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use oauth_core::CodeChallenge;
-use oauth_core::CodeVerifier;
 use serde_json::Value;
-
-/// A form body (reqwest's `form` feature is not built here).
-trait FormBody {
-    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
-}
-
-impl FormBody for reqwest::RequestBuilder {
-    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
-        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-        self.header("content-type", "application/x-www-form-urlencoded").body(body)
-    }
-}
-
-async fn json(resp: reqwest::Response) -> (reqwest::StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
-}
-
-async fn register(http: &reqwest::Client, base: &str, body: Value) -> (reqwest::StatusCode, Value) {
-    json(http.post(format!("{base}/register")).json(&body).send().await.unwrap()).await
-}
-
-async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
-    json(http.post(format!("{base}/token")).form_body(form).send().await.unwrap()).await
-}
-
-async fn whoami(http: &reqwest::Client, mcp_url: &str, access_token: &str) -> reqwest::StatusCode {
-    http.post(mcp_url)
-        .bearer_auth(access_token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-/// A confidential client registered over DCR and a user's tokens for it, through the real
-/// sign-in and consent pages.
-struct UserTokens {
-    client_id: String,
-    client_secret: String,
-    access_token: String,
-    refresh_token: String,
-}
-
-async fn user_tokens(server: &common::Server, http: &reqwest::Client, name: &str) -> UserTokens {
-    let redirect = "https://app.example/cb";
-    let (status, reg) = register(
-        http,
-        &server.base_url,
-        serde_json::json!({
-            "client_name": name, "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "client_secret_post",
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{reg}");
-    let client_id = reg["client_id"].as_str().unwrap().to_owned();
-    let client_secret = reg["client_secret"].as_str().unwrap().to_owned();
-    let verifier = CodeVerifier::generate();
-    let challenge = CodeChallenge::s256(&verifier);
-    let auth_url = format!(
-        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",
-        server.base_url,
-        url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
-        challenge.as_str()
-    );
-    let location = common::Browser::new().sign_in_and_approve(server, &auth_url).await;
-    let code = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    let (status, tokens) = token(
-        http,
-        &server.base_url,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier.secret()),
-            ("client_id", &client_id),
-            ("client_secret", &client_secret),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    UserTokens {
-        client_id,
-        client_secret,
-        access_token: tokens["access_token"].as_str().unwrap().to_owned(),
-        refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
-    }
-}
 
 /// `whoami` called with the official Rust SDK's client, as a real MCP client would.
 async fn call_whoami(mcp_url: &str, access_token: &str) -> Value {
@@ -122,22 +23,6 @@ async fn call_whoami(mcp_url: &str, access_token: &str) -> Value {
     let client = ClientConfig::default().serve(transport).await.unwrap();
     let who = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
     serde_json::from_str(serde_json::to_value(&who.content).unwrap()[0]["text"].as_str().unwrap()).unwrap()
-}
-
-/// A refresh of `t`'s grant with `refresh_token`, authenticated as `t`'s client.
-async fn refresh(
-    http: &reqwest::Client,
-    base: &str,
-    t: &UserTokens,
-    refresh_token: &str,
-) -> (reqwest::StatusCode, Value) {
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-        ("client_id", &t.client_id),
-        ("client_secret", &t.client_secret),
-    ];
-    token(http, base, &form).await
 }
 
 fn claims(access_token: &str) -> Value {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod browser;
+pub mod flow;
 // Each test file includes this module and uses part of it.
 #[allow(unused_imports)]
 pub use browser::{Browser, attribute};
@@ -24,6 +25,7 @@ pub struct Server {
     /// `<base_url>/mcp`.
     pub mcp_url: String,
     dir: PathBuf,
+    database_url: String,
 }
 
 impl Server {
@@ -36,7 +38,8 @@ impl Server {
     pub fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("notes-server-{name}-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir_all(&dir).unwrap();
-        let database_url = database_url(&dir);
+        let database_url =
+            env.iter().find(|(k, _)| *k == "DATABASE_URL").map_or_else(|| database_url(&dir), |(_, v)| (*v).to_owned());
         let mut child = Command::new(env!("CARGO_BIN_EXE_notes-server"))
             .env("NOTES_LISTEN", "127.0.0.1:0")
             .env_remove("NOTES_PUBLIC_URL")
@@ -64,7 +67,18 @@ impl Server {
         let mcp_url =
             mcp_url.unwrap_or_else(|| panic!("notes-server did not start; log: {}", dir.join("server.log").display()));
         let base_url = mcp_url.trim_end_matches("/mcp").to_owned();
-        Self { child, base_url, mcp_url, dir }
+        Self { child, base_url, mcp_url, dir, database_url }
+    }
+
+    /// One of several replicas behind one public URL: a server on the shared `database_url`,
+    /// serving on `listen` (where the test reaches this replica), with `public_url` as its
+    /// issuer and resource like every other replica.
+    pub fn start_replica(name: &str, database_url: &str, listen: &str, public_url: &str) -> Self {
+        let env = [("DATABASE_URL", database_url), ("NOTES_LISTEN", listen), ("NOTES_PUBLIC_URL", public_url)];
+        let mut server = Self::start_with(name, &env);
+        server.base_url = format!("http://{listen}");
+        server.mcp_url = format!("{}/mcp", server.base_url);
+        server
     }
 
     /// The server's log so far.
@@ -74,7 +88,7 @@ impl Server {
 
     /// The database this server uses.
     pub fn database_url(&self) -> String {
-        database_url(&self.dir)
+        self.database_url.clone()
     }
 
     /// The temporary directory of this server.
@@ -95,7 +109,7 @@ fn database_url(dir: &Path) -> String {
     format!("sqlite://{}/oauth.db?mode=rwc", dir.display())
 }
 
-fn nanos() -> u128 {
+pub fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 

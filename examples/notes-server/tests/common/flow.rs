@@ -1,0 +1,147 @@
+//! The steps of an OAuth client over HTTP against a running server: registration, the token
+//! endpoint, a person's tokens through the real sign-in and consent pages, and an MCP call.
+
+use oauth_core::{CodeChallenge, CodeVerifier};
+use serde_json::Value;
+
+use super::Server;
+
+/// A form body (reqwest's `form` feature is not built here).
+pub trait FormBody {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_body(self, pairs: &[(&str, &str)]) -> Self {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.header("content-type", "application/x-www-form-urlencoded").body(body)
+    }
+}
+
+pub async fn json(resp: reqwest::Response) -> (reqwest::StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+pub async fn register(http: &reqwest::Client, base: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    json(http.post(format!("{base}/register")).json(&body).send().await.unwrap()).await
+}
+
+pub async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, Value) {
+    json(http.post(format!("{base}/token")).form_body(form).send().await.unwrap()).await
+}
+
+pub async fn whoami(http: &reqwest::Client, mcp_url: &str, access_token: &str) -> reqwest::StatusCode {
+    http.post(mcp_url)
+        .bearer_auth(access_token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A confidential client registered over DCR and a user's tokens for it, through the real
+/// sign-in and consent pages.
+pub struct UserTokens {
+    pub client_id: String,
+    pub client_secret: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// The redirect URI of the clients [`authorized`] registers.
+pub const REDIRECT: &str = "https://app.example/cb";
+
+/// A confidential client registered over DCR and the code a person's sign-in and consent
+/// gave it, not yet redeemed.
+pub struct Authorized {
+    pub client_id: String,
+    pub client_secret: String,
+    pub code: String,
+    pub verifier: CodeVerifier,
+}
+
+pub async fn authorized(server: &Server, http: &reqwest::Client, name: &str) -> Authorized {
+    let (status, reg) = register(
+        http,
+        &server.base_url,
+        serde_json::json!({
+            "client_name": name, "redirect_uris": [REDIRECT], "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_post",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    let client_secret = reg["client_secret"].as_str().unwrap().to_owned();
+    let verifier = CodeVerifier::generate();
+    let challenge = CodeChallenge::s256(&verifier);
+    let auth_url = format!(
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",
+        server.base_url,
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+        challenge.as_str()
+    );
+    let location = super::Browser::new().sign_in_and_approve(server, &auth_url).await;
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    Authorized { client_id, client_secret, code, verifier }
+}
+
+/// `a`'s code presented at the token endpoint of `base`.
+pub async fn redeem(http: &reqwest::Client, base: &str, a: &Authorized) -> (reqwest::StatusCode, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", &a.code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", a.verifier.secret()),
+        ("client_id", &a.client_id),
+        ("client_secret", &a.client_secret),
+    ];
+    token(http, base, &form).await
+}
+
+/// A person's tokens for a new confidential client, through the real pages.
+pub async fn user_tokens(server: &Server, http: &reqwest::Client, name: &str) -> UserTokens {
+    let a = authorized(server, http, name).await;
+    let (status, tokens) = redeem(http, &server.base_url, &a).await;
+    assert_eq!(status, 200, "{tokens}");
+    UserTokens::of(a, &tokens)
+}
+
+impl UserTokens {
+    /// The tokens of a token response for `a`'s client.
+    pub fn of(a: Authorized, tokens: &Value) -> Self {
+        Self {
+            client_id: a.client_id,
+            client_secret: a.client_secret,
+            access_token: tokens["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// A refresh of `t`'s grant with `refresh_token`, authenticated as `t`'s client.
+pub async fn refresh(
+    http: &reqwest::Client,
+    base: &str,
+    t: &UserTokens,
+    refresh_token: &str,
+) -> (reqwest::StatusCode, Value) {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", &t.client_id),
+        ("client_secret", &t.client_secret),
+    ];
+    token(http, base, &form).await
+}

@@ -1,0 +1,150 @@
+//! Two replicas of the example, as real processes, on one PostgreSQL behind one public URL:
+//! what one of them revokes, or the operator revokes from the command line, the other refuses
+//! within the documented bound; a code or refresh token used at one is known at the other.
+//!
+//! The database is a fresh schema of the one `MCP_OAUTH_TEST_POSTGRES_URL` names (`bash
+//! .ci/run` sets it up); unset, the tests fail and say so: they never pass without PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::flow::{FormBody as _, UserTokens, authorized, redeem, refresh, user_tokens, whoami};
+use sqlx::Connection as _;
+
+/// The bound `docs/deploy.md` states for PostgreSQL: a revocation anywhere is refused
+/// everywhere within it.
+const BOUND: Duration = Duration::from_secs(2);
+/// How long a test waits for a refusal before it fails; longer than the bound, so that a
+/// refusal that comes late is reported with its time.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+const POSTGRES_URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
+
+/// A new, empty schema of the test database, as a URL the servers take.
+async fn fresh_database() -> String {
+    let base = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_VAR} is not set, so the replica tests cannot run: point it at a throwaway \
+             database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test"
+        )
+    });
+    let schema = format!("replicas_{}_{}", std::process::id(), common::nanos());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL cannot be reached: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options%5Bsearch_path%5D={schema}")
+}
+
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// Replicas `a` and `b` on one fresh database; the public URL is `a`'s address (what a load
+/// balancer in front of both would be), so tokens of either name the same issuer and resource.
+struct Replicas {
+    a: Server,
+    b: Server,
+    database_url: String,
+}
+
+async fn replicas(name: &str) -> Replicas {
+    let database_url = fresh_database().await;
+    let (at_a, at_b) = (free_address(), free_address());
+    let public = format!("http://{at_a}");
+    let a = Server::start_replica(&format!("{name}-a"), &database_url, &at_a, &public);
+    let b = Server::start_replica(&format!("{name}-b"), &database_url, &at_b, &public);
+    Replicas { a, b, database_url }
+}
+
+/// How long until `server` answers 401 to `access_token`; panics, with its log, when it still
+/// accepts the token after [`PATIENCE`].
+async fn refused_after(http: &reqwest::Client, server: &Server, access_token: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = whoami(http, &server.mcp_url, access_token).await;
+        if status == 401 {
+            return started.elapsed();
+        }
+        assert_eq!(status, 200, "neither accepted nor refused");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{} still accepts a revoked grant's token after {PATIENCE:?}; log:\n{}",
+            server.base_url,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn within_bound(what: &str, waited: Duration) {
+    println!("{what}: refused after {waited:?}");
+    assert!(waited <= BOUND, "{what}: refused after {waited:?}, past the bound of {BOUND:?}");
+}
+
+async fn revoke_at(http: &reqwest::Client, server: &Server, t: &UserTokens) {
+    let form = [("token", t.refresh_token.as_str()), ("client_id", &t.client_id), ("client_secret", &t.client_secret)];
+    let resp = http.post(format!("{}/revoke", server.base_url)).form_body(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_revoked_at_one_replica_is_refused_by_the_other_within_the_bound() {
+    let r = replicas("revoke").await;
+    let http = reqwest::Client::new();
+    let t = user_tokens(&r.a, &http, "replicated client").await;
+    assert_eq!(whoami(&http, &r.b.mcp_url, &t.access_token).await, 200, "b accepts a token a issued");
+    assert_eq!(whoami(&http, &r.a.mcp_url, &t.access_token).await, 200);
+    revoke_at(&http, &r.a, &t).await;
+    assert_eq!(whoami(&http, &r.a.mcp_url, &t.access_token).await, 401, "a refuses at once");
+    within_bound("RFC 7009 at a, seen by b", refused_after(&http, &r.b, &t.access_token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_removed_from_the_command_line_is_refused_by_every_replica() {
+    let r = replicas("cli").await;
+    let http = reqwest::Client::new();
+    let t = user_tokens(&r.a, &http, "removed client").await;
+    for server in [&r.a, &r.b] {
+        assert_eq!(whoami(&http, &server.mcp_url, &t.access_token).await, 200);
+    }
+    let out = common::operator(&r.database_url, &["clients", "remove", &t.client_id], None);
+    assert!(out.contains("removed client"), "{out}");
+    within_bound("clients remove, seen by a", refused_after(&http, &r.a, &t.access_token).await);
+    within_bound("clients remove, seen by b", refused_after(&http, &r.b, &t.access_token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_replayed_at_the_other_replica_revokes_the_grant_on_both() {
+    let r = replicas("replay").await;
+    let http = reqwest::Client::new();
+    let code = authorized(&r.a, &http, "replayed code").await;
+    let (status, tokens) = redeem(&http, &r.a.base_url, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(whoami(&http, &r.a.mcp_url, &access_token).await, 200);
+    let (status, replay) = redeem(&http, &r.b.base_url, &code).await;
+    assert_eq!((status.as_u16(), replay["error"].as_str()), (400, Some("invalid_grant")), "{replay}");
+    within_bound("code replay at b, seen by b", refused_after(&http, &r.b, &access_token).await);
+    within_bound("code replay at b, seen by a", refused_after(&http, &r.a, &access_token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_retried_at_the_other_replica_gets_the_same_successor() {
+    let r = replicas("refresh").await;
+    let http = reqwest::Client::new();
+    let t = user_tokens(&r.a, &http, "retrying client").await;
+    let (status, at_a) = refresh(&http, &r.a.base_url, &t, &t.refresh_token).await;
+    assert_eq!(status, 200, "{at_a}");
+    // The response was lost; the client retries, and the balancer sends it to b.
+    let (status, at_b) = refresh(&http, &r.b.base_url, &t, &t.refresh_token).await;
+    assert_eq!(status, 200, "a retry within the grace window is answered: {at_b}");
+    assert_eq!(at_a["refresh_token"], at_b["refresh_token"], "both replicas answer the same successor");
+    let next = at_b["access_token"].as_str().unwrap();
+    assert_eq!(whoami(&http, &r.a.mcp_url, next).await, 200);
+}
