@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod check;
+mod keys;
 
 use std::io::Read as _;
 use std::time::Duration;
 
+pub use crate::keys::KeysCommand;
 use clap::Subcommand;
 use oauth_core::NewClient;
 use oauth_core::create_user;
@@ -56,6 +58,9 @@ pub enum Command {
     /// Claude's "Advanced settings").
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// The signing keys: list, and rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `users …`
@@ -210,6 +215,10 @@ pub async fn run(
         }
         Command::Clients(cmd) => {
             clients(&Operator::new(open().await?), cmd).await?;
+            Ok(true)
+        }
+        Command::Keys(cmd) => {
+            keys::keys(&Operator::new(open().await?), cmd).await?;
             Ok(true)
         }
     }

@@ -21,7 +21,7 @@ use crate::{Inner, McpAuth};
 
 /// How often expired records are swept by default.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
-/// How often the guard reads the store's revocation feed, at the latest.
+/// How often, at the latest, the server reads the revocations and keys other processes wrote.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the tokens come from.
@@ -242,11 +242,12 @@ impl McpAuthBuilder {
         self
     }
 
-    /// How often, at the latest, the guard reads the store's revocation feed, so that a grant
-    /// revoked by another process on the same database (another replica, `mcp-auth clients
-    /// remove` or `users remove`) is refused here too; PostgreSQL also wakes it at once.
-    /// `None` for a store no other process writes. Default every second.
-    pub fn follow_revocations_every(mut self, every: Option<Duration>) -> Self {
+    /// How often, at the latest, this server reads what other processes on the same database
+    /// changed (other replicas, `mcp-auth`): grants they revoked, whose tokens the guard then
+    /// refuses (PostgreSQL also wakes it at once), and signing keys they rotated, which it then
+    /// publishes, verifies and signs with. `None` for a store no other process writes. Default
+    /// every second.
+    pub fn sync_with_store_every(mut self, every: Option<Duration>) -> Self {
         self.follow_every = every;
         self
     }
@@ -327,6 +328,9 @@ impl McpAuthBuilder {
         let routes = self.routes(&server, prm, users);
         if let Some(every) = self.sweep_every {
             oauth_axum::spawn_sweeper(server.clone(), every);
+        }
+        if let Some(every) = self.follow_every {
+            spawn_key_sync(server.clone(), every);
         }
         Ok(self.finish(Some(server), guard, routes, urls))
     }
@@ -469,4 +473,19 @@ async fn open_database(url: &str) -> Result<Stores, Error> {
         .await
         .map_err(|e| Error::Config(format!("cannot open the database: {e}")))?;
     Ok(store.into_stores())
+}
+
+/// Reloads the signing keys whenever the store's change (another replica's rotation, `mcp-auth
+/// keys rotate`), checking every `every`; a failure keeps the keys in use and is retried.
+fn spawn_key_sync(server: Arc<AuthorizationServer>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = server.sync_keys().await {
+                tracing::warn!(error = %e, "reading the signing keys from the store failed; the keys in use stay");
+            }
+        }
+    })
 }

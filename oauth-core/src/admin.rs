@@ -244,6 +244,10 @@ impl Operator {
         Self { stores, clock }
     }
 
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
     /// The stores.
     pub fn stores(&self) -> &Stores {
         &self.stores

@@ -26,6 +26,7 @@ mod refusals;
 mod registration;
 mod revocations;
 mod revoke;
+mod rotation;
 mod sealing;
 mod secret;
 mod selfcheck;
@@ -80,6 +81,7 @@ pub use crate::registration::{
 };
 pub use crate::revocations::RevocationFollower;
 pub use crate::revoke::TokenRequestForm;
+pub use crate::rotation::KeyReport;
 pub use crate::sealing::{EncryptedKeyStore, KeyEncryption};
 pub use crate::secret::{
     AuthorizationCode, ClientSecret, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretHash, ServerSecret, ct_eq,

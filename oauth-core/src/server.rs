@@ -46,6 +46,8 @@ pub struct AuthorizationServer {
     stores: Stores,
     clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeySet>>,
+    /// The key store's rows (kid, retirement) the keys were loaded from.
+    key_rows: std::sync::Mutex<KeyRows>,
     refresh_secret: RwLock<ServerSecret>,
     pepper: ServerSecret,
     page_secret: ServerSecret,
@@ -71,6 +73,7 @@ impl AuthorizationServer {
         config.validate()?;
         let stores = crate::sealing::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
+        let rows = key_rows(&stores.keys.list_keys().await?);
         let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;
         let pepper = load_server_secret(&stores, CLIENT_SECRET_PEPPER, clock.now()).await?;
         let page_secret = load_server_secret(&stores, PAGE_SECRET, clock.now()).await?;
@@ -79,6 +82,7 @@ impl AuthorizationServer {
             stores,
             clock,
             keys: RwLock::new(Arc::new(keys)),
+            key_rows: std::sync::Mutex::new(rows),
             refresh_secret: RwLock::new(refresh_secret),
             pepper,
             page_secret,
@@ -226,10 +230,39 @@ impl AuthorizationServer {
 
     /// Reloads the keys from the store (after another replica rotated them).
     pub async fn reload_keys(&self) -> Result<(), Error> {
-        let set = KeySet::load(&self.stores.keys.list_keys().await?, self.config.signing_algorithm)?;
+        let stored = self.stores.keys.list_keys().await?;
+        self.install_keys(&stored)
+    }
+
+    /// Reloads the keys when the store's differ from those loaded: a key another process
+    /// added (`mcp-auth keys rotate`, another replica's rotation), retired or deleted. `true`
+    /// when they changed. What replicas run every second, so that each publishes, verifies
+    /// and signs with the same keys; a store whose keys no longer load (no active key of the
+    /// configured algorithm, one sealed under another key) is an error, and the keys in use
+    /// stay.
+    pub async fn sync_keys(&self) -> Result<bool, Error> {
+        let stored = self.stores.keys.list_keys().await?;
+        let same = match self.key_rows.lock() {
+            Ok(rows) => *rows == key_rows(&stored),
+            Err(poisoned) => *poisoned.into_inner() == key_rows(&stored),
+        };
+        if same {
+            return Ok(false);
+        }
+        self.install_keys(&stored)?;
+        tracing::info!(signing = self.keys().signing_key().0, "the signing keys changed in the store: reloaded");
+        Ok(true)
+    }
+
+    fn install_keys(&self, stored: &[StoredKey]) -> Result<(), Error> {
+        let set = Arc::new(KeySet::load(stored, self.config.signing_algorithm)?);
         match self.keys.write() {
-            Ok(mut k) => *k = Arc::new(set),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+            Ok(mut k) => *k = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        match self.key_rows.lock() {
+            Ok(mut rows) => *rows = key_rows(stored),
+            Err(poisoned) => *poisoned.into_inner() = key_rows(stored),
         }
         Ok(())
     }
@@ -463,6 +496,15 @@ impl AuthorizationServer {
         }
         Ok(report)
     }
+}
+
+/// Each stored key's id and retirement, in order: what tells whether the store's keys changed.
+type KeyRows = Vec<(String, Option<UnixTime>)>;
+
+fn key_rows(stored: &[StoredKey]) -> KeyRows {
+    let mut rows: KeyRows = stored.iter().map(|k| (k.kid.clone(), k.retired_at)).collect();
+    rows.sort();
+    rows
 }
 
 /// Loads the key set, generating and persisting the first key when the store has none for the

@@ -63,6 +63,8 @@ macro_rules! store_conformance_tests {
             refresh_replay_after_grace_revokes_family,
             grant_error_paths_write_nothing,
             keys_survive_a_restart,
+            an_operators_key_rotation_reaches_running_servers,
+            sealed_keys_are_not_rotated_without_the_key_encryption_key,
             operator_manages_clients_and_users,
             server_secrets_are_shared_first_writer_wins,
             replicas_derive_the_same_refresh_successor,
@@ -423,7 +425,7 @@ pub async fn a_follower_learns_of_each_revocation_once(stores: Stores) {
     assert!(!before.contains(&g.id));
     assert!(stores.grants.revoke_grant(&g.id, t(21)).await.unwrap());
     // Waiting is a hint: it returns by its bound whether or not the backend can be told.
-    stores.grants.wait_for_revocations(std::time::Duration::from_millis(50)).await;
+    stores.grants.wait_for_revocations(Duration::from_millis(50)).await;
     assert_eq!(follower.poll(stores.grants.as_ref(), t(22)).await.unwrap(), vec![g.id.clone()]);
     assert!(follower.poll(stores.grants.as_ref(), t(23)).await.unwrap().is_empty());
 }
@@ -1590,4 +1592,41 @@ pub async fn connected_apps_revoke_only_the_users_grants(stores: Stores) {
     assert_eq!(s.connected_apps(&uid("user-2")).await.unwrap().len(), 1);
     // Revoking again finds nothing.
     assert_eq!(s.revoke_connected_app(&uid("user-1"), &client).await.unwrap(), 0);
+}
+
+/// A rotation by the operator (another process) reaches a running server at its next sync:
+/// it signs with the new key and still publishes the retired one.
+pub async fn an_operators_key_rotation_reaches_running_servers(stores: Stores) {
+    let clock = Arc::new(ManualClock::new(t(1_000)));
+    let running = AuthorizationServer::with_clock(config(), stores.clone(), clock.clone()).await.unwrap();
+    let first = running.keys().signing_key().0.to_owned();
+    assert!(!running.sync_keys().await.unwrap(), "nothing changed yet");
+    clock.advance(Duration::from_secs(60));
+    let operator = crate::Operator::with_clock(stores.clone(), clock.clone());
+    let new = operator.rotate_signing_key().await.unwrap();
+    assert_ne!(new.kid, first);
+    let keys = operator.signing_keys().await.unwrap();
+    assert_eq!(keys[0].kid, new.kid, "newest first");
+    assert_eq!((keys[0].retired_at, keys[1].retired_at), (None, Some(t(1_060))));
+    assert_eq!(running.keys().signing_key().0, first, "until it syncs, the server signs with what it loaded");
+    assert!(running.sync_keys().await.unwrap());
+    assert_eq!(running.keys().signing_key().0, new.kid);
+    assert_eq!(running.keys().len(), 2, "the retired key is still published");
+    assert!(!running.sync_keys().await.unwrap());
+}
+
+/// Sealed keys are not rotated by an operator without the key-encryption key: a new key in
+/// clear beside sealed ones would leak what sealing protects.
+pub async fn sealed_keys_are_not_rotated_without_the_key_encryption_key(stores: Stores) {
+    let kek = crate::KeyEncryption::from_bytes(&[7; 32]).unwrap();
+    let clock = Arc::new(ManualClock::new(t(1_000)));
+    let sealed = crate::KeyEncryption::protect(Some(&kek), stores.clone());
+    drop(AuthorizationServer::with_clock(config(), sealed.clone(), clock.clone()).await.unwrap());
+    let without = crate::Operator::with_clock(stores.clone(), clock.clone());
+    assert!(matches!(without.rotate_signing_key().await, Err(Error::Config(_))));
+    let keys = without.signing_keys().await.unwrap();
+    assert!(keys.len() == 1 && keys[0].sealed, "nothing was written: {keys:?}");
+    let with = crate::Operator::with_clock(sealed, clock);
+    let new = with.rotate_signing_key().await.unwrap();
+    assert!(without.signing_keys().await.unwrap().iter().all(|k| k.sealed), "the new key {} is sealed", new.kid);
 }

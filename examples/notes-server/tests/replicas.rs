@@ -10,6 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use common::Server;
 use common::flow::{FormBody as _, UserTokens, authorized, redeem, refresh, user_tokens, whoami};
 use sqlx::Connection as _;
@@ -147,4 +150,52 @@ async fn a_refresh_retried_at_the_other_replica_gets_the_same_successor() {
     assert_eq!(at_a["refresh_token"], at_b["refresh_token"], "both replicas answer the same successor");
     let next = at_b["access_token"].as_str().unwrap();
     assert_eq!(whoami(&http, &r.a.mcp_url, next).await, 200);
+}
+
+/// The `kid` of a JWT's header.
+fn kid(jwt: &str) -> String {
+    let header = URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
+}
+
+/// How long until `server`'s JWKS lists `kid`; panics after [`PATIENCE`].
+async fn published_after(http: &reqwest::Client, server: &Server, kid: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let jwks: serde_json::Value =
+            http.get(format!("{}/jwks.json", server.base_url)).send().await.unwrap().json().await.unwrap();
+        if jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < PATIENCE, "{} does not publish {kid} after {PATIENCE:?}", server.base_url);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_from_the_command_line_is_published_and_used_by_every_replica() {
+    let r = replicas("keys").await;
+    let http = reqwest::Client::new();
+    let t = user_tokens(&r.a, &http, "key client").await;
+    let before = kid(&t.access_token);
+    let out = common::operator(&r.database_url, &["keys", "rotate"], None);
+    let new = out.split_whitespace().nth(3).unwrap().to_owned();
+    assert_ne!(new, before, "{out}");
+    let listed = common::operator(&r.database_url, &["keys", "list"], None);
+    assert!(listed.lines().next().unwrap().starts_with(&format!("{new}  ES256")), "{listed}");
+    for (name, server) in [("a", &r.a), ("b", &r.b)] {
+        let waited = published_after(&http, server, &new).await;
+        println!("keys rotate: {name} publishes the new key after {waited:?}");
+        assert!(waited <= BOUND, "{name} published the new key after {waited:?}, past {BOUND:?}");
+    }
+    // b signs with the new key (its sync ran before it published it), and a verifies that.
+    let (status, fresh) = refresh(&http, &r.b.base_url, &t, &t.refresh_token).await;
+    assert_eq!(status, 200, "{fresh}");
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(kid(fresh), new, "b signs with the rotated key");
+    assert_eq!(whoami(&http, &r.a.mcp_url, fresh).await, 200);
+    // The retired key still verifies what it signed, everywhere.
+    for server in [&r.a, &r.b] {
+        assert_eq!(whoami(&http, &server.mcp_url, &t.access_token).await, 200);
+    }
 }
