@@ -14,7 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use common::Server;
-use common::flow::{FormBody as _, UserTokens, authorized, redeem, refresh, user_tokens, whoami};
+use common::flow::{
+    Authorized, FormBody as _, UserTokens, authorize_url, authorized, code_in, redeem, refresh, user_tokens, whoami,
+};
 use sqlx::Connection as _;
 
 /// The bound `docs/deploy.md` states for PostgreSQL: a revocation anywhere is refused
@@ -198,4 +200,87 @@ async fn a_key_rotated_from_the_command_line_is_published_and_used_by_every_repl
     for server in [&r.a, &r.b] {
         assert_eq!(whoami(&http, &server.mcp_url, &t.access_token).await, 200);
     }
+}
+
+/// Median and maximum of `times`, printed for the record.
+fn summary(what: &str, mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    let (median, max) = (times[times.len() / 2], times[times.len() - 1]);
+    println!("{what}, {} times: median {median:?}, max {max:?}", times.len());
+    max
+}
+
+/// Twenty grants of one client, revoked one by one at a, each timed until b refuses its token:
+/// the figure `docs/deploy.md` states, measured as a client sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_revocations_each_reach_the_other_replica_within_the_bound() {
+    let r = replicas("twenty").await;
+    let http = reqwest::Client::new();
+    let first = authorized(&r.a, &http, "twenty grants").await;
+    let (client_id, client_secret) = (first.client_id.clone(), first.client_secret.clone());
+    let mut grants = Vec::new();
+    let (status, tokens) = redeem(&http, &r.a.base_url, &first).await;
+    assert_eq!(status, 200, "{tokens}");
+    grants.push(UserTokens::of(first, &tokens));
+    // The person stays signed in and the consent is remembered: each new authorization of
+    // the same client is one redirect.
+    let mut browser = common::Browser::new();
+    while grants.len() < 20 {
+        let verifier = oauth_core::CodeVerifier::generate();
+        let url = authorize_url(&r.a.base_url, &client_id, &verifier);
+        let location = if grants.len() == 1 {
+            // Signing in is all it takes: the consent of the first grant is remembered.
+            let (status, page, _) = browser.get(&url).await;
+            assert_eq!(status, 200, "{page}");
+            let action = format!("{}{}", r.a.base_url, common::attribute(&page, "action=\""));
+            let form = [
+                ("pending", common::attribute(&page, "name=\"pending\" value=\"")),
+                ("csrf", common::attribute(&page, "name=\"csrf\" value=\"")),
+                ("username", common::USERNAME.to_owned()),
+                ("password", common::PASSWORD.to_owned()),
+            ];
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, page, location) = browser.post_form(&action, &form).await;
+            assert_eq!(status, 303, "{page}");
+            location.unwrap()
+        } else {
+            let (status, page, location) = browser.get(&url).await;
+            assert_eq!(status, 303, "{page}");
+            location.unwrap()
+        };
+        let code = Authorized {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            code: code_in(&location),
+            verifier,
+        };
+        let (status, tokens) = redeem(&http, &r.a.base_url, &code).await;
+        assert_eq!(status, 200, "{tokens}");
+        grants.push(UserTokens::of(code, &tokens));
+    }
+    let mut times = Vec::new();
+    for t in &grants {
+        assert_eq!(whoami(&http, &r.b.mcp_url, &t.access_token).await, 200);
+        revoke_at(&http, &r.a, t).await;
+        times.push(refused_after(&http, &r.b, &t.access_token).await);
+    }
+    let max = summary("RFC 7009 at a until b refuses", times);
+    assert!(max <= BOUND, "a revocation took {max:?} to reach b, past {BOUND:?}");
+}
+
+/// Twenty rotations from the command line, each timed until b publishes the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_key_rotations_each_reach_the_other_replica_within_the_bound() {
+    let r = replicas("rotations").await;
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let out = common::operator(&r.database_url, &["keys", "rotate"], None);
+        let started = Instant::now();
+        let new = out.split_whitespace().nth(3).unwrap().to_owned();
+        published_after(&http, &r.b, &new).await;
+        times.push(started.elapsed());
+    }
+    let max = summary("keys rotate until b publishes", times);
+    assert!(max <= BOUND, "a rotation took {max:?} to reach b, past {BOUND:?}");
 }

@@ -80,21 +80,23 @@ pub async fn authorized(server: &Server, http: &reqwest::Client, name: &str) -> 
     let client_id = reg["client_id"].as_str().unwrap().to_owned();
     let client_secret = reg["client_secret"].as_str().unwrap().to_owned();
     let verifier = CodeVerifier::generate();
-    let challenge = CodeChallenge::s256(&verifier);
-    let auth_url = format!(
-        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",
-        server.base_url,
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
-        challenge.as_str()
-    );
+    let auth_url = authorize_url(&server.base_url, &client_id, &verifier);
     let location = super::Browser::new().sign_in_and_approve(server, &auth_url).await;
-    let code = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    Authorized { client_id, client_secret, code, verifier }
+    Authorized { client_id, client_secret, code: code_in(&location), verifier }
+}
+
+/// The authorization request of `client_id` at `base`, redirecting to [`REDIRECT`].
+pub fn authorize_url(base: &str, client_id: &str, verifier: &CodeVerifier) -> String {
+    format!(
+        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={}&code_challenge_method=S256&state=s",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+        CodeChallenge::s256(verifier).as_str()
+    )
+}
+
+/// The `code` of a redirect to the client.
+pub fn code_in(location: &str) -> String {
+    url::Url::parse(location).unwrap().query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).unwrap()
 }
 
 /// `a`'s code presented at the token endpoint of `base`.
