@@ -253,6 +253,30 @@ async fn an_invalidated_grant_refuses_all_its_tokens_for_the_window() {
     f.verifier.verify(&a1).await.unwrap();
 }
 
+/// A burst (a removed client's grants, a page of the revocation feed) in one call: each of
+/// its grants' tokens is refused, cached or not, and no other grant's.
+#[tokio::test]
+async fn grants_invalidated_together_are_each_refused() {
+    let f = fixture(TokenCacheConfig::default()).await;
+    let a = f.token("user-1", 3600, Some("gr_a"));
+    let b = f.token("user-2", 3600, Some("gr_b"));
+    let c = f.token("user-3", 3600, Some("gr_c"));
+    for t in [&a, &c] {
+        f.verifier.verify(t).await.unwrap();
+    }
+    let grants = [GrantId::parse("gr_a").unwrap(), GrantId::parse("gr_b").unwrap()];
+    f.cache.invalidate_grants(&grants, f.clock.now());
+    for t in [&a, &b] {
+        assert!(!f.cached(t));
+        assert_eq!(f.verifier.verify(t).await.unwrap_err().reason, Reason::GrantRevoked);
+    }
+    assert!(f.cached(&c), "another grant's token stays");
+    f.verifier.verify(&c).await.unwrap();
+    assert_eq!(f.cache.stats().revocations, 2);
+    f.cache.invalidate_grants(&[], f.clock.now());
+    assert_eq!(f.cache.stats().revocations, 2);
+}
+
 #[tokio::test]
 async fn revoking_through_the_server_refuses_the_grants_tokens_at_once() {
     let f = fixture(TokenCacheConfig::for_server(&config())).await;

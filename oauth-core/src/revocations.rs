@@ -55,13 +55,16 @@ impl RevocationFollower {
         let mut after = self.settled;
         loop {
             let batch = grants.revocations_since(after, BATCH).await?;
+            let from = after;
             for r in &batch {
                 after = after.max(r.position);
                 if r.position > self.settled && self.seen.insert(r.position) {
                     revoked.push(r.grant.clone());
                 }
             }
-            if batch.len() < BATCH {
+            // A short page is the end; a full one that did not move on (a store breaking its
+            // contract) must not loop forever.
+            if batch.len() < BATCH || after == from {
                 break;
             }
         }

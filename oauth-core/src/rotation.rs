@@ -27,10 +27,15 @@ pub struct KeyReport {
 }
 
 impl Operator {
-    /// The signing keys, newest first.
+    /// The signing keys: the active ones first, then newest first (a rotation within the
+    /// second its key was made still lists the signing key first).
     pub async fn signing_keys(&self) -> Result<Vec<KeyReport>, Error> {
         let mut keys: Vec<KeyReport> = self.stores().keys.list_keys().await?.iter().map(report).collect();
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.kid.cmp(&a.kid)));
+        keys.sort_by(|a, b| {
+            (a.retired_at.is_some().cmp(&b.retired_at.is_some()))
+                .then_with(|| b.created_at.cmp(&a.created_at))
+                .then_with(|| b.kid.cmp(&a.kid))
+        });
         Ok(keys)
     }
 
