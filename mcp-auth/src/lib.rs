@@ -227,7 +227,12 @@ pub async fn run(
 /// Opens the server's database, `sqlite://…?mode=rwc` (the file and its directory created when
 /// missing) or `postgres://…`, and brings its schema up to date.
 pub async fn open_database(url: &str) -> Result<Stores, CliError> {
-    Ok(oauth_store_sql::SqlStore::connect(url).await?.into_stores())
+    open_database_with(url, &oauth_store_sql::SqlStoreOptions::default()).await
+}
+
+/// [`open_database`] with the pool sized and timed by `options`.
+pub async fn open_database_with(url: &str, options: &oauth_store_sql::SqlStoreOptions) -> Result<Stores, CliError> {
+    Ok(oauth_store_sql::SqlStore::connect_with(url, options).await?.into_stores())
 }
 
 /// An age on the command line that is not one: see [`parse_age`].

@@ -29,7 +29,7 @@ enum Store {
     None,
     Stores(Stores),
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    Database(String),
+    Database(String, oauth_store_sql::SqlStoreOptions),
 }
 
 /// The options of an [`McpAuth`]; made by [`McpAuth::builder`].
@@ -131,7 +131,16 @@ impl McpAuthBuilder {
     /// the code.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn database(mut self, url: impl Into<String>) -> Self {
-        self.store = Store::Database(url.into());
+        self.store = Store::Database(url.into(), oauth_store_sql::SqlStoreOptions::default());
+        self
+    }
+
+    /// [`Self::database`] with the pool sized and timed by `options` (most connections, how
+    /// long a request waits for one, PostgreSQL's statement timeout). TLS to PostgreSQL is set
+    /// in the URL: `?sslmode=verify-full&sslrootcert=/path/to/ca.pem` for a managed database.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn database_with(mut self, url: impl Into<String>, options: oauth_store_sql::SqlStoreOptions) -> Self {
+        self.store = Store::Database(url.into(), options);
         self
     }
 
@@ -298,7 +307,7 @@ impl McpAuthBuilder {
             }
             Store::Stores(s) => s,
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            Store::Database(url) => open_database(&url).await?,
+            Store::Database(url, options) => open_database(&url, &options).await?,
         };
         let config = self.server_config(&urls);
         // The cache watches the store the server writes through, and the verifier uses that
@@ -468,8 +477,8 @@ impl Urls {
 /// Connects to `url` and brings its schema up to date (a SQLite file with `mode=rwc` and its
 /// directory are created when missing).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-async fn open_database(url: &str) -> Result<Stores, Error> {
-    let store = oauth_store_sql::SqlStore::connect(url)
+async fn open_database(url: &str, options: &oauth_store_sql::SqlStoreOptions) -> Result<Stores, Error> {
+    let store = oauth_store_sql::SqlStore::connect_with(url, options)
         .await
         .map_err(|e| Error::Config(format!("cannot open the database: {e}")))?;
     Ok(store.into_stores())

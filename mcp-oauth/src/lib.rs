@@ -51,6 +51,8 @@ pub use oauth_core::KeyEncryption;
 pub use oauth_core::KnownClient;
 pub use oauth_core::ScopeSet;
 pub use oauth_core::{AuthorizationServer, Error, Stores};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use oauth_store_sql::SqlStoreOptions;
 
 /// The MCP endpoint behind the guard, with CORS outside it.
 pub type Protected<S> = tower_http::cors::Cors<mcp_guard::McpGuard<S>>;

@@ -178,7 +178,14 @@ impl SqlStore {
 
         use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-        let connect = PgConnectOptions::from_str(url).map_err(|e| ConnectError::InvalidUrl(Box::new(e)))?;
+        // The URL's own settings (`sslmode`, `sslrootcert`, `options`, …) stay; the statement
+        // timeout is added to the session options so that a query stuck behind a lock, or on a
+        // database that stopped answering, frees its connection instead of holding it forever.
+        let mut connect = PgConnectOptions::from_str(url).map_err(|e| ConnectError::InvalidUrl(Box::new(e)))?;
+        if let Some(timeout) = options.statement_timeout {
+            let millis = timeout.as_millis().max(1).to_string();
+            connect = connect.options([("statement_timeout", millis.as_str())]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .min_connections(options.min_connections)
@@ -271,6 +278,9 @@ pub struct SqlStoreOptions {
     pub busy_timeout: Duration,
     /// SQLite only: `synchronous=FULL` (an fsync at every commit) instead of `NORMAL`.
     pub sqlite_synchronous_full: bool,
+    /// PostgreSQL only: the server cancels any statement that runs longer (`statement_timeout`);
+    /// `None` leaves the database's own setting.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for SqlStoreOptions {
@@ -278,9 +288,10 @@ impl Default for SqlStoreOptions {
         Self {
             max_connections: 10,
             min_connections: 0,
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: false,
+            statement_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -313,10 +324,21 @@ impl SqlStoreOptions {
         self
     }
 
-    /// How long a query waits for a free connection before it fails. Default 30 s.
+    /// How long a query waits for a free connection (or for a database that is not answering)
+    /// before it fails and the request with it, as `server_error`. Default 5 s: a client
+    /// is better served by a prompt error it can retry than by a request hanging on an outage.
     #[must_use]
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL only: the longest a statement may run before the database cancels it and
+    /// the request that sent it fails with `server_error`. Default 30 s, long enough for the
+    /// migrations; `None` leaves the database's own `statement_timeout` (none by default).
+    #[must_use]
+    pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
         self
     }
 
@@ -405,10 +427,11 @@ mod tests {
             .with_max_connections(3)
             .with_min_connections(1)
             .with_acquire_timeout(Duration::from_secs(2))
-            .with_busy_timeout(Duration::from_secs(9));
+            .with_busy_timeout(Duration::from_secs(9))
+            .with_statement_timeout(None);
         assert_eq!(
-            (o.max_connections, o.min_connections, o.acquire_timeout, o.busy_timeout),
-            (3, 1, Duration::from_secs(2), Duration::from_secs(9))
+            (o.max_connections, o.min_connections, o.acquire_timeout, o.busy_timeout, o.statement_timeout),
+            (3, 1, Duration::from_secs(2), Duration::from_secs(9), None)
         );
     }
 }

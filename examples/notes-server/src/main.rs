@@ -93,6 +93,18 @@ struct Cli {
     /// call the tools with them, with no person signed in. Off by default.
     #[arg(long, env = "NOTES_MACHINE_CLIENTS", default_value_t = false, action = clap::ArgAction::Set)]
     machine_clients: bool,
+    /// Most database connections this process opens. Every replica counts against
+    /// PostgreSQL's own `max_connections` (100 by default).
+    #[arg(long, env = "NOTES_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    db_max_connections: u32,
+    /// Seconds a request waits for a free database connection (or for an unreachable
+    /// database) before it fails with `server_error`.
+    #[arg(long, env = "NOTES_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    db_acquire_timeout: u64,
+    /// PostgreSQL only: seconds a statement may run before the database cancels it; 0 leaves
+    /// the database's own setting.
+    #[arg(long, env = "NOTES_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    db_statement_timeout: u64,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -193,7 +205,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let bound = listener.local_addr()?;
     let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    let stores = open_stores(&secrets.database_url).await?;
+    let stores = open_stores(&secrets.database_url, &database_options(&cli)).await?;
     let mut settings = Settings::new(public_url.clone());
     settings.redirect_schemes = cli.redirect_schemes.clone();
     settings.expected_clients = cli.expected_clients.clone();
@@ -253,9 +265,20 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-async fn open_stores(url: &str) -> Result<Stores, Box<dyn std::error::Error>> {
+fn database_options(cli: &Cli) -> oauth_store_sql::SqlStoreOptions {
+    use std::time::Duration;
+    oauth_store_sql::SqlStoreOptions::default()
+        .with_max_connections(cli.db_max_connections.max(1))
+        .with_acquire_timeout(Duration::from_secs(cli.db_acquire_timeout.max(1)))
+        .with_statement_timeout((cli.db_statement_timeout > 0).then(|| Duration::from_secs(cli.db_statement_timeout)))
+}
+
+async fn open_stores(
+    url: &str,
+    options: &oauth_store_sql::SqlStoreOptions,
+) -> Result<Stores, Box<dyn std::error::Error>> {
     if url == "memory" {
         return Ok(oauth_store_memory::MemoryStore::new().into_stores());
     }
-    Ok(mcp_auth::open_database(url).await.map_err(|e| e.to_string())?)
+    Ok(mcp_auth::open_database_with(url, options).await.map_err(|e| e.to_string())?)
 }
