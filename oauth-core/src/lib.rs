@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod diagnose;
 mod error;
+mod event_writer;
 mod events;
 mod introspect;
 mod jwks;
@@ -61,6 +62,7 @@ pub use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenE
 pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
 pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
+pub use crate::event_writer::flush_event_writers;
 pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
 pub use crate::introspect::IntrospectionResponse;
 pub use crate::jwks::{Jwks, VerifyingKeys};
@@ -92,8 +94,8 @@ pub use crate::server::{AuthorizationServer, ServerConfig, SweepReport};
 pub use crate::sessions::{SessionRefusal, SessionToken};
 pub use crate::store::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
-    GrantStore, KeyStore, PendingAuthorization, Revocation, SessionStore, SignInSession, StoreResult, Stores, User,
-    UserStore,
+    GrantForCode, GrantStore, KeyStore, NewGrant, PendingAuthorization, Revocation, SessionStore, SignInSession,
+    StoreResult, Stores, User, UserStore,
 };
 pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
 pub use crate::types::{

@@ -71,7 +71,9 @@ impl AuthorizationServer {
     /// A server on the given clock.
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
-        let stores = crate::sealing::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
+        let mut stores = crate::sealing::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
+        // Events leave the request path: one writer stores them in batches.
+        stores.events = crate::event_writer::BatchedEvents::wrap(stores.events);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         let rows = key_rows(&stores.keys.list_keys().await?);
         let refresh_secret = load_server_secret(&stores, REFRESH_SECRET, clock.now()).await?;

@@ -149,10 +149,45 @@ pub trait AuthorizationStore: Debug + Send + Sync + 'static {
     /// Redeems the code with this hash: atomically marks it spent, so that exactly one of any
     /// number of concurrent calls gets [`CodeRedemption::Redeemed`].
     async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption>;
+    /// The code exchange: redeems the code as [`Self::redeem_code`] does and, in the same
+    /// transaction, stores the grant that `issue` makes of the redeemed record, so that a
+    /// failure midway (the database going away, a conflicting id) leaves the code unspent and
+    /// no grant, never a spent code without its grant. `issue` runs once, only for a first
+    /// redemption; when it returns `None` (the request failed the checks the record allows:
+    /// PKCE, client, redirect URI, resource) the code stays spent and nothing else is stored,
+    /// so that a wrong verifier cannot be retried.
+    async fn exchange_code(
+        &self,
+        hash: &SecretHash,
+        now: UnixTime,
+        issue: &GrantForCode<'_>,
+    ) -> StoreResult<CodeRedemption>;
     /// Deletes pending requests expired at `now` and codes expired before `codes_before` (kept
     /// a while after expiry so that a late replay is still recognised). Returns how many rows.
     async fn sweep_authorizations(&self, now: UnixTime, codes_before: UnixTime) -> StoreResult<u64>;
 }
+
+/// What a code exchange stores beside the spent code: the new grant and the hash of its first
+/// refresh token, if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewGrant {
+    /// The grant, as [`GrantStore::create_grant`] would store it.
+    pub grant: Grant,
+    /// The hash of its first refresh token (generation `grant.generation`).
+    pub refresh_token: Option<SecretHash>,
+}
+
+impl NewGrant {
+    /// A grant and the hash of its first refresh token.
+    pub fn new(grant: Grant, refresh_token: Option<SecretHash>) -> Self {
+        Self { grant, refresh_token }
+    }
+}
+
+/// Decides, from the record of a code just redeemed, the grant to store with it
+/// ([`AuthorizationStore::exchange_code`]); `None` refuses the exchange.
+pub type GrantForCode<'a> = dyn Fn(&AuthorizationCodeRecord) -> Option<NewGrant> + Send + Sync + 'a;
 
 /// A grant: one approved authorization and the refresh-token family it started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +386,15 @@ pub trait KeyStore: Debug + Send + Sync + 'static {
 pub trait EventStore: Debug + Send + Sync + 'static {
     /// Appends an event.
     async fn record_event(&self, event: &FlowEvent) -> StoreResult<()>;
+    /// Appends events in their order, in one transaction where the store has them (the
+    /// server's event writer stores what has queued with one call). By default, one
+    /// [`Self::record_event`] after the other.
+    async fn record_events(&self, events: &[FlowEvent]) -> StoreResult<()> {
+        for event in events {
+            self.record_event(event).await?;
+        }
+        Ok(())
+    }
     /// Events matching the query, oldest first.
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<FlowEvent>>;
     /// Deletes events older than `before`. Returns how many.

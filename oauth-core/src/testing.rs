@@ -29,7 +29,8 @@ use crate::registration::RegistrationRequest;
 use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, SecretHash};
 use crate::server::{AuthorizationServer, ServerConfig};
 use crate::store::{
-    AuthorizationCodeRecord, CodeRedemption, Consent, Grant, PendingAuthorization, SignInSession, Stores, User,
+    AuthorizationCodeRecord, CodeRedemption, Consent, Grant, NewGrant, PendingAuthorization, SignInSession, Stores,
+    User,
 };
 use crate::token::TokenRequest;
 use crate::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, ScopeSet, UserId};
@@ -45,6 +46,10 @@ macro_rules! store_conformance_tests {
             pending_requests_expire_and_are_single_use,
             codes_redeem_once_and_expire,
             code_redemption_race_has_one_winner,
+            a_code_exchange_stores_its_grant_with_the_spent_code,
+            a_refused_exchange_spends_the_code_and_stores_no_grant,
+            a_failed_exchange_spends_nothing,
+            code_exchange_race_stores_one_grant,
             refresh_rotation_is_compare_and_swap,
             refresh_rotation_race_has_one_winner,
             grants_revoke_and_sweep,
@@ -295,6 +300,112 @@ pub async fn code_redemption_race_has_one_winner(stores: Stores) {
         }
     }
     assert_eq!((redeemed, replays), (1, 49), "exactly one of 50 concurrent redemptions wins");
+}
+
+/// The grant a code exchange would make of `record`, with a fresh refresh token.
+fn grant_for(record: &AuthorizationCodeRecord) -> (NewGrant, RefreshToken) {
+    let refresh = RefreshToken::generate();
+    let g = Grant { id: record.grant_id.clone(), client_id: record.client_id.clone(), ..grant("kit-client") };
+    (NewGrant::new(g, Some(refresh.hash())), refresh)
+}
+
+pub async fn a_code_exchange_stores_its_grant_with_the_spent_code(stores: Stores) {
+    let code = AuthorizationCode::generate();
+    let rec = code_record(&code, "kit-client", t(300));
+    stores.authorizations.put_code(&rec).await.unwrap();
+    let (new, refresh) = grant_for(&rec);
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let issue = |r: &AuthorizationCodeRecord| {
+        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r, &rec, "the grant is made of the stored record");
+        Some(new.clone())
+    };
+    let first = stores.authorizations.exchange_code(&code.hash(), t(10), &issue).await.unwrap();
+    assert_eq!(first, CodeRedemption::Redeemed(rec.clone()));
+    assert_eq!(stores.grants.grant(&rec.grant_id).await.unwrap(), Some(new.grant.clone()));
+    assert_eq!(stores.grants.find_refresh_token(&refresh.hash()).await.unwrap(), Some((new.grant.clone(), 0)));
+
+    let again = stores.authorizations.exchange_code(&code.hash(), t(11), &issue).await.unwrap();
+    assert_eq!(again, CodeRedemption::AlreadyRedeemed(rec.clone()), "the code was spent with its grant");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "a replay never makes another grant");
+    assert_eq!(
+        stores.authorizations.redeem_code(&code.hash(), t(12)).await.unwrap(),
+        CodeRedemption::AlreadyRedeemed(rec.clone())
+    );
+
+    let unknown = AuthorizationCode::generate().hash();
+    assert_eq!(stores.authorizations.exchange_code(&unknown, t(10), &issue).await.unwrap(), CodeRedemption::NotFound);
+    let late = AuthorizationCode::generate();
+    let late_rec = code_record(&late, "kit-client", t(300));
+    stores.authorizations.put_code(&late_rec).await.unwrap();
+    assert_eq!(
+        stores.authorizations.exchange_code(&late.hash(), t(300), &issue).await.unwrap(),
+        CodeRedemption::Expired { client_id: cid("kit-client") }
+    );
+    assert_eq!(stores.grants.grant(&late_rec.grant_id).await.unwrap(), None, "an expired code makes no grant");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+pub async fn a_refused_exchange_spends_the_code_and_stores_no_grant(stores: Stores) {
+    let code = AuthorizationCode::generate();
+    let rec = code_record(&code, "kit-client", t(300));
+    stores.authorizations.put_code(&rec).await.unwrap();
+    // As when the verifier is wrong: the record is read, the grant refused.
+    let refused = stores.authorizations.exchange_code(&code.hash(), t(10), &|_| None).await.unwrap();
+    assert_eq!(refused, CodeRedemption::Redeemed(rec.clone()));
+    assert_eq!(stores.grants.grant(&rec.grant_id).await.unwrap(), None);
+    let (new, _) = grant_for(&rec);
+    let retry = stores.authorizations.exchange_code(&code.hash(), t(11), &|_| Some(new.clone())).await.unwrap();
+    assert_eq!(retry, CodeRedemption::AlreadyRedeemed(rec.clone()), "a refused code cannot be tried again");
+    assert_eq!(stores.grants.grant(&rec.grant_id).await.unwrap(), None);
+}
+
+pub async fn a_failed_exchange_spends_nothing(stores: Stores) {
+    let code = AuthorizationCode::generate();
+    let rec = code_record(&code, "kit-client", t(300));
+    stores.authorizations.put_code(&rec).await.unwrap();
+    // A grant that cannot be stored (its id is taken) fails the whole exchange...
+    let (new, refresh) = grant_for(&rec);
+    let squatter = Grant { id: rec.grant_id.clone(), ..grant("other-client") };
+    stores.grants.create_grant(&squatter, None).await.unwrap();
+    let failed = stores.authorizations.exchange_code(&code.hash(), t(10), &|_| Some(new.clone())).await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))), "got {failed:?}");
+    assert_eq!(stores.grants.find_refresh_token(&refresh.hash()).await.unwrap(), None, "no half of the grant");
+    assert_eq!(stores.grants.grant(&rec.grant_id).await.unwrap(), Some(squatter), "nothing overwritten");
+    // ...and leaves the code as it was: not spent, so the client's retry can still succeed.
+    assert_eq!(stores.authorizations.redeem_code(&code.hash(), t(11)).await.unwrap(), CodeRedemption::Redeemed(rec));
+}
+
+pub async fn code_exchange_race_stores_one_grant(stores: Stores) {
+    let s = stores.authorizations.clone();
+    let code = AuthorizationCode::generate();
+    let rec = code_record(&code, "kit-client", t(300));
+    s.put_code(&rec).await.unwrap();
+    let hash = code.hash();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, barrier, asked) = (s.clone(), barrier.clone(), asked.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let issue = |r: &AuthorizationCodeRecord| {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(grant_for(r).0)
+            };
+            s.exchange_code(&hash, t(1), &issue).await.unwrap()
+        }));
+    }
+    let mut redeemed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CodeRedemption::Redeemed(_) => redeemed += 1,
+            CodeRedemption::AlreadyRedeemed(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((redeemed, asked.load(std::sync::atomic::Ordering::SeqCst)), (1, 1), "one exchange, one grant");
+    assert!(stores.grants.grant(&rec.grant_id).await.unwrap().is_some());
 }
 
 pub async fn refresh_rotation_is_compare_and_swap(stores: Stores) {

@@ -2,13 +2,14 @@
 //! Documented in the crate docs, "The token endpoint".
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::client::{Client, GrantType};
 pub use crate::client_auth::ClientCredentials;
-use crate::error::{Error, OAuthError};
+use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{FlowEvent, FlowStep, Reason};
 use crate::failure::Failure;
 use crate::jwt::{AccessTokenClaims, mint};
@@ -16,8 +17,16 @@ use crate::params::{Params, clip};
 use crate::policy::{resolve_resource, resolve_scopes};
 use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, MAX_SECRET_LEN, RefreshToken, SecretHash};
 use crate::server::AuthorizationServer;
-use crate::store::{AuthorizationCodeRecord, CodeRedemption, Grant};
+use crate::store::{AuthorizationCodeRecord, CodeRedemption, Grant, NewGrant};
 use crate::types::{ClientId, GrantId, ResourceUri, ScopeSet, UserId};
+
+/// What a code exchange issues: the grant and its first refresh token.
+type Issued = (Grant, Option<RefreshToken>);
+
+/// A store answered a code exchange as redeemed without asking for the grant to store.
+#[derive(Debug, thiserror::Error)]
+#[error("the store redeemed the code without storing its grant")]
+struct ExchangeWithoutGrant;
 
 /// Least time between two updates of a client's `last_used_at`.
 const CLIENT_TOUCH_INTERVAL_SECS: i64 = 60;
@@ -157,9 +166,45 @@ impl AuthorizationServer {
             Err(f) => return Err(reject(f).await),
         };
         let hash = code.hash();
-        let redemption = self.stores().authorizations.redeem_code(&hash, self.now()).await?;
-        let record = match redemption {
-            CodeRedemption::Redeemed(r) => r,
+        let now = self.now();
+        let with_refresh = client.allows_grant(GrantType::RefreshToken);
+        // The checks that need the code's record run inside the store's transaction; what
+        // they decide comes out through `outcome`: the grant and its refresh token, or why
+        // the exchange is refused (the code is spent either way).
+        let outcome: Mutex<Option<Result<Issued, Failure>>> = Mutex::new(None);
+        let issue = |record: &AuthorizationCodeRecord| {
+            let checked = check_redeemed_code(record, client, &req, &verifier, &hash).and_then(|()| {
+                self.check_resource(&req.resource, &record.resource)
+                    .map_err(|e| Failure::new(Reason::ResourceMismatch, e))
+            });
+            let (decided, stored) = match checked {
+                Ok(()) => {
+                    let refresh = with_refresh.then(RefreshToken::generate);
+                    let grant = Grant {
+                        id: record.grant_id.clone(),
+                        client_id: client.id.clone(),
+                        user: record.user.clone(),
+                        scopes: record.scopes.clone(),
+                        resource: record.resource.clone(),
+                        auth_time: record.auth_time,
+                        created_at: now,
+                        generation: 0,
+                        has_refresh_token: with_refresh,
+                        rotated_at: None,
+                        refresh_expires_at: with_refresh.then(|| now.plus(self.config().refresh_token_ttl)),
+                        revoked_at: None,
+                    };
+                    let stored = NewGrant::new(grant.clone(), refresh.as_ref().map(RefreshToken::hash));
+                    (Ok((grant, refresh)), Some(stored))
+                }
+                Err(f) => (Err(f), None),
+            };
+            *outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(decided);
+            stored
+        };
+        let redemption = self.stores().authorizations.exchange_code(&hash, now, &issue).await?;
+        match redemption {
+            CodeRedemption::Redeemed(_) => {}
             CodeRedemption::AlreadyRedeemed(r) => {
                 // RFC 6749 4.1.2: revoke what the code issued.
                 let revoked = self.stores().grants.revoke_grant(&r.grant_id, self.now()).await?;
@@ -169,31 +214,15 @@ impl AuthorizationServer {
                 return Err(reject(Failure::new(Reason::CodeReused, e).noting(detail)).await);
             }
             unusable => return Err(reject(unusable_code(&unusable, &hash, self.config().code_ttl)).await),
-        };
-        if let Err(f) = check_redeemed_code(&record, client, &req, &verifier, &hash).and_then(|()| {
-            self.check_resource(&req.resource, &record.resource).map_err(|e| Failure::new(Reason::ResourceMismatch, e))
-        }) {
-            return Err(reject(f).await);
         }
-
-        let now = self.now();
-        let with_refresh = client.allows_grant(GrantType::RefreshToken);
-        let refresh = with_refresh.then(RefreshToken::generate);
-        let grant = Grant {
-            id: record.grant_id.clone(),
-            client_id: client.id.clone(),
-            user: record.user.clone(),
-            scopes: record.scopes.clone(),
-            resource: record.resource.clone(),
-            auth_time: record.auth_time,
-            created_at: now,
-            generation: 0,
-            has_refresh_token: with_refresh,
-            rotated_at: None,
-            refresh_expires_at: with_refresh.then(|| now.plus(self.config().refresh_token_ttl)),
-            revoked_at: None,
+        let decided = outcome.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let (grant, refresh) = match decided {
+            Some(Ok(issued)) => issued,
+            Some(Err(f)) => return Err(reject(f).await),
+            // A store that reports a redemption without asking for the grant breaks the
+            // contract; nothing was issued, so the client is told the server failed.
+            None => return Err(Error::Store(StoreError::backend(ExchangeWithoutGrant))),
         };
-        self.stores().grants.create_grant(&grant, refresh.as_ref().map(RefreshToken::hash).as_ref()).await?;
         let response = self.issue(&grant, grant.scopes.clone(), refresh)?;
         let detail = format!("code {} exchanged; grant {}, scope '{}'", hash.short(), grant.id, grant.scopes);
         self.record(FlowEvent::success(now, step, detail).client(&client.id).user(&grant.user)).await;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use oauth_core::SecretHash;
 use oauth_core::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
-    GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
+    GrantForCode, GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
 };
 use oauth_core::{Client, ClientOrigin};
 use oauth_core::{ClientId, GrantId, UserId};
@@ -155,6 +155,28 @@ impl AuthorizationStore for MemoryStore {
         })
     }
 
+    async fn exchange_code(
+        &self,
+        hash: &SecretHash,
+        now: UnixTime,
+        issue: &GrantForCode<'_>,
+    ) -> StoreResult<CodeRedemption> {
+        // One lock over both maps: the code is spent and its grant stored together, or neither.
+        let mut g = self.lock();
+        let record = match g.codes.get(hash) {
+            None => return Ok(CodeRedemption::NotFound),
+            Some((rec, used)) if CodeRedemption::redeemable(rec, *used, now) => rec.clone(),
+            Some((rec, used)) => return Ok(CodeRedemption::refused(rec.clone(), *used, now)),
+        };
+        if let Some(new) = issue(&record) {
+            insert_grant(&mut g, &new.grant, new.refresh_token.as_ref())?;
+        }
+        if let Some((_, used)) = g.codes.get_mut(hash) {
+            *used = true;
+        }
+        Ok(CodeRedemption::Redeemed(record))
+    }
+
     async fn sweep_authorizations(&self, now: UnixTime, codes_before: UnixTime) -> StoreResult<u64> {
         let mut g = self.lock();
         let before = g.pending.len() + g.codes.len();
@@ -164,21 +186,25 @@ impl AuthorizationStore for MemoryStore {
     }
 }
 
+/// Stores a new grant and its first refresh token, or nothing when either exists.
+fn insert_grant(g: &mut Inner, grant: &Grant, refresh_token: Option<&SecretHash>) -> StoreResult<()> {
+    if g.grants.contains_key(&grant.id) {
+        return Err(StoreError::Conflict(format!("grant {} exists", grant.id)));
+    }
+    if let Some(h) = refresh_token {
+        if g.refresh_tokens.contains_key(h) {
+            return Err(StoreError::Conflict("refresh token exists".into()));
+        }
+        g.refresh_tokens.insert(*h, (grant.id.clone(), grant.generation));
+    }
+    g.grants.insert(grant.id.clone(), grant.clone());
+    Ok(())
+}
+
 #[async_trait]
 impl GrantStore for MemoryStore {
     async fn create_grant(&self, grant: &Grant, refresh_token: Option<&SecretHash>) -> StoreResult<()> {
-        let mut g = self.lock();
-        if g.grants.contains_key(&grant.id) {
-            return Err(StoreError::Conflict(format!("grant {} exists", grant.id)));
-        }
-        if let Some(h) = refresh_token {
-            if g.refresh_tokens.contains_key(h) {
-                return Err(StoreError::Conflict("refresh token exists".into()));
-            }
-            g.refresh_tokens.insert(*h, (grant.id.clone(), grant.generation));
-        }
-        g.grants.insert(grant.id.clone(), grant.clone());
-        Ok(())
+        insert_grant(&mut self.lock(), grant, refresh_token)
     }
 
     async fn grant(&self, id: &GrantId) -> StoreResult<Option<Grant>> {

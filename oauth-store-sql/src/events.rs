@@ -9,6 +9,7 @@ use oauth_core::{EventStore, StoreResult};
 use crate::SqlStore;
 use crate::error::db;
 use crate::rows::EventRow;
+use crate::write::BeginWrite;
 
 #[async_trait]
 impl EventStore for SqlStore {
@@ -30,6 +31,31 @@ impl EventStore for SqlStore {
         })
         .map_err(db("record_event"))?;
         Ok(())
+    }
+
+    async fn record_events(&self, events: &[FlowEvent]) -> StoreResult<()> {
+        // One transaction for the lot: one commit (and on SQLite one turn at the write lock)
+        // instead of one per event.
+        with_pool!(self, pool => async {
+            let mut tx = pool.begin_write(&self.writes).await?;
+            for event in events {
+                sqlx::query(
+                    "INSERT INTO flow_events (occurred_at, step, client_id, user_id, reason, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(event.at.as_secs())
+                .bind(event.step.as_str())
+                .bind(event.client_id.as_ref().map(ClientId::as_str))
+                .bind(event.user.as_ref().map(UserId::as_str))
+                .bind(event.reason.map(|r| r.as_str()))
+                .bind(&event.detail)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await)
+        .map_err(db("record_events"))
     }
 
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<FlowEvent>> {

@@ -20,34 +20,8 @@ impl GrantStore for SqlStore {
         const OP: &str = "create_grant";
         let generation = i64::try_from(grant.generation).map_err(|e| out_of_range(OP, e))?;
         with_pool!(self, pool => async {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(concat!(
-                "INSERT INTO grants (",
-                grant_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ))
-            .bind(grant.id.as_str())
-            .bind(grant.client_id.as_str())
-            .bind(grant.user.as_str())
-            .bind(grant.scopes.to_string())
-            .bind(grant.resource.as_str())
-            .bind(grant.auth_time.as_secs())
-            .bind(grant.created_at.as_secs())
-            .bind(generation)
-            .bind(grant.has_refresh_token)
-            .bind(grant.rotated_at.map(UnixTime::as_secs))
-            .bind(grant.refresh_expires_at.map(UnixTime::as_secs))
-            .bind(grant.revoked_at.map(UnixTime::as_secs))
-            .execute(&mut *tx)
-            .await?;
-            if let Some(hash) = refresh_token {
-                sqlx::query("INSERT INTO refresh_tokens (hash, grant_id, generation) VALUES ($1, $2, $3)")
-                    .bind(hash.to_hex())
-                    .bind(grant.id.as_str())
-                    .bind(generation)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mut tx = pool.begin_write(&self.writes).await?;
+            insert_grant!(tx, grant, refresh_token, generation).await?;
             tx.commit().await
         }
         .await)
@@ -96,7 +70,7 @@ impl GrantStore for SqlStore {
             return Ok(false);
         };
         with_pool!(self, pool => async {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(&self.writes).await?;
             // The compare-and-swap: of concurrent rotations from one generation, one matches.
             let swapped = sqlx::query(
                 "UPDATE grants SET generation = generation + 1, rotated_at = $3, refresh_expires_at = $4 \

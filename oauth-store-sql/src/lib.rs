@@ -24,6 +24,46 @@ macro_rules! with_pool {
     };
 }
 
+/// Inserts `$grant` and, if given, its first refresh token's hash (`Option<&SecretHash>`) in
+/// the open transaction `$tx`: the one statement pair that both `create_grant` and the code
+/// exchange run, for either backend.
+macro_rules! insert_grant {
+    ($tx:expr, $grant:expr, $refresh:expr, $generation:expr) => {
+        async {
+            let grant: &::oauth_core::Grant = $grant;
+            sqlx::query(concat!(
+                "INSERT INTO grants (",
+                $crate::rows::grant_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(grant.id.as_str())
+            .bind(grant.client_id.as_str())
+            .bind(grant.user.as_str())
+            .bind(grant.scopes.to_string())
+            .bind(grant.resource.as_str())
+            .bind(grant.auth_time.as_secs())
+            .bind(grant.created_at.as_secs())
+            .bind($generation)
+            .bind(grant.has_refresh_token)
+            .bind(grant.rotated_at.map(::oauth_core::UnixTime::as_secs))
+            .bind(grant.refresh_expires_at.map(::oauth_core::UnixTime::as_secs))
+            .bind(grant.revoked_at.map(::oauth_core::UnixTime::as_secs))
+            .execute(&mut *$tx)
+            .await?;
+            if let Some(hash) = $refresh {
+                let hash: &::oauth_core::SecretHash = hash;
+                sqlx::query("INSERT INTO refresh_tokens (hash, grant_id, generation) VALUES ($1, $2, $3)")
+                    .bind(hash.to_hex())
+                    .bind(grant.id.as_str())
+                    .bind($generation)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    };
+}
+
 mod error;
 mod events;
 mod grants;
@@ -42,6 +82,8 @@ mod write;
 #[derive(Clone)]
 pub struct SqlStore {
     pool: Pool,
+    /// This process's writers take turns (SQLite), instead of sleeping on the busy handler.
+    writes: Arc<write::WriteTurns>,
     /// Woken by the revocation trigger (PostgreSQL only).
     #[cfg(feature = "postgres")]
     listener: std::sync::Arc<listen::Listener>,
@@ -164,7 +206,7 @@ impl SqlStore {
             pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(connect).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        Ok(Self::on(Pool::Sqlite(pool)))
+        Ok(Self::on(Pool::Sqlite(pool), options))
     }
 
     #[cfg(not(feature = "sqlite"))]
@@ -193,7 +235,7 @@ impl SqlStore {
             .connect_with(connect)
             .await
             .map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        Ok(Self::on(Pool::Postgres(pool)))
+        Ok(Self::on(Pool::Postgres(pool), options))
     }
 
     #[cfg(not(feature = "postgres"))]
@@ -203,9 +245,10 @@ impl SqlStore {
 }
 
 impl SqlStore {
-    fn on(pool: Pool) -> Self {
+    fn on(pool: Pool, options: &SqlStoreOptions) -> Self {
         Self {
             pool,
+            writes: Arc::new(write::WriteTurns::new(options.busy_timeout)),
             #[cfg(feature = "postgres")]
             listener: std::sync::Arc::default(),
         }

@@ -23,7 +23,7 @@ impl SessionStore for SqlStore {
         let version = i64::try_from(session.credential_version).map_err(|e| out_of_range(OP, e))?;
         let keep = i64::try_from(max_per_user).map_err(|e| out_of_range(OP, e))?;
         with_pool!(self, pool => async {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(&self.writes).await?;
             lock_user(pool, &mut tx, session.user.as_str()).await?;
             sqlx::query(
                 "INSERT INTO sign_in_sessions (hash, user_id, name, credential_version, auth_time, expires_at) \
@@ -129,7 +129,7 @@ impl SessionRow {
 /// Holds, until the transaction ends, the lock that serialises one user's session writes.
 fn lock_user<'a, P: UserLock>(
     _pool: &P,
-    tx: &'a mut sqlx::Transaction<'static, P::Db>,
+    tx: &'a mut crate::write::WriteTx<P::Db>,
     user: &'a str,
 ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
     P::lock_user(tx, user)
@@ -139,7 +139,7 @@ trait UserLock {
     type Db: sqlx::Database;
 
     fn lock_user<'a>(
-        tx: &'a mut sqlx::Transaction<'static, Self::Db>,
+        tx: &'a mut crate::write::WriteTx<Self::Db>,
         user: &'a str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 }
@@ -150,7 +150,7 @@ impl UserLock for sqlx::SqlitePool {
 
     /// Nothing to do: `BEGIN IMMEDIATE` already holds the database's single write lock.
     fn lock_user<'a>(
-        _tx: &'a mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        _tx: &'a mut crate::write::WriteTx<sqlx::Sqlite>,
         _user: &'a str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         std::future::ready(Ok(()))
@@ -164,7 +164,7 @@ impl UserLock for sqlx::PgPool {
     /// A transaction-scoped advisory lock keyed by the user id: concurrent sign-ins of one user
     /// take turns, so each trims what the previous one inserted.
     async fn lock_user<'a>(
-        tx: &'a mut sqlx::Transaction<'static, sqlx::Postgres>,
+        tx: &'a mut crate::write::WriteTx<sqlx::Postgres>,
         user: &'a str,
     ) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")

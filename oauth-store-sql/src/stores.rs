@@ -1,7 +1,8 @@
 //! The `oauth-core` storage traits on SQL.
 //!
 //! Every atomic step of the contract is atomic in the database, never behind a Rust lock:
-//! redeeming a code is one conditional `UPDATE … RETURNING`, taking a pending request one
+//! redeeming a code is one conditional `UPDATE … RETURNING` (in the code exchange, in one
+//! transaction with the grant it makes), taking a pending request one
 //! `DELETE … RETURNING`, rotating a refresh token a compare-and-swap `UPDATE` on (grant,
 //! generation) with the new token's row inserted in the same transaction, revoking one `UPDATE`.
 //! SQLite write transactions start with `BEGIN IMMEDIATE`, so that they queue on the busy
@@ -12,13 +13,15 @@ use oauth_core::ClientId;
 use oauth_core::SecretHash;
 use oauth_core::UnixTime;
 use oauth_core::{
-    AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, PendingAuthorization, StoreResult,
+    AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, GrantForCode, PendingAuthorization,
+    StoreError, StoreResult,
 };
 use oauth_core::{Client, ClientOrigin};
 
 use crate::SqlStore;
-use crate::error::db;
+use crate::error::{db, out_of_range};
 use crate::rows::{ClientRow, CodeStateRow, from_json, origin_name, to_json};
+use crate::write::BeginWrite;
 
 #[async_trait]
 impl ClientStore for SqlStore {
@@ -121,6 +124,23 @@ impl ClientStore for SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Why a code this call did not spend is refused, by the rule every store shares.
+    async fn why_not_redeemed(&self, op: &'static str, hex: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
+        let state: Option<CodeStateRow> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT redeemed_at, data FROM authorization_codes WHERE hash = $1")
+                .bind(hex)
+                .fetch_optional(pool)
+                .await
+        })
+        .map_err(db(op))?;
+        Ok(match state {
+            None => CodeRedemption::NotFound,
+            Some(s) => CodeRedemption::refused(from_json(op, &s.data)?, s.redeemed_at.is_some(), now),
+        })
+    }
+}
+
 #[async_trait]
 impl AuthorizationStore for SqlStore {
     async fn put_pending(&self, pending: &PendingAuthorization) -> StoreResult<()> {
@@ -207,18 +227,47 @@ impl AuthorizationStore for SqlStore {
         if let Some(data) = redeemed {
             return Ok(CodeRedemption::Redeemed(from_json(OP, &data)?));
         }
-        // Not redeemed now: say why, by the rule every store shares.
-        let state: Option<CodeStateRow> = with_pool!(self, pool => {
-            sqlx::query_as("SELECT redeemed_at, data FROM authorization_codes WHERE hash = $1")
-                .bind(&hex)
-                .fetch_optional(pool)
-                .await
-        })
-        .map_err(db(OP))?;
-        Ok(match state {
-            None => CodeRedemption::NotFound,
-            Some(s) => CodeRedemption::refused(from_json(OP, &s.data)?, s.redeemed_at.is_some(), now),
-        })
+        self.why_not_redeemed(OP, &hex, now).await
+    }
+
+    async fn exchange_code(
+        &self,
+        hash: &SecretHash,
+        now: UnixTime,
+        issue: &GrantForCode<'_>,
+    ) -> StoreResult<CodeRedemption> {
+        const OP: &str = "exchange_code";
+        let hex = hash.to_hex();
+        // One write transaction: the conditional update that spends the code, then the grant
+        // made of it. Any failure before the commit rolls both back.
+        let redeemed: Option<AuthorizationCodeRecord> = with_pool!(self, pool => async {
+            let mut tx = pool.begin_write(&self.writes).await.map_err(db(OP))?;
+            let data: Option<String> = sqlx::query_scalar(
+                "UPDATE authorization_codes SET redeemed_at = $2 \
+                 WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2 RETURNING data",
+            )
+            .bind(&hex)
+            .bind(now.as_secs())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(OP))?;
+            let Some(data) = data else {
+                tx.rollback().await.map_err(db(OP))?;
+                return Ok(None);
+            };
+            let record: AuthorizationCodeRecord = from_json(OP, &data)?;
+            if let Some(new) = issue(&record) {
+                let generation = i64::try_from(new.grant.generation).map_err(|e| out_of_range(OP, e))?;
+                insert_grant!(tx, &new.grant, new.refresh_token.as_ref(), generation).await.map_err(db(OP))?;
+            }
+            tx.commit().await.map_err(db(OP))?;
+            Ok::<_, StoreError>(Some(record))
+        }
+        .await)?;
+        if let Some(record) = redeemed {
+            return Ok(CodeRedemption::Redeemed(record));
+        }
+        self.why_not_redeemed(OP, &hex, now).await
     }
 
     async fn sweep_authorizations(&self, now: UnixTime, codes_before: UnixTime) -> StoreResult<u64> {
