@@ -154,6 +154,28 @@ async fn a_refresh_retried_at_the_other_replica_gets_the_same_successor() {
     assert_eq!(whoami(&http, &r.a.mcp_url, next).await, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_reused_at_the_other_replica_revokes_the_family_on_both() {
+    let r = replicas("reuse").await;
+    let http = reqwest::Client::new();
+    let t = user_tokens(&r.a, &http, "reused refresh token").await;
+    let (status, first) = refresh(&http, &r.a.base_url, &t, &t.refresh_token).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = refresh(&http, &r.b.base_url, &t, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{second}");
+    let latest = second["access_token"].as_str().unwrap().to_owned();
+    for server in [&r.a, &r.b] {
+        assert_eq!(whoami(&http, &server.mcp_url, &latest).await, 200);
+    }
+    // The first token, two rotations old (no retry of a lost response): a stolen copy.
+    let (status, reused) = refresh(&http, &r.b.base_url, &t, &t.refresh_token).await;
+    assert_eq!((status.as_u16(), reused["error"].as_str()), (400, Some("invalid_grant")), "{reused}");
+    within_bound("refresh reuse at b, seen by b", refused_after(&http, &r.b, &latest).await);
+    within_bound("refresh reuse at b, seen by a", refused_after(&http, &r.a, &latest).await);
+    let (status, after) = refresh(&http, &r.a.base_url, &t, second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status.as_u16(), after["error"].as_str()), (400, Some("invalid_grant")), "the family is gone: {after}");
+}
+
 /// The `kid` of a JWT's header.
 fn kid(jwt: &str) -> String {
     let header = URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap();
