@@ -55,6 +55,7 @@ pub struct McpAuthBuilder {
     machine_clients: bool,
     key_encryption: Option<oauth_core::KeyEncryption>,
     resource_name: Option<String>,
+    health_checks: bool,
     rate_limits: Option<RateLimits>,
     session_limits: SessionLimits,
     sweep_every: Option<Duration>,
@@ -101,6 +102,7 @@ impl McpAuthBuilder {
             machine_clients: false,
             key_encryption: None,
             resource_name: None,
+            health_checks: true,
             rate_limits: Some(RateLimits::default()),
             session_limits: SessionLimits::default(),
             sweep_every: Some(SWEEP_EVERY),
@@ -234,6 +236,14 @@ impl McpAuthBuilder {
     /// The resource's name in its metadata (`resource_name`), which some clients show.
     pub fn resource_name(mut self, name: impl Into<String>) -> Self {
         self.resource_name = Some(name.into());
+        self
+    }
+
+    /// `GET /healthz` (the process answers) and `GET /readyz` (the database answers within
+    /// 2 s; 503 otherwise) in [`McpAuth::routes`], for load balancers. Default on; turn them
+    /// off when the app has routes of its own at those paths.
+    pub fn health_checks(mut self, on: bool) -> Self {
+        self.health_checks = on;
         self
     }
 
@@ -403,6 +413,9 @@ impl McpAuthBuilder {
         if let Some(token) = self.admin_token.take() {
             routes = routes.merge(oauth_axum::admin_router(server.clone(), token));
         }
+        if self.health_checks {
+            routes = routes.merge(oauth_axum::health_router(Some(server.clone())));
+        }
         routes
     }
 
@@ -442,7 +455,11 @@ impl McpAuthBuilder {
         }
         let required = self.scopes.as_ref().map(|(_, defaults)| defaults.clone());
         let guard = self.guard(Arc::new(verifier), &urls.resource, required);
-        Ok(self.finish(None, guard, protected_resource_router(prm), urls))
+        let mut routes = protected_resource_router(prm);
+        if self.health_checks {
+            routes = routes.merge(oauth_axum::health_router(None));
+        }
+        Ok(self.finish(None, guard, routes, urls))
     }
 }
 

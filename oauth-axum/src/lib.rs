@@ -9,6 +9,7 @@ mod flow;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod health;
 mod initial_access;
 #[cfg(feature = "metadata-documents")]
 pub mod metadata_documents;
@@ -40,6 +41,7 @@ use crate::ratelimit::Limiter;
 use crate::session::Cookies;
 
 pub use crate::admin::{AdminToken, MIN_ADMIN_TOKEN_LEN, admin_router};
+pub use crate::health::{READY_WITHIN, health_router};
 pub use crate::initial_access::{InitialAccessToken, MIN_INITIAL_ACCESS_TOKEN_LEN};
 pub use crate::ratelimit::{IpRange, IpRangeError, Limit, RateLimits, RegistrationQuota, SignInBackoff};
 pub use crate::secret_error::SecretError;

@@ -468,6 +468,12 @@ impl AuthorizationServer {
         Operator::with_clock(self.stores.clone(), self.clock.clone())
     }
 
+    /// Whether this server can serve token requests now: its store answers (one read of the
+    /// key table). For readiness probes; the error says what failed, for the log only.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.stores.keys.list_keys().await.map(drop).map_err(Error::Store)
+    }
+
     /// Deletes expired and abandoned records: pending requests, old codes, dead grants, old
     /// flow events, dynamically registered and metadata-document clients unused for
     /// `unused_client_ttl`, and retired keys past retention.

@@ -80,6 +80,10 @@ async fn a_postgres_restart_mid_traffic_answers_server_error_half_writes_nothing
     // A code that will be presented while the database is down.
     let pending_code = authorized(&a, &http, "code during the outage").await;
 
+    for base in &bases {
+        assert_eq!(probe(&http, base, "/readyz").await, 200, "{base} is ready");
+    }
+
     let phase = Arc::new(std::sync::Mutex::new("before"));
     let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,6 +135,13 @@ async fn a_postgres_restart_mid_traffic_answers_server_error_half_writes_nothing
     let issued = chains[0].lock().await.tokens.access_token.clone();
     let guard_status = whoami(&http, &a.mcp_url, &issued).await;
     println!("/mcp with a token issued before the outage, while PostgreSQL is down: {guard_status}");
+    // A balancer sees which replicas can serve token requests: alive, but not ready.
+    let started = Instant::now();
+    assert_eq!(probe(&http, &a.base_url, "/readyz").await, 503, "not ready without a database");
+    let waited = started.elapsed();
+    println!("/readyz while PostgreSQL is down: 503 after {waited:?}");
+    assert!(waited < Duration::from_secs(4), "the readiness probe took {waited:?}");
+    assert_eq!(probe(&http, &a.base_url, "/healthz").await, 200, "alive without a database");
     let remaining = OUTAGE.saturating_sub(stopped_at.elapsed());
     tokio::time::sleep(remaining).await;
 
@@ -152,6 +163,7 @@ async fn a_postgres_restart_mid_traffic_answers_server_error_half_writes_nothing
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         println!("{base} serves writes again {:?} after PostgreSQL is back", back.elapsed());
+        assert_eq!(probe(&http, base, "/readyz").await, 200, "{base} is ready again");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
@@ -235,4 +247,9 @@ async fn redeem_outcome(
         ("client_secret", a.client_secret.as_str()),
     ];
     post_token(http, base, &form).await
+}
+
+/// The status of `GET {base}{path}`.
+async fn probe(http: &reqwest::Client, base: &str, path: &str) -> u16 {
+    http.get(format!("{base}{path}")).send().await.unwrap().status().as_u16()
 }
