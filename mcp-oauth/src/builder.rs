@@ -23,6 +23,9 @@ use crate::{Inner, McpAuth};
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// How often, at the latest, the server reads the revocations and keys other processes wrote.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The shortest scheduled key rotation: an hour, so that the keys kept for the two-day
+/// retention stay under fifty.
+const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(3_600);
 
 /// Where the tokens come from.
 enum Store {
@@ -56,6 +59,7 @@ pub struct McpAuthBuilder {
     key_encryption: Option<oauth_core::KeyEncryption>,
     resource_name: Option<String>,
     health_checks: bool,
+    rotate_keys_every: Option<Duration>,
     rate_limits: Option<RateLimits>,
     session_limits: SessionLimits,
     sweep_every: Option<Duration>,
@@ -103,6 +107,7 @@ impl McpAuthBuilder {
             key_encryption: None,
             resource_name: None,
             health_checks: true,
+            rotate_keys_every: None,
             rate_limits: Some(RateLimits::default()),
             session_limits: SessionLimits::default(),
             sweep_every: Some(SWEEP_EVERY),
@@ -239,6 +244,17 @@ impl McpAuthBuilder {
         self
     }
 
+    /// Rotates the signing key once it is `every` old (at least an hour; checked at each key
+    /// sync, every second), on every replica at once without more than one new key: see
+    /// [`Operator::rotate_signing_key_if_older_than`](oauth_core::Operator::rotate_signing_key_if_older_than).
+    /// Retired keys stay published, and verify what they signed, for the key retention
+    /// (2 days). Default: `None`, rotated by the operator (`mcp-auth keys rotate`). Ignored
+    /// when [`sync_with_store_every`](Self::sync_with_store_every) is `None`.
+    pub fn rotate_signing_key_every(mut self, every: Option<Duration>) -> Self {
+        self.rotate_keys_every = every;
+        self
+    }
+
     /// `GET /healthz` (the process answers) and `GET /readyz` (the database answers within
     /// 2 s; 503 otherwise) in [`McpAuth::routes`], for load balancers. Default on; turn them
     /// off when the app has routes of its own at those paths.
@@ -304,6 +320,15 @@ impl McpAuthBuilder {
     /// runtime (the sweeper is a task).
     pub async fn build(mut self) -> Result<McpAuth, Error> {
         let urls = Urls::parse(&self.public_url, &self.mcp_path)?;
+        if let Some(every) = self.rotate_keys_every
+            && every < MIN_ROTATION_INTERVAL
+        {
+            // Each rotation leaves a key published for the retention: rotating faster would
+            // grow the key table and the JWKS without bound.
+            return Err(Error::Config(format!(
+                "rotate_signing_key_every is {every:?}; it must be at least {MIN_ROTATION_INTERVAL:?}"
+            )));
+        }
         #[cfg(feature = "external")]
         if let Some(issuer) = self.external_issuer.take() {
             return self.build_external(&issuer, urls).await;
@@ -349,7 +374,7 @@ impl McpAuthBuilder {
             oauth_axum::spawn_sweeper(server.clone(), every);
         }
         if let Some(every) = self.follow_every {
-            spawn_key_sync(server.clone(), every);
+            spawn_key_sync(server.clone(), every, self.rotate_keys_every);
         }
         Ok(self.finish(Some(server), guard, routes, urls))
     }
@@ -503,12 +528,21 @@ async fn open_database(url: &str, options: &oauth_store_sql::SqlStoreOptions) ->
 
 /// Reloads the signing keys whenever the store's change (another replica's rotation, `mcp-auth
 /// keys rotate`), checking every `every`; a failure keeps the keys in use and is retried.
-fn spawn_key_sync(server: Arc<AuthorizationServer>, every: Duration) -> tokio::task::JoinHandle<()> {
+fn spawn_key_sync(
+    server: Arc<AuthorizationServer>,
+    every: Duration,
+    rotate_every: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if let Some(age) = rotate_every
+                && let Err(e) = server.operator().rotate_signing_key_if_older_than(age).await
+            {
+                tracing::warn!(error = %e, "the scheduled signing-key rotation failed; retrying at the next tick");
+            }
             if let Err(e) = server.sync_keys().await {
                 tracing::warn!(error = %e, "reading the signing keys from the store failed; the keys in use stay");
             }

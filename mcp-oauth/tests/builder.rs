@@ -142,6 +142,19 @@ async fn misconfigurations_are_refused_at_build_with_the_reason() {
         .build()
         .await;
     assert!(fixed.is_ok(), "{:?}", fixed.err());
+    // A key rotation faster than hourly would fill the JWKS with retired keys.
+    let hasty = McpAuth::builder("https://mcp.example.com")
+        .store(stores())
+        .rotate_signing_key_every(Some(Duration::from_secs(60)))
+        .build();
+    let hasty = error(hasty.await);
+    assert!(hasty.contains("rotate_signing_key_every") && hasty.contains("at least"), "{hasty}");
+    let daily = McpAuth::builder("https://mcp.example.com")
+        .store(stores())
+        .rotate_signing_key_every(Some(Duration::from_secs(86_400)))
+        .build()
+        .await;
+    assert!(daily.is_ok(), "{:?}", daily.err());
     // Nothing secret in the builder's Debug.
     let token = mcp_oauth::AdminToken::new("an-admin-token-long-enough-to-be-accepted-1234").unwrap();
     let shown = format!("{:?}", McpAuth::builder("https://mcp.example.com").admin_token(token));

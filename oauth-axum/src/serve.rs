@@ -12,8 +12,7 @@
 //! sets `TCP_NODELAY`; hands handlers the peer address as
 //! [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), which the per-address rate limits
 //! read; and on shutdown stops accepting, lets in-flight requests finish for up to
-//! [`ServeConfig::shutdown_grace`], stores the flow events still queued
-//! ([`oauth_core::flush_event_writers`]), then returns.
+//! [`ServeConfig::shutdown_grace`], then returns.
 //!
 //! A request body or a long response (an MCP event stream) is not bound by these timeouts: only
 //! the wait for a request's head is.
@@ -158,9 +157,6 @@ pub async fn serve(
     if tokio::time::timeout(config.shutdown_grace, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(grace = ?config.shutdown_grace, "connections still open after the shutdown grace period");
     }
-    // The answered requests' flow events, still queued for the writer, are stored before the
-    // process goes: a clean stop loses none.
-    oauth_core::flush_event_writers().await;
     Ok(())
 }
 

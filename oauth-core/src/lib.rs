@@ -62,7 +62,6 @@ pub use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenE
 pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
 pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
-pub use crate::event_writer::flush_event_writers;
 pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
 pub use crate::introspect::IntrospectionResponse;
 pub use crate::jwks::{Jwks, VerifyingKeys};

@@ -65,6 +65,37 @@ impl Operator {
         tracing::info!(kid = %key.kid, alg = algorithm.as_str(), "signing key rotated by the operator");
         Ok(report(&key))
     }
+
+    /// Scheduled rotation: rotates as [`Self::rotate_signing_key`] does when the newest active
+    /// key is at least `age` old, and answers the new key; `None` when the key is younger, or
+    /// when another server on the store rotated at the same moment. Every replica may run it
+    /// on the same schedule: retiring the old key is the compare-and-swap, and a server that
+    /// loses it retires the key it had just added (still published and verifying, so nothing
+    /// it might have signed breaks), which leaves one active key.
+    pub async fn rotate_signing_key_if_older_than(&self, age: std::time::Duration) -> Result<Option<KeyReport>, Error> {
+        let stored = self.stores().keys.list_keys().await?;
+        let active: Vec<&StoredKey> = stored.iter().filter(|k| k.retired_at.is_none()).collect();
+        let Some(newest) = active.iter().max_by_key(|k| k.created_at) else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if now.seconds_since(newest.created_at) < crate::clock::duration_secs(age) {
+            return Ok(None);
+        }
+        let key = StoredKey::generate(newest.algorithm, now)?;
+        self.stores().keys.insert_key(&key).await?;
+        let mut won = false;
+        for k in &active {
+            won |= self.stores().keys.retire_key(&k.kid, now).await?;
+        }
+        if !won {
+            self.stores().keys.retire_key(&key.kid, now).await?;
+            tracing::debug!(kid = %key.kid, "another server rotated the signing key first; this one's new key is retired");
+            return Ok(None);
+        }
+        tracing::info!(kid = %key.kid, alg = key.algorithm.as_str(), every = ?age, "signing key rotated on schedule");
+        Ok(Some(report(&key)))
+    }
 }
 
 /// The algorithm of the newest active key.

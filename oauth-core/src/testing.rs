@@ -69,6 +69,7 @@ macro_rules! store_conformance_tests {
             grant_error_paths_write_nothing,
             keys_survive_a_restart,
             an_operators_key_rotation_reaches_running_servers,
+            scheduled_rotation_replaces_an_old_key_once_across_replicas,
             sealed_keys_are_not_rotated_without_the_key_encryption_key,
             operator_manages_clients_and_users,
             server_secrets_are_shared_first_writer_wins,
@@ -1724,6 +1725,46 @@ pub async fn an_operators_key_rotation_reaches_running_servers(stores: Stores) {
     assert_eq!(running.keys().signing_key().0, new.kid);
     assert_eq!(running.keys().len(), 2, "the retired key is still published");
     assert!(!running.sync_keys().await.unwrap());
+}
+
+/// Scheduled rotation: nothing while the signing key is young; once it is old, every replica
+/// on the store tries at the same moment and exactly one new key ends up signing, the old
+/// key and any loser's key retired but still published.
+pub async fn scheduled_rotation_replaces_an_old_key_once_across_replicas(stores: Stores) {
+    let clock = Arc::new(ManualClock::new(t(1_000)));
+    let running = AuthorizationServer::with_clock(config(), stores.clone(), clock.clone()).await.unwrap();
+    let first = running.keys().signing_key().0.to_owned();
+    let every = Duration::from_secs(3_600);
+    let operator = crate::Operator::with_clock(stores.clone(), clock.clone());
+    clock.advance(Duration::from_secs(3_599));
+    assert_eq!(operator.rotate_signing_key_if_older_than(every).await.unwrap(), None, "the key is not old yet");
+
+    clock.advance(Duration::from_secs(1));
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let replicas: Vec<_> = (0..8)
+        .map(|_| {
+            let (operator, barrier) = (crate::Operator::with_clock(stores.clone(), clock.clone()), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                operator.rotate_signing_key_if_older_than(every).await.unwrap()
+            })
+        })
+        .collect();
+    let mut rotated = Vec::new();
+    for r in replicas {
+        rotated.extend(r.await.unwrap());
+    }
+    let keys = operator.signing_keys().await.unwrap();
+    let active: Vec<_> = keys.iter().filter(|k| k.retired_at.is_none()).collect();
+    assert_eq!(active.len(), 1, "one signing key after racing rotations: {keys:?}");
+    assert_eq!(rotated.len(), 1, "one replica reports the rotation: {rotated:?}");
+    assert_eq!(active[0].kid, rotated[0].kid);
+    assert!(keys.iter().any(|k| k.kid == first && k.retired_at == Some(t(4_600))), "the old key is retired: {keys:?}");
+
+    assert!(running.sync_keys().await.unwrap());
+    assert_eq!(running.keys().signing_key().0, rotated[0].kid, "the running server signs with the new key");
+    assert_eq!(running.keys().len(), keys.len(), "every key, retired ones too, is still published");
+    assert_eq!(operator.rotate_signing_key_if_older_than(every).await.unwrap(), None, "and the new key is young");
 }
 
 /// Sealed keys are not rotated by an operator without the key-encryption key: a new key in

@@ -48,6 +48,9 @@ pub struct Settings {
     /// Seals the signing keys in the database with this key-encryption key. `None`: they are
     /// stored in clear.
     pub key_encryption: Option<oauth_core::KeyEncryption>,
+    /// Rotates the signing key once it is this old (at least an hour), on every replica.
+    /// `None`: the operator rotates (`keys rotate`).
+    pub rotate_signing_key_every: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
             metadata_documents: true,
             machine_clients: false,
             key_encryption: None,
+            rotate_signing_key_every: None,
         }
     }
 }
@@ -91,6 +95,7 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         .trusted_proxies(settings.trusted_proxies.clone())
         .metadata_documents(settings.metadata_documents)
         .machine_clients(settings.machine_clients)
+        .rotate_signing_key_every(settings.rotate_signing_key_every)
         .resource_name("Notes")
         .scope_description("mcp:tools", "Read and add your notes");
     if let Some(token) = &settings.admin_token {

@@ -105,6 +105,10 @@ struct Cli {
     /// the database's own setting.
     #[arg(long, env = "NOTES_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
     db_statement_timeout: u64,
+    /// Rotates the signing key once it is this many hours old, on every replica at once;
+    /// 0 (the default) leaves rotation to the operator (`keys rotate`).
+    #[arg(long, env = "NOTES_ROTATE_SIGNING_KEY_HOURS", default_value_t = 0)]
+    rotate_signing_key_hours: u64,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -220,6 +224,8 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
         );
     }
     settings.key_encryption = secrets.key_encryption.clone();
+    settings.rotate_signing_key_every = (cli.rotate_signing_key_hours > 0)
+        .then(|| std::time::Duration::from_secs(cli.rotate_signing_key_hours.saturating_mul(3_600)));
     let app = build(&settings, stores).await?;
 
     let users = app.server.operator().stores().users.clone();
