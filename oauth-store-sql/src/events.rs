@@ -14,23 +14,7 @@ use crate::write::BeginWrite;
 #[async_trait]
 impl EventStore for SqlStore {
     async fn record_event(&self, event: &FlowEvent) -> StoreResult<()> {
-        with_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO flow_events (occurred_at, step, client_id, user_id, reason, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(event.at.as_secs())
-            .bind(event.step.as_str())
-            .bind(event.client_id.as_ref().map(ClientId::as_str))
-            .bind(event.user.as_ref().map(UserId::as_str))
-            .bind(event.reason.map(|r| r.as_str()))
-            .bind(&event.detail)
-            .execute(pool)
-            .await
-            .map(|_| ())
-        })
-        .map_err(db("record_event"))?;
-        Ok(())
+        self.record_events(std::slice::from_ref(event)).await
     }
 
     async fn record_events(&self, events: &[FlowEvent]) -> StoreResult<()> {
