@@ -8,6 +8,10 @@
 //!   are left out unless a client id is given).
 //! - `GET <issuer path>/admin/clients/{client_id}`: the client's metadata and what became of
 //!   its codes.
+//! - `GET <issuer path>/admin/keys`: the signing keys (id, algorithm, created, retired,
+//!   sealed), signing key first; `POST <issuer path>/admin/keys/rotate`: a new signing key,
+//!   used here at once and by every replica within a second, the old one retired (still
+//!   published while tokens it signed may live). The same as `mcp-auth keys list|rotate`.
 
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use oauth_core::AuthorizationServer;
 use oauth_core::ClientId;
 use oauth_core::without_connected;
@@ -67,6 +71,8 @@ pub fn admin_router<S: Clone + Send + Sync + 'static>(
     Router::new()
         .route(&format!("{base}/admin/diagnose"), get(diagnose))
         .route(&format!("{base}/admin/clients/{{client_id}}"), get(client))
+        .route(&format!("{base}/admin/keys"), get(keys))
+        .route(&format!("{base}/admin/keys/rotate"), post(rotate_key))
         .with_state(Arc::new(Admin { server, token }))
 }
 
@@ -123,6 +129,34 @@ async fn client(State(a): State<Arc<Admin>>, headers: HeaderMap, Path(id): Path<
             ),
         )
             .into_response(),
+        Err(e) => server_error(&e),
+    }
+}
+
+/// The signing keys, as `keys list` shows them: never a private part.
+async fn keys(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if !a.token.admits(&headers) {
+        return unauthorized();
+    }
+    match a.server.operator().signing_keys().await {
+        Ok(keys) => no_store(Json(keys)),
+        Err(e) => server_error(&e),
+    }
+}
+
+/// `keys rotate`: a new signing key, the active one retired. This server signs with it at
+/// once; every other on the store within its key sync (a second).
+async fn rotate_key(State(a): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if !a.token.admits(&headers) {
+        return unauthorized();
+    }
+    match a.server.operator().rotate_signing_key().await {
+        Ok(key) => {
+            if let Err(e) = a.server.sync_keys().await {
+                tracing::warn!(error = %e, "the rotated key is stored; this server picks it up at its next key sync");
+            }
+            no_store(Json(key))
+        }
         Err(e) => server_error(&e),
     }
 }

@@ -158,6 +158,7 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
     );
     let missing = on
         .router
+        .clone()
         .oneshot(
             Request::get("/admin/clients/mcp_nope")
                 .header(header::AUTHORIZATION, format!("Bearer {secret}"))
@@ -167,6 +168,26 @@ async fn the_admin_endpoint_is_off_by_default_and_needs_its_token() {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // The keys: listed without any private part, rotated, and the server signs with the new one.
+    let admin = |req: axum::http::request::Builder| {
+        req.header(header::AUTHORIZATION, format!("Bearer {secret}")).body(Body::empty()).unwrap()
+    };
+    let listed = body(on.router.clone().oneshot(admin(Request::get("/admin/keys"))).await.unwrap()).await;
+    let before = listed[0]["kid"].as_str().unwrap().to_owned();
+    assert!(listed.to_string().find("private").is_none(), "{listed}");
+    let refused = on.router.clone().oneshot(Request::post("/admin/keys/rotate").body(Body::empty()).unwrap()).await;
+    assert_eq!(refused.unwrap().status(), StatusCode::UNAUTHORIZED, "rotation needs the admin token");
+    let rotated = on.router.clone().oneshot(admin(Request::post("/admin/keys/rotate"))).await.unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let new = body(rotated).await["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new, before);
+    let jwks =
+        body(on.router.clone().oneshot(Request::get("/jwks.json").body(Body::empty()).unwrap()).await.unwrap()).await;
+    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == new), "published at once: {jwks}");
+    let listed = body(on.router.clone().oneshot(admin(Request::get("/admin/keys"))).await.unwrap()).await;
+    assert_eq!((listed[0]["kid"].as_str(), listed[0]["retired_at"].is_null()), (Some(new.as_str()), true), "{listed}");
+    assert!(listed[1]["retired_at"].is_number(), "the old key is retired, still listed: {listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
