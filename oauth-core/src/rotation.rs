@@ -74,10 +74,10 @@ impl Operator {
     /// it might have signed breaks), which leaves one active key.
     pub async fn rotate_signing_key_if_older_than(&self, age: std::time::Duration) -> Result<Option<KeyReport>, Error> {
         let stored = self.stores().keys.list_keys().await?;
-        let active: Vec<&StoredKey> = stored.iter().filter(|k| k.retired_at.is_none()).collect();
-        let Some(newest) = active.iter().max_by_key(|k| k.created_at) else {
+        let Some(newest) = newest_active(&stored) else {
             return Ok(None);
         };
+        let active: Vec<&StoredKey> = stored.iter().filter(|k| k.retired_at.is_none()).collect();
         let now = self.now();
         if now.seconds_since(newest.created_at) < crate::clock::duration_secs(age) {
             return Ok(None);
@@ -100,7 +100,12 @@ impl Operator {
 
 /// The algorithm of the newest active key.
 fn active_algorithm(stored: &[StoredKey]) -> Option<SigningAlgorithm> {
-    stored.iter().filter(|k| k.retired_at.is_none()).max_by_key(|k| k.created_at).map(|k| k.algorithm)
+    newest_active(stored).map(|k| k.algorithm)
+}
+
+/// The newest key not retired: the one servers sign with.
+fn newest_active(stored: &[StoredKey]) -> Option<&StoredKey> {
+    stored.iter().filter(|k| k.retired_at.is_none()).max_by_key(|k| k.created_at)
 }
 
 fn report(k: &StoredKey) -> KeyReport {

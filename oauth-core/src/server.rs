@@ -72,7 +72,7 @@ impl AuthorizationServer {
     pub async fn with_clock(config: ServerConfig, stores: Stores, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.validate()?;
         let mut stores = crate::sealing::KeyEncryption::protect(config.key_encryption.as_ref(), stores);
-        // Events leave the request path: one writer stores them in batches.
+        // Concurrent requests' events are stored together, a group commit by one writer.
         stores.events = crate::event_writer::BatchedEvents::wrap(stores.events);
         let keys = load_or_create_keys(&stores, config.signing_algorithm, clock.now()).await?;
         let rows = key_rows(&stores.keys.list_keys().await?);
