@@ -61,6 +61,7 @@ pub struct McpAuthBuilder {
     health_checks: bool,
     rotate_keys_every: Option<Duration>,
     rate_limits: Option<RateLimits>,
+    shared_limits: Option<bool>,
     session_limits: SessionLimits,
     sweep_every: Option<Duration>,
     follow_every: Option<Duration>,
@@ -109,6 +110,7 @@ impl McpAuthBuilder {
             health_checks: true,
             rotate_keys_every: None,
             rate_limits: Some(RateLimits::default()),
+            shared_limits: None,
             session_limits: SessionLimits::default(),
             sweep_every: Some(SWEEP_EVERY),
             follow_every: Some(FOLLOW_EVERY),
@@ -270,6 +272,16 @@ impl McpAuthBuilder {
         self
     }
 
+    /// Shares the rate limits, the per-account sign-in throttle and the metadata-document
+    /// fetch budget with every replica on the database (see `oauth_axum::ratelimit`), so that
+    /// N replicas behind one balancer do not allow N times as much. Default: on with a
+    /// PostgreSQL `database`, the store for several replicas; off otherwise (one process
+    /// counts alone, with no database write per limited request).
+    pub fn shared_limits(mut self, on: bool) -> Self {
+        self.shared_limits = Some(on);
+        self
+    }
+
     /// The MCP session bounds (per caller, in all, idle timeout). Default
     /// [`SessionLimits::default`].
     pub fn session_limits(mut self, limits: SessionLimits) -> Self {
@@ -333,6 +345,11 @@ impl McpAuthBuilder {
         if let Some(issuer) = self.external_issuer.take() {
             return self.build_external(&issuer, urls).await;
         }
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        let on_postgres = matches!(&self.store, Store::Database(url, _) if url.starts_with("postgres"));
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        let on_postgres = false;
+        let share_limits = self.shared_limits.unwrap_or(on_postgres);
         let stores = match std::mem::replace(&mut self.store, Store::None) {
             Store::None => {
                 return Err(Error::Config(
@@ -351,14 +368,16 @@ impl McpAuthBuilder {
         // process on the store, within a second, through the store's revocation feed.
         let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
         let users = stores.users.clone();
+        let shared_limits = share_limits.then(|| stores.limits.clone());
         let clock = self.clock.clone();
         if let Some(every) = self.follow_every {
             cache.follow_revocations(stores.grants.clone(), clock.clone(), every);
         }
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
         if self.metadata_documents {
-            server =
-                server.with_metadata_documents(Arc::new(oauth_axum::metadata_documents::HttpsDocumentFetcher::new()));
+            let fetcher =
+                oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone());
+            server = server.with_metadata_documents(Arc::new(fetcher));
         }
         let server = Arc::new(server);
         let mut prm = server.protected_resource_metadata();
@@ -369,7 +388,7 @@ impl McpAuthBuilder {
         server.self_check(&prm, &urls.mcp_url)?;
         let verifier = Arc::new(LocalVerifier::new(server.clone()).with_cache(cache));
         let guard = self.guard(verifier, &urls.resource, Some(server.config().default_scopes.clone()));
-        let routes = self.routes(&server, prm, users);
+        let routes = self.routes(&server, prm, users, shared_limits);
         if let Some(every) = self.sweep_every {
             oauth_axum::spawn_sweeper(server.clone(), every);
         }
@@ -425,6 +444,7 @@ impl McpAuthBuilder {
         server: &Arc<AuthorizationServer>,
         prm: ProtectedResourceMetadata,
         users: Arc<dyn UserStore>,
+        shared_limits: Option<Arc<dyn oauth_core::LimitStore>>,
     ) -> Router {
         let authenticator = self.authenticator.take().unwrap_or_else(|| Arc::new(StoreAuthenticator::new(users)));
         let trusted = std::mem::take(&mut self.trusted_proxies);
@@ -432,6 +452,7 @@ impl McpAuthBuilder {
         let mut routes = Router::new().merge(protected_resource_router(prm)).merge(
             oauth_axum::AuthRouter::new(server.clone(), authenticator)
                 .with_rate_limits(limits)
+                .with_shared_limits(shared_limits)
                 .with_initial_access_token(self.initial_access_token.take())
                 .into_router(),
         );

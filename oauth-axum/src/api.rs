@@ -32,7 +32,7 @@ fn cacheable(body: impl IntoResponse) -> Response {
 }
 
 pub(crate) async fn register(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::Registration, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::Registration, &peer, &headers).await {
         return limited;
     }
     if let Some(refused) = s.registration_closed(&headers).await {
@@ -51,7 +51,7 @@ pub(crate) async fn register(State(s): AppState, peer: Peer, headers: HeaderMap,
 }
 
 pub(crate) async fn token(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers).await {
         return limited;
     }
     let req = match form_pairs(&headers, &body).and_then(TokenRequest::from_pairs) {
@@ -67,7 +67,7 @@ pub(crate) async fn token(State(s): AppState, peer: Peer, headers: HeaderMap, bo
 }
 
 pub(crate) async fn revoke(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers).await {
         return limited;
     }
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {
@@ -81,7 +81,7 @@ pub(crate) async fn revoke(State(s): AppState, peer: Peer, headers: HeaderMap, b
 }
 
 pub(crate) async fn introspect(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::Token, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::Token, &peer, &headers).await {
         return limited;
     }
     let form = match form_pairs(&headers, &body).and_then(TokenRequestForm::from_pairs) {

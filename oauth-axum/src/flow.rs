@@ -18,7 +18,7 @@ use crate::{
 
 /// `GET /authorize`: validate, then sign-in page, consent page, or straight back to the client.
 pub(crate) async fn authorize(State(s): AppState, peer: Peer, headers: HeaderMap, uri: Uri) -> Response {
-    if let Some(limited) = s.limited(Class::Authorize, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::Authorize, &peer, &headers).await {
         return limited;
     }
     let query = uri.query().unwrap_or_default();
@@ -72,7 +72,7 @@ async fn pending_form(
 
 /// `POST …/sign-in`.
 pub(crate) async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers).await {
         return limited;
     }
     let (mut form, prompt) = match pending_form(&s, &headers, &body, &["username", "password"]).await {
@@ -88,7 +88,7 @@ pub(crate) async fn sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, 
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
-    s.account_result(&username, user.is_some());
+    s.account_result(&username, user.is_some()).await;
     let Some(user) = user else {
         s.server.record_failed_sign_in(&username, Some(&prompt.client.id)).await;
         if let Some(blocked) = s.account_blocked(&headers, &prompt, &username).await {
@@ -169,7 +169,7 @@ pub(crate) async fn account_apps(State(s): AppState, headers: HeaderMap) -> Resp
 /// `POST <issuer path>/account/sign-in`: the standalone sign-in of the Connected apps page,
 /// rate-limited as the sign-in of an authorization request.
 pub(crate) async fn account_sign_in(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers) {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers).await {
         return limited;
     }
     let mut form = match FormFields::parse(&headers, &body, &["csrf", "username", "password"]) {
@@ -187,7 +187,7 @@ pub(crate) async fn account_sign_in(State(s): AppState, peer: Peer, headers: Hea
         Ok(u) => u,
         Err(e) => return internal(&e),
     };
-    s.account_result(&username, user.is_some());
+    s.account_result(&username, user.is_some()).await;
     let Some(user) = user else {
         s.server.record_failed_sign_in(&username, None).await;
         if let Some(blocked) = s.account_page_blocked(&headers, &username).await {

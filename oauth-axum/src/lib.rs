@@ -79,8 +79,12 @@ pub struct AuthRouter {
     session_ttl: Duration,
     cors: bool,
     rate_limits: Option<RateLimits>,
+    shared_limits: Option<Arc<dyn oauth_core::LimitStore>>,
     initial_access_token: Option<InitialAccessToken>,
 }
+
+/// How often the shared limits are swept of what limits no one.
+const SHARED_LIMITS_SWEEP: Duration = Duration::from_secs(60);
 
 impl AuthRouter {
     /// A router for `server`, signing users in with `authenticator`.
@@ -91,8 +95,21 @@ impl AuthRouter {
             session_ttl: Duration::from_secs(12 * 3600),
             cors: true,
             rate_limits: Some(RateLimits::default()),
+            shared_limits: None,
             initial_access_token: None,
         }
+    }
+
+    /// Shares the rate limits and the per-account sign-in throttle with every replica through
+    /// `store` (`Stores::limits`), for several replicas behind one balancer; see
+    /// [`ratelimit`](crate::ratelimit) for which limits and why not the token endpoint's.
+    /// Default: `None`, each process counts alone, which is right for one replica. Costs a
+    /// database write per limited request (registration, `/authorize`, sign-in), none on the
+    /// token endpoint; the table is swept every minute and bounded by
+    /// [`RateLimits::max_tracked`] rows.
+    pub fn with_shared_limits(mut self, store: Option<Arc<dyn oauth_core::LimitStore>>) -> Self {
+        self.shared_limits = store;
+        self
     }
 
     /// Closes registration (RFC 7591 §3): `POST /register` then needs
@@ -146,9 +163,12 @@ impl AuthRouter {
             server: self.server,
             authenticator: self.authenticator,
             session_ttl: self.session_ttl,
-            limiter: self.rate_limits.map(Limiter::new),
+            limiter: self.rate_limits.map(|l| Limiter::new(l).with_shared(self.shared_limits)),
             initial_access_token: self.initial_access_token,
         });
+        if shared.limiter.as_ref().is_some_and(|l| l.shared().is_some()) {
+            spawn_limit_sweeper(Arc::downgrade(&shared));
+        }
 
         let mut api = Router::new()
             .route(&well_known_path("oauth-authorization-server", &issuer), get(as_metadata))
@@ -208,6 +228,25 @@ pub fn spawn_sweeper(server: Arc<AuthorizationServer>, every: Duration) -> tokio
             }
         }
     })
+}
+
+/// Sweeps the shared limits every [`SHARED_LIMITS_SWEEP`] while the router lives.
+fn spawn_limit_sweeper(shared: std::sync::Weak<Shared>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("the router was built outside a Tokio runtime: the shared limits are not swept");
+        return;
+    };
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(SHARED_LIMITS_SWEEP);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = shared.upgrade() else { return };
+            if let Some(limiter) = &shared.limiter {
+                limiter.sweep_shared().await;
+            }
+        }
+    });
 }
 
 /// The router with default options: [`AuthRouter::new`] then [`AuthRouter::into_router`].

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use oauth_core::{BucketRate, LimitStore};
 use oauth_core::{DocumentFetchError, FetchedDocument, MAX_DOCUMENT_BYTES, MetadataDocumentFetcher};
 pub use oauth_fetch::HostBudget;
 pub use oauth_fetch::Resolver;
@@ -44,6 +45,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HttpsDocumentFetcher {
     config: FetchConfig,
     fetcher: Fetcher,
+    /// The per-host budget again, in the store every replica shares.
+    shared: Option<Arc<dyn LimitStore>>,
 }
 
 impl Default for HttpsDocumentFetcher {
@@ -60,30 +63,68 @@ impl HttpsDocumentFetcher {
             .with_timeout(TIMEOUT)
             .with_max_body(MAX_DOCUMENT_BYTES)
             .with_user_agent(concat!("oauth-axum/", env!("CARGO_PKG_VERSION")));
-        Self { fetcher: Fetcher::new(config.clone()), config }
+        Self { fetcher: Fetcher::new(config.clone()), config, shared: None }
     }
 
-    fn with_config(config: FetchConfig) -> Self {
-        Self { fetcher: Fetcher::new(config.clone()), config }
+    fn with_config(self, config: FetchConfig) -> Self {
+        Self { fetcher: Fetcher::new(config.clone()), config, shared: self.shared }
+    }
+
+    /// Also spends each host's budget in `store` (`Stores::limits`), which every replica
+    /// shares, so that N replicas do not fetch from a host N times as often. Default: `None`,
+    /// this process's budget only.
+    #[must_use]
+    pub fn with_shared_budget(mut self, store: Option<Arc<dyn LimitStore>>) -> Self {
+        self.shared = store;
+        self
+    }
+
+    /// Takes one fetch of `url`'s host from the shared budget; the refusal's detail when it is
+    /// spent. A store that fails does not stop the fetch: this process's budget still holds.
+    async fn spend_shared_budget(&self, url: &str) -> Result<(), DocumentFetchError> {
+        let (Some(store), Some(budget)) = (&self.shared, self.config.host_budget()) else { return Ok(()) };
+        let Some(host) = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) else {
+            return Ok(());
+        };
+        let window = budget.window.as_secs_f64().max(1.0);
+        let rate = BucketRate::new(budget.per_window, f64::from(budget.per_window.max(1)) / window);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        match store.take_token(&fetch_budget_key(&host), rate, now_ms).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => Err(DocumentFetchError::Fetch(format!(
+                "{host} was fetched from too many times by the replicas together; retry in {} s",
+                wait.as_secs().max(1)
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared fetch budget could not be read; this process's applies");
+                Ok(())
+            }
+        }
     }
 
     /// Trusts only this certificate (DER) as a root: for a private CA, or a test server.
     #[must_use]
     pub fn with_only_root_certificate(self, der: &[u8]) -> Self {
-        Self::with_config(self.config.with_only_root_certificate(der))
+        let config = self.config.clone().with_only_root_certificate(der);
+        self.with_config(config)
     }
 
     /// Fetches allowed per host. Default: [`HostBudget::default`] (10 a minute, 4096 hosts
     /// remembered).
     #[must_use]
     pub fn with_host_budget(self, budget: HostBudget) -> Self {
-        Self::with_config(self.config.with_host_budget(Some(budget)))
+        let config = self.config.clone().with_host_budget(Some(budget));
+        self.with_config(config)
     }
 
     /// Resolves names with `resolver` (its answers are checked and pinned like the system's).
     #[must_use]
     pub fn with_resolver(self, resolver: Arc<dyn Resolver>) -> Self {
-        Self::with_config(self.config.with_resolver(resolver))
+        let config = self.config.clone().with_resolver(resolver);
+        self.with_config(config)
     }
 
     /// Lets documents be fetched from loopback and private addresses. Default: off. Risk: with
@@ -91,10 +132,12 @@ impl HttpsDocumentFetcher {
     /// into its own network; only for tests and closed networks.
     #[must_use]
     pub fn dangerous_allow_private_addresses(self, allow: bool) -> Self {
-        Self::with_config(self.config.dangerous_allow_private_addresses(allow))
+        let config = self.config.clone().dangerous_allow_private_addresses(allow);
+        self.with_config(config)
     }
 
     async fn fetch_checked(&self, url: &str) -> Result<FetchedDocument, DocumentFetchError> {
+        self.spend_shared_budget(url).await?;
         let resp =
             self.fetcher.send(Request::get_json(url)).await.map_err(|e| DocumentFetchError::Fetch(e.to_string()))?;
         let status = resp.status;
@@ -118,6 +161,16 @@ impl MetadataDocumentFetcher for HttpsDocumentFetcher {
         }
         result
     }
+}
+
+/// A host's key in the shared store: the name itself when it fits, else a hash of it.
+fn fetch_budget_key(host: &str) -> String {
+    if host.len() <= oauth_core::MAX_LIMIT_KEY - 6 {
+        return format!("fetch:{host}");
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, host.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("fetch:{hex}")
 }
 
 /// `max-age` of a `Cache-Control` value; `no-store`/`no-cache` count as zero.

@@ -19,6 +19,17 @@
 //! Every table here is bounded: when full, the least recently used entries are evicted (a
 //! burst of new keys forgets the oldest, never the whole table).
 //!
+//! Several replicas share the limits through the store ([`oauth_core::LimitStore`], turned on
+//! with `AuthRouter::with_shared_limits`): each request is first counted here, so that a flood
+//! is refused without a database round trip, then in the store's bucket of the same shape,
+//! which every replica takes from, so that N replicas do not give a stranger N times the
+//! guesses. Shared: registration and its hourly quotas, `/authorize` and sign-in per address,
+//! and the per-account sign-in backoff. The token-endpoint limit stays per replica: it guards
+//! the replica's own processor time (the secrets it checks are random and 256 bits long, so
+//! there is nothing to guess), and a database write on every token request would halve the
+//! throughput it guards. A store that fails does not refuse anyone: the limits of this
+//! replica still hold, and the request itself then meets the same failing store.
+//!
 //! The buckets are written here, not taken from `governor`, for that bound: governor's keyed
 //! state grows with every new key until the application sweeps it, with nothing to cap it
 //! between sweeps, and the `/64` key would still be ours to build. The `ratelimit` bench in
@@ -37,11 +48,12 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use oauth_core::{BucketRate, Clock as _, LimitStore, SystemClock, UnixTime};
 
 /// A token bucket: `burst` requests at once, refilled at `per_minute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +323,22 @@ pub(crate) enum Class {
     Token,
 }
 
+impl Class {
+    /// The prefix of the class's keys in the shared store.
+    fn key_prefix(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::RegistrationHourly => "registration_hourly",
+            Self::Authorize => "authorize",
+            Self::SignIn => "sign_in",
+            Self::Token => "token",
+        }
+    }
+}
+
+/// The store key of the server-wide registration quota.
+const REGISTRATION_TOTAL_KEY: &str = "registration_total";
+
 /// Why a request was refused, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -330,6 +358,8 @@ pub(crate) struct Limiter {
     registrations: Mutex<Bucket>,
     accounts: Mutex<Lru<String, Account>>,
     warned_forwarded: AtomicBool,
+    /// The limits every replica shares, when there are several.
+    shared: Option<Arc<dyn LimitStore>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -337,11 +367,13 @@ struct Bucket {
     tokens: f64,
     at: Instant,
     refused: bool,
+    /// The shared bucket of the same key refused the last request: one flow event per run.
+    shared_refused: bool,
 }
 
 impl Bucket {
     fn full(burst: f64, now: Instant) -> Self {
-        Self { tokens: burst, at: now, refused: false }
+        Self { tokens: burst, at: now, refused: false, shared_refused: false }
     }
 
     /// Takes one token; `Err` carries the wait and whether this is the first refusal.
@@ -379,6 +411,68 @@ impl Limiter {
             accounts: Mutex::new(Lru::new(cap)),
             limits,
             warned_forwarded: AtomicBool::new(false),
+            shared: None,
+        }
+    }
+
+    /// Also counts every limit but the token endpoint's in `store`, which every replica shares.
+    pub(crate) fn with_shared(mut self, store: Option<Arc<dyn LimitStore>>) -> Self {
+        self.shared = store;
+        self
+    }
+
+    /// The store the limits are shared through, if any.
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn LimitStore>> {
+        self.shared.as_ref()
+    }
+
+    /// Counts one request of `class` from `addr` here and then, when the limits are shared, in
+    /// the store every replica takes from.
+    pub(crate) async fn admit(&self, class: Class, addr: IpAddr) -> Result<(), Refusal> {
+        self.check(class, addr, Instant::now())?;
+        let Some(store) = self.shared.as_ref().filter(|_| class != Class::Token) else { return Ok(()) };
+        let key = limit_key(addr);
+        let now_ms = unix_ms();
+        self.take_shared(store, class, &format!("{}:{key}", class.key_prefix()), addr, false, now_ms).await?;
+        if class == Class::Registration {
+            let hourly = Class::RegistrationHourly;
+            self.take_shared(store, hourly, &format!("{}:{key}", hourly.key_prefix()), addr, false, now_ms).await?;
+            self.take_shared(store, class, REGISTRATION_TOTAL_KEY, addr, true, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    async fn take_shared(
+        &self,
+        store: &Arc<dyn LimitStore>,
+        class: Class,
+        key: &str,
+        addr: IpAddr,
+        total: bool,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        let rate = if total {
+            let n = self.limits.registration_quota.total_per_hour.max(1);
+            BucketRate::new(n, f64::from(n) / 3600.0)
+        } else {
+            let (burst, per_sec) = self.rate(class);
+            BucketRate::new(burst as u32, per_sec)
+        };
+        let wait = match store.take_token(key, rate, now_ms).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(error = %e, class = ?class, "the shared rate limit could not be read; this replica's own limit applies");
+                None
+            }
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (burst, _) = self.rate(class);
+        let local = buckets.entry((class, limit_key(addr)), Instant::now(), || Bucket::full(burst, Instant::now()));
+        let first = !local.shared_refused;
+        local.shared_refused = wait.is_some();
+        match wait {
+            None => Ok(()),
+            Some(wait) => Err(Refusal { wait, class, total, first }),
         }
     }
 
@@ -415,6 +509,54 @@ impl Limiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry((class, limit_key(addr)), now, || Bucket::full(burst, now));
         bucket.take(burst, per_sec, now).map_err(|(wait, first)| Refusal { wait, class, total: false, first })
+    }
+
+    /// [`Self::account_blocked`], through the shared store when there is one.
+    pub(crate) async fn account_block(&self, username: &str) -> Option<(Duration, bool)> {
+        let Some(store) = self.shared.as_ref() else { return self.account_blocked(username, Instant::now()) };
+        let now = SystemClock.now();
+        match store.blocked(&shared_account_key(username), now).await {
+            Ok(block) => block.map(|(until, first)| (secs_between(now, until), first)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared sign-in throttle could not be read; this replica's applies");
+                self.account_blocked(username, Instant::now())
+            }
+        }
+    }
+
+    /// [`Self::account_failed`], through the shared store when there is one.
+    pub(crate) async fn account_failure(&self, username: &str) {
+        let local = self.account_failed(username, Instant::now());
+        let Some(store) = self.shared.as_ref() else { return };
+        let backoff = self.limits.sign_in_backoff;
+        let block_after = move |n: u32| backoff.block_after(n);
+        if let Err(e) = store
+            .record_failure(&shared_account_key(username), SystemClock.now(), backoff.forget_after, &block_after)
+            .await
+        {
+            tracing::warn!(error = %e, blocks = ?local, "a sign-in failure could not be counted in the shared throttle");
+        }
+    }
+
+    /// [`Self::account_succeeded`], through the shared store when there is one.
+    pub(crate) async fn account_success(&self, username: &str) {
+        self.account_succeeded(username);
+        let Some(store) = self.shared.as_ref() else { return };
+        if let Err(e) = store.clear_failures(&shared_account_key(username)).await {
+            tracing::warn!(error = %e, "a sign-in success could not clear the shared throttle");
+        }
+    }
+
+    /// Forgets, in the shared store, buckets that are full again and accounts idle for the
+    /// backoff's `forget_after`, and keeps each table within `max_tracked`.
+    pub(crate) async fn sweep_shared(&self) {
+        let Some(store) = &self.shared else { return };
+        let now = SystemClock.now();
+        let max = self.limits.max_tracked as u64;
+        match store.sweep_limits(unix_ms(), now.minus(self.limits.sign_in_backoff.forget_after), max).await {
+            Ok(n) => tracing::debug!(rows = n, "swept the shared limits"),
+            Err(e) => tracing::warn!(error = %e, "sweeping the shared limits failed; retrying at the next tick"),
+        }
     }
 
     /// When the account is blocked: how long it still is, and whether this is the first
@@ -496,6 +638,27 @@ impl Limiter {
 /// Usernames as the throttle counts them: trimmed, case-folded, bounded.
 fn account_key(username: &str) -> String {
     username.trim().chars().take(256).flat_map(char::to_lowercase).collect()
+}
+
+/// The account's key in the shared store: a SHA-256 of [`account_key`], so that the names
+/// strangers try are not kept as they were typed, and every key has one length.
+fn shared_account_key(username: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, account_key(username).as_bytes());
+    let hex: String = digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("account:{hex}")
+}
+
+/// Milliseconds since the epoch, as the shared buckets count time.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time from `now` to `until`, at least a second.
+fn secs_between(now: UnixTime, until: UnixTime) -> Duration {
+    Duration::from_secs(u64::try_from(until.seconds_since(now)).unwrap_or(0).max(1))
 }
 
 /// A map of at most `cap` entries that evicts the least recently used eighth when full.

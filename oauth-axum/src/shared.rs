@@ -14,7 +14,7 @@ use crate::{Peer, Shared, authorize_error, csrf_failure, internal, no_store, pag
 
 impl Shared {
     /// The 429 answer when this client address is over its limit for `class`.
-    pub(crate) fn limited(&self, class: Class, peer: &Peer, headers: &HeaderMap) -> Option<Response> {
+    pub(crate) async fn limited(&self, class: Class, peer: &Peer, headers: &HeaderMap) -> Option<Response> {
         let limiter = self.limiter.as_ref()?;
         let Some(addr) = limiter.client_addr(peer.0, headers) else {
             static WARNED: std::sync::Once = std::sync::Once::new();
@@ -25,7 +25,7 @@ impl Shared {
             });
             return None;
         };
-        let refused = limiter.check(class, addr, std::time::Instant::now()).err()?;
+        let refused = limiter.admit(class, addr).await.err()?;
         let secs = refused.wait.as_secs().max(1);
         let (who, detail) = if refused.total {
             ("all clients together", format!("the server-wide registration quota is used up; retry in {secs} s"))
@@ -94,7 +94,7 @@ impl Shared {
         client: Option<&oauth_core::ClientId>,
     ) -> Option<(u64, String)> {
         let limiter = self.limiter.as_ref()?;
-        let (wait, first) = limiter.account_blocked(username, std::time::Instant::now())?;
+        let (wait, first) = limiter.account_block(username).await?;
         let secs = wait.as_secs().max(1);
         if first {
             self.server.record_sign_in_throttled(username, wait, client).await;
@@ -107,12 +107,12 @@ impl Shared {
     }
 
     /// Counts a wrong password against the account, or clears it after a success.
-    pub(crate) fn account_result(&self, username: &str, ok: bool) {
+    pub(crate) async fn account_result(&self, username: &str, ok: bool) {
         let Some(limiter) = self.limiter.as_ref() else { return };
         if ok {
-            limiter.account_succeeded(username);
+            limiter.account_success(username).await;
         } else {
-            limiter.account_failed(username, std::time::Instant::now());
+            limiter.account_failure(username).await;
         }
     }
 

@@ -156,3 +156,65 @@ async fn a_flood_of_garbage_from_many_addresses_cannot_fill_the_event_table() {
     assert_eq!(stored(Reason::InvalidRequest), 1, "one malformed body stored per interval, of 200");
     assert_eq!(stored(Reason::InitialAccessTokenInvalid), 1, "one refused registration stored per interval, of 200");
 }
+
+/// Two replicas on one store, limits shared: a stranger alternating between them gets what one
+/// replica would allow, not twice that; the token endpoint's limit stays each replica's own.
+#[tokio::test]
+async fn replicas_sharing_their_limits_allow_what_one_would() {
+    let stores = MemoryStore::new().into_stores();
+    let limits = RateLimits::default()
+        .with_authorize(Limit::new(4, 1))
+        .with_registration_quota(RegistrationQuota::new(3, 5))
+        .with_token(Limit::new(2, 1));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let config = ServerConfig::new(
+            Issuer::parse("http://127.0.0.1:8080").unwrap(),
+            ResourceUri::parse("http://127.0.0.1:8080/mcp").unwrap(),
+        );
+        let server = Arc::new(AuthorizationServer::new(config, stores.clone()).await.unwrap());
+        let auth = Arc::new(StoreAuthenticator::new(stores.users.clone()));
+        let router = AuthRouter::new(server, auth)
+            .with_rate_limits(Some(limits.clone()))
+            .with_shared_limits(Some(stores.limits.clone()))
+            .into_router::<()>();
+        replicas.push(router);
+    }
+    let url = "/authorize?response_type=code&client_id=made-up&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb";
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let (r, _) = send(&replicas[i % 2], from(Request::get(url).body(Body::empty()).unwrap(), "192.0.2.1")).await;
+        statuses.push(r.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(statuses, [false, false, false, false, true, true, true, true], "one burst of 4 for the pair");
+
+    // Registration: three an hour from one address, five in all, across both replicas.
+    let mut created = Vec::new();
+    for i in 0..4 {
+        created.push(send(&replicas[i % 2], register("198.51.100.1", None)).await.0.status() == StatusCode::CREATED);
+    }
+    assert_eq!(created, [true, true, true, false], "the address's hourly quota, counted once");
+    let mut in_all = 3;
+    for i in 0..6 {
+        let ip = format!("198.51.100.{}", 10 + i);
+        if send(&replicas[i % 2], register(&ip, None)).await.0.status() == StatusCode::CREATED {
+            in_all += 1;
+        }
+    }
+    assert_eq!(in_all, 5, "the server-wide quota holds for the pair");
+    assert_eq!(stores.clients.list_clients().await.unwrap().len(), 5);
+
+    // The token endpoint: each replica's own burst of 2.
+    let token = || {
+        let req = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("grant_type=authorization_code&code=x&client_id=made-up"))
+            .unwrap();
+        from(req, "203.0.113.5")
+    };
+    let mut limited = Vec::new();
+    for i in 0..6 {
+        limited.push(send(&replicas[i % 2], token()).await.0.status() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(limited, [false, false, false, false, true, true], "per replica: 2 at each");
+}

@@ -92,9 +92,9 @@ pub use crate::selfcheck::{KnownClient, Problem, check};
 pub use crate::server::{AuthorizationServer, ServerConfig, SweepReport};
 pub use crate::sessions::{SessionRefusal, SessionToken};
 pub use crate::store::{
-    AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
-    GrantForCode, GrantStore, KeyStore, NewGrant, PendingAuthorization, Revocation, SessionStore, SignInSession,
-    StoreResult, Stores, User, UserStore,
+    AuthorizationCodeRecord, AuthorizationStore, BlockAfter, BucketRate, ClientStore, CodeRedemption, Consent,
+    ConsentStore, EventStore, Grant, GrantForCode, GrantStore, KeyStore, LimitStore, MAX_LIMIT_KEY, NewGrant,
+    PendingAuthorization, Revocation, SessionStore, SignInSession, StoreResult, Stores, User, UserStore,
 };
 pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
 pub use crate::types::{

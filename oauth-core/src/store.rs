@@ -401,6 +401,78 @@ pub trait EventStore: Debug + Send + Sync + 'static {
     async fn sweep_events(&self, before: UnixTime) -> StoreResult<u64>;
 }
 
+/// Longest key a [`LimitStore`] is given, in bytes: callers build keys from a limit's name and
+/// an address or a hash, never from unbounded input.
+pub const MAX_LIMIT_KEY: usize = 128;
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct BucketRate {
+    /// Tokens a full bucket holds (at least 1).
+    pub burst: u32,
+    /// Tokens added per second (more than 0).
+    pub per_second: f64,
+}
+
+impl BucketRate {
+    /// `burst` at once, `per_second` sustained; a zero burst counts as one and a rate that is
+    /// not positive as one token an hour.
+    pub fn new(burst: u32, per_second: f64) -> Self {
+        let per_second = if per_second.is_finite() && per_second > 0.0 { per_second } else { 1.0 / 3600.0 };
+        Self { burst: burst.max(1), per_second }
+    }
+
+    /// The tokens a bucket that held `tokens` at `at_ms` holds at `now_ms` (never more than
+    /// the burst; a clock that went back refills nothing).
+    pub fn refilled(&self, tokens: f64, at_ms: i64, now_ms: i64) -> f64 {
+        let elapsed = now_ms.saturating_sub(at_ms).max(0) as f64 / 1000.0;
+        (tokens + elapsed * self.per_second).min(f64::from(self.burst))
+    }
+
+    /// How long a bucket holding `tokens` (fewer than one) waits for its next token.
+    pub fn wait(&self, tokens: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(((1.0 - tokens).max(0.0) / self.per_second).min(86_400.0))
+    }
+}
+
+/// How an account's failures turn into blocks: given the count of failures in a row, the
+/// block the latest one starts, if any.
+pub type BlockAfter = dyn Fn(u32) -> Option<std::time::Duration> + Send + Sync;
+
+/// Limits every replica shares: rate-limit token buckets and per-account sign-in failures, so
+/// that N replicas behind one balancer do not give a stranger N times the guesses. Keys are
+/// built by the caller from a limit's name and an address or a hash, at most
+/// [`MAX_LIMIT_KEY`] bytes; nothing secret is in them. Bounded: [`LimitStore::sweep_limits`]
+/// drops what no longer limits anyone and caps each table.
+#[async_trait]
+pub trait LimitStore: Debug + Send + Sync + 'static {
+    /// Takes one token from bucket `key` at `now_ms` (milliseconds since the epoch), creating
+    /// it full. `None` when a token was taken; `Some(wait)` when the bucket is empty, with the
+    /// time until one is back. One atomic step: replicas racing for the last token never both
+    /// get it.
+    async fn take_token(&self, key: &str, rate: BucketRate, now_ms: i64) -> StoreResult<Option<std::time::Duration>>;
+    /// Counts one failure for `key` at `now` (a count whose last failure is older than
+    /// `forget_after` starts again), then blocks the key for `block_after(count)` from `now`
+    /// unless a longer block is already set. Returns the block this failure started, if any.
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        forget_after: std::time::Duration,
+        block_after: &BlockAfter,
+    ) -> StoreResult<Option<UnixTime>>;
+    /// When `key` is blocked at `now`: the end of its block, and whether this is the first time
+    /// the block is asked about (one flow event per block, from whichever replica).
+    async fn blocked(&self, key: &str, now: UnixTime) -> StoreResult<Option<(UnixTime, bool)>>;
+    /// Forgets `key`'s failures and block (a successful sign-in).
+    async fn clear_failures(&self, key: &str) -> StoreResult<()>;
+    /// Deletes buckets that are full again at `now_ms`, failure records whose last failure is
+    /// before `failures_before` and whose block is over, then the least recently used rows
+    /// beyond `max_rows` in each table. Returns how many rows went.
+    async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64>;
+}
+
 /// Every store the server needs.
 #[derive(Debug, Clone)]
 pub struct Stores {
@@ -420,6 +492,8 @@ pub struct Stores {
     pub events: Arc<dyn EventStore>,
     /// Sign-in sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// Limits shared by every replica.
+    pub limits: Arc<dyn LimitStore>,
 }
 
 impl Stores {
@@ -427,7 +501,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: ClientStore + AuthorizationStore + GrantStore + ConsentStore + UserStore + KeyStore + EventStore,
-        B: SessionStore,
+        B: SessionStore + LimitStore,
     {
         Self {
             clients: backend.clone(),
@@ -437,7 +511,8 @@ impl Stores {
             users: backend.clone(),
             keys: backend.clone(),
             events: backend.clone(),
-            sessions: backend,
+            sessions: backend.clone(),
+            limits: backend,
         }
     }
 }

@@ -82,6 +82,10 @@ macro_rules! store_conformance_tests {
             sessions_roundtrip,
             sessions_are_bounded_per_user,
             sessions_end_with_their_user,
+            shared_buckets_allow_a_burst_then_the_rate,
+            racing_replicas_never_share_a_buckets_last_token,
+            sign_in_failures_block_and_each_block_is_reported_once,
+            limits_sweep_what_limits_no_one_and_stay_bounded,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1781,4 +1785,149 @@ pub async fn sealed_keys_are_not_rotated_without_the_key_encryption_key(stores: 
     let with = crate::Operator::with_clock(sealed, clock);
     let new = with.rotate_signing_key().await.unwrap();
     assert!(without.signing_keys().await.unwrap().iter().all(|k| k.sealed), "the new key {} is sealed", new.kid);
+}
+
+const LIMIT_T0_MS: i64 = 1_800_000_000_000;
+
+pub async fn shared_buckets_allow_a_burst_then_the_rate(stores: Stores) {
+    use crate::store::BucketRate;
+    let l = &stores.limits;
+    // Three at once, then one every two seconds.
+    let rate = BucketRate::new(3, 0.5);
+    for i in 0..3 {
+        assert_eq!(l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS).await.unwrap(), None, "token {i}");
+    }
+    let wait = l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS).await.unwrap().expect("the burst is spent");
+    assert!((1900..=2000).contains(&wait.as_millis()), "one token every 2 s: {wait:?}");
+    assert_eq!(
+        l.take_token("sign_in:192.0.2.2", rate, LIMIT_T0_MS).await.unwrap(),
+        None,
+        "other keys are not affected"
+    );
+    let half = l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS + 1000).await.unwrap().expect("half a token");
+    assert!((900..=1000).contains(&half.as_millis()), "{half:?}");
+    assert_eq!(l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS + 2000).await.unwrap(), None, "refilled");
+    assert!(l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS + 2000).await.unwrap().is_some());
+    // A replica whose clock is behind refills nothing and takes nothing it is not owed.
+    assert!(l.take_token("sign_in:192.0.2.1", rate, LIMIT_T0_MS).await.unwrap().is_some(), "no refill backwards");
+    // A long rest fills the bucket to its burst, no more.
+    let later = LIMIT_T0_MS + 3_600_000;
+    for _ in 0..3 {
+        assert_eq!(l.take_token("sign_in:192.0.2.1", rate, later).await.unwrap(), None);
+    }
+    assert!(l.take_token("sign_in:192.0.2.1", rate, later).await.unwrap().is_some(), "capped at the burst");
+}
+
+pub async fn racing_replicas_never_share_a_buckets_last_token(stores: Stores) {
+    use crate::store::BucketRate;
+    let rate = BucketRate::new(10, 1.0 / 3600.0);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let l = stores.limits.clone();
+        tasks.push(tokio::spawn(async move { l.take_token("authorize:198.51.100.7", rate, LIMIT_T0_MS).await }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_none() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 10, "exactly the burst, however the takes interleave");
+}
+
+pub async fn sign_in_failures_block_and_each_block_is_reported_once(stores: Stores) {
+    let l = &stores.limits;
+    let forget = Duration::from_secs(3600);
+    // Two free failures, then blocks of 10 s, 20 s, ...
+    let block_after = |n: u32| n.checked_sub(3).map(|over| Duration::from_secs(10 << over.min(10)));
+    let now = t(1_000_000);
+    assert_eq!(l.record_failure("acct:alice", now, forget, &block_after).await.unwrap(), None);
+    assert_eq!(l.record_failure("acct:alice", now, forget, &block_after).await.unwrap(), None);
+    assert_eq!(l.blocked("acct:alice", now).await.unwrap(), None, "not blocked yet");
+    let until = l.record_failure("acct:alice", now, forget, &block_after).await.unwrap();
+    assert_eq!(until, Some(now.plus(Duration::from_secs(10))));
+    assert_eq!(l.blocked("acct:alice", now).await.unwrap(), Some((now.plus(Duration::from_secs(10)), true)));
+    assert_eq!(l.blocked("acct:alice", now).await.unwrap().map(|b| b.1), Some(false), "reported once");
+    assert_eq!(l.blocked("acct:bob", now).await.unwrap(), None, "other accounts are not affected");
+    assert_eq!(l.blocked("acct:alice", now.plus(Duration::from_secs(10))).await.unwrap(), None, "the block ends");
+    // The next failure doubles the block, and that block is reported again.
+    let later = now.plus(Duration::from_secs(10));
+    assert_eq!(
+        l.record_failure("acct:alice", later, forget, &block_after).await.unwrap(),
+        Some(later.plus(Duration::from_secs(20)))
+    );
+    assert_eq!(l.blocked("acct:alice", later).await.unwrap().map(|b| b.1), Some(true), "a new block is news");
+    // A success forgets everything.
+    l.clear_failures("acct:alice").await.unwrap();
+    assert_eq!(l.blocked("acct:alice", later).await.unwrap(), None);
+    for _ in 0..2 {
+        assert_eq!(l.record_failure("acct:alice", later, forget, &block_after).await.unwrap(), None);
+    }
+    // Failures further apart than `forget_after` start the count again.
+    let much_later = later.plus(forget).plus(Duration::from_secs(1));
+    assert_eq!(
+        l.record_failure("acct:alice", much_later, forget, &block_after).await.unwrap(),
+        None,
+        "count restarted"
+    );
+    assert_eq!(l.record_failure("acct:alice", much_later, forget, &block_after).await.unwrap(), None);
+    assert!(l.record_failure("acct:alice", much_later, forget, &block_after).await.unwrap().is_some());
+}
+
+pub async fn limits_sweep_what_limits_no_one_and_stay_bounded(stores: Stores) {
+    use crate::store::BucketRate;
+    let l = &stores.limits;
+    let slow = BucketRate::new(1, 1.0 / 3600.0);
+    let fast = BucketRate::new(1, 1.0);
+    // A bucket that is full again by the sweep goes; one still drained stays.
+    assert_eq!(l.take_token("fast", fast, LIMIT_T0_MS).await.unwrap(), None);
+    assert_eq!(l.take_token("slow", slow, LIMIT_T0_MS).await.unwrap(), None);
+    let block_after = |n: u32| (n >= 2).then_some(Duration::from_secs(600));
+    let now = UnixTime::from_secs(LIMIT_T0_MS / 1000);
+    l.record_failure("old", now.minus(Duration::from_secs(7200)), Duration::from_secs(3600), &block_after)
+        .await
+        .unwrap();
+    let three_hours = |n: u32| (n >= 2).then_some(Duration::from_secs(3 * 3600));
+    for _ in 0..2 {
+        l.record_failure("blocked", now.minus(Duration::from_secs(7200)), Duration::from_secs(86_400), &three_hours)
+            .await
+            .unwrap();
+    }
+    l.record_failure("fresh", now, Duration::from_secs(3600), &block_after).await.unwrap();
+    let swept = l.sweep_limits(LIMIT_T0_MS + 5000, now.minus(Duration::from_secs(3600)), 1000).await.unwrap();
+    assert_eq!(swept, 2, "the refilled bucket and the old failure");
+    assert!(l.take_token("slow", slow, LIMIT_T0_MS + 5000).await.unwrap().is_some(), "still drained: kept");
+    assert!(l.blocked("blocked", now).await.unwrap().is_some(), "old failures, but a block still running: kept");
+    // Past the cap, the least recently used buckets go and the newest stay.
+    for i in 0..10i64 {
+        assert_eq!(l.take_token(&format!("b{i}"), slow, LIMIT_T0_MS + 10_000 + i * 1000).await.unwrap(), None);
+    }
+    let cap_now = LIMIT_T0_MS + 30_000;
+    l.sweep_limits(cap_now, now.minus(Duration::from_secs(3600)), 4).await.unwrap();
+    for i in 0..6 {
+        assert_eq!(
+            l.take_token(&format!("b{i}"), slow, cap_now).await.unwrap(),
+            None,
+            "b{i} was forgotten: full again"
+        );
+    }
+    for i in 6..10 {
+        assert!(l.take_token(&format!("b{i}"), slow, cap_now).await.unwrap().is_some(), "b{i} is among the newest 4");
+    }
+    // An account blocked now survives any cap: a flood of new names must not lift a block.
+    for _ in 0..2 {
+        l.record_failure("target", now, Duration::from_secs(3600), &block_after).await.unwrap();
+    }
+    for i in 0..8 {
+        l.record_failure(
+            &format!("spray{i}"),
+            now.plus(Duration::from_secs(1 + i)),
+            Duration::from_secs(3600),
+            &block_after,
+        )
+        .await
+        .unwrap();
+    }
+    l.sweep_limits(cap_now, now.minus(Duration::from_secs(3600)), 2).await.unwrap();
+    assert!(l.blocked("target", now.plus(Duration::from_secs(1))).await.unwrap().is_some(), "the block holds");
 }

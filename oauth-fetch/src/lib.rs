@@ -105,6 +105,11 @@ impl FetchConfig {
         self
     }
 
+    /// The per-host budget, if any.
+    pub fn host_budget(&self) -> Option<HostBudget> {
+        self.host_budget
+    }
+
     /// The per-host budget, or none.
     #[must_use]
     pub fn with_host_budget(mut self, budget: Option<HostBudget>) -> Self {

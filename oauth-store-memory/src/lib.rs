@@ -9,6 +9,7 @@ use oauth_core::{
     AuthorizationCodeRecord, AuthorizationStore, ClientStore, CodeRedemption, Consent, ConsentStore, EventStore, Grant,
     GrantForCode, GrantStore, KeyStore, PendingAuthorization, StoreResult, Stores, User, UserStore,
 };
+use oauth_core::{BlockAfter, BucketRate, LimitStore};
 use oauth_core::{Client, ClientOrigin};
 use oauth_core::{ClientId, GrantId, UserId};
 use oauth_core::{EventQuery, FlowEvent};
@@ -39,6 +40,17 @@ struct Inner {
     events: Vec<FlowEvent>,
     /// In insertion order, so that the oldest of equal `auth_time`s comes first.
     sessions: Vec<SignInSession>,
+    /// Token buckets: tokens, when last taken from (ms), when full again (ms).
+    buckets: HashMap<String, (f64, i64, i64)>,
+    failures: HashMap<String, Failures>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: UnixTime,
+    blocked_until: Option<UnixTime>,
+    reported: bool,
 }
 
 impl Inner {
@@ -490,5 +502,91 @@ impl SessionStore for MemoryStore {
         let n = g.sessions.len();
         g.sessions.retain(|s| s.expires_at > now);
         Ok((n - g.sessions.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn take_token(&self, key: &str, rate: BucketRate, now_ms: i64) -> StoreResult<Option<std::time::Duration>> {
+        let mut g = self.lock();
+        let burst = f64::from(rate.burst);
+        let (tokens, at, full_at) = g.buckets.entry(key.to_owned()).or_insert((burst, now_ms, now_ms));
+        let refilled = rate.refilled(*tokens, *at, now_ms);
+        *at = (*at).max(now_ms);
+        let (left, refused) =
+            if refilled >= 1.0 { (refilled - 1.0, None) } else { (refilled, Some(rate.wait(refilled))) };
+        *tokens = left;
+        *full_at = *at + ((burst - left) / rate.per_second * 1000.0).ceil() as i64;
+        Ok(refused)
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        forget_after: std::time::Duration,
+        block_after: &BlockAfter,
+    ) -> StoreResult<Option<UnixTime>> {
+        let mut g = self.lock();
+        let f = g.failures.entry(key.to_owned()).or_insert(Failures {
+            count: 0,
+            last: now,
+            blocked_until: None,
+            reported: false,
+        });
+        if f.last < now.minus(forget_after) {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = f.last.max(now);
+        let Some(block) = block_after(f.count) else { return Ok(None) };
+        let until = now.plus(block);
+        if f.blocked_until.is_none_or(|b| b < until) {
+            f.blocked_until = Some(until);
+            f.reported = false;
+        }
+        Ok(Some(until))
+    }
+
+    async fn blocked(&self, key: &str, now: UnixTime) -> StoreResult<Option<(UnixTime, bool)>> {
+        let mut g = self.lock();
+        let Some(f) = g.failures.get_mut(key) else { return Ok(None) };
+        let Some(until) = f.blocked_until.filter(|u| *u > now) else { return Ok(None) };
+        let first = !f.reported;
+        f.reported = true;
+        Ok(Some((until, first)))
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        self.lock().failures.remove(key);
+        Ok(())
+    }
+
+    async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let before = g.buckets.len() + g.failures.len();
+        let now = UnixTime::from_secs(now_ms.div_euclid(1000));
+        g.buckets.retain(|_, (_, _, full_at)| *full_at > now_ms);
+        g.failures.retain(|_, f| f.last >= failures_before || f.blocked_until.is_some_and(|b| b > now));
+        let cap = usize::try_from(max_rows).unwrap_or(usize::MAX);
+        if g.buckets.len() > cap {
+            let mut by_use: Vec<(i64, String)> = g.buckets.iter().map(|(k, (_, at, _))| (*at, k.clone())).collect();
+            by_use.sort();
+            let excess = by_use.len() - cap;
+            for (_, k) in by_use.into_iter().take(excess) {
+                g.buckets.remove(&k);
+            }
+        }
+        if g.failures.len() > cap {
+            // Unblocked accounts go first: a flood of new names must not lift a block.
+            let mut by_use: Vec<(bool, UnixTime, String)> =
+                g.failures.iter().map(|(k, f)| (f.blocked_until.is_some_and(|b| b > now), f.last, k.clone())).collect();
+            by_use.sort();
+            let excess = by_use.len() - cap;
+            for (_, _, k) in by_use.into_iter().take(excess) {
+                g.failures.remove(&k);
+            }
+        }
+        Ok((before - g.buckets.len() - g.failures.len()) as u64)
     }
 }

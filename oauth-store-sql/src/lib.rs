@@ -68,6 +68,7 @@ mod error;
 mod events;
 mod grants;
 mod keys;
+mod limits;
 #[cfg(feature = "postgres")]
 mod listen;
 mod rows;

@@ -51,6 +51,9 @@ pub struct Settings {
     /// Rotates the signing key once it is this old (at least an hour), on every replica.
     /// `None`: the operator rotates (`keys rotate`).
     pub rotate_signing_key_every: Option<std::time::Duration>,
+    /// Share the rate limits, the sign-in throttle and the fetch budget with every replica
+    /// through the store (several replicas on PostgreSQL).
+    pub shared_limits: bool,
 }
 
 impl Settings {
@@ -66,6 +69,7 @@ impl Settings {
             machine_clients: false,
             key_encryption: None,
             rotate_signing_key_every: None,
+            shared_limits: false,
         }
     }
 }
@@ -96,6 +100,7 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         .metadata_documents(settings.metadata_documents)
         .machine_clients(settings.machine_clients)
         .rotate_signing_key_every(settings.rotate_signing_key_every)
+        .shared_limits(settings.shared_limits)
         .resource_name("Notes")
         .scope_description("mcp:tools", "Read and add your notes");
     if let Some(token) = &settings.admin_token {

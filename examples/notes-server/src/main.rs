@@ -109,6 +109,10 @@ struct Cli {
     /// 0 (the default) leaves rotation to the operator (`keys rotate`).
     #[arg(long, env = "NOTES_ROTATE_SIGNING_KEY_HOURS", default_value_t = 0)]
     rotate_signing_key_hours: u64,
+    /// Share the rate limits, the sign-in throttle and the metadata-document fetch budget with
+    /// every replica through the database. Default: on with PostgreSQL, off otherwise.
+    #[arg(long, env = "NOTES_SHARED_LIMITS", action = clap::ArgAction::Set)]
+    shared_limits: Option<bool>,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -216,6 +220,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.metadata_documents = cli.metadata_documents;
     settings.machine_clients = cli.machine_clients;
+    settings.shared_limits = cli.shared_limits.unwrap_or_else(|| secrets.database_url.starts_with("postgres"));
     settings.admin_token = secrets.admin_token.as_deref().map(AdminToken::new).transpose()?;
     if secrets.key_encryption.is_none() && secrets.database_url != "memory" {
         tracing::warn!(

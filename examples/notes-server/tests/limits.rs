@@ -7,79 +7,20 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use common::flow::{attempt, from, sign_in_form};
 use common::{PASSWORD, Server, USERNAME, attribute};
-
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-
-fn from(ip: IpAddr) -> reqwest::Client {
-    reqwest::Client::builder().local_address(ip).redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
-/// A registered client's sign-in page: the form action, pending id, CSRF token and cookie.
-async fn sign_in_form(server: &Server) -> (String, String, String, String) {
-    let http = from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
-    let reg: serde_json::Value = http
-        .post(format!("{}/register", server.base_url))
-        .json(&serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = reg["client_id"].as_str().unwrap();
-    let url = format!(
-        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256&state=s",
-        server.base_url,
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
-    );
-    let resp = http.get(url).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let page = resp.text().await.unwrap();
-    let action = format!("{}{}", server.base_url, attribute(&page, "action=\""));
-    (action, attribute(&page, "name=\"pending\" value=\""), attribute(&page, "name=\"csrf\" value=\""), cookie)
-}
-
-async fn attempt(
-    ip: IpAddr,
-    form: &(String, String, String, String),
-    password: &str,
-) -> (reqwest::StatusCode, Option<u64>, String) {
-    let (action, pending, csrf, cookie) = form;
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("pending", pending.as_str()), ("csrf", csrf), ("username", USERNAME), ("password", password)])
-        .finish();
-    let resp = from(ip)
-        .post(action)
-        .header("cookie", cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
-    (resp.status(), retry, resp.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_guessing_from_many_addresses_is_throttled_per_account() {
     let server = Server::start("limits-account");
-    let form = sign_in_form(&server).await;
+    let form = sign_in_form(&server.base_url).await;
     let mut answered = 0;
     let mut throttled = Vec::new();
     // Forty guesses for one account, each from its own address: no per-address limit sees more
     // than one.
     for i in 0..40u8 {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 10 + i));
-        let (status, retry, page) = attempt(ip, &form, "wrong-guess").await;
+        let (status, retry, page) = attempt(ip, &server.base_url, &form, "wrong-guess").await;
         match status.as_u16() {
             200 => {
                 assert!(page.contains("Wrong username or password"), "{page}");
@@ -98,7 +39,7 @@ async fn password_guessing_from_many_addresses_is_throttled_per_account() {
     assert_eq!(answered, 5, "only the free attempts are answered; the rest are throttled: {throttled:?}");
     assert_eq!(throttled.len(), 35);
     // While blocked, even the right password from a fresh address is not checked.
-    let (status, _, page) = attempt(IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1)), &form, PASSWORD).await;
+    let (status, _, page) = attempt(IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1)), &server.base_url, &form, PASSWORD).await;
     assert_eq!(status, 429, "{page}");
     assert!(server.log().contains("sign_in_throttled"), "a flow event names the throttle:\n{}", server.log());
 }
@@ -147,8 +88,8 @@ async fn the_connected_apps_sign_in_shares_the_per_account_throttle() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     // The block holds at the authorization flow's sign-in too, even with the right password.
-    let form = sign_in_form(&server).await;
-    let (status, _, page) = attempt(IpAddr::V4(Ipv4Addr::new(127, 0, 5, 1)), &form, PASSWORD).await;
+    let form = sign_in_form(&server.base_url).await;
+    let (status, _, page) = attempt(IpAddr::V4(Ipv4Addr::new(127, 0, 5, 1)), &server.base_url, &form, PASSWORD).await;
     assert_eq!(status, 429, "{page}");
     let (status, page) = account_attempt(IpAddr::V4(Ipv4Addr::new(127, 0, 5, 2)), PASSWORD).await;
     assert_eq!(status, 429, "{page}");

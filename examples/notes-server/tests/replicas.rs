@@ -15,7 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use common::Server;
 use common::flow::{
-    Authorized, FormBody as _, UserTokens, authorize_url, authorized, code_in, redeem, refresh, user_tokens, whoami,
+    Authorized, FormBody as _, UserTokens, attempt, authorize_url, authorized, code_in, redeem, refresh, sign_in_form,
+    user_tokens, whoami,
 };
 use sqlx::Connection as _;
 
@@ -305,4 +306,40 @@ async fn twenty_key_rotations_each_reach_the_other_replica_within_the_bound() {
     }
     let max = summary("keys rotate until b publishes", times);
     assert!(max <= BOUND, "a rotation took {max:?} to reach b, past {BOUND:?}");
+}
+
+/// Password guesses for one account spread over both replicas, each from its own address:
+/// the account's free failures are counted once for the pair, so the block comes as early as
+/// with one replica, and holds at both. Per replica, each would allow its own five.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_throttle_is_shared_by_the_replicas() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let r = replicas("throttle").await;
+    let form = sign_in_form(&r.a.base_url).await;
+    let (mut answered, mut throttled_at) = (0, [0, 0]);
+    for i in 0..24u8 {
+        let (at, which) = if i % 2 == 0 { (&r.a, 0) } else { (&r.b, 1) };
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 7, 10 + i));
+        let (status, retry, page) = attempt(ip, &at.base_url, &form, "wrong-guess").await;
+        match status.as_u16() {
+            200 => {
+                assert!(page.contains("Wrong username or password"), "{page}");
+                answered += 1;
+            }
+            429 => {
+                assert!(page.contains("Too many failed sign-ins for this account"), "{page}");
+                assert!(retry.is_some_and(|s| (1..=15 * 60).contains(&s)), "Retry-After: {retry:?}");
+                throttled_at[which] += 1;
+            }
+            other => panic!("attempt {i} at {}: unexpected {other}: {page}", at.base_url),
+        }
+    }
+    assert_eq!(answered, 5, "five free failures for the account across both replicas; throttled {throttled_at:?}");
+    assert!(throttled_at[0] > 0 && throttled_at[1] > 0, "the block holds at both: {throttled_at:?}");
+    // Even the right password is not checked while the block lasts, at either replica.
+    for (i, at) in [&r.a, &r.b].into_iter().enumerate() {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 8, 1 + i as u8));
+        let (status, _, page) = attempt(ip, &at.base_url, &form, common::PASSWORD).await;
+        assert_eq!(status, 429, "{}: {page}", at.base_url);
+    }
 }

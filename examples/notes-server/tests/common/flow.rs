@@ -147,3 +147,78 @@ pub async fn refresh(
     ];
     token(http, base, &form).await
 }
+
+/// An HTTP client sending from `ip` (any loopback address: a test has as many sources as it
+/// wants), following no redirects.
+pub fn from(ip: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder().local_address(ip).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A sign-in form a public client's authorization request got: where it posts (a path), the
+/// pending request, the CSRF token and the cookie.
+pub struct SignInForm {
+    pub path: String,
+    pub pending: String,
+    pub csrf: String,
+    pub cookie: String,
+}
+
+/// Registers a public client at `base` and opens its sign-in page there.
+pub async fn sign_in_form(base: &str) -> SignInForm {
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const LOOPBACK: &str = "http://127.0.0.1:9/callback";
+    let http = from(std::net::Ipv4Addr::new(127, 0, 0, 2).into());
+    let (status, reg) =
+        register(&http, base, serde_json::json!({"redirect_uris": [LOOPBACK], "token_endpoint_auth_method": "none"}))
+            .await;
+    assert_eq!(status, 201, "{reg}");
+    let client_id = reg["client_id"].as_str().unwrap();
+    let url = format!(
+        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256&state=s",
+        url::form_urlencoded::byte_serialize(LOOPBACK.as_bytes()).collect::<String>()
+    );
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let page = resp.text().await.unwrap();
+    SignInForm {
+        path: super::attribute(&page, "action=\""),
+        pending: super::attribute(&page, "name=\"pending\" value=\""),
+        csrf: super::attribute(&page, "name=\"csrf\" value=\""),
+        cookie,
+    }
+}
+
+/// Posts `form` with the test user's name and `password` to `base`, from `ip`: the status,
+/// `Retry-After` and the page.
+pub async fn attempt(
+    ip: std::net::IpAddr,
+    base: &str,
+    form: &SignInForm,
+    password: &str,
+) -> (reqwest::StatusCode, Option<u64>, String) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("pending", form.pending.as_str()),
+            ("csrf", &form.csrf),
+            ("username", super::USERNAME),
+            ("password", password),
+        ])
+        .finish();
+    let resp = from(ip)
+        .post(format!("{base}{}", form.path))
+        .header("cookie", &form.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    (resp.status(), retry, resp.text().await.unwrap())
+}
