@@ -66,7 +66,7 @@
 
 use std::fmt;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
@@ -167,6 +167,15 @@ pub struct CacheStats {
     pub bytes: usize,
     /// Invalidated grants and tokens remembered.
     pub revocations: usize,
+    /// Token checks answered from the cache.
+    pub hits: u64,
+    /// Token checks the cache could not answer (verified in full, then admitted).
+    pub misses: u64,
+    /// Grants learned revoked from the store's revocation feed.
+    pub followed: u64,
+    /// When the revocation feed was last read without error; `None` before the first read or
+    /// when the cache does not follow one.
+    pub feed_read_at: Option<UnixTime>,
 }
 
 /// A shared cache of verified tokens: see the [module docs](self). Clones share one cache.
@@ -193,6 +202,11 @@ struct Inner {
     /// few.
     interned: Mutex<Vec<Arc<Shared>>>,
     revoked: Mutex<Revocations>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    followed: AtomicU64,
+    /// Seconds since the epoch of the last good read of the feed; 0 before one.
+    feed_read_at: AtomicI64,
 }
 
 type Table = Cache<Key, Entry, Charge, BuildHasherDefault<PassThrough>, Release>;
@@ -228,6 +242,10 @@ impl TokenCache {
                 swept: AtomicI64::new(i64::MIN),
                 interned: Mutex::new(Vec::new()),
                 revoked: Mutex::new(Revocations::default()),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                followed: AtomicU64::new(0),
+                feed_read_at: AtomicI64::new(0),
             }),
         }
     }
@@ -308,6 +326,13 @@ impl TokenCache {
             entries: self.len(),
             bytes: self.inner.bytes.load(Ordering::Relaxed),
             revocations: r.grants.len() + r.tokens.len(),
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            followed: self.inner.followed.load(Ordering::Relaxed),
+            feed_read_at: match self.inner.feed_read_at.load(Ordering::Relaxed) {
+                0 => None,
+                t => Some(UnixTime::from_secs(t)),
+            },
         }
     }
 
@@ -348,6 +373,8 @@ impl TokenCache {
                 match follower.poll(grants.as_ref(), clock.now()).await {
                     Ok(revoked) => {
                         cache.invalidate_grants(&revoked, clock.now());
+                        cache.inner.feed_read_at.store(clock.now().as_secs(), Ordering::Relaxed);
+                        cache.inner.followed.fetch_add(revoked.len() as u64, Ordering::Relaxed);
                         if !revoked.is_empty() {
                             tracing::debug!(grants = revoked.len(), "refusing the tokens of grants revoked elsewhere");
                         }
@@ -363,6 +390,13 @@ impl TokenCache {
     }
 
     pub(crate) fn lookup(&self, key: Key, now: UnixTime) -> Option<AuthContext> {
+        let found = self.find(key, now);
+        let counter = if found.is_some() { &self.inner.hits } else { &self.inner.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn find(&self, key: Key, now: UnixTime) -> Option<AuthContext> {
         let table = self.inner.table.as_ref()?;
         let entry = table.get(&key)?;
         let now = now.as_secs();

@@ -62,6 +62,8 @@ pub struct McpAuthBuilder {
     rotate_keys_every: Option<Duration>,
     rate_limits: Option<RateLimits>,
     shared_limits: Option<bool>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
     session_limits: SessionLimits,
     sweep_every: Option<Duration>,
     follow_every: Option<Duration>,
@@ -111,6 +113,8 @@ impl McpAuthBuilder {
             rotate_keys_every: None,
             rate_limits: Some(RateLimits::default()),
             shared_limits: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
             session_limits: SessionLimits::default(),
             sweep_every: Some(SWEEP_EVERY),
             follow_every: Some(FOLLOW_EVERY),
@@ -273,12 +277,24 @@ impl McpAuthBuilder {
     }
 
     /// Shares the rate limits, the per-account sign-in throttle and the metadata-document
-    /// fetch budget with every replica on the database (see `oauth_axum::ratelimit`), so that
+    /// fetch budget with every replica on the database (`oauth_axum::AuthRouter::with_shared_limits`), so that
     /// N replicas behind one balancer do not allow N times as much. Default: on with a
     /// PostgreSQL `database`, the store for several replicas; off otherwise (one process
     /// counts alone, with no database write per limited request).
     pub fn shared_limits(mut self, on: bool) -> Self {
         self.shared_limits = Some(on);
+        self
+    }
+
+    /// Collects Prometheus metrics into `metrics` (see [`crate::metrics`]) and serves them at
+    /// `GET /metrics` behind the [`admin_token`](Self::admin_token), which Prometheus sends as
+    /// a bearer token (`authorization: { credentials_file: … }`). Without an admin token they
+    /// are collected but not served here: serve [`McpAuth::metrics`](crate::McpAuth::metrics)
+    /// on an internal listener. With [`database`](Self::database) the pool is measured too;
+    /// with [`store`](Self::store), give `Metrics::with_pool`. Default: none.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -359,7 +375,23 @@ impl McpAuthBuilder {
             }
             Store::Stores(s) => s,
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            Store::Database(url, options) => open_database(&url, &options).await?,
+            Store::Database(url, options) => {
+                let store = open_database(&url, &options).await?;
+                #[cfg(feature = "metrics")]
+                if let Some(metrics) = self.metrics.take() {
+                    let probe = store.clone();
+                    self.metrics = Some(metrics.with_pool(move || {
+                        let (open, idle, max) = probe.pool_use();
+                        crate::metrics::PoolUse::new(open, idle, max)
+                    }));
+                }
+                store.into_stores()
+            }
+        };
+        #[cfg(feature = "metrics")]
+        let stores = match &self.metrics {
+            Some(metrics) => Stores { events: metrics.count_events(stores.events.clone()), ..stores },
+            None => stores,
         };
         let config = self.server_config(&urls);
         // The cache watches the store the server writes through, and the verifier uses that
@@ -386,6 +418,10 @@ impl McpAuthBuilder {
         }
         // The check reads the metadata that is served below, not a copy made by hand.
         server.self_check(&prm, &urls.mcp_url)?;
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.watch_cache(cache.clone(), self.clock.clone());
+        }
         let verifier = Arc::new(LocalVerifier::new(server.clone()).with_cache(cache));
         let guard = self.guard(verifier, &urls.resource, Some(server.config().default_scopes.clone()));
         let routes = self.routes(&server, prm, users, shared_limits);
@@ -457,7 +493,24 @@ impl McpAuthBuilder {
                 .into_router(),
         );
         if let Some(token) = self.admin_token.take() {
+            #[cfg(feature = "metrics")]
+            if let Some(metrics) = &self.metrics {
+                routes = routes.merge(crate::metrics::router(metrics.clone(), token.clone()));
+            }
             routes = routes.merge(oauth_axum::admin_router(server.clone(), token));
+        } else {
+            #[cfg(feature = "metrics")]
+            if self.metrics.is_some() {
+                tracing::info!(
+                    "metrics are collected but /metrics is not served without an admin token; \
+                     serve McpAuth::metrics() on an internal listener"
+                );
+            }
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            routes = routes
+                .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), crate::metrics::count_requests));
         }
         if self.health_checks {
             routes = routes.merge(oauth_axum::health_router(Some(server.clone())));
@@ -481,6 +534,8 @@ impl McpAuthBuilder {
                 mcp_url: urls.mcp_url,
                 public_url: urls.issuer.to_string(),
                 session_limits: self.session_limits,
+                #[cfg(feature = "metrics")]
+                metrics: self.metrics,
             }),
         }
     }
@@ -540,11 +595,13 @@ impl Urls {
 /// Connects to `url` and brings its schema up to date (a SQLite file with `mode=rwc` and its
 /// directory are created when missing).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-async fn open_database(url: &str, options: &oauth_store_sql::SqlStoreOptions) -> Result<Stores, Error> {
-    let store = oauth_store_sql::SqlStore::connect_with(url, options)
+async fn open_database(
+    url: &str,
+    options: &oauth_store_sql::SqlStoreOptions,
+) -> Result<oauth_store_sql::SqlStore, Error> {
+    oauth_store_sql::SqlStore::connect_with(url, options)
         .await
-        .map_err(|e| Error::Config(format!("cannot open the database: {e}")))?;
-    Ok(store.into_stores())
+        .map_err(|e| Error::Config(format!("cannot open the database: {e}")))
 }
 
 /// Reloads the signing keys whenever the store's change (another replica's rotation, `mcp-auth

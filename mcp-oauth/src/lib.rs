@@ -34,6 +34,8 @@
 
 mod builder;
 mod first_user;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -75,6 +77,8 @@ struct Inner {
     mcp_url: String,
     public_url: String,
     session_limits: SessionLimits,
+    #[cfg(feature = "metrics")]
+    metrics: Option<metrics::Metrics>,
 }
 
 impl McpAuth {
@@ -121,6 +125,13 @@ impl McpAuth {
     /// The MCP session bounds the guard enforces.
     pub fn session_limits(&self) -> SessionLimits {
         self.inner.session_limits
+    }
+
+    /// The metrics the builder was given, to serve on an internal listener
+    /// ([`Metrics::render`](metrics::Metrics::render)) when `/metrics` is not served here.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> Option<&metrics::Metrics> {
+        self.inner.metrics.as_ref()
     }
 
     /// The embedded authorization server (for the operator's functions: clients, users,

@@ -45,7 +45,8 @@ impl AdminToken {
         Ok(Self(SecretHash::of(secret.as_bytes())))
     }
 
-    fn admits(&self, headers: &HeaderMap) -> bool {
+    /// Whether `headers` carry this token as `Authorization: Bearer`, compared in constant time.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

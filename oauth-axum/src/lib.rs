@@ -101,8 +101,12 @@ impl AuthRouter {
     }
 
     /// Shares the rate limits and the per-account sign-in throttle with every replica through
-    /// `store` (`Stores::limits`), for several replicas behind one balancer; see
-    /// [`ratelimit`](crate::ratelimit) for which limits and why not the token endpoint's.
+    /// `store` (`Stores::limits`), for several replicas behind one balancer: registration and
+    /// its hourly quotas, `/authorize` and sign-in per address, and the per-account backoff.
+    /// Each request is counted by this replica first, so a flood is refused without a
+    /// database write. The token endpoint's limit stays per replica: it guards the replica's
+    /// processor time, as codes, refresh tokens and client secrets are 256-bit random values
+    /// with nothing to guess. A store that fails refuses no one; this replica's limits hold.
     /// Default: `None`, each process counts alone, which is right for one replica. Costs a
     /// database write per limited request (registration, `/authorize`, sign-in), none on the
     /// token endpoint; the table is swept every minute and bounded by

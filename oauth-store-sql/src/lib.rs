@@ -143,6 +143,15 @@ impl SqlStore {
         }
     }
 
+    /// The connection pool right now: connections open, of those idle, and the most it opens.
+    /// For metrics.
+    pub fn pool_use(&self) -> (u32, u32, u32) {
+        with_pool!(self, pool => {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            (pool.size(), idle, pool.options().get_max_connections())
+        })
+    }
+
     /// The store as the [`Stores`] bundle the server takes.
     pub fn into_stores(self) -> Stores {
         Stores::from_backend(Arc::new(self))

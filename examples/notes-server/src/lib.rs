@@ -54,6 +54,8 @@ pub struct Settings {
     /// Share the rate limits, the sign-in throttle and the fetch budget with every replica
     /// through the store (several replicas on PostgreSQL).
     pub shared_limits: bool,
+    /// Prometheus metrics, served at `/metrics` behind the admin token.
+    pub metrics: Option<mcp_oauth::metrics::Metrics>,
 }
 
 impl Settings {
@@ -70,6 +72,7 @@ impl Settings {
             key_encryption: None,
             rotate_signing_key_every: None,
             shared_limits: false,
+            metrics: None,
         }
     }
 }
@@ -108,6 +111,9 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     }
     if let Some(kek) = &settings.key_encryption {
         builder = builder.key_encryption(kek.clone());
+    }
+    if let Some(metrics) = &settings.metrics {
+        builder = builder.metrics(metrics.clone());
     }
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;

@@ -113,6 +113,10 @@ struct Cli {
     /// every replica through the database. Default: on with PostgreSQL, off otherwise.
     #[arg(long, env = "NOTES_SHARED_LIMITS", action = clap::ArgAction::Set)]
     shared_limits: Option<bool>,
+    /// Prometheus metrics at `GET /metrics`, behind the admin token (NOTES_ADMIN_TOKEN); no
+    /// admin token, no endpoint.
+    #[arg(long, env = "NOTES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    metrics: bool,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -213,13 +217,23 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let bound = listener.local_addr()?;
     let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-    let stores = open_stores(&secrets.database_url, &database_options(&cli)).await?;
+    let (stores, sql) = open_stores(&secrets.database_url, &database_options(&cli)).await?;
     let mut settings = Settings::new(public_url.clone());
     settings.redirect_schemes = cli.redirect_schemes.clone();
     settings.expected_clients = cli.expected_clients.clone();
     settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.metadata_documents = cli.metadata_documents;
     settings.machine_clients = cli.machine_clients;
+    settings.metrics = cli.metrics.then(|| {
+        let metrics = mcp_oauth::metrics::Metrics::new();
+        match sql {
+            Some(store) => metrics.with_pool(move || {
+                let (open, idle, max) = store.pool_use();
+                mcp_oauth::metrics::PoolUse::new(open, idle, max)
+            }),
+            None => metrics,
+        }
+    });
     settings.shared_limits = cli.shared_limits.unwrap_or_else(|| secrets.database_url.starts_with("postgres"));
     settings.admin_token = secrets.admin_token.as_deref().map(AdminToken::new).transpose()?;
     if secrets.key_encryption.is_none() && secrets.database_url != "memory" {
@@ -284,12 +298,16 @@ fn database_options(cli: &Cli) -> oauth_store_sql::SqlStoreOptions {
         .with_statement_timeout((cli.db_statement_timeout > 0).then(|| Duration::from_secs(cli.db_statement_timeout)))
 }
 
+/// The stores, and the SQL store behind them (for the pool metrics) unless in memory.
 async fn open_stores(
     url: &str,
     options: &oauth_store_sql::SqlStoreOptions,
-) -> Result<Stores, Box<dyn std::error::Error>> {
+) -> Result<(Stores, Option<oauth_store_sql::SqlStore>), Box<dyn std::error::Error>> {
     if url == "memory" {
-        return Ok(oauth_store_memory::MemoryStore::new().into_stores());
+        return Ok((oauth_store_memory::MemoryStore::new().into_stores(), None));
     }
-    Ok(mcp_auth::open_database_with(url, options).await.map_err(|e| e.to_string())?)
+    let store = oauth_store_sql::SqlStore::connect_with(url, options)
+        .await
+        .map_err(|e| mcp_auth::CliError::from(e).to_string())?;
+    Ok((store.clone().into_stores(), Some(store)))
 }
