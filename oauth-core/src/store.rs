@@ -146,11 +146,9 @@ pub trait AuthorizationStore: Debug + Send + Sync + 'static {
     async fn take_pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>>;
     /// Stores an issued code.
     async fn put_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()>;
-    /// Redeems the code with this hash: atomically marks it spent, so that exactly one of any
-    /// number of concurrent calls gets [`CodeRedemption::Redeemed`].
-    async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption>;
-    /// The code exchange: redeems the code as [`Self::redeem_code`] does and, in the same
-    /// transaction, stores the grant that `issue` makes of the redeemed record, so that a
+    /// The code exchange: redeems the code with this hash, atomically marking it spent so that
+    /// exactly one of any number of concurrent calls gets [`CodeRedemption::Redeemed`], and, in
+    /// the same transaction, stores the grant that `issue` makes of the redeemed record, so that a
     /// failure midway (the database going away, a conflicting id) leaves the code unspent and
     /// no grant, never a spent code without its grant. `issue` runs once, only for a first
     /// redemption; when it returns `None` (the request failed the checks the record allows:

@@ -155,18 +155,6 @@ impl AuthorizationStore for MemoryStore {
         Ok(())
     }
 
-    async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption> {
-        let mut g = self.lock();
-        Ok(match g.codes.get_mut(hash) {
-            None => CodeRedemption::NotFound,
-            Some((rec, used)) if CodeRedemption::redeemable(rec, *used, now) => {
-                *used = true;
-                CodeRedemption::Redeemed(rec.clone())
-            }
-            Some((rec, used)) => CodeRedemption::refused(rec.clone(), *used, now),
-        })
-    }
-
     async fn exchange_code(
         &self,
         hash: &SecretHash,

@@ -64,6 +64,8 @@ macro_rules! insert_grant {
     };
 }
 
+#[cfg(feature = "sqlite")]
+mod checkpoint;
 mod error;
 mod events;
 mod grants;
@@ -88,6 +90,9 @@ pub struct SqlStore {
     /// Woken by the revocation trigger (PostgreSQL only).
     #[cfg(feature = "postgres")]
     listener: std::sync::Arc<listen::Listener>,
+    /// The background checkpoints of a SQLite file, stopped with the last clone.
+    #[cfg(feature = "sqlite")]
+    _checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 #[derive(Clone)]
@@ -199,7 +204,8 @@ impl SqlStore {
                 SqliteSynchronous::Normal
             })
             .busy_timeout(options.busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("wal_autocheckpoint", checkpoint::AUTO_PAGES);
         if !is_sqlite_memory(url) && creates_missing_file(url) {
             // A new file in a new directory, as an operator's first run expects.
             if let Some(dir) = connect.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -216,7 +222,8 @@ impl SqlStore {
             pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(connect).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        Ok(Self::on(Pool::Sqlite(pool), options))
+        let checkpoints = (!is_sqlite_memory(url)).then(|| Arc::new(checkpoint::spawn(pool.clone())));
+        Ok(Self { _checkpoints: checkpoints, ..Self::on(Pool::Sqlite(pool), options) })
     }
 
     #[cfg(not(feature = "sqlite"))]
@@ -261,6 +268,8 @@ impl SqlStore {
             writes: Arc::new(write::WriteTurns::new(options.busy_timeout)),
             #[cfg(feature = "postgres")]
             listener: std::sync::Arc::default(),
+            #[cfg(feature = "sqlite")]
+            _checkpoints: None,
         }
     }
 }

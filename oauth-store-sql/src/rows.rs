@@ -104,7 +104,7 @@ impl RefreshTokenRow {
     }
 }
 
-/// What `redeem_code` reads back when the conditional update did not redeem the code.
+/// What `exchange_code` reads back when the conditional update did not redeem the code.
 #[derive(sqlx::FromRow)]
 pub(crate) struct CodeStateRow {
     pub(crate) redeemed_at: Option<i64>,

@@ -209,27 +209,6 @@ impl AuthorizationStore for SqlStore {
         Ok(())
     }
 
-    async fn redeem_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<CodeRedemption> {
-        const OP: &str = "redeem_code";
-        let hex = hash.to_hex();
-        // The redemption itself: one conditional update, so exactly one caller wins.
-        let redeemed: Option<String> = with_pool!(self, pool => {
-            sqlx::query_scalar(
-                "UPDATE authorization_codes SET redeemed_at = $2 \
-                 WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2 RETURNING data",
-            )
-            .bind(&hex)
-            .bind(now.as_secs())
-            .fetch_optional(pool)
-            .await
-        })
-        .map_err(db(OP))?;
-        if let Some(data) = redeemed {
-            return Ok(CodeRedemption::Redeemed(from_json(OP, &data)?));
-        }
-        self.why_not_redeemed(OP, &hex, now).await
-    }
-
     async fn exchange_code(
         &self,
         hash: &SecretHash,
