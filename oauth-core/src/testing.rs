@@ -275,7 +275,10 @@ pub async fn codes_redeem_once_and_expire(stores: Stores) {
     s.put_code(&rec).await.unwrap();
     assert_eq!(redeem(s.as_ref(), &code.hash(), t(10)).await.unwrap(), CodeRedemption::Redeemed(rec.clone()));
     assert_eq!(redeem(s.as_ref(), &code.hash(), t(11)).await.unwrap(), CodeRedemption::AlreadyRedeemed(rec));
-    assert_eq!(redeem(s.as_ref(), &AuthorizationCode::generate().hash(), t(10)).await.unwrap(), CodeRedemption::NotFound);
+    assert_eq!(
+        redeem(s.as_ref(), &AuthorizationCode::generate().hash(), t(10)).await.unwrap(),
+        CodeRedemption::NotFound
+    );
 
     let late = AuthorizationCode::generate();
     s.put_code(&code_record(&late, "kit-client", t(300))).await.unwrap();
@@ -387,7 +390,10 @@ pub async fn a_failed_exchange_spends_nothing(stores: Stores) {
     assert_eq!(stores.grants.find_refresh_token(&refresh.hash()).await.unwrap(), None, "no half of the grant");
     assert_eq!(stores.grants.grant(&rec.grant_id).await.unwrap(), Some(squatter), "nothing overwritten");
     // ...and leaves the code as it was: not spent, so the client's retry can still succeed.
-    assert_eq!(redeem(stores.authorizations.as_ref(), &code.hash(), t(11)).await.unwrap(), CodeRedemption::Redeemed(rec));
+    assert_eq!(
+        redeem(stores.authorizations.as_ref(), &code.hash(), t(11)).await.unwrap(),
+        CodeRedemption::Redeemed(rec)
+    );
 }
 
 pub async fn code_exchange_race_stores_one_grant(stores: Stores) {
