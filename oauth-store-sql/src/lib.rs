@@ -166,7 +166,10 @@ impl SqlStore {
     pub async fn close(&self) {
         match &self.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite(pool) => {
+                self.writes.close().await;
+                pool.close().await;
+            }
             // The revocation listener holds a connection of the pool until it lets go (within
             // the wait in progress, if one is).
             #[cfg(feature = "postgres")]
@@ -221,9 +224,23 @@ impl SqlStore {
             // between several: keep exactly one, forever.
             pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = pool.connect_with(connect).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
-        let checkpoints = (!is_sqlite_memory(url)).then(|| Arc::new(checkpoint::spawn(pool.clone())));
-        Ok(Self { _checkpoints: checkpoints, ..Self::on(Pool::Sqlite(pool), options) })
+        let pool = pool.connect_with(connect.clone()).await.map_err(|e| ConnectError::Connect(Box::new(e)))?;
+        if is_sqlite_memory(url) {
+            return Ok(Self::on(Pool::Sqlite(pool), options));
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| ConnectError::Connect(Box::new(e)))?;
+        let mut store = Self::on(Pool::Sqlite(pool.clone()), options);
+        store.writes = Arc::new(write::WriteTurns::new(options.busy_timeout).with_writer(writer));
+        store._checkpoints = Some(Arc::new(checkpoint::spawn(pool)));
+        Ok(store)
     }
 
     #[cfg(not(feature = "sqlite"))]

@@ -20,11 +20,36 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub(crate) struct WriteTurns {
     lock: Arc<Mutex<()>>,
     wait: Duration,
+    /// SQLite: the one connection write transactions run on. Always the same connection (and
+    /// the same worker thread of sqlx's) rather than whichever reader is free: its pages stay
+    /// warm and a write never waits for a reader's connection.
+    #[cfg(feature = "sqlite")]
+    writer: Option<sqlx::SqlitePool>,
 }
 
 impl WriteTurns {
     pub(crate) fn new(wait: Duration) -> Self {
-        Self { lock: Arc::default(), wait }
+        Self {
+            lock: Arc::default(),
+            wait,
+            #[cfg(feature = "sqlite")]
+            writer: None,
+        }
+    }
+
+    /// Write transactions run on `writer`, a pool of one connection to the same database.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn with_writer(mut self, writer: sqlx::SqlitePool) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// Closes the writer's connection, if there is one.
+    #[cfg(feature = "sqlite")]
+    pub(crate) async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
     }
 
     /// Waits for this writer's turn; after `wait`, fails as a pool that has no connection to
@@ -82,7 +107,7 @@ impl BeginWrite for sqlx::SqlitePool {
     /// writer committed in between.
     async fn begin_write(&self, turns: &WriteTurns) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
         let turn = turns.take().await?;
-        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = turns.writer.as_ref().unwrap_or(self).begin_with("BEGIN IMMEDIATE").await?;
         Ok(WriteTx { tx, _turn: Some(turn) })
     }
 }
