@@ -150,8 +150,10 @@ pub trait AuthorizationStore: Debug + Send + Sync + 'static {
     /// exactly one of any number of concurrent calls gets [`CodeRedemption::Redeemed`], and, in
     /// the same transaction, stores the grant that `issue` makes of the redeemed record, so that a
     /// failure midway (the database going away, a conflicting id) leaves the code unspent and
-    /// no grant, never a spent code without its grant. `issue` runs once, only for a first
-    /// redemption; when it returns `None` (the request failed the checks the record allows:
+    /// no grant, never a spent code without its grant. `issue` decides on the record of an
+    /// unspent code; what it returns is stored only by the call that spends the code (a
+    /// backend may run it before the spending write, and a call that then loses the race
+    /// answers [`CodeRedemption::AlreadyRedeemed`] and stores nothing); when it returns `None` (the request failed the checks the record allows:
     /// PKCE, client, redirect URI, resource) the code stays spent and nothing else is stored,
     /// so that a wrong verifier cannot be retried.
     async fn exchange_code(

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::admin::NewClient;
@@ -402,16 +402,19 @@ pub async fn code_exchange_race_stores_one_grant(stores: Stores) {
     let rec = code_record(&code, "kit-client", t(300));
     s.put_code(&rec).await.unwrap();
     let hash = code.hash();
-    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Every grant `issue` makes, with its own refresh token: a backend may ask before it
+    // knows whether it wins, but only the winner's may be stored.
+    let made = Arc::new(Mutex::new(Vec::new()));
     let barrier = Arc::new(tokio::sync::Barrier::new(20));
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let (s, barrier, asked) = (s.clone(), barrier.clone(), asked.clone());
+        let (s, barrier, made) = (s.clone(), barrier.clone(), made.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             let issue = |r: &AuthorizationCodeRecord| {
-                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Some(grant_for(r).0)
+                let (new, refresh) = grant_for(r);
+                made.lock().unwrap().push(refresh.hash());
+                Some(new)
             };
             s.exchange_code(&hash, t(1), &issue).await.unwrap()
         }));
@@ -424,8 +427,18 @@ pub async fn code_exchange_race_stores_one_grant(stores: Stores) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!((redeemed, asked.load(std::sync::atomic::Ordering::SeqCst)), (1, 1), "one exchange, one grant");
+    assert_eq!(redeemed, 1, "one exchange wins");
+    let made = made.lock().unwrap().clone();
+    assert!(!made.is_empty(), "the winner's grant was asked for");
+    let mut stored = 0;
+    for refresh in &made {
+        if stores.grants.find_refresh_token(refresh).await.unwrap().is_some() {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1, "of {} grants made, only the winner's refresh token is stored", made.len());
     assert!(stores.grants.grant(&rec.grant_id).await.unwrap().is_some());
+    assert_eq!(stores.grants.client_grants(&rec.client_id).await.unwrap().len(), 1, "one grant");
 }
 
 pub async fn refresh_rotation_is_compare_and_swap(stores: Stores) {

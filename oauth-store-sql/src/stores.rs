@@ -126,6 +126,83 @@ impl ClientStore for SqlStore {
 
 impl SqlStore {
     /// Why a code this call did not spend is refused, by the rule every store shares.
+    /// PostgreSQL's code exchange in one round trip, where SQLite needs a transaction of
+    /// five: the code's record is read first (a record never changes once written, so reading
+    /// it outside the write is safe), `issue` decides on it, then one statement spends the code
+    /// and, only if it did, inserts the grant and its refresh token (data-modifying `WITH`
+    /// clauses run together, atomically, as one statement). Of racing exchanges exactly one
+    /// spends the code; the others' grants are never inserted, as they select from the
+    /// spending update's (empty) result, and they answer as a replay would.
+    #[cfg(feature = "postgres")]
+    async fn exchange_code_in_one_statement(
+        &self,
+        pool: &sqlx::PgPool,
+        hash: &SecretHash,
+        now: UnixTime,
+        issue: &GrantForCode<'_>,
+    ) -> StoreResult<CodeRedemption> {
+        const OP: &str = "exchange_code";
+        let hex = hash.to_hex();
+        let data: Option<String> = sqlx::query_scalar(
+            "SELECT data FROM authorization_codes WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2",
+        )
+        .bind(&hex)
+        .bind(now.as_secs())
+        .fetch_optional(pool)
+        .await
+        .map_err(db(OP))?;
+        let Some(data) = data else { return self.why_not_redeemed(OP, &hex, now).await };
+        let record: AuthorizationCodeRecord = from_json(OP, &data)?;
+        const SPEND: &str = "UPDATE authorization_codes SET redeemed_at = $2 \
+                             WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2 RETURNING hash";
+        let spent: i64 = match issue(&record) {
+            None => sqlx::query(SPEND)
+                .bind(&hex)
+                .bind(now.as_secs())
+                .execute(pool)
+                .await
+                .map(|r| i64::try_from(r.rows_affected()).unwrap_or(i64::MAX))
+                .map_err(db(OP))?,
+            Some(new) => {
+                let grant = &new.grant;
+                let generation = i64::try_from(grant.generation).map_err(|e| out_of_range(OP, e))?;
+                sqlx::query_scalar(concat!(
+                    "WITH spent AS (",
+                    "UPDATE authorization_codes SET redeemed_at = $2 ",
+                    "WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2 RETURNING hash",
+                    "), granted AS (INSERT INTO grants (",
+                    crate::rows::grant_columns!(),
+                    ") SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM spent RETURNING id",
+                    "), refresh AS (INSERT INTO refresh_tokens (hash, grant_id, generation) ",
+                    "SELECT $15, id, $10 FROM granted WHERE $15::text IS NOT NULL RETURNING 1",
+                    ") SELECT count(*) FROM spent"
+                ))
+                .bind(&hex)
+                .bind(now.as_secs())
+                .bind(grant.id.as_str())
+                .bind(grant.client_id.as_str())
+                .bind(grant.user.as_str())
+                .bind(grant.scopes.to_string())
+                .bind(grant.resource.as_str())
+                .bind(grant.auth_time.as_secs())
+                .bind(grant.created_at.as_secs())
+                .bind(generation)
+                .bind(grant.has_refresh_token)
+                .bind(grant.rotated_at.map(UnixTime::as_secs))
+                .bind(grant.refresh_expires_at.map(UnixTime::as_secs))
+                .bind(grant.revoked_at.map(UnixTime::as_secs))
+                .bind(new.refresh_token.as_ref().map(SecretHash::to_hex))
+                .fetch_one(pool)
+                .await
+                .map_err(db(OP))?
+            }
+        };
+        if spent == 1 {
+            return Ok(CodeRedemption::Redeemed(record));
+        }
+        self.why_not_redeemed(OP, &hex, now).await
+    }
+
     async fn why_not_redeemed(&self, op: &'static str, hex: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
         let state: Option<CodeStateRow> = with_pool!(self, pool => {
             sqlx::query_as("SELECT redeemed_at, data FROM authorization_codes WHERE hash = $1")
@@ -216,6 +293,10 @@ impl AuthorizationStore for SqlStore {
         issue: &GrantForCode<'_>,
     ) -> StoreResult<CodeRedemption> {
         const OP: &str = "exchange_code";
+        #[cfg(feature = "postgres")]
+        if let crate::Pool::Postgres(pool) = &self.pool {
+            return self.exchange_code_in_one_statement(pool, hash, now, issue).await;
+        }
         let hex = hash.to_hex();
         // One write transaction: the conditional update that spends the code, then the grant
         // made of it. Any failure before the commit rolls both back.
