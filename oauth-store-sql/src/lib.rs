@@ -268,7 +268,7 @@ impl SqlStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(|e| ConnectError::Connect(Box::new(e)))?;
+            .map_err(|e| ConnectError::Connect(tls_hint(e)))?;
         Ok(Self::on(Pool::Postgres(pool), options))
     }
 
@@ -451,6 +451,38 @@ pub enum ConnectError {
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// A refused server certificate, with what to do about it.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+struct CertificateRefused(sqlx::Error);
+
+#[cfg(feature = "postgres")]
+impl fmt::Display for CertificateRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the database server's TLS certificate was refused ({}). With sslmode=verify-ca or verify-full, \
+             set sslrootcert to the file of the CA that signed it (a managed database's provider publishes \
+             its CA bundle); with verify-full, also connect by a host name the certificate names",
+            self.0
+        )
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl StdError for CertificateRefused {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// `e`, explained when it is a refused certificate: rustls says only "invalid peer
+/// certificate", which does not tell the operator which setting to change.
+#[cfg(feature = "postgres")]
+fn tls_hint(e: sqlx::Error) -> Box<dyn StdError + Send + Sync> {
+    if e.to_string().to_lowercase().contains("certificate") { Box::new(CertificateRefused(e)) } else { Box::new(e) }
 }
 
 /// The scheme of `url`, for an error message: only what precedes the first `:`, and only if it

@@ -112,6 +112,7 @@ fn blames_the_certificate(output: &str) {
         output.to_lowercase().contains("certificate"),
         "the output does not say that the certificate was refused:\n{output}"
     );
+    assert!(output.contains("sslrootcert"), "the output does not name the setting that fixes it:\n{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
