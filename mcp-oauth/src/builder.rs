@@ -278,9 +278,9 @@ impl McpAuthBuilder {
 
     /// Shares the rate limits, the per-account sign-in throttle and the metadata-document
     /// fetch budget with every replica on the database (`oauth_axum::AuthRouter::with_shared_limits`), so that
-    /// N replicas behind one balancer do not allow N times as much. Default: on with a
-    /// PostgreSQL `database`, the store for several replicas; off otherwise (one process
-    /// counts alone, with no database write per limited request).
+    /// N replicas behind one balancer do not allow N times as much. Default: on when the
+    /// store says other processes share it (`LimitStore::shared_by_processes`: PostgreSQL),
+    /// off otherwise (one process counts alone, with no database write per limited request).
     pub fn shared_limits(mut self, on: bool) -> Self {
         self.shared_limits = Some(on);
         self
@@ -361,11 +361,6 @@ impl McpAuthBuilder {
         if let Some(issuer) = self.external_issuer.take() {
             return self.build_external(&issuer, urls).await;
         }
-        #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        let on_postgres = matches!(&self.store, Store::Database(url, _) if url.starts_with("postgres"));
-        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-        let on_postgres = false;
-        let share_limits = self.shared_limits.unwrap_or(on_postgres);
         let stores = match std::mem::replace(&mut self.store, Store::None) {
             Store::None => {
                 return Err(Error::Config(
@@ -400,7 +395,8 @@ impl McpAuthBuilder {
         // process on the store, within a second, through the store's revocation feed.
         let cache = TokenCache::new(TokenCacheConfig::for_server(&config));
         let users = stores.users.clone();
-        let shared_limits = share_limits.then(|| stores.limits.clone());
+        let shared_limits =
+            self.shared_limits.unwrap_or_else(|| stores.limits.shared_by_processes()).then(|| stores.limits.clone());
         let clock = self.clock.clone();
         if let Some(every) = self.follow_every {
             cache.follow_revocations(stores.grants.clone(), clock.clone(), every);

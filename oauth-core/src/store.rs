@@ -471,6 +471,12 @@ pub trait LimitStore: Debug + Send + Sync + 'static {
     /// before `failures_before` and whose block is over, then the least recently used rows
     /// beyond `max_rows` in each table. Returns how many rows went.
     async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64>;
+    /// Whether other processes may share this store (a database server several replicas
+    /// connect to): servers then share their limits through it unless told otherwise.
+    /// Default: `false`.
+    fn shared_by_processes(&self) -> bool {
+        false
+    }
 }
 
 /// Every store the server needs.

@@ -42,6 +42,11 @@ const TAKE_TOKEN: &str = concat!(
 
 #[async_trait]
 impl LimitStore for SqlStore {
+    /// PostgreSQL is where several replicas meet; a SQLite file is one machine's.
+    fn shared_by_processes(&self) -> bool {
+        self.backend() == crate::Backend::Postgres
+    }
+
     async fn take_token(&self, key: &str, rate: BucketRate, now_ms: i64) -> StoreResult<Option<std::time::Duration>> {
         let (taken, tokens): (i32, f64) = with_pool!(self, pool => async {
             let mut tx = pool.begin_write(&self.writes).await?;

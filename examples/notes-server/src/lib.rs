@@ -52,8 +52,8 @@ pub struct Settings {
     /// `None`: the operator rotates (`keys rotate`).
     pub rotate_signing_key_every: Option<std::time::Duration>,
     /// Share the rate limits, the sign-in throttle and the fetch budget with every replica
-    /// through the store (several replicas on PostgreSQL).
-    pub shared_limits: bool,
+    /// through the store; `None`: when the store is shared by processes (PostgreSQL).
+    pub shared_limits: Option<bool>,
     /// Prometheus metrics, served at `/metrics` behind the admin token.
     pub metrics: Option<mcp_oauth::metrics::Metrics>,
 }
@@ -71,7 +71,7 @@ impl Settings {
             machine_clients: false,
             key_encryption: None,
             rotate_signing_key_every: None,
-            shared_limits: false,
+            shared_limits: None,
             metrics: None,
         }
     }
@@ -103,7 +103,6 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         .metadata_documents(settings.metadata_documents)
         .machine_clients(settings.machine_clients)
         .rotate_signing_key_every(settings.rotate_signing_key_every)
-        .shared_limits(settings.shared_limits)
         .resource_name("Notes")
         .scope_description("mcp:tools", "Read and add your notes");
     if let Some(token) = &settings.admin_token {
@@ -111,6 +110,9 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     }
     if let Some(kek) = &settings.key_encryption {
         builder = builder.key_encryption(kek.clone());
+    }
+    if let Some(shared) = settings.shared_limits {
+        builder = builder.shared_limits(shared);
     }
     if let Some(metrics) = &settings.metrics {
         builder = builder.metrics(metrics.clone());

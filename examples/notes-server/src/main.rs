@@ -234,7 +234,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
             None => metrics,
         }
     });
-    settings.shared_limits = cli.shared_limits.unwrap_or_else(|| secrets.database_url.starts_with("postgres"));
+    settings.shared_limits = cli.shared_limits;
     settings.admin_token = secrets.admin_token.as_deref().map(AdminToken::new).transpose()?;
     if secrets.key_encryption.is_none() && secrets.database_url != "memory" {
         tracing::warn!(

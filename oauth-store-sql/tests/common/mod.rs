@@ -234,6 +234,9 @@ pub async fn migrations_are_idempotent(url: &str) {
     // The schema works after all that.
     let stores = second.clone().into_stores();
     assert!(stores.clients.list_clients().await.unwrap().is_empty());
+    // Replicas meet on PostgreSQL, so their limits are shared there by default; a SQLite file
+    // is one machine's.
+    assert_eq!(stores.limits.shared_by_processes(), url.starts_with("postgres"), "{url}");
     second.close().await;
     raw.close().await;
 }
