@@ -24,6 +24,25 @@ macro_rules! with_pool {
     };
 }
 
+/// Binds the columns of [`rows::grant_columns`] of `$grant` to `$query`, in that order.
+macro_rules! bind_grant {
+    ($query:expr, $grant:expr, $generation:expr) => {
+        $query
+            .bind($grant.id.as_str())
+            .bind($grant.client_id.as_str())
+            .bind($grant.user.as_str())
+            .bind($grant.scopes.to_string())
+            .bind($grant.resource.as_str())
+            .bind($grant.auth_time.as_secs())
+            .bind($grant.created_at.as_secs())
+            .bind($generation)
+            .bind($grant.has_refresh_token)
+            .bind($grant.rotated_at.map(::oauth_core::UnixTime::as_secs))
+            .bind($grant.refresh_expires_at.map(::oauth_core::UnixTime::as_secs))
+            .bind($grant.revoked_at.map(::oauth_core::UnixTime::as_secs))
+    };
+}
+
 /// Inserts `$grant` and, if given, its first refresh token's hash (`Option<&SecretHash>`) in
 /// the open transaction `$tx`: the one statement pair that both `create_grant` and the code
 /// exchange run, for either backend.
@@ -31,25 +50,12 @@ macro_rules! insert_grant {
     ($tx:expr, $grant:expr, $refresh:expr, $generation:expr) => {
         async {
             let grant: &::oauth_core::Grant = $grant;
-            sqlx::query(concat!(
+            let insert = sqlx::query(concat!(
                 "INSERT INTO grants (",
                 $crate::rows::grant_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ))
-            .bind(grant.id.as_str())
-            .bind(grant.client_id.as_str())
-            .bind(grant.user.as_str())
-            .bind(grant.scopes.to_string())
-            .bind(grant.resource.as_str())
-            .bind(grant.auth_time.as_secs())
-            .bind(grant.created_at.as_secs())
-            .bind($generation)
-            .bind(grant.has_refresh_token)
-            .bind(grant.rotated_at.map(::oauth_core::UnixTime::as_secs))
-            .bind(grant.refresh_expires_at.map(::oauth_core::UnixTime::as_secs))
-            .bind(grant.revoked_at.map(::oauth_core::UnixTime::as_secs))
-            .execute(&mut *$tx)
-            .await?;
+            ));
+            bind_grant!(insert, grant, $generation).execute(&mut *$tx).await?;
             if let Some(hash) = $refresh {
                 let hash: &::oauth_core::SecretHash = hash;
                 sqlx::query("INSERT INTO refresh_tokens (hash, grant_id, generation) VALUES ($1, $2, $3)")

@@ -166,7 +166,7 @@ impl SqlStore {
             Some(new) => {
                 let grant = &new.grant;
                 let generation = i64::try_from(grant.generation).map_err(|e| out_of_range(OP, e))?;
-                sqlx::query_scalar(concat!(
+                let exchange = sqlx::query_scalar(concat!(
                     "WITH spent AS (",
                     "UPDATE authorization_codes SET redeemed_at = $2 ",
                     "WHERE hash = $1 AND redeemed_at IS NULL AND expires_at > $2 RETURNING hash",
@@ -178,23 +178,12 @@ impl SqlStore {
                     ") SELECT count(*) FROM spent"
                 ))
                 .bind(&hex)
-                .bind(now.as_secs())
-                .bind(grant.id.as_str())
-                .bind(grant.client_id.as_str())
-                .bind(grant.user.as_str())
-                .bind(grant.scopes.to_string())
-                .bind(grant.resource.as_str())
-                .bind(grant.auth_time.as_secs())
-                .bind(grant.created_at.as_secs())
-                .bind(generation)
-                .bind(grant.has_refresh_token)
-                .bind(grant.rotated_at.map(UnixTime::as_secs))
-                .bind(grant.refresh_expires_at.map(UnixTime::as_secs))
-                .bind(grant.revoked_at.map(UnixTime::as_secs))
-                .bind(new.refresh_token.as_ref().map(SecretHash::to_hex))
-                .fetch_one(pool)
-                .await
-                .map_err(db(OP))?
+                .bind(now.as_secs());
+                bind_grant!(exchange, grant, generation)
+                    .bind(new.refresh_token.as_ref().map(SecretHash::to_hex))
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db(OP))?
             }
         };
         if spent == 1 {
