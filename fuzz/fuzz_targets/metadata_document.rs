@@ -48,8 +48,8 @@ fuzz_target!(|data: &[u8]| {
 
     let policy = RedirectPolicy::default();
     let input = (url, String::from_utf8_lossy(body));
-    match client_from_document(&id, body, &policy, UnixTime::from_secs(1)) {
-        Ok(client) => {
+    match client_from_document(&id, body, &policy, false, UnixTime::from_secs(1)) {
+        Ok((client, _)) => {
             assert_eq!(client.id, id);
             assert_eq!(client.origin, ClientOrigin::MetadataDocument);
             assert_eq!(client.auth_method, TokenEndpointAuthMethod::None);

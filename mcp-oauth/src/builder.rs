@@ -402,10 +402,12 @@ impl McpAuthBuilder {
             cache.follow_revocations(stores.grants.clone(), clock.clone(), every);
         }
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
+        // One SSRF-safe fetcher for metadata documents and for private_key_jwt clients' jwks_uri.
+        let fetcher =
+            Arc::new(oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone()));
+        server = server.with_client_key_fetcher(fetcher.clone());
         if self.metadata_documents {
-            let fetcher =
-                oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone());
-            server = server.with_metadata_documents(Arc::new(fetcher));
+            server = server.with_metadata_documents(fetcher);
         }
         let server = Arc::new(server);
         let mut prm = server.protected_resource_metadata();

@@ -340,9 +340,10 @@ impl Operator {
     /// Gives a confidential client a new secret (returned once; the old one stops working).
     pub async fn rotate_client_secret(&self, id: &ClientId) -> Result<ClientSecret, Error> {
         let mut client = self.existing(id).await?;
-        if client.is_public() {
+        if !client.auth_method.uses_secret() {
             return Err(OAuthError::invalid_request(format!(
-                "client '{id}' is public (token_endpoint_auth_method none): it has no secret to rotate"
+                "client '{id}' authenticates with {}: it has no secret to rotate",
+                client.auth_method.as_str()
             ))
             .into());
         }

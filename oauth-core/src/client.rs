@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
+use crate::jwks::Jwks;
 use crate::types::{ClientId, RedirectUri, ScopeSet};
 
 /// How a client authenticates at the token endpoint (RFC 7591 2).
@@ -16,18 +17,24 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretPost,
     /// Secret in HTTP Basic authentication (`client_secret_basic`).
     ClientSecretBasic,
+    /// A JWT signed with the client's private key (`private_key_jwt`, RFC 7523 2.2), verified
+    /// with the public keys of its `jwks` or `jwks_uri`. No secret is shared.
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
-    /// Every method this crate supports, as advertised in metadata.
-    pub const ALL: [Self; 3] = [Self::None, Self::ClientSecretPost, Self::ClientSecretBasic];
+    /// Every method this crate supports, as advertised in metadata (`private_key_jwt` only
+    /// while [`ServerConfig::private_key_jwt`](crate::ServerConfig::private_key_jwt) is on).
+    pub const ALL: [Self; 4] = [Self::None, Self::ClientSecretPost, Self::ClientSecretBasic, Self::PrivateKeyJwt];
 
-    /// Parses a method name; `None` for unsupported ones (`private_key_jwt`, …).
+    /// Parses a method name; `None` for unsupported ones (`client_secret_jwt`,
+    /// `tls_client_auth`, …).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "none" => Some(Self::None),
             "client_secret_post" => Some(Self::ClientSecretPost),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
@@ -38,12 +45,18 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretPost => "client_secret_post",
             Self::ClientSecretBasic => "client_secret_basic",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
-    /// Whether the client has no secret.
+    /// Whether the client does not authenticate at all (`none`): PKCE alone protects it.
     pub const fn is_public(self) -> bool {
         matches!(self, Self::None)
+    }
+
+    /// Whether the client authenticates with a secret the server issued (and stores as a hash).
+    pub const fn uses_secret(self) -> bool {
+        matches!(self, Self::ClientSecretPost | Self::ClientSecretBasic)
     }
 }
 
@@ -171,6 +184,17 @@ pub struct Client {
     /// (RFC 7662). Every other client may introspect only its own tokens.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub introspection: bool,
+    /// For `private_key_jwt`: the client's public keys, given inline (RFC 7591 `jwks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Jwks>,
+    /// For `private_key_jwt`: where the client publishes its public keys (RFC 7591
+    /// `jwks_uri`), fetched through the SSRF-safe fetcher and cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// For `private_key_jwt`: the one algorithm the client's assertions must use
+    /// (`token_endpoint_auth_signing_alg`), when it registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_alg: Option<String>,
 }
 
 impl Client {
@@ -208,6 +232,9 @@ impl Client {
             metadata_expires_at: None,
             machine: false,
             introspection: false,
+            jwks: None,
+            jwks_uri: None,
+            assertion_alg: None,
         }
     }
 

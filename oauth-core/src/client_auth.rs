@@ -1,11 +1,13 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749
 //! 2.3): HTTP Basic or the body's `client_id` and `client_secret`, checked against the
-//! client's stored secret hash in constant time.
+//! client's stored secret hash in constant time, or a `private_key_jwt` client assertion
+//! (RFC 7523), verified with the client's public keys.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::client::Client;
+use crate::client::{Client, TokenEndpointAuthMethod};
+use crate::client_assertion::ClientAssertion;
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowStep, Reason};
 use crate::failure::Failure;
@@ -18,6 +20,7 @@ use crate::types::ClientId;
 pub struct ClientCredentials {
     pub(crate) id: Option<String>,
     pub(crate) secret: Option<ClientSecret>,
+    pub(crate) assertion: Option<ClientAssertion>,
     pub(crate) method: &'static str,
 }
 
@@ -50,15 +53,43 @@ impl ClientCredentials {
                 Ok(Self {
                     id: Some(id),
                     secret: secret.filter(|s| !s.is_empty()).map(ClientSecret::new),
+                    assertion: None,
                     method: "client_secret_basic",
                 })
             }
             None => Ok(Self {
                 id: body_id.map(str::to_owned),
                 secret: body_secret.map(|s| ClientSecret::new(s.to_owned())),
+                assertion: None,
                 method: if body_secret.is_some() { "client_secret_post" } else { "none" },
             }),
         }
+    }
+
+    /// Adds a `private_key_jwt` client assertion (`client_assertion_type` and
+    /// `client_assertion`, RFC 7521 4.2), if sent. It is the only method then: with HTTP
+    /// Basic or a `client_secret` it is `invalid_request`. Without a body `client_id`, the
+    /// client is the one the assertion's `sub` names (verified later against that client's
+    /// keys, `iss` included).
+    pub fn with_assertion(
+        mut self,
+        kind: Option<&str>,
+        assertion: Option<&ClientAssertion>,
+    ) -> Result<Self, OAuthError> {
+        let Some(assertion) = ClientAssertion::from_params(kind, assertion)? else {
+            return Ok(self);
+        };
+        if self.secret.is_some() || self.method == "client_secret_basic" {
+            return Err(OAuthError::invalid_request(
+                "the client sent a client assertion and a client secret; use one authentication method",
+            ));
+        }
+        if self.id.is_none() {
+            self.id = Some(assertion.claimed_client()?);
+        }
+        self.assertion = Some(assertion);
+        self.method = "private_key_jwt";
+        Ok(self)
     }
 
     /// The client id presented, if any.
@@ -142,8 +173,14 @@ impl AuthorizationServer {
             }
         };
         let (hash, secret) = match credentials_for(&client, creds) {
-            Ok(None) => return Ok(client),
-            Ok(Some(pair)) => pair,
+            Ok(Proof::Nothing) => return Ok(client),
+            Ok(Proof::Secret(hash, secret)) => (hash, secret),
+            Ok(Proof::Assertion(assertion)) => {
+                return match self.verify_client_assertion(&client, assertion, step).await? {
+                    Ok(()) => Ok(client),
+                    Err(f) => Err(self.reject_unauthenticated(step, Some(&id), f).await),
+                };
+            }
             Err(f) => return Err(self.reject_unauthenticated(step, Some(&id), f).await),
         };
         match ClientSecretHash::verify(secret.secret(), hash, self.pepper()).await {
@@ -193,20 +230,45 @@ fn credential_id(creds: &ClientCredentials) -> Result<ClientId, Failure> {
     ClientId::parse(raw).map_err(|e| Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(e.to_string())))
 }
 
-/// What `client` must prove: nothing (a public client that sent no secret), or the secret
-/// sent against its stored hash. An inactive client, a public one that sent a secret and a
-/// confidential one that sent none are refused.
-fn credentials_for<'a>(
-    client: &'a Client,
-    creds: &'a ClientCredentials,
-) -> Result<Option<(&'a String, &'a ClientSecret)>, Failure> {
+/// What a client must prove.
+enum Proof<'a> {
+    /// Nothing: a public client that sent no secret.
+    Nothing,
+    /// The secret sent, against its stored hash.
+    Secret(&'a String, &'a ClientSecret),
+    /// The client assertion sent, against its keys.
+    Assertion(&'a ClientAssertion),
+}
+
+/// What `client` must prove: nothing (a public client that sent no secret), the secret sent
+/// against its stored hash, or the assertion sent against its keys. An inactive client, a
+/// public one that sent a secret, a confidential one that sent none, a `private_key_jwt` one
+/// without an assertion and an assertion from any other client are refused.
+fn credentials_for<'a>(client: &'a Client, creds: &'a ClientCredentials) -> Result<Proof<'a>, Failure> {
     let id = &client.id;
     if !client.active {
         let msg = format!("client '{id}' is deactivated");
         return Err(Failure::new(Reason::ClientInactive, OAuthError::invalid_client(msg)));
     }
+    let refuse = |msg: String| Err(Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)));
+    match (client.auth_method, &creds.assertion) {
+        (TokenEndpointAuthMethod::PrivateKeyJwt, Some(assertion)) => return Ok(Proof::Assertion(assertion)),
+        (TokenEndpointAuthMethod::PrivateKeyJwt, None) => {
+            return refuse(format!(
+                "client '{id}' authenticates with private_key_jwt: send client_assertion_type {} and a client_assertion signed with one of its keys",
+                crate::client_assertion::CLIENT_ASSERTION_TYPE
+            ));
+        }
+        (other, Some(_)) => {
+            return refuse(format!(
+                "client '{id}' is registered with token_endpoint_auth_method '{}', not private_key_jwt: it cannot authenticate with a client assertion",
+                other.as_str()
+            ));
+        }
+        (_, None) => {}
+    }
     match (&client.secret_hash, &creds.secret) {
-        (None, None) => Ok(None),
+        (None, None) => Ok(Proof::Nothing),
         (None, Some(_)) => {
             let msg = format!(
                 "client '{id}' is public (token_endpoint_auth_method 'none') and has no secret; do not send one"
@@ -220,7 +282,7 @@ fn credentials_for<'a>(
             );
             Err(Failure::new(Reason::ClientAuthFailed, OAuthError::invalid_client(msg)))
         }
-        (Some(hash), Some(secret)) => Ok(Some((hash, secret))),
+        (Some(hash), Some(secret)) => Ok(Proof::Secret(hash, secret)),
     }
 }
 

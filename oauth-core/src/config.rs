@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// Whether machine clients (operator-created, [`NewClient::machine`](crate::admin::NewClient::machine)) may use
     /// `client_credentials`. No other client ever may.
     pub client_credentials: bool,
+    /// Whether clients may authenticate with `private_key_jwt` (RFC 7523): registered with
+    /// `jwks` or `jwks_uri`, or described so by a metadata document. Default on. Off, a
+    /// metadata document that also offers `none` is served as a public client.
+    pub private_key_jwt: bool,
     /// Documentation URL for the metadata's `service_documentation`.
     pub service_documentation: Option<String>,
     /// Clients the operator expects to connect; the self-check makes sure each one can.
@@ -94,6 +98,7 @@ impl ServerConfig {
             redirect_policy: RedirectPolicy::default(),
             dynamic_registration: true,
             client_credentials: false,
+            private_key_jwt: true,
             service_documentation: None,
             expected_clients: Vec::new(),
             scope_descriptions: std::collections::BTreeMap::new(),
@@ -107,6 +112,13 @@ impl ServerConfig {
     pub fn with_scopes(mut self, supported: ScopeSet, defaults: ScopeSet) -> Self {
         self.scopes_supported = supported;
         self.default_scopes = defaults;
+        self
+    }
+
+    /// Whether clients may authenticate with `private_key_jwt`. Default on.
+    #[must_use]
+    pub fn with_private_key_jwt(mut self, on: bool) -> Self {
+        self.private_key_jwt = on;
         self
     }
 

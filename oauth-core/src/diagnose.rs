@@ -136,7 +136,7 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
 }
 
 /// What to change for each reason: see [`fix`].
-const FIXES: [(Reason, &str); 44] = [
+const FIXES: [(Reason, &str); 47] = [
     (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
     (
         Reason::ClientUnknown,
@@ -146,6 +146,18 @@ const FIXES: [(Reason, &str); 44] = [
     (
         Reason::ClientAuthFailed,
         "the client's secret is wrong or missing: re-enter the client id and secret in the client (Claude: the connector's advanced settings), or rotate the secret and give the client the new one",
+    ),
+    (
+        Reason::ClientAssertionInvalid,
+        "the client's private_key_jwt assertion was refused (the detail says which check): its clock, its key, or the aud it signs for; aud must be this server's issuer or token endpoint",
+    ),
+    (
+        Reason::ClientAssertionReplayed,
+        "the client sent the same client assertion twice: each request needs a new one with a new jti (a retry of a lost response must sign again)",
+    ),
+    (
+        Reason::ClientKeysUnavailable,
+        "the client's public keys could not be fetched from its jwks_uri (the detail says why): check that the URL is public https and serves a JWK set with a usable signature key",
     ),
     (
         Reason::RedirectUriNotRegistered,

@@ -85,6 +85,14 @@ wire_enum! {
         ClientInactive => "client_inactive",
         /// Client authentication failed (missing or wrong secret, wrong method).
         ClientAuthFailed => "client_auth_failed",
+        /// A `private_key_jwt` client assertion was refused: its signature, key, algorithm,
+        /// `iss`/`sub`, `aud`, `exp` or `jti` (the detail says which).
+        ClientAssertionInvalid => "client_assertion_invalid",
+        /// A client assertion was presented a second time (its `jti` was seen before).
+        ClientAssertionReplayed => "client_assertion_replayed",
+        /// A `private_key_jwt` client's keys could not be obtained (its `jwks_uri` failed,
+        /// or holds no usable key).
+        ClientKeysUnavailable => "client_keys_unavailable",
         /// The redirect URI is not registered for the client.
         RedirectUriNotRegistered => "redirect_uri_not_registered",
         /// The redirect URI at the token endpoint differs from the authorization request's.

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
 /// A JSON Web Key Set, as served at `jwks_uri` or read from one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Jwks(pub(crate) JwkSet);
 
@@ -74,7 +74,7 @@ impl VerifyingKeys {
 
 /// The signature algorithm of a key: the one it states, if it matches its key type, else the
 /// one its key type implies. `None` for a symmetric key, or a pairing that does not fit.
-fn algorithm(stated: Option<KeyAlgorithm>, params: &AlgorithmParameters) -> Option<Algorithm> {
+pub(crate) fn algorithm(stated: Option<KeyAlgorithm>, params: &AlgorithmParameters) -> Option<Algorithm> {
     use AlgorithmParameters::{EllipticCurve as Ec, OctetKeyPair as Okp, RSA as Rsa};
     Some(match (stated, params) {
         (Some(KeyAlgorithm::ES256), Ec(_)) => Algorithm::ES256,

@@ -7,6 +7,7 @@ mod admin;
 mod authorize;
 mod challenge;
 mod client;
+mod client_assertion;
 mod client_auth;
 mod clock;
 mod config;
@@ -59,6 +60,9 @@ pub use crate::authorize::{
 };
 pub use crate::challenge::{BearerChallenge, INSUFFICIENT_SCOPE, bearer_token, quote};
 pub use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenEndpointAuthMethod};
+pub use crate::client_assertion::{
+    ASSERTION_ALGORITHMS, CLIENT_ASSERTION_TYPE, ClientAssertion, JWKS_REFETCH_INTERVAL, MAX_ASSERTION_LIFETIME,
+};
 pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
 pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};

@@ -34,21 +34,30 @@ pub struct AuthorizationServerMetadata {
     /// Grants this server offers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grant_types_supported: Vec<String>,
-    /// `none`, `client_secret_post`, `client_secret_basic`.
+    /// `none`, `client_secret_post`, `client_secret_basic` and, when on, `private_key_jwt`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// The algorithms a `private_key_jwt` client assertion may be signed with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// The RFC 7009 revocation endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<String>,
     /// Authentication methods at the revocation endpoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// The algorithms of client assertions at the revocation endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// The RFC 7662 introspection endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introspection_endpoint: Option<String>,
     /// Authentication methods at the introspection endpoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// The algorithms of client assertions at the introspection endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// `["S256"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code_challenge_methods_supported: Vec<String>,
@@ -112,14 +121,28 @@ pub(crate) struct MetadataInputs<'a> {
     pub(crate) registration_enabled: bool,
     pub(crate) client_credentials_enabled: bool,
     pub(crate) metadata_documents_enabled: bool,
+    pub(crate) private_key_jwt: bool,
     pub(crate) service_documentation: Option<&'a str>,
 }
 
 impl AuthorizationServerMetadata {
     pub(crate) fn build(i: &MetadataInputs<'_>) -> Self {
         let e = |p: &str| i.issuer.endpoint(p);
-        let auth_methods: Vec<String> =
-            crate::client::TokenEndpointAuthMethod::ALL.iter().map(|m| m.as_str().to_owned()).collect();
+        use crate::client::TokenEndpointAuthMethod as M;
+        let auth_methods: Vec<String> = M::ALL
+            .iter()
+            .filter(|m| i.private_key_jwt || **m != M::PrivateKeyJwt)
+            .map(|m| m.as_str().to_owned())
+            .collect();
+        let assertion_algs: Vec<String> = if i.private_key_jwt {
+            crate::client_assertion::ASSERTION_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        let mut introspection_methods = vec!["client_secret_post".to_owned(), "client_secret_basic".to_owned()];
+        if i.private_key_jwt {
+            introspection_methods.push(M::PrivateKeyJwt.as_str().to_owned());
+        }
         let mut grants = vec!["authorization_code".to_owned(), "refresh_token".to_owned()];
         if i.client_credentials_enabled {
             grants.push("client_credentials".into());
@@ -135,13 +158,13 @@ impl AuthorizationServerMetadata {
             response_modes_supported: vec!["query".into()],
             grant_types_supported: grants,
             token_endpoint_auth_methods_supported: auth_methods.clone(),
+            token_endpoint_auth_signing_alg_values_supported: assertion_algs.clone(),
             revocation_endpoint: Some(e(&i.paths.revocation)),
             revocation_endpoint_auth_methods_supported: auth_methods,
+            revocation_endpoint_auth_signing_alg_values_supported: assertion_algs.clone(),
             introspection_endpoint: Some(e(&i.paths.introspection)),
-            introspection_endpoint_auth_methods_supported: vec![
-                "client_secret_post".into(),
-                "client_secret_basic".into(),
-            ],
+            introspection_endpoint_auth_methods_supported: introspection_methods,
+            introspection_endpoint_auth_signing_alg_values_supported: assertion_algs,
             code_challenge_methods_supported: vec!["S256".into()],
             client_id_metadata_document_supported: Some(i.metadata_documents_enabled),
             authorization_response_iss_parameter_supported: Some(true),
@@ -271,6 +294,7 @@ mod tests {
             registration_enabled: true,
             client_credentials_enabled: false,
             metadata_documents_enabled: false,
+            private_key_jwt: true,
             service_documentation: None,
         });
         let v = serde_json::to_value(&m).unwrap();
@@ -284,11 +308,14 @@ mod tests {
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
             "revocation_endpoint": "https://auth.example.com/revoke",
-            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic", "private_key_jwt"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
             "introspection_endpoint": "https://auth.example.com/introspect",
-            "introspection_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "client_id_metadata_document_supported": false,
             "authorization_response_iss_parameter_supported": true

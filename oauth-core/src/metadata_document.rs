@@ -94,13 +94,19 @@ pub fn is_document_url(id: &ClientId) -> bool {
             .is_ok_and(|u| u.fragment().is_none() && u.username().is_empty() && u.password().is_none())
 }
 
-/// The client described by the document `body` fetched from `id`, checked as the module says.
+/// The client described by the document `body` fetched from `id`, checked as the module says,
+/// and, when its declared `token_endpoint_auth_method` could not be honoured but the
+/// `token_endpoint_auth_methods_supported` it also lists offers one that can (ChatGPT's
+/// documents declare `private_key_jwt` and list `none`), the note of that fallback.
+/// `private_key_jwt` is honoured when `accept_private_key_jwt` and the document carries
+/// `jwks_uri` or `jwks`; a document client never has a secret.
 pub fn client_from_document(
     id: &ClientId,
     body: &[u8],
     policy: &RedirectPolicy,
+    accept_private_key_jwt: bool,
     now: UnixTime,
-) -> Result<Client, OAuthError> {
+) -> Result<(Client, Option<String>), OAuthError> {
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(OAuthError::invalid_client_metadata(format!(
             "the client's metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
@@ -127,18 +133,55 @@ pub fn client_from_document(
             "a metadata document must not carry a client secret: it is public",
         ));
     }
-    let method = request.token_endpoint_auth_method.as_deref().unwrap_or("none");
-    if method != TokenEndpointAuthMethod::None.as_str() {
-        return Err(OAuthError::invalid_client_metadata(format!(
-            "token_endpoint_auth_method '{method}' is not supported for metadata-document clients; this server accepts only 'none'"
-        )));
-    }
+    let (method, fallback) = document_auth_method(&request, accept_private_key_jwt)?;
     let mut request = request;
-    request.token_endpoint_auth_method = Some("none".into());
+    request.token_endpoint_auth_method = Some(method.as_str().into());
     let valid = request.validate(policy)?;
     let mut client = valid.into_client(id.clone(), None, now);
     client.origin = ClientOrigin::MetadataDocument;
-    Ok(client)
+    Ok((client, fallback))
+}
+
+/// The method a document client authenticates with: the one it declares when this server
+/// can honour it, else one it lists among `token_endpoint_auth_methods_supported` that this
+/// server can (`private_key_jwt` first, then `none`), with a note saying so.
+fn document_auth_method(
+    request: &RegistrationRequest,
+    accept_private_key_jwt: bool,
+) -> Result<(TokenEndpointAuthMethod, Option<String>), OAuthError> {
+    use TokenEndpointAuthMethod as M;
+    let has_keys = request.jwks.is_some() || request.jwks_uri.is_some();
+    let usable = |m: &str| match m {
+        "none" => Some(M::None),
+        "private_key_jwt" if accept_private_key_jwt && has_keys => Some(M::PrivateKeyJwt),
+        _ => None,
+    };
+    let declared = request.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    if let Some(m) = usable(declared) {
+        return Ok((m, None));
+    }
+    let listed: Vec<&str> = match request.other.get("token_endpoint_auth_methods_supported") {
+        Some(serde_json::Value::Array(items)) => items.iter().take(16).filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let pick = ["private_key_jwt", "none"].into_iter().filter(|m| listed.contains(m)).find_map(usable);
+    let declared = crate::params::clip(declared);
+    let why = match declared.as_str() {
+        "private_key_jwt" if !accept_private_key_jwt => "private_key_jwt is turned off on this server",
+        "private_key_jwt" => "the document has neither jwks_uri nor jwks",
+        "client_secret_post" | "client_secret_basic" => "a metadata document client has no secret",
+        _ => "this server does not support it",
+    };
+    match pick {
+        Some(m) => Ok((m, Some(format!("declared '{declared}' ({why}); using '{}', which it also lists", m.as_str())))),
+        None => {
+            let accepted =
+                if accept_private_key_jwt { "'none' or 'private_key_jwt' (with jwks_uri)" } else { "'none'" };
+            Err(OAuthError::invalid_client_metadata(format!(
+                "token_endpoint_auth_method '{declared}' cannot be used for a metadata-document client ({why}); this server accepts {accepted}"
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +198,44 @@ mod tests {
     }
 
     fn parse(body: &[u8]) -> Result<Client, OAuthError> {
-        client_from_document(&ClientId::parse(URL).unwrap(), body, &RedirectPolicy::default(), UnixTime::from_secs(9))
+        parse_with(body, true).map(|(c, _)| c)
+    }
+
+    fn parse_with(body: &[u8], private_key_jwt: bool) -> Result<(Client, Option<String>), OAuthError> {
+        let id = ClientId::parse(URL).unwrap();
+        client_from_document(&id, body, &RedirectPolicy::default(), private_key_jwt, UnixTime::from_secs(9))
+    }
+
+    /// Shaped like ChatGPT's published documents: declares private_key_jwt, lists none too.
+    fn chatgpt_shaped() -> Vec<u8> {
+        doc(
+            r#","token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["none","private_key_jwt"],"token_endpoint_auth_signing_alg":"RS256","jwks_uri":"https://app.example/oauth/jwks.json""#,
+        )
+    }
+
+    #[test]
+    fn a_chatgpt_shaped_document_is_a_private_key_jwt_client_or_falls_back_to_none() {
+        let (c, note) = parse_with(&chatgpt_shaped(), true).unwrap();
+        assert_eq!(c.auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        assert_eq!(c.jwks_uri.as_deref(), Some("https://app.example/oauth/jwks.json"));
+        assert_eq!(c.assertion_alg.as_deref(), Some("RS256"));
+        assert!(c.secret_hash.is_none() && !c.is_public() && note.is_none());
+        let (c, note) = parse_with(&chatgpt_shaped(), false).unwrap();
+        assert_eq!(c.auth_method, TokenEndpointAuthMethod::None);
+        assert!(c.jwks_uri.is_none(), "keys are kept only for private_key_jwt");
+        assert!(note.unwrap().contains("turned off"));
+        // Without keys, private_key_jwt cannot be honoured; the listed none is used.
+        let keyless = doc(
+            r#","token_endpoint_auth_method":"private_key_jwt","token_endpoint_auth_methods_supported":["none","private_key_jwt"]"#,
+        );
+        let (c, note) = parse_with(&keyless, true).unwrap();
+        assert_eq!(c.auth_method, TokenEndpointAuthMethod::None);
+        assert!(note.unwrap().contains("neither jwks_uri nor jwks"));
+        // A method nobody here speaks, with private_key_jwt listed: private_key_jwt.
+        let listed = doc(
+            r#","token_endpoint_auth_method":"tls_client_auth","token_endpoint_auth_methods_supported":["tls_client_auth","private_key_jwt"],"jwks_uri":"https://app.example/k.json""#,
+        );
+        assert_eq!(parse(&listed).unwrap().auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
     }
 
     #[test]
@@ -172,9 +252,19 @@ mod tests {
 
     #[test]
     fn documents_that_break_the_rules_are_refused() {
-        let cases: [(Vec<u8>, &str); 7] = [
-            (doc(r#","token_endpoint_auth_method":"client_secret_post""#), "accepts only 'none'"),
-            (doc(r#","token_endpoint_auth_method":"private_key_jwt""#), "accepts only 'none'"),
+        let cases: [(Vec<u8>, &str); 9] = [
+            (doc(r#","token_endpoint_auth_method":"client_secret_post""#), "has no secret"),
+            (doc(r#","token_endpoint_auth_method":"private_key_jwt""#), "neither jwks_uri nor jwks"),
+            (
+                doc(r#","token_endpoint_auth_method":"private_key_jwt","jwks_uri":"http://app.example/k.json""#),
+                "jwks_uri must be an https URL",
+            ),
+            (
+                doc(
+                    r#","token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://app.example/k.json","token_endpoint_auth_signing_alg":"HS256""#,
+                ),
+                "'HS256' is not supported",
+            ),
             (doc(r#","client_secret":"s3cret""#), "must not carry a client secret"),
             (
                 br#"{"client_id":"https://app.example/other.json","redirect_uris":["http://localhost:7777/callback"]}"#

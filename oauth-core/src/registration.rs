@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::client::{ApplicationType, Client, GrantType, TokenEndpointAuthMethod};
 use crate::clock::UnixTime;
 use crate::error::OAuthError;
+use crate::jwks::Jwks;
 use crate::policy::RedirectPolicy;
 use crate::secret::ClientSecret;
 use crate::types::{ClientId, RedirectUri, ScopeSet};
@@ -67,6 +68,15 @@ pub struct RegistrationRequest {
     /// `software_version`.
     #[serde(default)]
     pub software_version: Option<String>,
+    /// `jwks`: the client's public keys, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<Jwks>,
+    /// `jwks_uri`: where the client publishes its public keys, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// `token_endpoint_auth_signing_alg`: the algorithm of its client assertions.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg: Option<String>,
     /// Every other member, ignored.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -104,6 +114,12 @@ pub struct ValidatedRegistration {
     pub software_id: Option<String>,
     /// Software version.
     pub software_version: Option<String>,
+    /// For `private_key_jwt`: the inline keys.
+    pub jwks: Option<Jwks>,
+    /// For `private_key_jwt`: the keys' URL.
+    pub jwks_uri: Option<String>,
+    /// For `private_key_jwt`: the one algorithm of its assertions, if it said.
+    pub assertion_alg: Option<String>,
 }
 
 impl RegistrationRequest {
@@ -146,8 +162,26 @@ impl RegistrationRequest {
                 "contacts: at most {MAX_CONTACTS} entries of at most 320 characters"
             )));
         }
+        let (jwks, jwks_uri, assertion_alg) = if auth_method == TokenEndpointAuthMethod::PrivateKeyJwt {
+            crate::client_assertion::check_key_material(self.jwks.as_ref(), self.jwks_uri.as_deref())?;
+            let alg = self.token_endpoint_auth_signing_alg.as_deref();
+            if let Some(alg) = alg.filter(|a| !crate::client_assertion::is_assertion_algorithm(a)) {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "token_endpoint_auth_signing_alg '{}' is not supported; supported: {}",
+                    clip(alg),
+                    crate::client_assertion::ASSERTION_ALGORITHMS.join(", ")
+                )));
+            }
+            (self.jwks.clone(), self.jwks_uri.clone(), alg.map(str::to_owned))
+        } else {
+            // Keys are only for private_key_jwt; a client of another method has no use for them.
+            (None, None, None)
+        };
         Ok(ValidatedRegistration {
             auth_method,
+            jwks,
+            jwks_uri,
+            assertion_alg,
             redirect_uris,
             grant_types,
             ignored_grant_types,
@@ -172,7 +206,7 @@ fn auth_method(requested: Option<&str>) -> Result<TokenEndpointAuthMethod, OAuth
     };
     TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
         OAuthError::invalid_client_metadata(format!(
-            "token_endpoint_auth_method '{}' is not supported; supported: none, client_secret_post, client_secret_basic",
+            "token_endpoint_auth_method '{}' is not supported; supported: none, client_secret_post, client_secret_basic, private_key_jwt",
             clip(m)
         ))
     })
@@ -281,6 +315,9 @@ impl ValidatedRegistration {
         c.policy_uri = self.policy_uri;
         c.software_id = self.software_id;
         c.software_version = self.software_version;
+        c.jwks = self.jwks;
+        c.jwks_uri = self.jwks_uri;
+        c.assertion_alg = self.assertion_alg;
         c
     }
 }
@@ -389,6 +426,15 @@ pub struct RegistrationResponse {
     /// Software version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// The inline public keys of a `private_key_jwt` client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Jwks>,
+    /// The keys' URL of a `private_key_jwt` client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The algorithm of a `private_key_jwt` client's assertions, if it registered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_signing_alg: Option<String>,
 }
 
 impl RegistrationResponse {
@@ -414,6 +460,9 @@ impl RegistrationResponse {
             policy_uri: client.policy_uri.clone(),
             software_id: client.software_id.clone(),
             software_version: client.software_version.clone(),
+            jwks: client.jwks.clone(),
+            jwks_uri: client.jwks_uri.clone(),
+            token_endpoint_auth_signing_alg: client.assertion_alg.clone(),
         }
     }
 }

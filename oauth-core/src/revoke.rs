@@ -1,6 +1,7 @@
 //! Token revocation (RFC 7009).
 //! Documented in the crate docs, "Revocation".
 
+use crate::client_assertion::ClientAssertion;
 use crate::error::{Error, OAuthError};
 use crate::events::{FlowEvent, FlowStep};
 use crate::params::Params;
@@ -21,6 +22,10 @@ pub struct TokenRequestForm {
     pub client_id: Option<String>,
     /// `client_secret` in the body.
     pub client_secret: Option<ClientSecret>,
+    /// `client_assertion_type` (`private_key_jwt`).
+    pub client_assertion_type: Option<String>,
+    /// `client_assertion` (`private_key_jwt`).
+    pub client_assertion: Option<ClientAssertion>,
 }
 
 impl TokenRequestForm {
@@ -37,6 +42,8 @@ impl TokenRequestForm {
             token_type_hint: p.take("token_type_hint"),
             client_id: p.take("client_id"),
             client_secret: p.take("client_secret").map(ClientSecret::new),
+            client_assertion_type: p.take("client_assertion_type"),
+            client_assertion: p.take("client_assertion").map(ClientAssertion::new),
         })
     }
 
@@ -45,7 +52,8 @@ impl TokenRequestForm {
             authorization,
             self.client_id.as_deref(),
             self.client_secret.as_ref().map(ClientSecret::secret),
-        )
+        )?
+        .with_assertion(self.client_assertion_type.as_deref(), self.client_assertion.as_ref())
     }
 }
 

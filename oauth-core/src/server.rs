@@ -52,6 +52,9 @@ pub struct AuthorizationServer {
     pepper: ServerSecret,
     page_secret: ServerSecret,
     metadata_documents: Option<Arc<dyn MetadataDocumentFetcher>>,
+    /// Fetches the `jwks_uri` of `private_key_jwt` clients.
+    key_fetcher: Option<Arc<dyn MetadataDocumentFetcher>>,
+    jwks_cache: crate::client_assertion::JwksCache,
     /// Failures before a client is authenticated are stored within this budget.
     unauthenticated_events: crate::events::EventBudget,
 }
@@ -89,6 +92,8 @@ impl AuthorizationServer {
             pepper,
             page_secret,
             metadata_documents: None,
+            key_fetcher: None,
+            jwks_cache: crate::client_assertion::JwksCache::default(),
             unauthenticated_events: crate::events::EventBudget::default(),
         })
     }
@@ -99,8 +104,28 @@ impl AuthorizationServer {
     /// defences; see [the crate docs](crate#client-id-metadata-documents).
     #[must_use]
     pub fn with_metadata_documents(mut self, fetcher: Arc<dyn MetadataDocumentFetcher>) -> Self {
+        if self.key_fetcher.is_none() {
+            self.key_fetcher = Some(fetcher.clone());
+        }
         self.metadata_documents = Some(fetcher);
         self
+    }
+
+    /// Fetches the `jwks_uri` of `private_key_jwt` clients with `fetcher` (which must carry
+    /// the same SSRF defences as a metadata-document fetcher). [`Self::with_metadata_documents`]
+    /// uses its fetcher for this too. Without one, such clients must register `jwks` inline.
+    #[must_use]
+    pub fn with_client_key_fetcher(mut self, fetcher: Arc<dyn MetadataDocumentFetcher>) -> Self {
+        self.key_fetcher = Some(fetcher);
+        self
+    }
+
+    pub(crate) fn key_fetcher(&self) -> Option<&Arc<dyn MetadataDocumentFetcher>> {
+        self.key_fetcher.as_ref()
+    }
+
+    pub(crate) fn jwks_cache(&self) -> &crate::client_assertion::JwksCache {
+        &self.jwks_cache
     }
 
     /// The configuration.
@@ -141,6 +166,7 @@ impl AuthorizationServer {
             registration_enabled: self.config.dynamic_registration,
             client_credentials_enabled: self.config.client_credentials,
             metadata_documents_enabled: self.metadata_documents.is_some(),
+            private_key_jwt: self.config.private_key_jwt,
             service_documentation: self.config.service_documentation.as_deref(),
         })
     }
@@ -321,8 +347,23 @@ impl AuthorizationServer {
             ));
             return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
         }
+        if valid.auth_method == crate::client::TokenEndpointAuthMethod::PrivateKeyJwt {
+            let refusal = if !self.config.private_key_jwt {
+                Some(
+                    "token_endpoint_auth_method 'private_key_jwt' is turned off on this server; register with none (and PKCE) or a client secret",
+                )
+            } else if valid.jwks_uri.is_some() && self.key_fetcher.is_none() {
+                Some("this server does not fetch jwks_uri; register the public keys inline with jwks")
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                let e = OAuthError::invalid_client_metadata(why);
+                return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
+            }
+        }
         let ignored = valid.ignored_grant_types.clone();
-        let secret = (!valid.auth_method.is_public()).then(ClientSecret::generate);
+        let secret = valid.auth_method.uses_secret().then(ClientSecret::generate);
         let secret_hash = secret.as_ref().map(|s| ClientSecretHash::of(s.secret(), &self.pepper));
         let client = valid.into_client(ClientId::generate(), secret_hash, now);
         self.stores.clients.create_client(&client).await?;
@@ -406,24 +447,31 @@ impl AuthorizationServer {
             }
         };
         let policy = &self.config.redirect_policy;
-        let mut client = match metadata_document::client_from_document(id, &fetched.body, policy, now) {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = e.description().to_owned();
-                let event = FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id);
-                self.record_unauthenticated(event).await;
-                return Ok(Err((Reason::InvalidClientMetadata, msg)));
-            }
-        };
+        let accepts_keys = self.config.private_key_jwt;
+        let (mut client, fallback) =
+            match metadata_document::client_from_document(id, &fetched.body, policy, accepts_keys, now) {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = e.description().to_owned();
+                    let event = FlowEvent::failure(now, step, Reason::InvalidClientMetadata, msg.clone()).client(id);
+                    self.record_unauthenticated(event).await;
+                    return Ok(Err((Reason::InvalidClientMetadata, msg)));
+                }
+            };
         client.metadata_expires_at = Some(now.plus(fetched.cache_for()));
         self.store_document_client(&mut client, stored).await?;
-        let detail = format!(
-            "metadata document fetched: '{}' with {} redirect URI(s) [{}], cached for {} s",
+        let mut detail = format!(
+            "metadata document fetched: '{}' with {} redirect URI(s) [{}], auth method {}, cached for {} s",
             client.display_name(),
             client.redirect_uris.len(),
             client.redirect_uri_list(),
+            client.auth_method.as_str(),
             fetched.cache_for().as_secs()
         );
+        if let Some(note) = fallback {
+            tracing::info!(client_id = %id, policy = "auth_method_fallback", "{note}");
+            detail.push_str(&format!("; policy auth_method_fallback: {note}"));
+        }
         self.record(FlowEvent::success(now, step, detail).client(id)).await;
         Ok(Ok(client))
     }

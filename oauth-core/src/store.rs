@@ -467,9 +467,16 @@ pub trait LimitStore: Debug + Send + Sync + 'static {
     async fn blocked(&self, key: &str, now: UnixTime) -> StoreResult<Option<(UnixTime, bool)>>;
     /// Forgets `key`'s failures and block (a successful sign-in).
     async fn clear_failures(&self, key: &str) -> StoreResult<()>;
+    /// Marks `key` used until `until`, if it is not already marked at `now`: `true` for its
+    /// first use, `false` for a replay (a client assertion's or an ID-JAG's `jti`). One atomic
+    /// step: of replicas racing with the same key, one wins. A mark is never evicted before
+    /// `until` (which would let a replay through); callers bound `until` and the rate of new
+    /// keys, which bounds the table.
+    async fn first_use(&self, key: &str, until: UnixTime, now: UnixTime) -> StoreResult<bool>;
     /// Deletes buckets that are full again at `now_ms`, failure records whose last failure is
-    /// before `failures_before` and whose block is over, then the least recently used rows
-    /// beyond `max_rows` in each table. Returns how many rows went.
+    /// before `failures_before` and whose block is over, single-use marks past their `until`,
+    /// then the least recently used rows beyond `max_rows` in the buckets and failures tables.
+    /// Returns how many rows went.
     async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64>;
     /// Whether other processes may share this store (a database server several replicas
     /// connect to): servers then share their limits through it unless told otherwise.

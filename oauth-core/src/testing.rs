@@ -86,6 +86,8 @@ macro_rules! store_conformance_tests {
             racing_replicas_never_share_a_buckets_last_token,
             sign_in_failures_block_and_each_block_is_reported_once,
             limits_sweep_what_limits_no_one_and_stay_bounded,
+            single_use_marks_refuse_replays_until_they_expire,
+            racing_replicas_use_a_mark_once,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1958,4 +1960,39 @@ pub async fn limits_sweep_what_limits_no_one_and_stay_bounded(stores: Stores) {
     }
     l.sweep_limits(cap_now, now.minus(Duration::from_secs(3600)), 2).await.unwrap();
     assert!(l.blocked("target", now.plus(Duration::from_secs(1))).await.unwrap().is_some(), "the block holds");
+}
+
+pub async fn single_use_marks_refuse_replays_until_they_expire(stores: Stores) {
+    let l = &stores.limits;
+    let now = t(2_000_000);
+    let until = now.plus(Duration::from_secs(300));
+    assert!(l.first_use("jti:a", until, now).await.unwrap(), "first use");
+    assert!(!l.first_use("jti:a", until, now).await.unwrap(), "a replay");
+    assert!(!l.first_use("jti:a", until, now.plus(Duration::from_secs(299))).await.unwrap(), "still marked");
+    assert!(l.first_use("jti:b", until, now).await.unwrap(), "other keys are independent");
+    // The sweep forgets only marks past their time, even under a cap of one row.
+    let swept = l.sweep_limits((now.as_secs() + 60) * 1000, now, 1).await.unwrap();
+    assert_eq!(swept, 0, "live marks are never evicted");
+    assert!(!l.first_use("jti:b", until, now.plus(Duration::from_secs(60))).await.unwrap());
+    let swept = l.sweep_limits(until.as_secs() * 1000, now, 1).await.unwrap();
+    assert_eq!(swept, 2, "both marks are past their time");
+    // Past its time a key may be used again (its assertion has expired and is refused anyway).
+    assert!(l.first_use("jti:a", until.plus(Duration::from_secs(300)), until).await.unwrap());
+}
+
+pub async fn racing_replicas_use_a_mark_once(stores: Stores) {
+    let now = t(2_000_000);
+    let until = now.plus(Duration::from_secs(60));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let l = stores.limits.clone();
+        tasks.push(tokio::spawn(async move { l.first_use("jti:raced", until, now).await }));
+    }
+    let mut first = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            first += 1;
+        }
+    }
+    assert_eq!(first, 1, "exactly one of the racing uses is the first");
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use crate::client::{Client, GrantType};
+use crate::client_assertion::ClientAssertion;
 pub use crate::client_auth::ClientCredentials;
 use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{FlowEvent, FlowStep, Reason};
@@ -53,6 +54,10 @@ pub struct TokenRequest {
     pub client_id: Option<String>,
     /// `client_secret` in the body (`client_secret_post`).
     pub client_secret: Option<ClientSecret>,
+    /// `client_assertion_type` (`private_key_jwt`).
+    pub client_assertion_type: Option<String>,
+    /// `client_assertion` (`private_key_jwt`).
+    pub client_assertion: Option<ClientAssertion>,
 }
 
 impl TokenRequest {
@@ -74,6 +79,8 @@ impl TokenRequest {
             resource: p.take_all("resource"),
             client_id: p.take("client_id"),
             client_secret: p.take("client_secret").map(ClientSecret::new),
+            client_assertion_type: p.take("client_assertion_type"),
+            client_assertion: p.take("client_assertion").map(ClientAssertion::new),
         })
     }
 }
@@ -83,7 +90,8 @@ impl ClientCredentials {
     /// body. Both Basic and a body secret is `invalid_request` (RFC 6749 2.3); a body
     /// `client_id` next to Basic must name the same client (the Python SDK sends both).
     pub fn from_request(authorization: Option<&str>, req: &TokenRequest) -> Result<Self, OAuthError> {
-        Self::new(authorization, req.client_id.as_deref(), req.client_secret.as_ref().map(ClientSecret::secret))
+        Self::new(authorization, req.client_id.as_deref(), req.client_secret.as_ref().map(ClientSecret::secret))?
+            .with_assertion(req.client_assertion_type.as_deref(), req.client_assertion.as_ref())
     }
 }
 

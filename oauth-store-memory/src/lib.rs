@@ -43,6 +43,8 @@ struct Inner {
     /// Token buckets: tokens, when last taken from (ms), when full again (ms).
     buckets: HashMap<String, (f64, i64, i64)>,
     failures: HashMap<String, Failures>,
+    /// Single-use marks and when each may be forgotten.
+    used_once: HashMap<String, UnixTime>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -550,10 +552,22 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
+    async fn first_use(&self, key: &str, until: UnixTime, now: UnixTime) -> StoreResult<bool> {
+        let mut g = self.lock();
+        match g.used_once.get(key) {
+            Some(marked) if *marked > now => Ok(false),
+            _ => {
+                g.used_once.insert(key.to_owned(), until);
+                Ok(true)
+            }
+        }
+    }
+
     async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64> {
         let mut g = self.lock();
-        let before = g.buckets.len() + g.failures.len();
+        let before = g.buckets.len() + g.failures.len() + g.used_once.len();
         let now = UnixTime::from_secs(now_ms.div_euclid(1000));
+        g.used_once.retain(|_, until| *until > now);
         g.buckets.retain(|_, (_, _, full_at)| *full_at > now_ms);
         g.failures.retain(|_, f| f.last >= failures_before || f.blocked_until.is_some_and(|b| b > now));
         let cap = usize::try_from(max_rows).unwrap_or(usize::MAX);
@@ -575,6 +589,6 @@ impl LimitStore for MemoryStore {
                 g.failures.remove(&k);
             }
         }
-        Ok((before - g.buckets.len() - g.failures.len()) as u64)
+        Ok((before - g.buckets.len() - g.failures.len() - g.used_once.len()) as u64)
     }
 }

@@ -146,6 +146,28 @@ impl LimitStore for SqlStore {
         .map_err(db("clear_failures"))
     }
 
+    async fn first_use(&self, key: &str, until: UnixTime, now: UnixTime) -> StoreResult<bool> {
+        // One statement: a new key is inserted; a mark past its time is taken over; a live mark
+        // is left alone and nothing is affected.
+        with_pool!(self, pool => async {
+            let mut tx = pool.begin_write(&self.writes).await?;
+            let n = sqlx::query(
+                "INSERT INTO single_use (key, until) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET until = excluded.until WHERE single_use.until <= $3",
+            )
+            .bind(key)
+            .bind(until.as_secs())
+            .bind(now.as_secs())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n == 1)
+        }
+        .await)
+        .map_err(db("first_use"))
+    }
+
     async fn sweep_limits(&self, now_ms: i64, failures_before: UnixTime, max_rows: u64) -> StoreResult<u64> {
         let now = now_ms.div_euclid(1000);
         let cap = i64::try_from(max_rows).unwrap_or(i64::MAX);
@@ -156,6 +178,7 @@ impl LimitStore for SqlStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            n += sqlx::query("DELETE FROM single_use WHERE until <= $1").bind(now).execute(&mut *tx).await?.rows_affected();
             n += sqlx::query(
                 "DELETE FROM limit_failures WHERE last_failure < $1 AND (blocked_until IS NULL OR blocked_until <= $2)",
             )
