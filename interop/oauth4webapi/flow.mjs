@@ -8,7 +8,10 @@
 // (RFC 7009).
 // Prints one JSON line with what it observed.
 //
-// Environment: MCP_URL (the MCP endpoint), MCP_USERNAME, MCP_PASSWORD.
+// Environment: MCP_URL (the MCP endpoint), MCP_USERNAME, MCP_PASSWORD; CLIENT_AUTH `none`
+// (the default: a public client) or `private_key_jwt` (the client registers its RS256 public key
+// inline as `jwks` and signs a client assertion with the library's PrivateKeyJwt for the code
+// exchange, the refresh and the revocation).
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as oauth from 'oauth4webapi';
@@ -25,6 +28,8 @@ const http = { [oauth.allowInsecureRequests]: true, signal: () => AbortSignal.ti
 const mcpUrl = need('MCP_URL');
 const username = need('MCP_USERNAME');
 const password = need('MCP_PASSWORD');
+const authMethod = process.env.CLIENT_AUTH ?? 'none';
+if (!['none', 'private_key_jwt'].includes(authMethod)) fail(`CLIENT_AUTH ${authMethod} is not none or private_key_jwt`);
 
 function need(name) {
   const v = process.env[name];
@@ -136,25 +141,31 @@ async function main() {
   check(as.code_challenge_methods_supported?.includes('S256'), 'S256 is not among code_challenge_methods_supported');
   check(as.authorization_response_iss_parameter_supported === true, 'authorization_response_iss_parameter_supported is not true');
 
-  // 3. Dynamic registration of a public client.
+  // 3. Dynamic registration: a public client, or one that authenticates with its own key.
+  const metadata = {
+    client_name: 'oauth4webapi interop',
+    redirect_uris: [REDIRECT],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: authMethod,
+  };
+  let clientAuth = oauth.None();
+  if (authMethod === 'private_key_jwt') {
+    check(as.token_endpoint_auth_methods_supported?.includes('private_key_jwt'), 'private_key_jwt is not advertised');
+    check(as.token_endpoint_auth_signing_alg_values_supported?.includes('RS256'), 'RS256 is not among the assertion algorithms');
+    const keys = await oauth.generateKeyPair('RS256', { extractable: true });
+    const kid = `interop-${oauth.generateRandomState().slice(0, 8)}`;
+    const jwk = await crypto.subtle.exportKey('jwk', keys.publicKey);
+    metadata.jwks = { keys: [{ kty: jwk.kty, n: jwk.n, e: jwk.e, kid, alg: 'RS256', use: 'sig' }] };
+    metadata.token_endpoint_auth_signing_alg = 'RS256';
+    clientAuth = oauth.PrivateKeyJwt({ key: keys.privateKey, kid });
+  }
   const registered = await step('registration', async () =>
-    oauth.processDynamicClientRegistrationResponse(
-      await oauth.dynamicClientRegistrationRequest(
-        as,
-        {
-          client_name: 'oauth4webapi interop',
-          redirect_uris: [REDIRECT],
-          grant_types: ['authorization_code', 'refresh_token'],
-          response_types: ['code'],
-          token_endpoint_auth_method: 'none',
-        },
-        http,
-      ),
-    ),
+    oauth.processDynamicClientRegistrationResponse(await oauth.dynamicClientRegistrationRequest(as, metadata, http)),
   );
-  check(registered.token_endpoint_auth_method === 'none', `registered with ${registered.token_endpoint_auth_method}, asked for none`);
-  const client = { client_id: registered.client_id, token_endpoint_auth_method: 'none' };
-  const clientAuth = oauth.None();
+  check(registered.token_endpoint_auth_method === authMethod, `registered with ${registered.token_endpoint_auth_method}, asked for ${authMethod}`);
+  check(registered.client_secret === undefined, 'a client secret was issued to a client that asked for none');
+  const client = { client_id: registered.client_id, token_endpoint_auth_method: authMethod };
 
   // 4. Authorization request: PKCE S256, state, the MCP URL as resource.
   const verifier = oauth.generateRandomCodeVerifier();
@@ -234,6 +245,7 @@ async function main() {
       resource: rs.resource,
       challenge: bearer.parameters,
       client_id: client.client_id,
+      token_endpoint_auth_method: registered.token_endpoint_auth_method,
       iss_validated: params.get('iss') === as.issuer,
       state_validated: params.get('state') === state,
       token: {

@@ -403,8 +403,9 @@ impl McpAuthBuilder {
         }
         let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
         // One SSRF-safe fetcher for metadata documents and for private_key_jwt clients' jwks_uri.
-        let fetcher =
-            Arc::new(oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone()));
+        let fetcher = Arc::new(
+            oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone()),
+        );
         server = server.with_client_key_fetcher(fetcher.clone());
         if self.metadata_documents {
             server = server.with_metadata_documents(fetcher);

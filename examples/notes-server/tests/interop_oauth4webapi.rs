@@ -11,14 +11,28 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn oauth4webapi_discovers_authorizes_refreshes_and_revokes() {
+    flow("none");
+}
+
+/// The same flow with the library's `PrivateKeyJwt`: the client registers its RS256 key inline
+/// and signs a new client assertion (`aud` the issuer, `jti` random) for every request.
+#[test]
+fn oauth4webapi_authenticates_with_private_key_jwt() {
+    let log = flow("private_key_jwt");
+    assert!(log.contains("auth method private_key_jwt"), "the registration event names the method:\n{log}");
+}
+
+/// Runs the flow with `CLIENT_AUTH=auth`, checks what every run must show, and returns the
+/// server's log.
+fn flow(auth: &str) -> String {
     let root = common::repo_root();
     assert!(
         root.join("interop/oauth4webapi/node_modules/oauth4webapi").exists(),
         "interop/oauth4webapi/node_modules is missing: run `bash interop/install.sh` or `bash .ci/run` first"
     );
-    let server = common::Server::start("oauth4webapi");
+    let server = common::Server::start(&format!("oauth4webapi-{auth}"));
     let mut cmd = Command::new("node");
-    cmd.arg(root.join("interop/oauth4webapi/flow.mjs")).current_dir(&root);
+    cmd.arg(root.join("interop/oauth4webapi/flow.mjs")).current_dir(&root).env("CLIENT_AUTH", auth);
     let started = Instant::now();
     let out = common::run_client(&server, cmd, Duration::from_secs(120));
 
@@ -44,6 +58,7 @@ fn oauth4webapi_discovers_authorizes_refreshes_and_revokes() {
 
     let client_id = out["client_id"].as_str().expect("client_id");
     assert!(!client_id.is_empty(), "{out}");
+    assert_eq!(out["token_endpoint_auth_method"], auth, "{out}");
     let token = &out["token"];
     assert_eq!(token["scope"], "mcp:tools", "{out}");
     assert!(token["expires_in"].as_u64().is_some_and(|s| s > 0), "{out}");
@@ -83,4 +98,5 @@ fn oauth4webapi_discovers_authorizes_refreshes_and_revokes() {
         out["ms_to_first_tool_call"],
         started.elapsed().as_millis()
     );
+    log
 }
