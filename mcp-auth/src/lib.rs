@@ -146,6 +146,14 @@ pub enum ClientsCommand {
         /// A resource server that may introspect any access token (RFC 7662); confidential.
         #[arg(long)]
         introspection: bool,
+        /// Authenticate with private_key_jwt (RFC 7523) against the public keys in this JWK
+        /// set file, instead of a secret.
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+        jwks_file: Option<std::path::PathBuf>,
+        /// Authenticate with private_key_jwt against the keys the client publishes at this
+        /// https URL, instead of a secret.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
     },
     /// Changes a client.
     Update {
@@ -353,14 +361,33 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                 print!("{}", report.render());
             }
         }
-        ClientsCommand::Add { name, redirect_uris, confidential, trusted, machine, introspection } => {
+        ClientsCommand::Add {
+            name,
+            redirect_uris,
+            confidential,
+            trusted,
+            machine,
+            introspection,
+            jwks_file,
+            jwks_uri,
+        } => {
             let kind = ClientKind {
                 confidential: *confidential,
                 trusted: *trusted,
                 machine: *machine,
                 introspection: *introspection,
             };
-            add_client(op, name, redirect_uris, kind).await?;
+            let keys = match (jwks_file, jwks_uri) {
+                (Some(path), _) => {
+                    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let set = oauth_core::Jwks::from_json(&bytes)
+                        .map_err(|e| format!("{} is not a JWK set: {e}", path.display()))?;
+                    Some(PublicKeys::Inline(set))
+                }
+                (None, Some(uri)) => Some(PublicKeys::At(uri.clone())),
+                (None, None) => None,
+            };
+            add_client(op, name, redirect_uris, kind, keys).await?;
         }
         ClientsCommand::Update { id, redirect_uris, trusted, untrusted, active, inactive } => {
             let mut update = ClientUpdate::default();
@@ -404,8 +431,21 @@ struct ClientKind {
     introspection: bool,
 }
 
+/// The public keys a `private_key_jwt` client authenticates with.
+#[derive(Debug)]
+enum PublicKeys {
+    Inline(oauth_core::Jwks),
+    At(String),
+}
+
 /// `clients add`: prints the id and, once, the secret of a confidential client.
-async fn add_client(op: &Operator, name: &str, redirect_uris: &[String], kind: ClientKind) -> Result<(), CliError> {
+async fn add_client(
+    op: &Operator,
+    name: &str,
+    redirect_uris: &[String],
+    kind: ClientKind,
+    keys: Option<PublicKeys>,
+) -> Result<(), CliError> {
     let mut spec = if kind.machine {
         NewClient::machine(name.to_owned())
     } else {
@@ -420,8 +460,16 @@ async fn add_client(op: &Operator, name: &str, redirect_uris: &[String], kind: C
     if kind.trusted {
         spec = spec.trusted();
     }
+    spec = match keys {
+        Some(PublicKeys::Inline(set)) => spec.with_jwks(set),
+        Some(PublicKeys::At(uri)) => spec.with_jwks_uri(uri),
+        None => spec,
+    };
     let created = op.create_client(spec).await?;
     println!("client_id: {}", created.client.id);
+    if created.client.auth_method == oauth_core::TokenEndpointAuthMethod::PrivateKeyJwt {
+        println!("token_endpoint_auth_method: private_key_jwt   (no secret: the client signs assertions with its key)");
+    }
     if let Some(secret) = &created.secret {
         println!("client_secret: {}   (shown once; stored only as a hash)", secret.secret());
     }

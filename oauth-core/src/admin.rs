@@ -9,6 +9,7 @@ use crate::client::{ApplicationType, Client, ClientOrigin, GrantType, TokenEndpo
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::error::{Error, OAuthError, StoreError};
 use crate::events::{EventQuery, FlowEvent, FlowStep, Reason};
+use crate::jwks::Jwks;
 use crate::secret::{ClientSecret, ClientSecretHash, ServerSecret};
 use crate::store::Stores;
 use crate::stored::{CLIENT_SECRET_PEPPER, load_server_secret, record_event};
@@ -44,6 +45,10 @@ pub struct NewClient {
     pub machine: bool,
     /// May introspect any access token of this server (a resource server).
     pub introspection: bool,
+    /// Authenticates with `private_key_jwt` against these inline keys instead of a secret.
+    pub jwks: Option<Jwks>,
+    /// Authenticates with `private_key_jwt` against the keys published here instead of a secret.
+    pub jwks_uri: Option<String>,
 }
 
 impl NewClient {
@@ -58,6 +63,8 @@ impl NewClient {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             machine: false,
             introspection: false,
+            jwks: None,
+            jwks_uri: None,
         }
     }
 
@@ -87,6 +94,24 @@ impl NewClient {
     #[must_use]
     pub fn confidential(mut self) -> Self {
         self.confidential = true;
+        self
+    }
+
+    /// Makes the client authenticate with `private_key_jwt` (RFC 7523) against its public
+    /// keys, given inline, instead of a secret: nothing secret is issued or stored.
+    #[must_use]
+    pub fn with_jwks(mut self, keys: Jwks) -> Self {
+        self.confidential = true;
+        self.jwks = Some(keys);
+        self
+    }
+
+    /// Makes the client authenticate with `private_key_jwt` against the keys it publishes at
+    /// `uri` (https; fetched through the server's SSRF-safe fetcher), instead of a secret.
+    #[must_use]
+    pub fn with_jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.confidential = true;
+        self.jwks_uri = Some(uri.into());
         self
     }
 
@@ -269,9 +294,16 @@ impl Operator {
                 OAuthError::invalid_client_metadata("an introspecting client needs a secret (confidential)").into()
             );
         }
+        let with_keys = spec.jwks.is_some() || spec.jwks_uri.is_some();
+        if with_keys {
+            crate::client_assertion::check_key_material(spec.jwks.as_ref(), spec.jwks_uri.as_deref())?;
+        }
         let now = self.clock.now();
-        let method =
-            if spec.confidential { TokenEndpointAuthMethod::ClientSecretPost } else { TokenEndpointAuthMethod::None };
+        let method = match (with_keys, spec.confidential) {
+            (true, _) => TokenEndpointAuthMethod::PrivateKeyJwt,
+            (false, true) => TokenEndpointAuthMethod::ClientSecretPost,
+            (false, false) => TokenEndpointAuthMethod::None,
+        };
         let id = spec.client_id.unwrap_or_else(ClientId::generate);
         let mut client = Client::new(id, method, spec.redirect_uris, ClientOrigin::PreRegistered, now);
         client.name = Some(spec.name);
@@ -279,7 +311,9 @@ impl Operator {
         client.grant_types = spec.grant_types;
         client.machine = spec.machine;
         client.introspection = spec.introspection;
-        let secret = spec.confidential.then(ClientSecret::generate);
+        client.jwks = spec.jwks;
+        client.jwks_uri = spec.jwks_uri;
+        let secret = method.uses_secret().then(ClientSecret::generate);
         if let Some(s) = &secret {
             client.secret_hash = Some(ClientSecretHash::of(s.secret(), &self.pepper().await?));
         }

@@ -1,6 +1,7 @@
 //! rmcp's own client, with its `auth` feature, against the real server: discovery from the 401,
 //! dynamic registration, PKCE authorization through the sign-in and consent pages, code
-//! exchange, tool calls as the signed-in user, and refresh-token rotation.
+//! exchange, tool calls as the signed-in user, and refresh-token rotation; and rmcp's machine
+//! client (`client_credentials`) authenticating with `private_key_jwt`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -103,4 +104,63 @@ async fn rmcp_client_completes_the_flow() {
     let log = server.log();
     assert!(log.contains("rotated to generation 1"), "the server recorded the rotation:\n{log}");
     assert!(log.contains("first call with this token"), "{log}");
+}
+
+/// An operator-created machine client that authenticates with its own key: the operator
+/// registers only the public key (`clients add --machine --jwks-file`), rmcp signs an ES256
+/// assertion (no `kid`, `typ: client-authentication+jwt`, `aud` the issuer) for the
+/// `client_credentials` grant, and the tools see the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_machine_client_authenticates_with_private_key_jwt() {
+    use base64::Engine as _;
+    use oauth_core::{KeySet, SigningAlgorithm, StoredKey, UnixTime};
+    use rmcp::transport::auth::{ClientCredentialsConfig, JwtSigningAlgorithm};
+
+    let server = common::Server::start_with("rmcp-machine-jwt", &[("NOTES_MACHINE_CLIENTS", "true")]);
+    let key = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
+    let jwks =
+        serde_json::to_string(&KeySet::load(std::slice::from_ref(&key), SigningAlgorithm::Es256).unwrap().jwks())
+            .unwrap();
+    let jwks_file = std::env::temp_dir().join(format!("rmcp-machine-jwks-{}.json", std::process::id()));
+    std::fs::write(&jwks_file, jwks).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["clients", "add", "--name", "signed job", "--machine", "--jwks-file"])
+        .arg(&jwks_file)
+        .env("DATABASE_URL", server.database_url())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&jwks_file);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains("client_secret"), "no secret for a private_key_jwt client: {printed}");
+    let client_id = printed.lines().find_map(|l| l.strip_prefix("client_id: ")).unwrap().trim().to_owned();
+
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&key.private_der)
+    );
+    let mut state = OAuthState::new(server.mcp_url.as_str(), None).await.unwrap();
+    let config = ClientCredentialsConfig::PrivateKeyJwt {
+        client_id: client_id.clone(),
+        signing_key: pem.into_bytes(),
+        signing_algorithm: JwtSigningAlgorithm::ES256,
+        token_endpoint_audience: None,
+        scopes: vec!["mcp:tools".into()],
+        resource: Some(server.mcp_url.clone()),
+    };
+    state
+        .authenticate_client_credentials(config)
+        .await
+        .unwrap_or_else(|e| panic!("client credentials with private_key_jwt: {e}\n{}", server.log()));
+    let manager = state.into_authorization_manager().expect("authorized manager");
+    let transport = StreamableHttpClientTransport::with_client(
+        AuthClient::new(reqwest::Client::new(), manager),
+        StreamableHttpClientTransportConfig::with_uri(server.mcp_url.as_str()),
+    );
+    let client =
+        ClientConfig::default().serve(transport).await.unwrap_or_else(|e| panic!("initialize: {e}\n{}", server.log()));
+    let who = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
+    let who: serde_json::Value = serde_json::from_str(&text_of(&who)).unwrap();
+    assert_eq!((who["caller"].as_str(), who["username"].as_str()), (Some("machine client"), Some(client_id.as_str())));
+    let _ = client.cancel().await;
 }
