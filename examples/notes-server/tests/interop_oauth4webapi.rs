@@ -4,6 +4,8 @@
 //! under both well-known names, `iss` and `state` in the authorization response (RFC 9207),
 //! the token responses, and the access token's RFC 9068 shape; then it refreshes and revokes.
 
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;
