@@ -55,6 +55,7 @@ pub struct McpAuthBuilder {
     scope_descriptions: Vec<(String, String)>,
     tool_scopes: Vec<(String, ScopeSet)>,
     metadata_documents: bool,
+    private_key_jwt: bool,
     machine_clients: bool,
     key_encryption: Option<oauth_core::KeyEncryption>,
     resource_name: Option<String>,
@@ -85,6 +86,7 @@ impl std::fmt::Debug for McpAuthBuilder {
             .field("initial_access_token", &self.initial_access_token.is_some())
             .field("key_encryption", &self.key_encryption.is_some())
             .field("metadata_documents", &self.metadata_documents)
+            .field("private_key_jwt", &self.private_key_jwt)
             .field("machine_clients", &self.machine_clients)
             .finish_non_exhaustive()
     }
@@ -106,6 +108,7 @@ impl McpAuthBuilder {
             scope_descriptions: Vec::new(),
             tool_scopes: Vec::new(),
             metadata_documents: true,
+            private_key_jwt: true,
             machine_clients: false,
             key_encryption: None,
             resource_name: None,
@@ -226,6 +229,14 @@ impl McpAuthBuilder {
     /// accepted, fetched with the SSRF-safe fetcher. Default on: VS Code and others use them.
     pub fn metadata_documents(mut self, on: bool) -> Self {
         self.metadata_documents = on;
+        self
+    }
+
+    /// Whether clients may authenticate with `private_key_jwt` (RFC 7523), as ChatGPT's
+    /// metadata documents ask to. Default on; off, documents that also list `none` connect as
+    /// public clients.
+    pub fn private_key_jwt(mut self, on: bool) -> Self {
+        self.private_key_jwt = on;
         self
     }
 
@@ -441,6 +452,7 @@ impl McpAuthBuilder {
             )
             .with_expected_clients(std::mem::take(&mut self.expected_clients))
             .with_client_credentials(self.machine_clients)
+            .with_private_key_jwt(self.private_key_jwt)
             .with_scope_descriptions(std::mem::take(&mut self.scope_descriptions));
         if let Some((supported, defaults)) = self.scopes.clone() {
             config = config.with_scopes(supported, defaults);

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Accept clients identified by a Client ID Metadata Document (an https `client_id` URL,
     /// fetched with the SSRF-safe fetcher of `oauth-axum`).
     pub metadata_documents: bool,
+    /// Accept `private_key_jwt` client authentication (ChatGPT's metadata documents use it).
+    pub private_key_jwt: bool,
     /// Machine clients the operator created may use `client_credentials`, and the MCP endpoint
     /// accepts their tokens. Off: only signed-in people get tokens.
     pub machine_clients: bool,
@@ -68,6 +70,7 @@ impl Settings {
             admin_token: None,
             trusted_proxies: Vec::new(),
             metadata_documents: true,
+            private_key_jwt: true,
             machine_clients: false,
             key_encryption: None,
             rotate_signing_key_every: None,
@@ -101,6 +104,7 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
         .expected_clients(settings.expected_clients.iter().copied())
         .trusted_proxies(settings.trusted_proxies.clone())
         .metadata_documents(settings.metadata_documents)
+        .private_key_jwt(settings.private_key_jwt)
         .machine_clients(settings.machine_clients)
         .rotate_signing_key_every(settings.rotate_signing_key_every)
         .resource_name("Notes")

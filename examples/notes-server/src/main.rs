@@ -89,6 +89,11 @@ struct Cli {
     /// that this server fetches, public addresses only), as Claude Code and ChatGPT prefer.
     #[arg(long, env = "NOTES_METADATA_DOCUMENTS", default_value_t = true, action = clap::ArgAction::Set)]
     metadata_documents: bool,
+    /// Accept private_key_jwt client authentication (RFC 7523): clients that sign assertions
+    /// with their own keys, as ChatGPT's metadata documents ask to. Off: such documents that
+    /// also list `none` connect as public clients.
+    #[arg(long, env = "NOTES_PRIVATE_KEY_JWT", default_value_t = true, action = clap::ArgAction::Set)]
+    private_key_jwt: bool,
     /// Let machine clients (`clients add --machine`) obtain tokens with client_credentials and
     /// call the tools with them, with no person signed in. Off by default.
     #[arg(long, env = "NOTES_MACHINE_CLIENTS", default_value_t = false, action = clap::ArgAction::Set)]
@@ -223,6 +228,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     settings.expected_clients = cli.expected_clients.clone();
     settings.trusted_proxies = cli.trusted_proxies.clone();
     settings.metadata_documents = cli.metadata_documents;
+    settings.private_key_jwt = cli.private_key_jwt;
     settings.machine_clients = cli.machine_clients;
     settings.metrics = cli.metrics.then(|| {
         let metrics = mcp_oauth::metrics::Metrics::new();
