@@ -71,6 +71,10 @@ pub enum GrantType {
     /// `client_credentials`: only for machine clients the operator created
     /// ([`Client::machine`]), never for a self-registered or metadata-document client.
     ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 2.1) with an identity assertion
+    /// (ID-JAG) from a trusted enterprise IdP: Enterprise-Managed Authorization. Only for
+    /// clients the operator registered with it.
+    JwtBearer,
 }
 
 impl GrantType {
@@ -80,6 +84,7 @@ impl GrantType {
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
             "client_credentials" => Some(Self::ClientCredentials),
+            crate::enterprise::JWT_BEARER_GRANT => Some(Self::JwtBearer),
             _ => None,
         }
     }
@@ -90,6 +95,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::JwtBearer => crate::enterprise::JWT_BEARER_GRANT,
         }
     }
 }

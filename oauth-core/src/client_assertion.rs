@@ -110,15 +110,15 @@ impl ClientAssertion {
 }
 
 /// One usable public key of a client.
-struct ClientKey {
-    kid: Option<String>,
-    alg: Algorithm,
-    key: DecodingKey,
+pub(crate) struct ClientKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Algorithm,
+    pub(crate) key: DecodingKey,
 }
 
 /// The usable signature keys of `set` (asymmetric, of an accepted algorithm), at most
 /// [`MAX_CLIENT_KEYS`] of them.
-fn usable_keys(set: &Jwks) -> Vec<ClientKey> {
+pub(crate) fn usable_keys(set: &Jwks) -> Vec<ClientKey> {
     use jsonwebtoken::jwk::PublicKeyUse;
     set.0
         .keys
@@ -136,12 +136,12 @@ fn usable_keys(set: &Jwks) -> Vec<ClientKey> {
         .collect()
 }
 
-fn accepted(alg: Algorithm) -> bool {
+pub(crate) fn accepted(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA)
 }
 
 /// The name of an accepted algorithm, as in [`ASSERTION_ALGORITHMS`].
-fn alg_name(alg: Algorithm) -> &'static str {
+pub(crate) fn alg_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::RS256 => "RS256",
         Algorithm::PS256 => "PS256",
@@ -438,6 +438,16 @@ impl AuthorizationServer {
                 format!("client '{}' uses private_key_jwt without keys", client.id),
             ));
         };
+        self.keys_at(uri, refetch, client.id.as_str())
+            .await
+            .map_err(|why| refused(Reason::ClientKeysUnavailable, TOLD, format!("{uri}: {why}")))
+    }
+
+    /// The usable keys of the set at `uri`, for `whose` (the log's word): from the cache,
+    /// fetched when missing or expired, and when `refetch` and the last fetch is old enough.
+    /// A failed fetch keeps a set that is still fresh; otherwise its error is the operator's
+    /// detail.
+    pub(crate) async fn keys_at(&self, uri: &str, refetch: bool, whose: &str) -> Result<Arc<Vec<ClientKey>>, String> {
         let now = self.now();
         let cached = self.jwks_cache().get(uri);
         if let Some(c) = &cached {
@@ -447,15 +457,11 @@ impl AuthorizationServer {
                 return Ok(c.keys.clone());
             }
             if fresh && refetch {
-                tracing::debug!(client_id = %client.id, jwks_uri = uri, "unknown key id: fetching the client's keys again");
+                tracing::debug!(whose, jwks_uri = uri, "unknown key id: fetching the keys again");
             }
         }
         let Some(fetcher) = self.key_fetcher() else {
-            return Err(refused(
-                Reason::ClientKeysUnavailable,
-                TOLD,
-                format!("no fetcher is configured for jwks_uri {uri}"),
-            ));
+            return Err("no fetcher is configured for jwks_uri".to_owned());
         };
         match fetch_keys(fetcher.as_ref(), uri).await {
             Ok((keys, max_age)) => {
@@ -464,13 +470,12 @@ impl AuthorizationServer {
                 self.jwks_cache().put(uri, set.clone(), now);
                 Ok(set.keys)
             }
-            // A failed refetch keeps the set that is still fresh.
             Err(why) => match cached.filter(|c| c.expires_at > now) {
                 Some(c) => {
-                    tracing::warn!(client_id = %client.id, jwks_uri = uri, error = %why, "could not refetch a client's keys");
+                    tracing::warn!(whose, jwks_uri = uri, error = %why, "could not refetch keys; using the cached set");
                     Ok(c.keys)
                 }
-                None => Err(refused(Reason::ClientKeysUnavailable, TOLD, format!("{uri}: {why}"))),
+                None => Err(why),
             },
         }
     }
@@ -492,7 +497,11 @@ async fn fetch_keys(
 
 /// The key for a header's `alg` and `kid`: by `kid` when there is one, else the only key of
 /// that algorithm (`Err(n)` when there are `n` of them).
-fn pick<'k>(keys: &'k [ClientKey], alg: Algorithm, kid: Option<&str>) -> Option<Result<&'k ClientKey, usize>> {
+pub(crate) fn pick<'k>(
+    keys: &'k [ClientKey],
+    alg: Algorithm,
+    kid: Option<&str>,
+) -> Option<Result<&'k ClientKey, usize>> {
     match kid {
         Some(kid) => keys.iter().find(|k| k.alg == alg && k.kid.as_deref() == Some(kid)).map(Ok),
         None => {
@@ -506,14 +515,14 @@ fn pick<'k>(keys: &'k [ClientKey], alg: Algorithm, kid: Option<&str>) -> Option<
     }
 }
 
-fn duration_secs(d: Duration) -> i64 {
+pub(crate) fn duration_secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn clip_err(e: &jsonwebtoken::errors::Error) -> String {
+pub(crate) fn clip_err(e: &jsonwebtoken::errors::Error) -> String {
     clip_owned(e.to_string())
 }
 
-fn clip_owned(s: String) -> String {
+pub(crate) fn clip_owned(s: String) -> String {
     crate::events::escape_detail(s.chars().take(256).collect())
 }

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// `jwks` or `jwks_uri`, or described so by a metadata document. Default on. Off, a
     /// metadata document that also offers `none` is served as a public client.
     pub private_key_jwt: bool,
+    /// Enterprise IdPs whose identity assertions (ID-JAG) the jwt-bearer grant accepts
+    /// (Enterprise-Managed Authorization). Empty: the grant is off and not advertised.
+    pub enterprise_idps: Vec<crate::enterprise::EnterpriseIdp>,
     /// Documentation URL for the metadata's `service_documentation`.
     pub service_documentation: Option<String>,
     /// Clients the operator expects to connect; the self-check makes sure each one can.
@@ -99,6 +102,7 @@ impl ServerConfig {
             dynamic_registration: true,
             client_credentials: false,
             private_key_jwt: true,
+            enterprise_idps: Vec::new(),
             service_documentation: None,
             expected_clients: Vec::new(),
             scope_descriptions: std::collections::BTreeMap::new(),
@@ -112,6 +116,14 @@ impl ServerConfig {
     pub fn with_scopes(mut self, supported: ScopeSet, defaults: ScopeSet) -> Self {
         self.scopes_supported = supported;
         self.default_scopes = defaults;
+        self
+    }
+
+    /// Trusts `idp`'s identity assertions for the clients it lists (Enterprise-Managed
+    /// Authorization); see [`EnterpriseIdp`](crate::EnterpriseIdp).
+    #[must_use]
+    pub fn with_enterprise_idp(mut self, idp: crate::enterprise::EnterpriseIdp) -> Self {
+        self.enterprise_idps.push(idp);
         self
     }
 

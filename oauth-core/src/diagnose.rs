@@ -136,7 +136,7 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
 }
 
 /// What to change for each reason: see [`fix`].
-const FIXES: [(Reason, &str); 47] = [
+const FIXES: [(Reason, &str); 51] = [
     (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
     (
         Reason::ClientUnknown,
@@ -158,6 +158,22 @@ const FIXES: [(Reason, &str); 47] = [
     (
         Reason::ClientKeysUnavailable,
         "the client's public keys could not be fetched from its jwks_uri (the detail says why): check that the URL is public https and serves a JWK set with a usable signature key",
+    ),
+    (
+        Reason::IdJagUntrustedIssuer,
+        "the client presented an identity assertion from an IdP this server does not trust: add the IdP (its issuer and keys) to the enterprise IdPs, or have the client use the IdP that is configured",
+    ),
+    (
+        Reason::IdJagInvalid,
+        "the enterprise IdP's assertion (ID-JAG) was refused (the detail says which check): its aud must be this server's issuer, its client_id the client presenting it, its resource this MCP server; check the IdP's configuration for this application",
+    ),
+    (
+        Reason::IdJagReplayed,
+        "the same ID-JAG was presented twice: the client must get a new one from its IdP for each token request",
+    ),
+    (
+        Reason::IdJagUserUnknown,
+        "the enterprise IdP vouched for a person with no account here: create the user (username = the IdP's subject, or the verified email when email linking is on)",
     ),
     (
         Reason::RedirectUriNotRegistered,

@@ -65,6 +65,8 @@ wire_enum! {
         Refresh => "refresh",
         /// A client-credentials token was requested.
         ClientCredentials => "client_credentials",
+        /// An enterprise IdP's identity assertion (ID-JAG) was presented for a token.
+        EnterpriseAssertion => "enterprise_assertion",
         /// A token was revoked.
         Revocation => "revocation",
         /// A token was introspected.
@@ -93,6 +95,15 @@ wire_enum! {
         /// A `private_key_jwt` client's keys could not be obtained (its `jwks_uri` failed,
         /// or holds no usable key).
         ClientKeysUnavailable => "client_keys_unavailable",
+        /// An ID-JAG from an issuer that is not among the trusted enterprise IdPs.
+        IdJagUntrustedIssuer => "id_jag_untrusted_issuer",
+        /// An ID-JAG was refused: its type, signature, `aud`, `client_id`, `resource`,
+        /// lifetime or claims (the detail says which).
+        IdJagInvalid => "id_jag_invalid",
+        /// An ID-JAG was presented a second time (its `jti` was seen before).
+        IdJagReplayed => "id_jag_replayed",
+        /// A valid ID-JAG names a person who has no account here.
+        IdJagUserUnknown => "id_jag_user_unknown",
         /// The redirect URI is not registered for the client.
         RedirectUriNotRegistered => "redirect_uri_not_registered",
         /// The redirect URI at the token endpoint differs from the authorization request's.

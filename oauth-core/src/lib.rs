@@ -12,6 +12,7 @@ mod client_auth;
 mod clock;
 mod config;
 mod diagnose;
+mod enterprise;
 mod error;
 mod event_writer;
 mod events;
@@ -65,6 +66,7 @@ pub use crate::client_assertion::{
 };
 pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
+pub use crate::enterprise::{EnterpriseIdp, ID_JAG_TYP, IdpKeys, JWT_BEARER_GRANT, MAX_ID_JAG_LIFETIME};
 pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
 pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
 pub use crate::introspect::IntrospectionResponse;

@@ -122,6 +122,7 @@ pub(crate) struct MetadataInputs<'a> {
     pub(crate) client_credentials_enabled: bool,
     pub(crate) metadata_documents_enabled: bool,
     pub(crate) private_key_jwt: bool,
+    pub(crate) enterprise_assertions: bool,
     pub(crate) service_documentation: Option<&'a str>,
 }
 
@@ -146,6 +147,9 @@ impl AuthorizationServerMetadata {
         let mut grants = vec!["authorization_code".to_owned(), "refresh_token".to_owned()];
         if i.client_credentials_enabled {
             grants.push("client_credentials".into());
+        }
+        if i.enterprise_assertions {
+            grants.push(crate::enterprise::JWT_BEARER_GRANT.into());
         }
         Self {
             issuer: i.issuer.to_string(),
@@ -295,6 +299,7 @@ mod tests {
             client_credentials_enabled: false,
             metadata_documents_enabled: false,
             private_key_jwt: true,
+            enterprise_assertions: false,
             service_documentation: None,
         });
         let v = serde_json::to_value(&m).unwrap();

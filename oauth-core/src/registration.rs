@@ -242,6 +242,10 @@ fn grant_types(requested: Option<&[String]>) -> Result<(Vec<GrantType>, Vec<Stri
             Some(GrantType::ClientCredentials) => {
                 ignored.push("client_credentials (only for machine clients the operator creates)".into());
             }
+            // Which clients may present an enterprise IdP's assertions is the operator's too.
+            Some(GrantType::JwtBearer) => {
+                ignored.push("jwt-bearer (only for clients the operator registers with it)".into());
+            }
             Some(parsed) if !granted.contains(&parsed) => granted.push(parsed),
             Some(_) => {}
             None => ignored.push(clip(g)),

@@ -167,6 +167,7 @@ impl AuthorizationServer {
             client_credentials_enabled: self.config.client_credentials,
             metadata_documents_enabled: self.metadata_documents.is_some(),
             private_key_jwt: self.config.private_key_jwt,
+            enterprise_assertions: !self.config.enterprise_idps.is_empty(),
             service_documentation: self.config.service_documentation.as_deref(),
         })
     }

@@ -58,6 +58,8 @@ pub struct TokenRequest {
     pub client_assertion_type: Option<String>,
     /// `client_assertion` (`private_key_jwt`).
     pub client_assertion: Option<ClientAssertion>,
+    /// `assertion` (the jwt-bearer grant: an enterprise IdP's ID-JAG).
+    pub assertion: Option<ClientAssertion>,
 }
 
 impl TokenRequest {
@@ -81,6 +83,7 @@ impl TokenRequest {
             client_secret: p.take("client_secret").map(ClientSecret::new),
             client_assertion_type: p.take("client_assertion_type"),
             client_assertion: p.take("client_assertion").map(ClientAssertion::new),
+            assertion: p.take("assertion").map(ClientAssertion::new),
         })
     }
 }
@@ -139,6 +142,7 @@ impl AuthorizationServer {
         let step = match req.grant_type.as_deref() {
             Some("refresh_token") => FlowStep::Refresh,
             Some("client_credentials") => FlowStep::ClientCredentials,
+            Some(crate::enterprise::JWT_BEARER_GRANT) => FlowStep::EnterpriseAssertion,
             _ => FlowStep::CodeExchange,
         };
         let creds = match ClientCredentials::from_request(authorization, &req) {
@@ -154,6 +158,7 @@ impl AuthorizationServer {
             GrantType::AuthorizationCode => self.exchange_code(&client, req).await?,
             GrantType::RefreshToken => self.refresh(&client, req).await?,
             GrantType::ClientCredentials => self.client_credentials(&client, req).await?,
+            GrantType::JwtBearer => self.enterprise_assertion(&client, req).await?,
         };
         // `last_used_at` tells the operator a client is alive and keeps it from being swept;
         // minute precision is plenty, and it spares a busy client one write per request.
@@ -391,7 +396,7 @@ fn check_grant(grant_type: Option<&str>, client: &Client) -> Result<GrantType, F
     };
     let Some(grant) = GrantType::parse(name) else {
         let msg = format!(
-            "grant_type '{}' is not supported; supported: authorization_code, refresh_token, client_credentials",
+            "grant_type '{}' is not supported; supported: authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer",
             clip(name)
         );
         return Err(Failure::new(Reason::UnsupportedGrantType, OAuthError::unsupported_grant_type(msg)));
