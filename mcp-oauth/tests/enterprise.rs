@@ -6,6 +6,8 @@
 //! client, an untrusted issuer, an expired one, a person with no account.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_oauth::McpAuth;
 use oauth_core::{
@@ -200,4 +202,125 @@ async fn an_enterprise_idps_assertion_signs_the_person_in_and_every_bad_one_is_r
             server.diagnose(Some(id), UnixTime::from_secs(0)).await.unwrap().iter().map(|d| d.render()).collect();
         assert!(report.contains(reason.as_str()), "{what}: diagnose names {reason}:\n{report}");
     }
+}
+
+/// rmcp's Enterprise-Managed Authorization client, both legs: it exchanges the person's
+/// enterprise ID token at the IdP (this test's token-exchange endpoint, which answers with an
+/// ID-JAG it signs) and redeems the ID-JAG here with the jwt-bearer grant; its own checks of
+/// both responses pass, and the token opens the MCP endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_enterprise_client_gets_a_token_through_the_idp() {
+    use rmcp::transport::auth::default_oauth_http_client;
+    use rmcp::transport::auth::enterprise::{EmaAuthorizationServer, EmaClientAuthentication, EmaExchangeRequest};
+
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp_issuer = format!("http://{}", idp_listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let idp = Arc::new(idp_key());
+    let client_id = ClientId::parse("enterprise-app").unwrap();
+    let trusted = EnterpriseIdp::new(idp_issuer.clone(), IdpKeys::Inline(idp.jwks.clone()), vec![client_id.clone()]);
+    let stores = MemoryStore::new().into_stores();
+    let auth = McpAuth::builder(&origin)
+        .store(stores.clone())
+        .configure_server(move |c| c.with_enterprise_idp(trusted))
+        .build()
+        .await
+        .unwrap();
+    let mcp = auth.protect(axum::routing::post(echo));
+    tokio::spawn(mcp_oauth::serve(listener, auth.routes().nest_service(auth.mcp_path(), mcp)));
+    let server = auth.server().unwrap().clone();
+    let mcp_url = format!("{origin}{}", auth.mcp_path());
+    let spec = NewClient::new("Enterprise app", vec![RedirectUri::parse("https://app.example/cb").unwrap()])
+        .confidential()
+        .with_client_id(client_id.clone())
+        .with_grant_types(vec![GrantType::JwtBearer]);
+    let secret = server.operator().create_client(spec).await.unwrap().secret.unwrap();
+    let alice = oauth_core::create_user(&*stores.users, "00u1ab2cd3", "a long password", server.now()).await.unwrap();
+
+    // The IdP's token-exchange endpoint (RFC 8693): an ID token in, an ID-JAG out.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (signer, iss, log) = (idp.clone(), idp_issuer.clone(), seen.clone());
+    let (aud, resource) = (origin.clone(), mcp_url.clone());
+    let exchange = move |body: String| {
+        let pairs: std::collections::HashMap<String, String> = body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+            .collect();
+        log.lock().unwrap().push(format!(
+            "{} {} {} {}",
+            pairs["grant_type"], pairs["requested_token_type"], pairs["audience"], pairs["resource"]
+        ));
+        assert_eq!(pairs["subject_token"], "the-enterprise-id-token");
+        let claims = serde_json::json!({
+            "iss": iss, "sub": "00u1ab2cd3", "aud": aud, "client_id": "enterprise-app", "resource": resource,
+            "scope": "mcp:tools", "iat": now(), "exp": now() + 300, "jti": format!("jag-{}", now()),
+        });
+        let jag = id_jag(&signer, &claims);
+        axum::Json(serde_json::json!({
+            "access_token": jag, "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "token_type": "N_A", "scope": "mcp:tools", "expires_in": 300,
+        }))
+    };
+    let idp_app =
+        axum::Router::new().route("/token", axum::routing::post(move |body: String| async move { exchange(body) }));
+    tokio::spawn(async move { axum::serve(idp_listener, idp_app).await });
+
+    let http = default_oauth_http_client().unwrap();
+    let token = EmaExchangeRequest::new_with_id_token(
+        EmaAuthorizationServer::new(&idp_issuer, format!("{idp_issuer}/token"), "idp-client")
+            .with_client_authentication(EmaClientAuthentication::ClientSecretBasic(oauth2::ClientSecret::new(
+                "idp-secret".into(),
+            ))),
+        EmaAuthorizationServer::new(&origin, format!("{origin}/token"), "enterprise-app").with_client_authentication(
+            EmaClientAuthentication::ClientSecretPost(oauth2::ClientSecret::new(secret.secret().to_owned())),
+        ),
+        &mcp_url,
+        "the-enterprise-id-token",
+    )
+    .with_scopes(["mcp:tools"])
+    .exchange(&http, &http)
+    .await
+    .unwrap_or_else(|e| panic!("rmcp's EMA exchange: {e}"));
+    let access = token.access_token.secret();
+    assert_eq!(server.verify_access_token(access).unwrap().sub, alice.id.as_str());
+    let status = reqwest::Client::new()
+        .post(&mcp_url)
+        .bearer_auth(access)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![format!(
+            "urn:ietf:params:oauth:grant-type:token-exchange urn:ietf:params:oauth:token-type:id-jag {origin} {mcp_url}"
+        )]
+    );
+}
+
+fn percent_decode(v: &str) -> String {
+    let bytes = v.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
