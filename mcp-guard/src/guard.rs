@@ -97,7 +97,9 @@ impl Guard {
             }
         };
         let needed = config.policy.scopes_for(&target);
-        if !needed.difference(&ctx.scopes).is_empty() {
+        if !needed.difference(&config.policy.holds(&ctx.scopes)).is_empty() {
+            // The challenge names every scope the operation needs, not only the missing ones
+            // and not the token's (RFC 6750 3.1, MCP 2026-07-28): clients add it to theirs.
             let detail = format!("{} needs scope '{needed}', the token has '{}'", target.describe(), ctx.scopes);
             self.refuse(&ctx, Reason::InsufficientScope, detail.clone()).await;
             return Err(self.insufficient_scope(&needed, &detail));

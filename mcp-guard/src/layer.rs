@@ -68,6 +68,18 @@ impl McpGuardLayer {
         })
     }
 
+    /// A scope hierarchy: a token with `scope` also holds `implies` (and what those imply),
+    /// for every scope requirement of this guard. For example `notes:admin` implying
+    /// `notes:write`, which implies `notes:read`. Tool handlers that check scopes themselves
+    /// see the token's own scopes in [`crate::AuthContext::scopes`]; use
+    /// [`ScopePolicy::holds`] there for the same answer.
+    pub fn with_implied_scopes(self, scope: impl Into<String>, implies: ScopeSet) -> Self {
+        let scope = scope.into();
+        self.edit(|c| {
+            c.policy.implied.insert(scope, implies);
+        })
+    }
+
     /// The `scope` of the 401 challenge, which clients request at authorization. Default: the
     /// required scopes.
     pub fn with_challenge_scope(self, scope: impl Into<String>) -> Self {

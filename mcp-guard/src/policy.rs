@@ -44,11 +44,31 @@ pub struct ScopePolicy {
     pub per_method: HashMap<String, ScopeSet>,
     /// Needed by `tools/call` of a tool, in addition.
     pub per_tool: HashMap<String, ScopeSet>,
+    /// Scope hierarchies: a token holding the key also holds these scopes, and what they
+    /// imply in turn (`notes:admin` → `notes:write` → `notes:read`).
+    pub implied: HashMap<String, ScopeSet>,
 }
 
 impl ScopePolicy {
     pub(crate) fn needs_target(&self) -> bool {
         !self.per_method.is_empty() || !self.per_tool.is_empty()
+    }
+
+    /// The scopes `granted` holds, with every scope they imply through [`Self::implied`]
+    /// (followed to the end; a cycle adds nothing twice).
+    pub fn holds(&self, granted: &ScopeSet) -> ScopeSet {
+        if self.implied.is_empty() {
+            return granted.clone();
+        }
+        let mut held: Vec<oauth_core::Scope> = granted.iter().cloned().collect();
+        let mut next = 0;
+        while let Some(scope) = held.get(next) {
+            next += 1;
+            let Some(implied) = self.implied.get(scope.as_str()) else { continue };
+            let new: Vec<_> = implied.iter().filter(|s| !held.contains(s)).cloned().collect();
+            held.extend(new);
+        }
+        ScopeSet::from_scopes(held)
     }
 
     /// Every scope the request's target needs.
@@ -394,6 +414,21 @@ mod tests {
         // Every call of a batch counts.
         let t = Target { calls: vec![call("tools/call", Some("whoami")), call("tools/call", Some("notes_add"))] };
         assert_eq!(p.scopes_for(&t).to_string(), "mcp:tools notes:write");
+    }
+
+    #[test]
+    fn implied_scopes_are_followed_to_the_end() {
+        let mut p = ScopePolicy::default();
+        let set = |s: &str| ScopeSet::parse(s).unwrap();
+        assert_eq!(p.holds(&set("a")), set("a"), "no hierarchy: the token's scopes");
+        p.implied.insert("notes:admin".into(), set("notes:write"));
+        p.implied.insert("notes:write".into(), set("notes:read"));
+        p.implied.insert("loop:a".into(), set("loop:b"));
+        p.implied.insert("loop:b".into(), set("loop:a notes:read"));
+        assert_eq!(p.holds(&set("notes:admin")), set("notes:admin notes:write notes:read"));
+        assert_eq!(p.holds(&set("notes:write mcp:tools")), set("notes:write notes:read mcp:tools"));
+        assert_eq!(p.holds(&set("notes:read")), set("notes:read"), "nothing flows upwards");
+        assert_eq!(p.holds(&set("loop:a")), set("loop:a loop:b notes:read"), "a cycle ends");
     }
 
     #[test]

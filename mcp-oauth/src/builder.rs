@@ -54,6 +54,7 @@ pub struct McpAuthBuilder {
     scopes: Option<(ScopeSet, ScopeSet)>,
     scope_descriptions: Vec<(String, String)>,
     tool_scopes: Vec<(String, ScopeSet)>,
+    implied_scopes: Vec<(String, ScopeSet)>,
     metadata_documents: bool,
     private_key_jwt: bool,
     machine_clients: bool,
@@ -107,6 +108,7 @@ impl McpAuthBuilder {
             scopes: None,
             scope_descriptions: Vec::new(),
             tool_scopes: Vec::new(),
+            implied_scopes: Vec::new(),
             metadata_documents: true,
             private_key_jwt: true,
             machine_clients: false,
@@ -222,6 +224,13 @@ impl McpAuthBuilder {
     /// Calling the tool `tool` needs `scopes` as well (403 `insufficient_scope` naming them).
     pub fn tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
         self.tool_scopes.push((tool.into(), scopes));
+        self
+    }
+
+    /// A scope hierarchy: a token with `scope` also satisfies requirements for `implies`
+    /// (followed transitively), such as `notes:admin` implying `notes:write`.
+    pub fn implied_scopes(mut self, scope: impl Into<String>, implies: ScopeSet) -> Self {
+        self.implied_scopes.push((scope.into(), implies));
         self
     }
 
@@ -481,6 +490,9 @@ impl McpAuthBuilder {
         }
         for (tool, scopes) in std::mem::take(&mut self.tool_scopes) {
             guard = guard.with_tool_scopes(tool, scopes);
+        }
+        for (scope, implies) in std::mem::take(&mut self.implied_scopes) {
+            guard = guard.with_implied_scopes(scope, implies);
         }
         guard
     }

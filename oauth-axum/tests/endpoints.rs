@@ -239,7 +239,7 @@ async fn authorize_shows_client_errors_and_redirects_the_rest() {
             ),
             "invalid_target",
         ),
-        (authorize_url(&client, challenge.as_str()).replace("scope=mcp%3Atools", "scope=admin"), "invalid_scope"),
+        (authorize_url(&client, challenge.as_str()).replace("scope=mcp%3Atools", "scope=%22admin"), "invalid_scope"),
     ];
     for (url, code) in cases {
         let (r, _) = send(&a, get(&url)).await;

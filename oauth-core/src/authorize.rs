@@ -118,15 +118,19 @@ impl AuthorizationServer {
                 return Err(show(Failure::new(reason, OAuthError::invalid_client(msg)), Some(&client_id)).await);
             }
         };
-        let (redirect_uri, explicit) = match check_client_and_redirect(&client, req.redirect_uri.as_deref()) {
-            Ok(r) => r,
-            Err(f) => return Err(show(f, Some(&client_id)).await),
-        };
+        let (redirect_uri, explicit, redirect_note) =
+            match check_client_and_redirect(&client, req.redirect_uri.as_deref()) {
+                Ok(r) => r,
+                Err(f) => return Err(show(f, Some(&client_id)).await),
+            };
 
         // 2. Everything else is redirected to the client with `state` and `iss`.
         let state = req.state.clone().filter(|s| s.len() <= MAX_STATE_LEN);
         let checked = match check_request(&req, &client, self.config()) {
-            Ok(c) => c,
+            Ok(mut c) => {
+                c.notes.extend(redirect_note);
+                c
+            }
             Err(f) => {
                 self.record(f.event(now, step, Some(&client.id))).await;
                 let location = error_location(&redirect_uri, &f.error, state.as_deref(), self.config().issuer.as_str());
@@ -448,8 +452,12 @@ fn parse_client_id(raw: Option<&str>) -> Result<ClientId, Failure> {
 }
 
 /// The client may authorize, and where the code goes: the `redirect_uri` sent, which must be
-/// registered, or the only one registered. Whether it was sent is the second value.
-fn check_client_and_redirect(client: &Client, raw: Option<&str>) -> Result<(RedirectUri, bool), Failure> {
+/// registered, or the only one registered. Whether it was sent is the second value, the
+/// loopback policy that matched it (for the flow event) the third.
+fn check_client_and_redirect(
+    client: &Client,
+    raw: Option<&str>,
+) -> Result<(RedirectUri, bool, Option<String>), Failure> {
     let client_id = &client.id;
     if !client.active {
         let msg = format!("client '{client_id}' is deactivated on this server");
@@ -457,7 +465,7 @@ fn check_client_and_redirect(client: &Client, raw: Option<&str>) -> Result<(Redi
     }
     let Some(raw) = raw else {
         return match client.redirect_uris.as_slice() {
-            [only] => Ok((only.clone(), false)),
+            [only] => Ok((only.clone(), false, None)),
             registered => {
                 let msg = format!(
                     "redirect_uri is missing and client '{client_id}' has {} registered; the request must name one",
@@ -474,7 +482,7 @@ fn check_client_and_redirect(client: &Client, raw: Option<&str>) -> Result<(Redi
     };
     let presented = RedirectUri::parse(raw)
         .map_err(|e| Failure::new(Reason::RedirectUriNotRegistered, OAuthError::invalid_request(e.to_string())))?;
-    if client.find_redirect_uri(&presented).is_none() {
+    let Some((registered, how)) = client.registered_redirect(&presented) else {
         // The registered URIs are for the operator (log, diagnose), not for whoever opened
         // this link: they would show an attacker where codes can be sent.
         let msg = format!(
@@ -488,8 +496,9 @@ fn check_client_and_redirect(client: &Client, raw: Option<&str>) -> Result<(Redi
         return Err(
             Failure::new(Reason::RedirectUriNotRegistered, OAuthError::invalid_request(msg)).for_operator(detail)
         );
-    }
-    Ok((presented, true))
+    };
+    let note = how.policy().map(|policy| format!("{policy} (sent {presented}, registered {registered})"));
+    Ok((presented, true, note))
 }
 
 /// The request's parameters, checked in the order the RFCs name them; the first failure is
@@ -614,7 +623,7 @@ mod tests {
             ("no PKCE", |r| r.code_challenge = None, Reason::PkceMissing, InvalidRequest),
             ("plain PKCE", |r| r.code_challenge_method = Some("plain".into()), Reason::PkceMissing, InvalidRequest),
             ("short challenge", |r| r.code_challenge = Some("abc".into()), Reason::PkceMissing, InvalidRequest),
-            ("scope not offered", |r| r.scope = Some("admin:all".into()), Reason::InvalidScope, InvalidScope),
+            ("malformed scope", |r| r.scope = Some("bad\"scope".into()), Reason::InvalidScope, InvalidScope),
             (
                 "another resource",
                 |r| r.resource = vec!["https://elsewhere.example/mcp".into()],
@@ -628,6 +637,10 @@ mod tests {
             assert_eq!((f.reason, f.error.code()), (reason, code), "{what}");
             assert!(!f.error.description().is_empty(), "{what}");
         }
+        // Claude's `scope=claudeai`: nothing this server defines, so the defaults, noted.
+        let ok = check_request(&request(registered, |r| r.scope = Some("claudeai".into())), &c, &cfg).unwrap();
+        assert_eq!(ok.scopes, cfg.default_scopes);
+        assert!(ok.notes.iter().any(|n| n == "unknown_scopes_dropped (claudeai)"), "{:?}", ok.notes);
         let ok = check_request(&request(registered, |_| {}), &c, &cfg).unwrap();
         assert_eq!(ok.scopes, cfg.default_scopes);
         assert!(ok.notes.iter().any(|n| n.starts_with("resource_omitted")), "{:?}", ok.notes);
@@ -642,8 +655,8 @@ mod tests {
     fn the_redirect_uri_is_checked_before_anything_is_redirected() {
         let registered = RedirectUri::parse("https://claude.ai/api/mcp/auth_callback").unwrap();
         let c = client(TokenEndpointAuthMethod::ClientSecretBasic, &registered, false);
-        assert_eq!(check_client_and_redirect(&c, Some(registered.as_str())).unwrap(), (registered.clone(), true));
-        assert_eq!(check_client_and_redirect(&c, None).unwrap(), (registered, false), "the only one");
+        assert_eq!(check_client_and_redirect(&c, Some(registered.as_str())).unwrap(), (registered.clone(), true, None));
+        assert_eq!(check_client_and_redirect(&c, None).unwrap(), (registered, false, None), "the only one");
         let f = check_client_and_redirect(&c, Some("https://evil.example/cb")).unwrap_err();
         assert_eq!(f.reason, Reason::RedirectUriNotRegistered);
         // The client is told it is not registered, never which ones are; the operator is.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::jwks::Jwks;
-use crate::types::{ClientId, RedirectUri, ScopeSet};
+use crate::types::{ClientId, RedirectMatch, RedirectUri, ScopeSet};
 
 /// How a client authenticates at the token endpoint (RFC 7591 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -264,9 +264,10 @@ impl Client {
             && self.allows_grant(GrantType::ClientCredentials)
     }
 
-    /// The registered redirect URI matching `presented`, if any.
-    pub fn find_redirect_uri(&self, presented: &RedirectUri) -> Option<&RedirectUri> {
-        self.redirect_uris.iter().find(|r| r.matches(presented))
+    /// The registered redirect URI matching `presented`, and how it matched: an exact match
+    /// wins over a loopback leniency, whatever the registration order.
+    pub fn registered_redirect(&self, presented: &RedirectUri) -> Option<(&RedirectUri, RedirectMatch)> {
+        self.redirect_uris.iter().filter_map(|r| r.match_with(presented).map(|m| (r, m))).min_by_key(|(_, m)| *m)
     }
 
     /// The name to show a person: the client name, else its id.

@@ -81,7 +81,7 @@ pub use crate::metadata_document::{
     MetadataDocumentFetcher, client_from_document, is_document_url,
 };
 pub use crate::pkce::{CodeChallenge, CodeChallengeMethod};
-pub use crate::policy::{RedirectPolicy, RedirectRefusal};
+pub use crate::policy::{OFFLINE_ACCESS, RedirectPolicy, RedirectRefusal};
 pub use crate::refusals::{Endpoint, Limited};
 pub use crate::registration::{
     MAX_CONTACTS, MAX_REDIRECT_URIS, MAX_TEXT_LEN, RegistrationRequest, RegistrationResponse, ValidatedRegistration,
@@ -104,7 +104,7 @@ pub use crate::store::{
 };
 pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
 pub use crate::types::{
-    ClientId, GrantId, Issuer, MAX_SCOPES, MAX_URI_LEN, ParseError, RedirectKind, RedirectUri, ResourceUri, Scope,
-    ScopeSet, UserId,
+    ClientId, GrantId, Issuer, MAX_CALLBACK_ID_LEN, MAX_SCOPES, MAX_URI_LEN, ParseError, RedirectKind, RedirectMatch,
+    RedirectUri, ResourceUri, Scope, ScopeSet, UserId,
 };
 pub use crate::users::{AuthenticatedUser, Authenticator, StoreAuthenticator, UserStatus, create_user, set_password};

@@ -182,12 +182,20 @@ pub(crate) fn resolve_resource(canonical: &ResourceUri, requested: &[String]) ->
     Ok(ResolvedResource { resource: canonical.clone(), quirk })
 }
 
+/// The OpenID Connect scope for refresh tokens, which clients ask for by habit. This server
+/// issues refresh tokens to clients that registered the `refresh_token` grant, with or
+/// without it, and never lists it in the protected-resource metadata.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
 /// Resolves a requested scope string against what the server supports and what the client
 /// may request. Returns the granted scopes and the dropped unknown ones.
 ///
 /// - Absent or empty: the server's default scopes (limited to the client's).
-/// - Unknown scopes are dropped (RFC 6749 3.3 lets the server grant less) and reported, unless
-///   nothing known remains, which is `invalid_scope`.
+/// - Unknown scopes are dropped (RFC 6749 3.3 lets the server grant less) and reported; when
+///   nothing known remains (Claude has sent `scope=claudeai`, VS Code `openid profile email`),
+///   the request gets the defaults, as if it had named none. `offline_access` is one of them
+///   unless the operator defines it: refresh tokens follow the client's registered grant
+///   types, never this scope (MCP 2026-07-28).
 /// - Known scopes the client did not register are `invalid_scope`.
 pub(crate) fn resolve_scopes(
     requested: Option<&str>,
@@ -199,19 +207,14 @@ pub(crate) fn resolve_scopes(
         Some(s) => ScopeSet::parse(s).map_err(|e| OAuthError::invalid_scope(e.to_string()))?,
         None => ScopeSet::new(),
     };
-    if requested.is_empty() {
+    let known = requested.intersection(supported);
+    let unknown = requested.difference(supported);
+    if known.is_empty() {
         let granted = match client_scope {
             Some(allowed) => defaults.intersection(allowed),
             None => defaults.clone(),
         };
-        return Ok((granted, ScopeSet::new()));
-    }
-    let known = requested.intersection(supported);
-    let unknown = requested.difference(supported);
-    if known.is_empty() {
-        return Err(OAuthError::invalid_scope(format!(
-            "none of the requested scopes ({requested}) is supported; supported: {supported}"
-        )));
+        return Ok((granted, unknown));
     }
     if let Some(allowed) = client_scope {
         let extra = known.difference(allowed);
@@ -222,6 +225,18 @@ pub(crate) fn resolve_scopes(
         }
     }
     Ok((known, unknown))
+}
+
+/// A client's registered scope (registration or metadata document) without what this server
+/// does not define, as at authorization: `None` when nothing known remains, so that the client
+/// is not limited and gets the defaults. The second value is what was dropped, if anything.
+pub(crate) fn registered_scope(scope: Option<ScopeSet>, supported: &ScopeSet) -> (Option<ScopeSet>, Option<ScopeSet>) {
+    let Some(scope) = scope else {
+        return (None, None);
+    };
+    let known = scope.intersection(supported);
+    let unknown = scope.difference(supported);
+    ((!known.is_empty()).then_some(known), (!unknown.is_empty()).then_some(unknown))
 }
 
 #[cfg(test)]
@@ -271,7 +286,14 @@ mod tests {
         assert_eq!((g.to_string(), d.to_string()), ("mcp:read".into(), "".into()));
         let (g, d) = resolve_scopes(Some("mcp:write offline_access"), &sup, &def, None).unwrap();
         assert_eq!((g.to_string(), d.to_string()), ("mcp:write".into(), "offline_access".into()));
-        assert!(resolve_scopes(Some("openid"), &sup, &def, None).is_err());
+        // Nothing known: the defaults, and what was dropped is reported.
+        for all_unknown in ["claudeai", "openid profile email", "offline_access"] {
+            let (g, d) = resolve_scopes(Some(all_unknown), &sup, &def, None).unwrap();
+            assert_eq!((g.to_string(), d), ("mcp:read".into(), ScopeSet::parse(all_unknown).unwrap()));
+        }
+        let narrow = ScopeSet::parse("mcp:write").unwrap();
+        let (g, _) = resolve_scopes(Some("claudeai"), &sup, &def, Some(&narrow)).unwrap();
+        assert!(g.is_empty(), "the defaults are still limited to the client's registered scope: {g}");
         let client = ScopeSet::parse("mcp:read").unwrap();
         assert!(resolve_scopes(Some("mcp:write"), &sup, &def, Some(&client)).is_err());
         assert!(resolve_scopes(Some("bad\"scope"), &sup, &def, None).is_err());

@@ -23,14 +23,16 @@ impl AuthorizationServer {
         let Some((grant, generation)) = self.stores().grants.find_refresh_token(&hash).await? else {
             return Err(reject(unknown_refresh().noting(format!("refresh token {}", hash.short()))).await);
         };
-        let scopes = match check_refresh_grant(&grant, client, req.scope.as_deref(), &hash).and_then(|scopes| {
-            self.check_resource(&req.resource, &grant.resource)
-                .map(|()| scopes)
-                .map_err(|e| Failure::new(Reason::ResourceMismatch, e))
-        }) {
-            Ok(s) => s,
-            Err(f) => return Err(reject(f).await),
-        };
+        let scopes =
+            match check_refresh_grant(&grant, client, req.scope.as_deref(), &self.config().scopes_supported, &hash)
+                .and_then(|scopes| {
+                    self.check_resource(&req.resource, &grant.resource)
+                        .map(|()| scopes)
+                        .map_err(|e| Failure::new(Reason::ResourceMismatch, e))
+                }) {
+                Ok(s) => s,
+                Err(f) => return Err(reject(f).await),
+            };
         let grant = match self.rotate(client, grant, generation, &token, scopes).await? {
             Rotation::Issued(response) => return Ok(response),
             Rotation::Refused(f) => return Err(reject(f).await),
@@ -130,11 +132,13 @@ fn check_refresh_request(req: &mut TokenRequest) -> Result<RefreshToken, Failure
     Ok(token)
 }
 
-/// The grant is this client's, and the scope asked for, if any, narrows it (RFC 6749 6).
+/// The grant is this client's, and the scope asked for, if any, narrows it (RFC 6749 6);
+/// scopes the server does not define are dropped, as at authorization.
 pub(crate) fn check_refresh_grant(
     grant: &Grant,
     client: &Client,
     scope: Option<&str>,
+    supported: &ScopeSet,
     hash: &SecretHash,
 ) -> Result<ScopeSet, Failure> {
     if grant.client_id != client.id {
@@ -148,7 +152,12 @@ pub(crate) fn check_refresh_grant(
         return Ok(grant.scopes.clone());
     };
     match ScopeSet::parse(scope) {
-        Ok(requested) if requested.is_subset(&grant.scopes) && !requested.is_empty() => Ok(requested),
+        // Clients resend the scope string they authorized with: what this server does not
+        // define was dropped then, and is dropped again rather than failing the refresh.
+        Ok(requested) if requested.intersection(supported).is_empty() => Ok(grant.scopes.clone()),
+        Ok(requested) if requested.intersection(supported).is_subset(&grant.scopes) => {
+            Ok(requested.intersection(supported))
+        }
         Ok(requested) => {
             let msg = format!(
                 "scope '{requested}' exceeds the granted scope '{}'; a refresh can only narrow it",

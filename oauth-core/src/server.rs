@@ -14,12 +14,13 @@ use crate::jwt::{AccessTokenClaims, TokenValidation, VerifyError, verify};
 use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
 use crate::metadata::{AuthorizationServerMetadata, MetadataInputs, ProtectedResourceMetadata};
 use crate::metadata_document::{self, MetadataDocumentFetcher};
+use crate::policy::{OFFLINE_ACCESS, Quirk, registered_scope};
 use crate::registration::{RegistrationRequest, RegistrationResponse};
 use crate::secret::{ClientSecret, ClientSecretHash, ServerSecret};
 use crate::selfcheck;
 use crate::store::Stores;
 use crate::stored::{CLIENT_SECRET_PEPPER, load_server_secret, record_event};
-use crate::types::ClientId;
+use crate::types::{ClientId, ScopeSet};
 
 /// What a sweep deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -179,8 +180,12 @@ impl AuthorizationServer {
 
     /// RFC 9728 metadata for the protected MCP resource.
     pub fn protected_resource_metadata(&self) -> ProtectedResourceMetadata {
-        ProtectedResourceMetadata::new(&self.config.resource, &self.config.issuer)
-            .with_scopes(&self.config.scopes_supported)
+        // Never `offline_access` (MCP 2026-07-28): clients copy these into their request, and
+        // refresh tokens follow the registered grant types, not a scope.
+        let scopes = ScopeSet::from_scopes(
+            self.config.scopes_supported.iter().filter(|s| s.as_str() != OFFLINE_ACCESS).cloned(),
+        );
+        ProtectedResourceMetadata::new(&self.config.resource, &self.config.issuer).with_scopes(&scopes)
     }
 
     /// The public keys for `/jwks.json`.
@@ -327,7 +332,7 @@ impl AuthorizationServer {
             );
             return Err(self.fail(step, Reason::InvalidRequest, None, e, None).await);
         }
-        let valid = match request.validate(&self.config.redirect_policy) {
+        let mut valid = match request.validate(&self.config.redirect_policy) {
             Ok(v) => v,
             Err(e) => {
                 let reason = if e.code() == crate::ErrorCode::InvalidRedirectUri {
@@ -339,15 +344,8 @@ impl AuthorizationServer {
                 return Err(self.fail(step, reason, None, e, Some(format!("client_name '{name}'"))).await);
             }
         };
-        if let Some(scope) = &valid.scope
-            && scope.intersection(&self.config.scopes_supported).is_empty()
-        {
-            let e = OAuthError::invalid_client_metadata(format!(
-                "none of the registered scopes ({scope}) is supported; supported: {}",
-                self.config.scopes_supported
-            ));
-            return Err(self.fail(step, Reason::InvalidClientMetadata, None, e, None).await);
-        }
+        let dropped;
+        (valid.scope, dropped) = registered_scope(valid.scope.take(), &self.config.scopes_supported);
         if valid.auth_method == crate::client::TokenEndpointAuthMethod::PrivateKeyJwt {
             let refusal = if !self.config.private_key_jwt {
                 Some(
@@ -377,6 +375,9 @@ impl AuthorizationServer {
         );
         if !ignored.is_empty() {
             detail.push_str(&format!("; unsupported grant types dropped: {}", ignored.join(", ")));
+        }
+        if let Some(dropped) = dropped {
+            detail.push_str(&format!("; policies applied: {} ({dropped})", Quirk::UnknownScopesDropped.as_str()));
         }
         self.record(FlowEvent::success(now, step, detail).client(&client.id)).await;
         Ok(RegistrationResponse::new(&client, secret))
@@ -459,6 +460,8 @@ impl AuthorizationServer {
                     return Ok(Err((Reason::InvalidClientMetadata, msg)));
                 }
             };
+        let dropped;
+        (client.scope, dropped) = registered_scope(client.scope.take(), &self.config.scopes_supported);
         client.metadata_expires_at = Some(now.plus(fetched.cache_for()));
         self.store_document_client(&mut client, stored).await?;
         let mut detail = format!(
@@ -472,6 +475,9 @@ impl AuthorizationServer {
         if let Some(note) = fallback {
             tracing::info!(client_id = %id, policy = "auth_method_fallback", "{note}");
             detail.push_str(&format!("; policy auth_method_fallback: {note}"));
+        }
+        if let Some(dropped) = dropped {
+            detail.push_str(&format!("; policy {} ({dropped})", Quirk::UnknownScopesDropped.as_str()));
         }
         self.record(FlowEvent::success(now, step, detail).client(id)).await;
         Ok(Ok(client))

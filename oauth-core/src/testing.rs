@@ -865,11 +865,13 @@ pub async fn full_flow_issues_verifiable_tokens(stores: Stores) {
     let last_used = || async { h.server.stores().clients.client(&client).await.unwrap().unwrap().last_used_at };
     assert_eq!(last_used().await, Some(t(60)));
 
-    // Narrowing is allowed, widening is not.
+    // A scope string that does not parse is refused, and nothing rotates; a scope this
+    // server does not define is dropped, as at authorization (widening is refused by the
+    // server's own tests).
     let next = refreshed.refresh_token.as_ref().unwrap().secret().to_owned();
-    let mut wider = refresh_request(&client, &next);
-    wider.scope = Some("mcp:tools mcp:admin".into());
-    let e = h.server.token(wider, None).await.unwrap_err();
+    let mut malformed = refresh_request(&client, &next);
+    malformed.scope = Some("mcp:tools \"x".into());
+    let e = h.server.token(malformed, None).await.unwrap_err();
     assert_eq!(oauth_code(&e), ErrorCode::InvalidScope);
     assert_eq!(last_failure(&h, &client).await, Some(Reason::InvalidScope));
     h.clock.advance(Duration::from_secs(10));

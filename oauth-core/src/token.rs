@@ -582,13 +582,18 @@ mod tests {
         .unwrap();
         let hash = RefreshToken::generate().hash();
         let c1 = public_client("c1");
-        let scopes = |s: Option<&str>| check_refresh_grant(&grant, &c1, s, &hash).map(|s| s.to_string());
+        let supported = ScopeSet::parse("mcp:tools mcp:admin mcp:write").unwrap();
+        let check = |c: &Client, s: Option<&str>| check_refresh_grant(&grant, c, s, &supported, &hash);
+        let scopes = |s: Option<&str>| check(&c1, s).map(|s| s.to_string());
         assert_eq!(scopes(None).unwrap(), grant.scopes.to_string());
         assert_eq!(scopes(Some("mcp:tools")).unwrap(), "mcp:tools");
-        for wider in ["mcp:tools other", "other"] {
-            assert_eq!(check_refresh_grant(&grant, &c1, Some(wider), &hash).unwrap_err().reason, Reason::InvalidScope);
+        // What the client asked for at authorization and this server does not define.
+        assert_eq!(scopes(Some("mcp:tools claudeai")).unwrap(), "mcp:tools");
+        assert_eq!(scopes(Some("claudeai offline_access")).unwrap(), grant.scopes.to_string());
+        for wider in ["mcp:tools mcp:write", "mcp:write", "mcp:write claudeai"] {
+            assert_eq!(check(&c1, Some(wider)).unwrap_err().reason, Reason::InvalidScope, "{wider}");
         }
-        let f = check_refresh_grant(&grant, &public_client("c2"), None, &hash).unwrap_err();
+        let f = check(&public_client("c2"), None).unwrap_err();
         // Another client's token is "unknown" to it, exactly like a token that never existed.
         assert_eq!((f.reason, f.error.description()), (Reason::RefreshUnknown, unknown_refresh().error.description()));
     }

@@ -267,22 +267,82 @@ impl RedirectUri {
 
     /// Whether `presented` (from an authorization request) matches `self` (registered).
     ///
-    /// Exact string comparison, with one exception (RFC 8252 7.3): when both are loopback
-    /// redirects, the port is ignored and `localhost`, `127.0.0.1` and `[::1]` are one host,
-    /// since native clients bind whatever port is free and have switched host spelling between
-    /// releases. Path and query must still be identical.
+    /// Exact string comparison, with the loopback exceptions of [`RedirectMatch`]: when both
+    /// are loopback redirects, the port is ignored (RFC 8252 7.3), `localhost`, `127.0.0.1` and
+    /// `[::1]` are one host, and one opaque path segment may follow the registered path. The
+    /// query must still be identical.
     pub fn matches(&self, presented: &RedirectUri) -> bool {
+        self.match_with(presented).is_some()
+    }
+
+    /// How `presented` matches `self` (registered), or `None` when it does not.
+    pub fn match_with(&self, presented: &RedirectUri) -> Option<RedirectMatch> {
         if self.raw == presented.raw {
-            return true;
+            return Some(RedirectMatch::Exact);
         }
         if self.kind != RedirectKind::Loopback || presented.kind != RedirectKind::Loopback {
-            return false;
+            return None;
         }
-        match (Url::parse(&self.raw), Url::parse(&presented.raw)) {
-            (Ok(a), Ok(b)) => a.path() == b.path() && a.query() == b.query(),
-            _ => false,
+        let (Ok(registered), Ok(sent)) = (Url::parse(&self.raw), Url::parse(&presented.raw)) else {
+            return None;
+        };
+        if registered.query() != sent.query() {
+            return None;
+        }
+        let host_swapped = registered.host_str() != sent.host_str();
+        if registered.path() == sent.path() {
+            return Some(if host_swapped { RedirectMatch::LoopbackHostSwapped } else { RedirectMatch::LoopbackPort });
+        }
+        let base = registered.path().trim_end_matches('/');
+        let suffix = sent.path().strip_prefix(base).and_then(|rest| rest.strip_prefix('/'));
+        match suffix {
+            Some(segment) if is_callback_id(segment) => Some(RedirectMatch::LoopbackCallbackSuffix),
+            _ => None,
         }
     }
+}
+
+/// How a redirect URI sent at authorization matched a registered one: every way but
+/// [`Self::Exact`] is a loopback leniency, and the named ones are recorded when they apply.
+///
+/// Every leniency is loopback-only: a loopback redirect reaches a program on the person's own
+/// device, which could listen on any port anyway, so none of them lets a code leave the
+/// device. Ordered from the strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RedirectMatch {
+    /// The same string.
+    Exact,
+    /// A loopback redirect on another port (RFC 8252 7.3): what native clients do.
+    LoopbackPort,
+    /// A loopback redirect with another spelling of the host (`localhost`, `127.0.0.1`,
+    /// `[::1]`): Claude Code and Codex register one and authorize with the other.
+    LoopbackHostSwapped,
+    /// A loopback redirect whose path is the registered one plus one opaque segment of
+    /// [`MAX_CALLBACK_ID_LEN`] URL-safe characters at most: Codex appends `/callback/<id>`.
+    LoopbackCallbackSuffix,
+}
+
+/// Longest opaque segment [`RedirectMatch::LoopbackCallbackSuffix`] accepts.
+pub const MAX_CALLBACK_ID_LEN: usize = 64;
+
+impl RedirectMatch {
+    /// The named policy that applied, for flow events; `None` for an exact or port-only match,
+    /// which every native client relies on.
+    pub const fn policy(self) -> Option<&'static str> {
+        match self {
+            Self::Exact | Self::LoopbackPort => None,
+            Self::LoopbackHostSwapped => Some("loopback_host_swapped"),
+            Self::LoopbackCallbackSuffix => Some("loopback_callback_suffix"),
+        }
+    }
+}
+
+/// One path segment of URL-safe characters (`A-Z a-z 0-9 - _`), not empty, bounded.
+fn is_callback_id(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= MAX_CALLBACK_ID_LEN
+        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl fmt::Display for RedirectUri {
@@ -563,6 +623,16 @@ mod tests {
             ("http://localhost/callback", "http://127.0.0.1:8080/callback", true, "localhost vs 127.0.0.1"),
             ("http://127.0.0.1/callback", "http://[::1]:8080/callback", true, "127.0.0.1 vs [::1]"),
             ("http://127.0.0.1/callback", "http://127.0.0.1:8080/other", false, "loopback other path"),
+            ("http://127.0.0.1/callback", "http://localhost:1455/callback/Zm9vYmFyYmF6cXV4", true, "codex suffix"),
+            ("http://127.0.0.1/callback/", "http://127.0.0.1:1455/callback/abc_-9", true, "suffix after a slash"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/a/b", false, "two segments"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/", false, "empty segment"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callbackX", false, "longer segment name"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/%2e%2e", false, "encoded dots"),
+            ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/..", false, "dot segment"),
+            ("http://127.0.0.1/", "http://127.0.0.1:1455/anything", true, "root registration takes one segment"),
+            ("https://claude.ai/cb", "https://claude.ai/cb/x", false, "never for https"),
+            ("cursor://a/cb", "cursor://a/cb/x", false, "never for private-use"),
             ("http://127.0.0.1/callback", "http://127.0.0.1:8080/callback?a=b", false, "loopback query added"),
             ("http://127.0.0.1/callback", "https://127.0.0.1/callback", false, "loopback scheme change"),
             ("http://example.com/cb", "http://example.com:81/cb", false, "non-loopback port"),
@@ -582,6 +652,19 @@ mod tests {
         for (registered, presented, expect, name) in cases {
             assert_eq!(r(registered).matches(&r(presented)), *expect, "{name}: {registered} vs {presented}");
         }
+        let long = format!("http://127.0.0.1:1/cb/{}", "a".repeat(MAX_CALLBACK_ID_LEN + 1));
+        assert!(!r("http://127.0.0.1/cb").matches(&r(&long)), "an id longer than the bound");
+    }
+
+    #[test]
+    fn redirect_matches_name_their_policy() {
+        let m = |a: &str, b: &str| r(a).match_with(&r(b));
+        assert_eq!(m("http://127.0.0.1/cb", "http://127.0.0.1/cb"), Some(RedirectMatch::Exact));
+        assert_eq!(m("http://127.0.0.1/cb", "http://127.0.0.1:9/cb"), Some(RedirectMatch::LoopbackPort));
+        assert_eq!(m("http://127.0.0.1/cb", "http://localhost:9/cb"), Some(RedirectMatch::LoopbackHostSwapped));
+        assert_eq!(m("http://127.0.0.1/cb", "http://localhost:9/cb/x1"), Some(RedirectMatch::LoopbackCallbackSuffix));
+        assert_eq!(RedirectMatch::LoopbackPort.policy(), None);
+        assert_eq!(RedirectMatch::LoopbackCallbackSuffix.policy(), Some("loopback_callback_suffix"));
     }
 
     #[test]
