@@ -9,21 +9,11 @@ mod common;
 
 use std::process::Command;
 
+use common::diagnose;
 use oauth_core::CodeVerifier;
 use serde_json::Value;
 
 const CALLBACK: &str = "http://127.0.0.1:45999/callback";
-
-fn diagnose(db: &str, client_id: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(["diagnose", "--json", "--since", "1h", "--client-id", client_id, "--database-url", db])
-        .output()
-        .expect("run notes-server diagnose");
-    assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(report[0]["client_id"], client_id, "{report}");
-    report[0]["attempts"].as_array().expect("attempts").last().expect("an attempt").clone()
-}
 
 fn human(db: &str, client_id: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))

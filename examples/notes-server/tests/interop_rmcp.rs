@@ -112,37 +112,16 @@ async fn rmcp_client_completes_the_flow() {
 /// `client_credentials` grant, and the tools see the machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rmcp_machine_client_authenticates_with_private_key_jwt() {
-    use base64::Engine as _;
-    use oauth_core::{KeySet, SigningAlgorithm, StoredKey, UnixTime};
     use rmcp::transport::auth::{ClientCredentialsConfig, JwtSigningAlgorithm};
 
     let server = common::Server::start_with("rmcp-machine-jwt", &[("NOTES_MACHINE_CLIENTS", "true")]);
-    let key = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
-    let jwks =
-        serde_json::to_string(&KeySet::load(std::slice::from_ref(&key), SigningAlgorithm::Es256).unwrap().jwks())
-            .unwrap();
-    let jwks_file = std::env::temp_dir().join(format!("rmcp-machine-jwks-{}.json", std::process::id()));
-    std::fs::write(&jwks_file, jwks).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notes-server"))
-        .args(["clients", "add", "--name", "signed job", "--machine", "--jwks-file"])
-        .arg(&jwks_file)
-        .env("DATABASE_URL", server.database_url())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&jwks_file);
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!printed.contains("client_secret"), "no secret for a private_key_jwt client: {printed}");
-    let client_id = printed.lines().find_map(|l| l.strip_prefix("client_id: ")).unwrap().trim().to_owned();
+    let keys = common::ClientKeyPair::es256();
+    let client_id = common::add_signing_machine(&server, "signed job", &keys);
 
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        base64::engine::general_purpose::STANDARD.encode(&key.private_der)
-    );
     let mut state = OAuthState::new(server.mcp_url.as_str(), None).await.unwrap();
     let config = ClientCredentialsConfig::PrivateKeyJwt {
         client_id: client_id.clone(),
-        signing_key: pem.into_bytes(),
+        signing_key: keys.private_key_pem.into_bytes(),
         signing_algorithm: JwtSigningAlgorithm::ES256,
         token_endpoint_audience: None,
         scopes: vec!["mcp:tools".into()],

@@ -121,7 +121,28 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs an external client to completion and returns the JSON object on the last line of its
 /// standard output. Panics, with the client's output and the server's log, if it fails.
-pub fn run_client(server: &Server, mut cmd: Command, timeout: Duration) -> serde_json::Value {
+pub fn run_client(server: &Server, cmd: Command, timeout: Duration) -> serde_json::Value {
+    let (cmd, out) = run_client_to_end(server, cmd, timeout);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.log()
+    );
+    last_json(&stdout).unwrap_or_else(|e| panic!("{cmd:?}: {e}\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+}
+
+/// The JSON object on the last line of a client's standard output that starts with `{`.
+pub fn last_json(stdout: &str) -> Result<serde_json::Value, String> {
+    let last = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or("printed no JSON result")?;
+    serde_json::from_str(last).map_err(|e| format!("bad JSON: {e}: {last}"))
+}
+
+/// Runs an external client against `server` to completion, whatever its exit status, and
+/// returns the command and its output. Panics, with the server's log, if it overruns `timeout`.
+pub fn run_client_to_end(server: &Server, mut cmd: Command, timeout: Duration) -> (Command, std::process::Output) {
     cmd.env("MCP_URL", &server.mcp_url)
         .env("MCP_USERNAME", USERNAME)
         .env("MCP_PASSWORD", PASSWORD)
@@ -140,20 +161,7 @@ pub fn run_client(server: &Server, mut cmd: Command, timeout: Duration) -> serde
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
-        out.status,
-        server.log()
-    );
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("{cmd:?} printed no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from {cmd:?}: {e}: {last}"))
+    (cmd, out)
 }
 
 /// The checks every SDK client's result must pass: it is the client and version expected, it
@@ -231,4 +239,60 @@ pub fn operator(db: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A key pair for a `private_key_jwt` client: the public JWK set the operator registers, and
+/// the private key the client signs its assertions with.
+pub struct ClientKeyPair {
+    /// The public key as a JWK set (with a `kid`), as `clients add --jwks-file` reads it.
+    pub jwks: String,
+    /// The private key, PKCS#8 PEM.
+    pub private_key_pem: String,
+}
+
+impl ClientKeyPair {
+    /// A new ES256 (P-256) key pair.
+    pub fn es256() -> Self {
+        use base64::Engine as _;
+        use oauth_core::{KeySet, SigningAlgorithm, StoredKey, UnixTime};
+        let key = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
+        let set = KeySet::load(std::slice::from_ref(&key), SigningAlgorithm::Es256).unwrap();
+        let jwks = serde_json::to_string(&set.jwks()).unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(&key.private_der);
+        // RFC 7468 2: lines of 64 characters.
+        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let private_key_pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"));
+        Self { jwks, private_key_pem }
+    }
+}
+
+/// Creates a machine client named `name` on `server`'s database that authenticates with
+/// `private_key_jwt` against the public half of `keys` (`clients add --machine --jwks-file`),
+/// checks that it got no secret, and returns its id.
+pub fn add_signing_machine(server: &Server, name: &str, keys: &ClientKeyPair) -> String {
+    let jwks_file = server.dir().join(format!("machine-jwks-{}.json", nanos()));
+    std::fs::write(&jwks_file, &keys.jwks).unwrap();
+    let args = ["clients", "add", "--name", name, "--machine", "--jwks-file", jwks_file.to_str().unwrap()];
+    let printed = operator(&server.database_url(), &args, None);
+    let _ = std::fs::remove_file(&jwks_file);
+    assert!(printed.contains("token_endpoint_auth_method: private_key_jwt"), "not a private_key_jwt client: {printed}");
+    assert!(!printed.contains("client_secret"), "no secret for a private_key_jwt client: {printed}");
+    printed
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_else(|| panic!("no client_id printed: {printed}"))
+}
+
+/// The last connection attempt of `client_id` in the past hour, as `diagnose --json` on `db`
+/// reports it.
+pub fn diagnose(db: &str, client_id: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["diagnose", "--json", "--since", "1h", "--client-id", client_id, "--database-url", db])
+        .output()
+        .expect("run notes-server diagnose");
+    assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report[0]["client_id"], client_id, "{report}");
+    report[0]["attempts"].as_array().expect("attempts").last().expect("an attempt").clone()
 }
