@@ -310,8 +310,17 @@ impl AuthorizationServer {
         self.stores().grants.create_grant(&grant, None).await?;
         let response = self.issue(&grant, scopes, None)?;
         self.record(
-            FlowEvent::success(now, step, format!("machine token for scope '{}'; grant {}", grant.scopes, grant.id))
-                .client(&client.id),
+            FlowEvent::success(
+                now,
+                step,
+                format!(
+                    "machine token for scope '{}'; grant {}; client authenticated with {}",
+                    grant.scopes,
+                    grant.id,
+                    client.auth_method.as_str()
+                ),
+            )
+            .client(&client.id),
         )
         .await;
         Ok(response)

@@ -57,13 +57,18 @@ fn fastmcp_machine_client_authenticates_with_private_key_jwt_and_a_foreign_key_i
     assert_eq!(claims["aud"], server.base_url.as_str(), "aud is the issuer: {out}");
     println!("FastMCP's client assertion: header {header}, claims {claims}");
 
-    // The server's account: a machine token, then the MCP call, and nothing refused. The
-    // client has no secret, so the token could only have come from a verified assertion.
+    // The server's account: a machine token from a verified assertion, then the MCP call,
+    // and nothing refused.
     let attempt = common::diagnose(&db, &client_id);
     assert_eq!(attempt["verdict"], "connected", "{attempt}");
     let events = attempt["events"].as_array().expect("events");
     let succeeded = |step: &str| events.iter().any(|e| e["step"] == step && e["reason"].is_null());
     assert!(succeeded("client_credentials") && succeeded("resource_access"), "{attempt}");
+    assert!(
+        events.iter().any(|e| e["step"] == "client_credentials"
+            && e["detail"].as_str().is_some_and(|d| d.contains("authenticated with private_key_jwt"))),
+        "the token event names the method: {attempt}"
+    );
     assert!(events.iter().all(|e| e["reason"].is_null()), "a step failed: {attempt}");
     let shown = client_report(&db, &client_id);
     assert_eq!(shown["token_endpoint_auth_method"], "private_key_jwt", "{shown}");
