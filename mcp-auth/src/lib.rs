@@ -131,7 +131,7 @@ pub enum ClientsCommand {
         #[arg(long)]
         name: String,
         /// A redirect URI (repeat for several); none for `--machine` or `--introspection` alone.
-        #[arg(long = "redirect-uri", required_unless_present_any = ["machine", "introspection"])]
+        #[arg(long = "redirect-uri", required_unless_present_any = ["machine", "introspection", "enterprise"])]
         redirect_uris: Vec<String>,
         /// Give the client a secret (client_secret_post or client_secret_basic).
         #[arg(long)]
@@ -146,6 +146,12 @@ pub enum ClientsCommand {
         /// A resource server that may introspect any access token (RFC 7662); confidential.
         #[arg(long)]
         introspection: bool,
+        /// May present enterprise IdPs' identity assertions with the jwt-bearer grant
+        /// (Enterprise-Managed Authorization); confidential. List its id under the IdP's
+        /// `clients` in the server's enterprise IdPs file. With redirect URIs it may also
+        /// sign people in on this server's page.
+        #[arg(long, conflicts_with = "machine")]
+        enterprise: bool,
         /// Authenticate with private_key_jwt (RFC 7523) against the public keys in this JWK
         /// set file, instead of a secret.
         #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
@@ -368,6 +374,7 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
             trusted,
             machine,
             introspection,
+            enterprise,
             jwks_file,
             jwks_uri,
         } => {
@@ -376,6 +383,7 @@ async fn clients(op: &Operator, cmd: &ClientsCommand) -> Result<(), CliError> {
                 trusted: *trusted,
                 machine: *machine,
                 introspection: *introspection,
+                enterprise: *enterprise,
             };
             let keys = match (jwks_file, jwks_uri) {
                 (Some(path), _) => {
@@ -429,6 +437,7 @@ struct ClientKind {
     trusted: bool,
     machine: bool,
     introspection: bool,
+    enterprise: bool,
 }
 
 /// The public keys a `private_key_jwt` client authenticates with.
@@ -451,8 +460,15 @@ async fn add_client(
     } else {
         NewClient::new(name.to_owned(), parse_redirects(redirect_uris)?)
     };
-    if kind.confidential || kind.introspection {
+    if kind.confidential || kind.introspection || kind.enterprise {
         spec = spec.confidential();
+    }
+    if kind.enterprise {
+        let mut grants = vec![oauth_core::GrantType::JwtBearer];
+        if !redirect_uris.is_empty() {
+            grants.extend([oauth_core::GrantType::AuthorizationCode, oauth_core::GrantType::RefreshToken]);
+        }
+        spec = spec.with_grant_types(grants);
     }
     if kind.introspection {
         spec = spec.introspection();

@@ -15,6 +15,7 @@ use oauth_core::RedirectPolicy;
 use oauth_core::UserStore;
 use oauth_core::{Authenticator, StoreAuthenticator};
 use oauth_core::{AuthorizationServer, Clock, Error, ServerConfig, Stores, SystemClock};
+use oauth_core::{EnterpriseIdp, IdpKeys};
 use oauth_core::{Issuer, ResourceUri, ScopeSet};
 
 use crate::{Inner, McpAuth};
@@ -55,6 +56,7 @@ pub struct McpAuthBuilder {
     scope_descriptions: Vec<(String, String)>,
     tool_scopes: Vec<(String, ScopeSet)>,
     implied_scopes: Vec<(String, ScopeSet)>,
+    enterprise_idps: Vec<EnterpriseIdp>,
     metadata_documents: bool,
     private_key_jwt: bool,
     machine_clients: bool,
@@ -109,6 +111,7 @@ impl McpAuthBuilder {
             scope_descriptions: Vec::new(),
             tool_scopes: Vec::new(),
             implied_scopes: Vec::new(),
+            enterprise_idps: Vec::new(),
             metadata_documents: true,
             private_key_jwt: true,
             machine_clients: false,
@@ -224,6 +227,14 @@ impl McpAuthBuilder {
     /// Calling the tool `tool` needs `scopes` as well (403 `insufficient_scope` naming them).
     pub fn tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
         self.tool_scopes.push((tool.into(), scopes));
+        self
+    }
+
+    /// Accepts identity assertions (ID-JAGs) from this enterprise IdP at the jwt-bearer grant
+    /// (Enterprise-Managed Authorization). Keys given as [`IdpKeys::Discover`] are found from
+    /// the IdP's metadata when the builder builds; the build fails if they cannot be.
+    pub fn enterprise_idp(mut self, idp: EnterpriseIdp) -> Self {
+        self.enterprise_idps.push(idp);
         self
     }
 
@@ -408,7 +419,7 @@ impl McpAuthBuilder {
             Some(metrics) => Stores { events: metrics.count_events(stores.events.clone()), ..stores },
             None => stores,
         };
-        let config = self.server_config(&urls);
+        let mut config = self.server_config(&urls);
         // The cache watches the store the server writes through, and the verifier uses that
         // same cache: a grant revoked here (RFC 7009, a replayed code or refresh token, a
         // removed client) is refused at once, not at the token's `exp`; one revoked by another
@@ -421,11 +432,19 @@ impl McpAuthBuilder {
         if let Some(every) = self.follow_every {
             cache.follow_revocations(stores.grants.clone(), clock.clone(), every);
         }
-        let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
-        // One SSRF-safe fetcher for metadata documents and for private_key_jwt clients' jwks_uri.
+        // One SSRF-safe fetcher for metadata documents, private_key_jwt clients' jwks_uri and
+        // enterprise IdPs' keys.
         let fetcher = Arc::new(
             oauth_axum::metadata_documents::HttpsDocumentFetcher::new().with_shared_budget(shared_limits.clone()),
         );
+        for idp in &mut config.enterprise_idps {
+            if idp.keys == IdpKeys::Discover {
+                idp.keys = oauth_core::discover_idp_keys(fetcher.as_ref(), &idp.issuer)
+                    .await
+                    .map_err(|e| Error::Config(format!("enterprise IdP '{}': {e}", idp.issuer)))?;
+            }
+        }
+        let mut server = AuthorizationServer::with_clock(config, cache.watch_revocations(stores), clock).await?;
         server = server.with_client_key_fetcher(fetcher.clone());
         if self.metadata_documents {
             server = server.with_metadata_documents(fetcher);
@@ -468,6 +487,9 @@ impl McpAuthBuilder {
         }
         if let Some(kek) = self.key_encryption.take() {
             config = config.with_key_encryption(kek);
+        }
+        for idp in std::mem::take(&mut self.enterprise_idps) {
+            config = config.with_enterprise_idp(idp);
         }
         for f in std::mem::take(&mut self.configure) {
             config = f(config);

@@ -282,6 +282,12 @@ impl ServerConfig {
         if self.code_ttl.is_zero() || self.access_token_ttl.is_zero() || self.pending_ttl.is_zero() {
             return Err(Error::Config("lifetimes must be positive".into()));
         }
+        if let Some(idp) = self.enterprise_idps.iter().find(|i| i.keys == crate::enterprise::IdpKeys::Discover) {
+            return Err(Error::Config(format!(
+                "the keys of enterprise IdP '{}' are still to be discovered: resolve them with discover_idp_keys before the server starts",
+                idp.issuer
+            )));
+        }
         Ok(())
     }
 }

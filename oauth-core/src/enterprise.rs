@@ -55,6 +55,10 @@ pub enum IdpKeys {
     /// Published at this https URL (the IdP's `jwks_uri`), fetched through the server's
     /// SSRF-safe fetcher and cached.
     Url(String),
+    /// Published at the `jwks_uri` of the IdP's metadata, found by [`discover_idp_keys`]
+    /// before the server starts (the `mcp-oauth` builder does it when it builds); a server
+    /// configured with keys still to discover refuses to start.
+    Discover,
 }
 
 /// An enterprise IdP whose identity assertions this server accepts.
@@ -84,6 +88,51 @@ impl EnterpriseIdp {
         self.link_by_email = true;
         self
     }
+}
+
+/// Finds an enterprise IdP's keys by discovery: its OpenID configuration
+/// (`{issuer}/.well-known/openid-configuration`), else its RFC 8414 metadata (path-inserted),
+/// fetched with `fetcher` (the server's SSRF-safe fetcher), whose `issuer` must be `issuer`
+/// exactly and whose `jwks_uri` must be https. Done once, when the server is configured: an
+/// IdP moves its keys within its `jwks_uri`, not the `jwks_uri` itself.
+///
+/// The error says what was fetched and what was wrong with it, for the operator.
+pub async fn discover_idp_keys(
+    fetcher: &dyn crate::metadata_document::MetadataDocumentFetcher,
+    issuer: &str,
+) -> Result<IdpKeys, String> {
+    #[derive(Deserialize)]
+    struct Discovered {
+        issuer: String,
+        #[serde(default)]
+        jwks_uri: Option<String>,
+    }
+    let openid = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let oauth = crate::well_known_url("oauth-authorization-server", issuer);
+    let mut tried = Vec::new();
+    for url in [openid, oauth] {
+        let body = match fetcher.fetch(&url).await {
+            Ok(doc) => doc.body,
+            Err(e) => {
+                tried.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        let doc: Discovered = serde_json::from_slice(&body)
+            .map_err(|e| format!("{url} is not authorization server metadata: {}", clip_owned(e.to_string())))?;
+        if doc.issuer != issuer {
+            return Err(format!(
+                "{url} states issuer '{}', not '{issuer}': configure the IdP with the issuer its tokens carry",
+                clip(&doc.issuer)
+            ));
+        }
+        return match doc.jwks_uri {
+            Some(uri) if uri.starts_with("https://") && uri.len() <= crate::types::MAX_URI_LEN => Ok(IdpKeys::Url(uri)),
+            Some(uri) => Err(format!("{url} names jwks_uri '{}', which is not an https URL", clip(&uri))),
+            None => Err(format!("{url} names no jwks_uri")),
+        };
+    }
+    Err(format!("no metadata for {issuer}: {}", tried.join("; ")))
 }
 
 /// The claims of an ID-JAG that are checked.
@@ -368,6 +417,11 @@ impl AuthorizationServer {
             IdpKeys::Url(uri) => self.keys_at(uri, refetch, &idp.issuer).await.map_err(|why| {
                 invalid("the IdP's keys could not be obtained", format!("{}: {uri}: {why}", idp.issuer))
             }),
+            // ServerConfig::validate refuses it; kept total for a configuration built by hand.
+            IdpKeys::Discover => Err(invalid(
+                "the IdP's keys could not be obtained",
+                format!("{}: keys to discover were never discovered (discover_idp_keys)", idp.issuer),
+            )),
         }
     }
 }

@@ -66,7 +66,9 @@ pub use crate::client_assertion::{
 };
 pub use crate::clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use crate::diagnose::{Attempt, ClientDiagnosis, Verdict, attempts, diagnose, fix, without_connected};
-pub use crate::enterprise::{EnterpriseIdp, ID_JAG_TYP, IdpKeys, JWT_BEARER_GRANT, MAX_ID_JAG_LIFETIME};
+pub use crate::enterprise::{
+    EnterpriseIdp, ID_JAG_TYP, IdpKeys, JWT_BEARER_GRANT, MAX_ID_JAG_LIFETIME, discover_idp_keys,
+};
 pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
 pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
 pub use crate::introspect::IntrospectionResponse;

@@ -58,6 +58,66 @@ pub struct Settings {
     pub shared_limits: Option<bool>,
     /// Prometheus metrics, served at `/metrics` behind the admin token.
     pub metrics: Option<mcp_oauth::metrics::Metrics>,
+    /// Enterprise IdPs whose identity assertions (ID-JAGs) sign people in at the jwt-bearer
+    /// grant (Enterprise-Managed Authorization); see [`enterprise_idps_from_json`].
+    pub enterprise_idps: Vec<oauth_core::EnterpriseIdp>,
+}
+
+/// The largest enterprise IdP file read.
+pub const MAX_IDP_FILE: usize = 256 * 1024;
+
+/// Reads the enterprise IdPs file: a JSON array of
+/// `{"issuer", "jwks_uri"?, "jwks"?, "clients", "link_by_email"?}`. `issuer` is exactly the
+/// `iss` of the IdP's assertions; the keys are the inline `jwks`, else those at `jwks_uri`,
+/// else found from the IdP's metadata at startup; `clients` are the client ids (created with
+/// `clients add --enterprise`) that may present its assertions; `link_by_email` also finds
+/// people by a verified `email` when their `sub` is no username here.
+pub fn enterprise_idps_from_json(bytes: &[u8]) -> Result<Vec<oauth_core::EnterpriseIdp>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        issuer: String,
+        #[serde(default)]
+        jwks_uri: Option<String>,
+        #[serde(default)]
+        jwks: Option<serde_json::Value>,
+        clients: Vec<String>,
+        #[serde(default)]
+        link_by_email: bool,
+    }
+    if bytes.len() > MAX_IDP_FILE {
+        return Err(format!("the enterprise IdPs file is larger than {MAX_IDP_FILE} bytes"));
+    }
+    let entries: Vec<Entry> =
+        serde_json::from_slice(bytes).map_err(|e| format!("the enterprise IdPs file is not valid: {e}"))?;
+    let mut idps = Vec::with_capacity(entries.len());
+    for e in entries {
+        let issuer = e.issuer;
+        if !issuer.starts_with("https://") {
+            return Err(format!("enterprise IdP '{issuer}': the issuer must be an https URL"));
+        }
+        let keys = match (e.jwks, e.jwks_uri) {
+            (Some(_), Some(_)) => return Err(format!("enterprise IdP '{issuer}': give jwks or jwks_uri, not both")),
+            (Some(set), None) => oauth_core::IdpKeys::Inline(
+                oauth_core::Jwks::from_json(set.to_string().as_bytes())
+                    .map_err(|err| format!("enterprise IdP '{issuer}': jwks is not a JWK set: {err}"))?,
+            ),
+            (None, Some(uri)) if uri.starts_with("https://") => oauth_core::IdpKeys::Url(uri),
+            (None, Some(uri)) => return Err(format!("enterprise IdP '{issuer}': jwks_uri '{uri}' is not https")),
+            (None, None) => oauth_core::IdpKeys::Discover,
+        };
+        if e.clients.is_empty() {
+            return Err(format!("enterprise IdP '{issuer}': list the client ids that may present its assertions"));
+        }
+        let clients = e
+            .clients
+            .iter()
+            .map(|c| oauth_core::ClientId::parse(c).map_err(|err| format!("enterprise IdP '{issuer}': {err}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let idp = oauth_core::EnterpriseIdp::new(issuer, keys, clients);
+        idps.push(if e.link_by_email { idp.link_by_email() } else { idp });
+    }
+    Ok(idps)
 }
 
 impl Settings {
@@ -76,6 +136,7 @@ impl Settings {
             rotate_signing_key_every: None,
             shared_limits: None,
             metrics: None,
+            enterprise_idps: Vec::new(),
         }
     }
 }
@@ -120,6 +181,9 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     }
     if let Some(metrics) = &settings.metrics {
         builder = builder.metrics(metrics.clone());
+    }
+    for idp in &settings.enterprise_idps {
+        builder = builder.enterprise_idp(idp.clone());
     }
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;

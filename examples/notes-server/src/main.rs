@@ -122,6 +122,12 @@ struct Cli {
     /// admin token, no endpoint.
     #[arg(long, env = "NOTES_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+    /// Enterprise-Managed Authorization: a JSON file of the enterprise IdPs whose identity
+    /// assertions sign people in (`[{"issuer", "jwks_uri"?, "clients", "link_by_email"?}]`;
+    /// without `jwks_uri` the keys are found from the IdP's metadata at startup). Clients
+    /// that present them are created with `clients add --enterprise`.
+    #[arg(long, env = "NOTES_ENTERPRISE_IDPS_FILE", value_name = "FILE")]
+    enterprise_idps: Option<std::path::PathBuf>,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -230,6 +236,10 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     settings.metadata_documents = cli.metadata_documents;
     settings.private_key_jwt = cli.private_key_jwt;
     settings.machine_clients = cli.machine_clients;
+    if let Some(path) = &cli.enterprise_idps {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        settings.enterprise_idps = notes_server::enterprise_idps_from_json(&bytes)?;
+    }
     settings.metrics = cli.metrics.then(|| {
         let metrics = mcp_oauth::metrics::Metrics::new();
         match sql {
