@@ -9,6 +9,9 @@
 //! endpoints; the OpenID configuration, when served, must agree; the JWKS must hold a key;
 //! browser clients need CORS on the MCP endpoint with `WWW-Authenticate` exposed.
 //!
+//! With a list of clients ([`check_with_clients`]), each one's connection is then replayed
+//! with its own shapes, up to the sign-in page: see [`crate::replay`] and [`crate::clients`].
+//!
 //! Requests go through [`oauth_fetch`] configured for operator URLs, as the remote verifiers'
 //! do: no proxy, no redirects followed (a redirect is a finding), 10 s per request including
 //! DNS, 1 MiB per response; https, or plain http to loopback (a local deployment). Any address
@@ -22,6 +25,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::CliError;
+use crate::clients::Profile;
+use crate::replay::{ClientReport, Verdict};
 
 /// Largest document read from the deployment.
 const MAX_BODY: usize = 1 << 20;
@@ -53,12 +58,15 @@ pub struct CheckReport {
     pub mcp_url: String,
     /// The findings, in a client's order.
     pub findings: Vec<Finding>,
+    /// Each named client's replay (`--clients`), in the order asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientReport>,
 }
 
 impl CheckReport {
-    /// Whether every step passed.
+    /// Whether every step passed and no client's replay failed.
     pub fn passed(&self) -> bool {
-        self.findings.iter().all(|f| f.ok)
+        self.findings.iter().all(|f| f.ok) && self.clients.iter().all(|c| c.verdict != Verdict::Fail)
     }
 
     /// A human-readable report.
@@ -76,6 +84,26 @@ impl CheckReport {
         } else {
             out.push_str(&format!("{failed} problem(s): clients will fail at the first one\n"));
         }
+        if self.clients.is_empty() {
+            return out;
+        }
+        out.push_str(&format!(
+            "\nreplaying {} client(s), each as it connects, up to the sign-in page\n",
+            self.clients.len()
+        ));
+        for c in &self.clients {
+            out.push_str(&c.render());
+        }
+        let count = |v: Verdict| self.clients.iter().filter(|c| c.verdict == v).count();
+        let failing: Vec<String> =
+            self.clients.iter().filter_map(|c| c.failed_step.as_ref().map(|s| format!("{}: {s}", c.client))).collect();
+        out.push_str(&format!(
+            "clients: {} pass, {} fail, {} partly replayed{}\n",
+            count(Verdict::Pass),
+            count(Verdict::Fail),
+            count(Verdict::Partial),
+            if failing.is_empty() { String::new() } else { format!(" ({})", failing.join("; ")) }
+        ));
         out
     }
 
@@ -100,6 +128,12 @@ pub fn mcp_url_of(public_url: &str) -> Result<String, CliError> {
 
 /// Checks the deployment whose public URL is `public_url`.
 pub async fn check(public_url: &str) -> Result<CheckReport, CliError> {
+    check_with_clients(public_url, &[]).await
+}
+
+/// [`check`], then each of `clients` replayed as it connects ([`crate::replay`]), one after
+/// the other.
+pub async fn check_with_clients(public_url: &str, clients: &[&'static Profile]) -> Result<CheckReport, CliError> {
     let mcp_url = mcp_url_of(public_url)?;
     let http = Fetcher::new(
         FetchConfig::operator_urls()
@@ -107,35 +141,37 @@ pub async fn check(public_url: &str) -> Result<CheckReport, CliError> {
             .with_max_body(MAX_BODY)
             .with_user_agent(concat!("mcp-auth-check/", env!("CARGO_PKG_VERSION"))),
     );
-    let mut report = CheckReport { mcp_url: mcp_url.clone(), findings: Vec::new() };
-    let Some(prm_url) = challenge(&http, &mcp_url, &mut report).await else {
-        return Ok(report);
-    };
-    preflight(&http, &mcp_url, &mut report).await;
-    let Some(issuer) = protected_resource(&http, &prm_url, &mcp_url, &mut report).await else {
-        return Ok(report);
-    };
-    let Some(metadata) = authorization_server(&http, &issuer, &mut report).await else {
-        return Ok(report);
-    };
-    openid_configuration(&http, &issuer, &mut report).await;
-    jwks(&http, &metadata, &mut report).await;
+    let mut report = CheckReport { mcp_url: mcp_url.clone(), findings: Vec::new(), clients: Vec::new() };
+    discovery(&http, &mcp_url, &mut report).await;
+    for profile in clients {
+        report.clients.push(crate::replay::replay(&http, &mcp_url, profile).await);
+    }
     Ok(report)
 }
 
-/// A response, its body read up to [`MAX_BODY`].
-struct Fetched {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+/// The generic client's steps.
+async fn discovery(http: &Fetcher, mcp_url: &str, report: &mut CheckReport) {
+    let Some(prm_url) = challenge(http, mcp_url, report).await else { return };
+    preflight(http, mcp_url, report).await;
+    let Some(issuer) = protected_resource(http, &prm_url, mcp_url, report).await else { return };
+    let Some(metadata) = authorization_server(http, &issuer, report).await else { return };
+    openid_configuration(http, &issuer, report).await;
+    jwks(http, &metadata, report).await;
 }
 
-async fn fetch(http: &Fetcher, req: Request) -> Result<Fetched, String> {
+/// A response, its body read up to [`MAX_BODY`].
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+pub(crate) async fn fetch(http: &Fetcher, req: Request) -> Result<Fetched, String> {
     let resp = http.send(req).await.map_err(|e| e.to_string())?;
     Ok(Fetched { status: resp.status.as_u16(), headers: resp.headers, body: resp.body })
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
@@ -220,9 +256,23 @@ async fn challenge(http: &Fetcher, mcp_url: &str, report: &mut CheckReport) -> O
 
 /// The `resource_metadata` parameter of a Bearer challenge.
 fn resource_metadata_param(www: &str) -> Option<String> {
-    let start = www.find("resource_metadata=\"")? + "resource_metadata=\"".len();
-    let rest = &www[start..];
-    Some(rest[..rest.find('"')?].to_owned())
+    auth_param(www, "resource_metadata")
+}
+
+/// The quoted parameter `name` of a challenge: `name="value"`, at the start or after a space
+/// or a comma (so `scope` is not found inside `insufficient_scope`).
+pub(crate) fn auth_param(www: &str, name: &str) -> Option<String> {
+    let needle = format!("{name}=\"");
+    let mut from = 0;
+    while let Some(at) = www[from..].find(&needle).map(|i| i + from) {
+        let before = www[..at].chars().next_back();
+        if before.is_none_or(|c| c == ' ' || c == ',') {
+            let rest = &www[at + needle.len()..];
+            return Some(rest[..rest.find('"')?].to_owned());
+        }
+        from = at + needle.len();
+    }
+    None
 }
 
 async fn preflight(http: &Fetcher, mcp_url: &str, report: &mut CheckReport) {
@@ -424,6 +474,10 @@ mod tests {
             Some("https://a.example/.well-known/oauth-protected-resource/mcp")
         );
         assert_eq!(resource_metadata_param("Bearer realm=\"x\""), None);
+        assert_eq!(auth_param(www, "scope").as_deref(), Some("mcp:tools"));
+        let insufficient = r#"Bearer error="insufficient_scope", scope="a b""#;
+        assert_eq!(auth_param(insufficient, "scope").as_deref(), Some("a b"));
+        assert_eq!(auth_param(r#"Bearer error_scope="x""#, "scope"), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod check;
+pub mod clients;
 mod keys;
+pub mod replay;
 
 use std::io::Read as _;
 use std::time::Duration;
@@ -40,13 +42,19 @@ pub enum Command {
         json: bool,
     },
     /// Checks a live deployment from outside, as a client discovers it: the 401 challenge, the
-    /// protected-resource and authorization-server metadata, the keys, CORS. Exits non-zero
-    /// when a client would fail.
+    /// protected-resource and authorization-server metadata, the keys, CORS. With `--clients`,
+    /// then replays each named client's discovery, registration and authorization request up
+    /// to the sign-in page. Exits non-zero when a client would fail.
     Check {
         /// The public URL clients are given: the origin (the MCP endpoint is then
         /// `<origin>/mcp`) or the MCP endpoint's URL itself.
         #[arg(long)]
         public_url: String,
+        /// Clients to replay, comma-separated: claude, chatgpt, claude-code, cursor, vscode,
+        /// inspector, codex, gemini, goose, or all. Each registers as `mcp-auth check (<name>)`;
+        /// the report says how each registration was removed, or how to remove it.
+        #[arg(long, value_delimiter = ',', value_parser = clients::parse_name)]
+        clients: Vec<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -209,8 +217,9 @@ pub async fn run(
         Ok::<_, CliError>(oauth_core::KeyEncryption::protect(key_encryption, open_database(database_url).await?))
     };
     match command {
-        Command::Check { public_url, json } => {
-            let report = check::check(public_url).await?;
+        Command::Check { public_url, clients, json } => {
+            let profiles = if clients.is_empty() { Vec::new() } else { clients::select(clients)? };
+            let report = check::check_with_clients(public_url, &profiles).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
