@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -334,11 +334,7 @@ impl AuthorizationServer {
                 ));
             }
         };
-        let mut v = Validation::new(header.alg);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
+        let v = crate::jwt::signature_only(header.alg);
         let claims = jsonwebtoken::decode::<AssertionClaims>(assertion.as_str(), &key.key, &v)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {

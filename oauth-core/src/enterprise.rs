@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Validation;
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -37,7 +36,7 @@ use crate::secret::SecretHash;
 use crate::server::AuthorizationServer;
 use crate::store::Grant;
 use crate::token::{TokenRequest, TokenResponse};
-use crate::types::{ClientId, GrantId, UserId};
+use crate::types::{ClientId, UserId};
 
 /// The jwt-bearer grant type (RFC 7523 2.1).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -223,20 +222,9 @@ impl AuthorizationServer {
             Err(e) => return Err(reject(Failure::new(Reason::InvalidScope, e)).await),
         };
         let now = self.now();
-        let grant = Grant {
-            id: GrantId::generate(),
-            client_id: client.id.clone(),
-            user: user.clone(),
-            scopes: scopes.clone(),
-            resource: cfg.resource.clone(),
-            auth_time: UnixTime::from_secs(claims.iat.unwrap_or_else(|| now.as_secs())),
-            created_at: now,
-            generation: 0,
-            has_refresh_token: false,
-            rotated_at: None,
-            refresh_expires_at: None,
-            revoked_at: None,
-        };
+        let auth_time = UnixTime::from_secs(claims.iat.unwrap_or_else(|| now.as_secs()));
+        let grant =
+            Grant::access_only(client.id.clone(), user.clone(), scopes.clone(), cfg.resource.clone(), auth_time, now);
         self.stores().grants.create_grant(&grant, None).await?;
         let response = self.issue(&grant, scopes, None)?;
         let detail = format!(
@@ -303,11 +291,7 @@ impl AuthorizationServer {
                 format!("kid {:?} alg {} not among {}'s keys", kid.map(clip), alg_name(header.alg), idp.issuer);
             return Ok(Err(invalid("the ID-JAG was signed with a key its IdP has not published", detail)));
         };
-        let mut v = Validation::new(header.alg);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
+        let v = crate::jwt::signature_only(header.alg);
         let claims = match jsonwebtoken::decode::<IdJagClaims>(jwt, &key.key, &v) {
             Ok(d) => d.claims,
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {

@@ -219,6 +219,34 @@ pub struct Grant {
     pub revoked_at: Option<UnixTime>,
 }
 
+impl Grant {
+    /// A new grant that issues access tokens only (a machine token, an enterprise assertion):
+    /// no refresh-token family, swept like any grant once its tokens have expired.
+    pub fn access_only(
+        client_id: ClientId,
+        user: UserId,
+        scopes: ScopeSet,
+        resource: ResourceUri,
+        auth_time: UnixTime,
+        now: UnixTime,
+    ) -> Self {
+        Self {
+            id: GrantId::generate(),
+            client_id,
+            user,
+            scopes,
+            resource,
+            auth_time,
+            created_at: now,
+            generation: 0,
+            has_refresh_token: false,
+            rotated_at: None,
+            refresh_expires_at: None,
+            revoked_at: None,
+        }
+    }
+}
+
 /// One entry of the revocation feed ([`GrantStore::revocations_since`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -293,20 +293,8 @@ impl AuthorizationServer {
         let now = self.now();
         // One grant per token: RFC 7009 revokes exactly that token, and removing the client or
         // rotating its secret revokes them all. Swept like any grant without refresh tokens.
-        let grant = Grant {
-            id: GrantId::generate(),
-            client_id: client.id.clone(),
-            user: UserId::for_client(&client.id),
-            scopes: scopes.clone(),
-            resource,
-            auth_time: now,
-            created_at: now,
-            generation: 0,
-            has_refresh_token: false,
-            rotated_at: None,
-            refresh_expires_at: None,
-            revoked_at: None,
-        };
+        let user = UserId::for_client(&client.id);
+        let grant = Grant::access_only(client.id.clone(), user, scopes.clone(), resource, now, now);
         self.stores().grants.create_grant(&grant, None).await?;
         let response = self.issue(&grant, scopes, None)?;
         self.record(
