@@ -49,7 +49,7 @@ fuzz_target!(|query: &[u8]| {
                 assert!(req.response_mode.as_deref().is_none_or(|m| m == "query"));
                 assert_eq!(pending.state, req.state);
                 assert!(pending.state.as_ref().is_none_or(|s| s.len() <= MAX_STATE_LEN));
-                assert!(client.find_redirect_uri(&pending.redirect_uri).is_some(), "unregistered redirect accepted");
+                assert!(client.registered_redirect(&pending.redirect_uri).is_some(), "unregistered redirect accepted");
                 match req.redirect_uri.as_deref() {
                     Some(raw) => assert_eq!(pending.redirect_uri.as_str(), raw),
                     None => assert_eq!(client.redirect_uris.len(), 1),
@@ -90,7 +90,7 @@ fuzz_target!(|query: &[u8]| {
                         client.redirect_uris[0].clone()
                     }
                 };
-                assert!(client.find_redirect_uri(&target).is_some(), "error redirected to an unregistered {target}");
+                assert!(client.registered_redirect(&target).is_some(), "error redirected to an unregistered {target}");
                 check_location(&location, &target, &error, req.state.as_deref());
             }
             Err(other) => panic!("an internal error on the memory store: {other:?} for {req:?}"),

@@ -20,6 +20,8 @@ mod secret_error;
 pub mod serve;
 mod session;
 mod shared;
+#[cfg(feature = "upstream")]
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

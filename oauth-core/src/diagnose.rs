@@ -136,7 +136,7 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
 }
 
 /// What to change for each reason: see [`fix`].
-const FIXES: [(Reason, &str); 51] = [
+const FIXES: [(Reason, &str); 57] = [
     (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
     (
         Reason::ClientUnknown,
@@ -174,6 +174,30 @@ const FIXES: [(Reason, &str); 51] = [
     (
         Reason::IdJagUserUnknown,
         "the enterprise IdP vouched for a person with no account here: create the user (username = the IdP's subject, or the verified email when email linking is on)",
+    ),
+    (
+        Reason::UpstreamStateMismatch,
+        "the sign-in came back from the upstream provider to a browser that did not start it, or after 10 minutes: the person should start again from the application; if it happens to everyone, check that the callback URL's host is the public URL's (the flow cookie is bound to it)",
+    ),
+    (
+        Reason::UpstreamRefused,
+        "the upstream provider refused the sign-in (the detail has its error): check this server's client id, secret and callback URL registered at the provider",
+    ),
+    (
+        Reason::UpstreamUnreachable,
+        "the upstream provider could not be reached or did not answer its protocol: check the network path to it and its issuer URL",
+    ),
+    (
+        Reason::UpstreamIdTokenInvalid,
+        "the upstream provider's id_token was refused (the detail says which check): check the configured issuer (exactly as in its tokens) and client id",
+    ),
+    (
+        Reason::UpstreamNonceMismatch,
+        "the upstream id_token was not issued for this sign-in, or was used twice: a replay, or a provider that does not echo the nonce",
+    ),
+    (
+        Reason::UpstreamUserRefused,
+        "the upstream provider signed in someone the allow-list does not admit (the detail says which rule): widen the allow-list, or this person may not use the server",
     ),
     (
         Reason::RedirectUriNotRegistered,

@@ -67,6 +67,8 @@ wire_enum! {
         ClientCredentials => "client_credentials",
         /// An enterprise IdP's identity assertion (ID-JAG) was presented for a token.
         EnterpriseAssertion => "enterprise_assertion",
+        /// The person signed in at an upstream identity provider and came back.
+        UpstreamSignIn => "upstream_sign_in",
         /// A token was revoked.
         Revocation => "revocation",
         /// A token was introspected.
@@ -104,6 +106,20 @@ wire_enum! {
         IdJagReplayed => "id_jag_replayed",
         /// A valid ID-JAG names a person who has no account here.
         IdJagUserUnknown => "id_jag_user_unknown",
+        /// An upstream sign-in came back to a browser that did not start it: no flow cookie,
+        /// one that does not open, is expired or for another provider, or another `state`.
+        UpstreamStateMismatch => "upstream_state_mismatch",
+        /// The upstream provider refused: an `error` at the callback, or at its token endpoint.
+        UpstreamRefused => "upstream_refused",
+        /// The upstream provider could not be reached, or answered what is not its protocol.
+        UpstreamUnreachable => "upstream_unreachable",
+        /// The upstream `id_token` was refused: signature, `iss`, `aud`, `azp`, `exp` or `iat`
+        /// (the detail says which).
+        UpstreamIdTokenInvalid => "upstream_id_token_invalid",
+        /// The upstream `id_token`'s `nonce` is not this flow's, or was used before.
+        UpstreamNonceMismatch => "upstream_nonce_mismatch",
+        /// The upstream provider signed in a person the allow-list does not admit.
+        UpstreamUserRefused => "upstream_user_refused",
         /// The redirect URI is not registered for the client.
         RedirectUriNotRegistered => "redirect_uri_not_registered",
         /// The redirect URI at the token endpoint differs from the authorization request's.

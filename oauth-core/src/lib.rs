@@ -38,6 +38,7 @@ mod sessions;
 mod store;
 mod token;
 mod types;
+pub mod upstream;
 mod users;
 
 mod escape;

@@ -1,0 +1,382 @@
+//! Upstream sign-in against an OpenID provider this test plays over a real socket: its
+//! discovery document, its keys, and a token endpoint that checks the client secret and the
+//! PKCE verifier and issues the `id_token` the test asks for. The sign-in succeeds, and each
+//! way a stranger or a broken provider could get a person signed in is refused with its
+//! reason: a callback in another browser, a tampered or expired flow cookie, another flow's
+//! state or nonce, a forged signature, another audience, an expired token, the allow-list.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use oauth_axum::upstream::FetchUpstream;
+use oauth_core::upstream::{AllowList, UpstreamClient, UpstreamError, UpstreamProvider, UpstreamSecret};
+use oauth_core::{Clock as _, KeySet, Reason, SigningAlgorithm, StoredKey, SystemClock, UnixTime};
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "mcp-notes";
+const SECRET: &str = "upstream-client-secret";
+const CALLBACK: &str = "https://mcp.example.com/upstream/test/callback";
+
+struct Key {
+    kid: String,
+    signing: EncodingKey,
+    jwks: Value,
+}
+
+fn key() -> Key {
+    let stored = StoredKey::generate(SigningAlgorithm::Es256, UnixTime::from_secs(1)).unwrap();
+    let jwks = json!(KeySet::load(std::slice::from_ref(&stored), SigningAlgorithm::Es256).unwrap().jwks());
+    Key { kid: stored.kid.clone(), signing: EncodingKey::from_ec_der(&stored.private_der), jwks }
+}
+
+/// What the provider issues for a code: the `id_token` and the PKCE challenge it was
+/// requested with.
+#[derive(Default)]
+struct Provider {
+    codes: Mutex<HashMap<String, (String, String)>>,
+    token_requests: Mutex<Vec<HashMap<String, String>>>,
+}
+
+async fn token(State(p): State<Arc<Provider>>, body: Bytes) -> (axum::http::StatusCode, Json<Value>) {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    p.token_requests.lock().unwrap().push(form.clone());
+    let bad = |e: &str| (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": e})));
+    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
+        || form.get("client_secret").map(String::as_str) != Some(SECRET)
+    {
+        return bad("invalid_client");
+    }
+    let Some((id_token, challenge)) = form.get("code").and_then(|c| p.codes.lock().unwrap().remove(c)) else {
+        return bad("invalid_grant");
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let computed = oauth_core::CodeChallenge::s256(&oauth_core::CodeVerifier::new(verifier));
+    if computed.as_str() != challenge {
+        return bad("invalid_grant");
+    }
+    (
+        axum::http::StatusCode::OK,
+        Json(
+            json!({"access_token": "upstream-access", "refresh_token": "upstream-refresh", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token}),
+        ),
+    )
+}
+
+struct Idp {
+    issuer: String,
+    key: Key,
+    state: Arc<Provider>,
+}
+
+async fn idp() -> Idp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let key = key();
+    let state = Arc::new(Provider::default());
+    let discovery = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "code_challenge_methods_supported": ["S256"],
+    });
+    let jwks = key.jwks.clone();
+    let app = Router::new()
+        .route("/.well-known/openid-configuration", get(move || async move { Json(discovery) }))
+        .route("/jwks", get(move || async move { Json(jwks) }))
+        .route("/token", post(token))
+        .with_state(state.clone());
+    tokio::spawn(oauth_axum::serve::serve(listener, app, Default::default(), std::future::pending()));
+    Idp { issuer, key, state }
+}
+
+async fn client(idp: &Idp, edit: impl FnOnce(&mut UpstreamProvider)) -> UpstreamClient {
+    let mut provider = UpstreamProvider::oidc("test", "Test IdP", &idp.issuer, CLIENT_ID, UpstreamSecret::new(SECRET));
+    edit(&mut provider);
+    UpstreamClient::discover(provider, Arc::new(FetchUpstream::new())).await.unwrap()
+}
+
+fn now() -> UnixTime {
+    SystemClock.now()
+}
+
+/// One browser's trip: the flow started, the parameters the provider saw, the cookie.
+struct Trip {
+    cookie: String,
+    state: String,
+    nonce: String,
+    challenge: String,
+}
+
+fn start(c: &UpstreamClient, key: &[u8; 32]) -> Trip {
+    let s = c.start("pending-1", CALLBACK, key, now()).unwrap();
+    let url = url::Url::parse(&s.location).unwrap();
+    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["redirect_uri"], CALLBACK);
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["scope"].split(' ').any(|s| s == "openid"));
+    assert!(!s.cookie.contains(&q["code_challenge"]) && !s.cookie.contains(&q["state"]), "the cookie is sealed");
+    Trip {
+        cookie: s.cookie,
+        state: q["state"].clone(),
+        nonce: q["nonce"].clone(),
+        challenge: q["code_challenge"].clone(),
+    }
+}
+
+/// The provider signs the person in: a code whose `id_token` has `claims` over the defaults.
+fn sign_in(idp: &Idp, trip: &Trip, edit: impl FnOnce(&mut Value), signer: Option<&Key>) -> String {
+    let t = now().as_secs();
+    let mut claims = json!({
+        "iss": idp.issuer, "sub": "248289761001", "aud": CLIENT_ID, "exp": t + 300, "iat": t,
+        "nonce": trip.nonce, "email": "jane@example.com", "email_verified": true, "name": "Jane Doe",
+    });
+    edit(&mut claims);
+    let signer = signer.unwrap_or(&idp.key);
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(idp.key.kid.clone());
+    let id_token = jsonwebtoken::encode(&header, &claims, &signer.signing).unwrap();
+    let code = format!("code-{}", rand());
+    idp.state.codes.lock().unwrap().insert(code.clone(), (id_token, trip.challenge.clone()));
+    code
+}
+
+fn rand() -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+fn query(state: &str, code: &str) -> Vec<(String, String)> {
+    vec![("state".into(), state.into()), ("code".into(), code.into())]
+}
+
+async fn finish(
+    c: &UpstreamClient,
+    cookie: Option<&str>,
+    q: &[(String, String)],
+    key: &[u8; 32],
+) -> Result<oauth_core::upstream::UpstreamSignIn, UpstreamError> {
+    c.finish(cookie, q, CALLBACK, key, now(), Duration::from_secs(60)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_through_the_provider() {
+    let idp = idp().await;
+    let c = client(&idp, |_| {}).await;
+    let key = [7u8; 32];
+    let trip = start(&c, &key);
+    let code = sign_in(&idp, &trip, |_| {}, None);
+    let done = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap();
+    assert_eq!(done.pending, "pending-1");
+    assert_eq!(
+        (done.identity.subject.as_str(), done.identity.email.as_deref()),
+        ("248289761001", Some("jane@example.com"))
+    );
+    assert!(done.identity.email_verified);
+    assert_eq!(done.tokens.access_token, "upstream-access");
+    assert_eq!(done.tokens.refresh_token.as_deref(), Some("upstream-refresh"));
+    assert_eq!(done.nonce, trip.nonce);
+    assert!(!format!("{:?}", done.tokens).contains("upstream-access"), "tokens are not in Debug");
+    // The secret went in the form (the provider lists client_secret_post), with the verifier.
+    let sent = idp.state.token_requests.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(sent["redirect_uri"], CALLBACK);
+    assert!(!format!("{c:?}").contains(SECRET), "the client secret is not in Debug");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_in_a_browser_that_did_not_start_the_flow_is_refused() {
+    let idp = idp().await;
+    let c = client(&idp, |_| {}).await;
+    let key = [7u8; 32];
+    // The attacker starts a flow in their own browser and signs in as themselves; the victim's
+    // browser is made to open the callback with the attacker's code and state.
+    let attacker = start(&c, &key);
+    let victim = start(&c, &key);
+    let code = sign_in(&idp, &attacker, |_| {}, None);
+    let q = query(&attacker.state, &code);
+    let mut tampered = victim.cookie.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (cookie, what) in [
+        (None, "no cookie"),
+        (Some(victim.cookie.as_str()), "the victim's own cookie"),
+        (Some(tampered.as_str()), "a tampered cookie"),
+    ] {
+        let e = finish(&c, cookie, &q, &key).await.unwrap_err();
+        assert_eq!(e.reason, Reason::UpstreamStateMismatch, "{what}: {e}");
+        assert!(!e.told.contains("cookie"), "the person is told plainly: {}", e.told);
+    }
+    // Another server's key, and an expired flow.
+    let e = finish(&c, Some(&attacker.cookie), &q, &[8u8; 32]).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamStateMismatch);
+    let later = now().plus(Duration::from_secs(601));
+    let e = c.finish(Some(&attacker.cookie), &q, CALLBACK, &key, later, Duration::ZERO).await.unwrap_err();
+    assert_eq!((e.reason, e.detail.contains("expired")), (Reason::UpstreamStateMismatch, true), "{e}");
+    // A cookie of another provider of this server does not open for this one.
+    let other = client(&idp, |p| p.id = "other".into()).await;
+    let e = finish(&other, Some(&attacker.cookie), &q, &key).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamStateMismatch);
+    assert!(idp.state.token_requests.lock().unwrap().is_empty(), "no refused callback reached the token endpoint");
+    // The attacker's own browser still finishes: the code was never spent.
+    assert!(finish(&c, Some(&attacker.cookie), &q, &key).await.is_ok());
+}
+
+/// What is wrong with an `id_token`: the name, the change, who signs, the reason, a word of the detail.
+type Case<'k> = (&'static str, Box<dyn Fn(&mut Value)>, Option<&'k Key>, Reason, &'static str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_token_check_refuses_with_its_reason() {
+    let idp = idp().await;
+    let c = client(&idp, |_| {}).await;
+    let key = [7u8; 32];
+    let foreign = self::key();
+    let t = now().as_secs();
+    let cases: Vec<Case<'_>> = vec![
+        ("forged signature", Box::new(|_| {}), Some(&foreign), Reason::UpstreamIdTokenInvalid, "signature"),
+        ("other audience", Box::new(|c| c["aud"] = "someone-else".into()), None, Reason::UpstreamIdTokenInvalid, "aud"),
+        (
+            "other issuer",
+            Box::new(|c| c["iss"] = "https://evil.example".into()),
+            None,
+            Reason::UpstreamIdTokenInvalid,
+            "iss",
+        ),
+        ("expired", Box::new(move |c| c["exp"] = (t - 120).into()), None, Reason::UpstreamIdTokenInvalid, "expired"),
+        (
+            "issued ahead",
+            Box::new(move |c| c["iat"] = (t + 600).into()),
+            None,
+            Reason::UpstreamIdTokenInvalid,
+            "future",
+        ),
+        (
+            "another flow's nonce",
+            Box::new(|c| c["nonce"] = "not-this-one".into()),
+            None,
+            Reason::UpstreamNonceMismatch,
+            "nonce",
+        ),
+        (
+            "no nonce",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+            None,
+            Reason::UpstreamNonceMismatch,
+            "nonce",
+        ),
+        (
+            "several audiences, no azp",
+            Box::new(|c| c["aud"] = json!([CLIENT_ID, "other"])),
+            None,
+            Reason::UpstreamIdTokenInvalid,
+            "azp",
+        ),
+        ("another azp", Box::new(|c| c["azp"] = "other".into()), None, Reason::UpstreamIdTokenInvalid, "azp"),
+        (
+            "no sub",
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+            None,
+            Reason::UpstreamIdTokenInvalid,
+            "sub",
+        ),
+    ];
+    for (what, edit, signer, reason, says) in cases {
+        let trip = start(&c, &key);
+        let code = sign_in(&idp, &trip, |c| edit(c), signer);
+        let e = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap_err();
+        assert_eq!(e.reason, reason, "{what}: {e}");
+        assert!(e.detail.contains(says), "{what}: {e}");
+    }
+    // Several audiences with this client as azp is fine.
+    let trip = start(&c, &key);
+    let code = sign_in(
+        &idp,
+        &trip,
+        |c| {
+            c["aud"] = json!([CLIENT_ID, "other"]);
+            c["azp"] = CLIENT_ID.into();
+        },
+        None,
+    );
+    assert!(finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_and_the_providers_refusals_are_named() {
+    let idp = idp().await;
+    let key = [7u8; 32];
+    let c = client(&idp, |p| p.allow = AllowList::default().email_domains(["example.org"])).await;
+    let trip = start(&c, &key);
+    let code = sign_in(&idp, &trip, |_| {}, None);
+    let e = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamUserRefused);
+    assert!(e.detail.contains("example.com"), "{e}");
+    // An unverified email does not pass a domain rule, whatever its domain.
+    let trip = start(&c, &key);
+    let code = sign_in(
+        &idp,
+        &trip,
+        |c| {
+            c["email"] = "jo@example.org".into();
+            c["email_verified"] = false.into();
+        },
+        None,
+    );
+    let e = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamUserRefused, "{e}");
+    // A claim rule: groups must hold mcp-users.
+    let groups = client(&idp, |p| p.allow = AllowList::default().claim("groups", ["mcp-users"])).await;
+    for (held, ok) in [(json!(["staff", "mcp-users"]), true), (json!(["staff"]), false)] {
+        let trip = start(&groups, &key);
+        let code = sign_in(&idp, &trip, |c| c["groups"] = held.clone(), None);
+        assert_eq!(finish(&groups, Some(&trip.cookie), &query(&trip.state, &code), &key).await.is_ok(), ok, "{held}");
+    }
+    // The person declined at the provider; a code the provider does not know.
+    let c = client(&idp, |_| {}).await;
+    let trip = start(&c, &key);
+    let q = vec![("state".into(), trip.state.clone()), ("error".into(), "access_denied".into())];
+    let e = finish(&c, Some(&trip.cookie), &q, &key).await.unwrap_err();
+    assert_eq!((e.reason, e.detail.contains("access_denied")), (Reason::UpstreamRefused, true), "{e}");
+    let e = finish(&c, Some(&trip.cookie), &query(&trip.state, "no-such-code"), &key).await.unwrap_err();
+    assert_eq!((e.reason, e.detail.contains("invalid_grant")), (Reason::UpstreamRefused, true), "{e}");
+    // RFC 9207: an iss at the callback that is not this provider's.
+    let q = vec![
+        ("state".into(), trip.state.clone()),
+        ("code".into(), "x".into()),
+        ("iss".into(), "https://evil.example".into()),
+    ];
+    assert_eq!(finish(&c, Some(&trip.cookie), &q, &key).await.unwrap_err().reason, Reason::UpstreamStateMismatch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_refuses_what_no_sign_in_could_trust() {
+    let idp = idp().await;
+    let http = Arc::new(FetchUpstream::new());
+    let wrong =
+        UpstreamProvider::oidc("test", "Test", format!("{}/", idp.issuer), CLIENT_ID, UpstreamSecret::new(SECRET));
+    let e = UpstreamClient::discover(wrong, http.clone()).await.unwrap_err();
+    assert!(e.contains("states issuer"), "{e}");
+    let bad_id = UpstreamProvider::oidc("Test IdP", "Test", &idp.issuer, CLIENT_ID, UpstreamSecret::new(SECRET));
+    assert!(UpstreamClient::discover(bad_id, http.clone()).await.unwrap_err().contains("a-z"));
+    let mut no_openid = UpstreamProvider::oidc("test", "Test", &idp.issuer, CLIENT_ID, UpstreamSecret::new(SECRET));
+    no_openid.scopes = vec!["email".into()];
+    assert!(UpstreamClient::discover(no_openid, http.clone()).await.unwrap_err().contains("openid"));
+    let plain =
+        UpstreamProvider::oidc("test", "Test", "http://idp.example.com", CLIENT_ID, UpstreamSecret::new(SECRET));
+    assert!(UpstreamClient::discover(plain, http).await.unwrap_err().contains("must be https"));
+}

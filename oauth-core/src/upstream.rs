@@ -1,0 +1,1032 @@
+//! Upstream sign-in: the person signs in at an identity provider of the operator's choosing
+//! (Google, GitHub, Microsoft Entra, Okta, Auth0, Keycloak, or any OpenID provider by its
+//! issuer) instead of with a password here, and comes back to finish the authorization.
+//!
+//! What this module does, in the order of a sign-in:
+//! 1. [`UpstreamClient::discover`]: the provider's OpenID configuration (issuer checked
+//!    exactly), or GitHub's fixed endpoints.
+//! 2. [`UpstreamClient::start`]: the URL to send the browser to (code flow, PKCE S256, a
+//!    `state` and a `nonce`), and the sealed value of the cookie that binds the callback to
+//!    this browser: AES-256-GCM under a key of the server's, holding the pending
+//!    authorization, the state, the nonce and the PKCE verifier, valid [`FLOW_LIFETIME`].
+//! 3. [`UpstreamClient::finish`]: at the callback, the cookie must open, be this provider's,
+//!    unexpired, and hold the `state` sent back (compared in constant time): a callback in a
+//!    browser that did not start the flow is refused, so a stranger cannot have a victim's
+//!    browser finish the stranger's sign-in (a login CSRF or confused deputy). Then the code
+//!    is exchanged (with the verifier) and the `id_token` checked: signature by a key of the
+//!    provider's JWKS (asymmetric algorithms only), `iss`, `aud` holding the client id, `azp`
+//!    when present, `exp`, `iat`, and the `nonce` of this flow. GitHub has no `id_token`: the
+//!    person is read from its API with the access token.
+//! 4. The [`AllowList`] decides whether this person may sign in.
+//!
+//! Every refusal is an [`UpstreamError`] with a [`Reason`] of its own for the flow events, a
+//! sentence for the person, and the detail for the operator.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use crate::client_assertion::{ClientKey, accepted, alg_name, clip_err, pick, usable_keys};
+use crate::clock::UnixTime;
+use crate::events::Reason;
+use crate::jwks::Jwks;
+use crate::jwt::Audience;
+use crate::metadata_document::DocumentFetchError;
+use crate::params::clip;
+use crate::pkce::CodeChallenge;
+use crate::secret::CodeVerifier;
+use crate::secret::ct_eq;
+
+/// How long a browser has between leaving for the provider and coming back.
+pub const FLOW_LIFETIME: Duration = Duration::from_secs(600);
+/// Longest answer read from a provider.
+pub const MAX_UPSTREAM_ANSWER: usize = 256 * 1024;
+/// Least time between two fetches of a provider's keys for an unknown `kid`.
+const KEYS_REFETCH: i64 = 30;
+/// Longest a provider's keys are kept without a fetch.
+const KEYS_KEEP: i64 = 3600;
+/// The label of the key the flow cookie is sealed with ([`crate::AuthorizationServer::derive_secret`]).
+pub const FLOW_COOKIE_KEY: &str = "upstream flow cookie";
+
+/// A provider's client secret: never in `Debug`, logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamSecret(String);
+
+impl UpstreamSecret {
+    /// The secret the provider issued for this server's client.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the token request.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UpstreamSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UpstreamSecret([redacted])")
+    }
+}
+
+/// What kind of provider it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpstreamKind {
+    /// An OpenID provider, found by discovery from its issuer. `tenant_template`: the issuer
+    /// is a template with `{tenantid}` (Microsoft Entra's multi-tenant endpoints), filled in
+    /// from each `id_token`'s `tid` before the exact comparison.
+    Oidc {
+        /// The issuer, exactly as in its `id_token`s (or the template).
+        issuer: String,
+        /// Whether `issuer` holds `{tenantid}`.
+        tenant_template: bool,
+    },
+    /// GitHub's OAuth 2 (no OpenID): the person from `https://api.github.com/user`.
+    GitHub,
+}
+
+/// Who may sign in through a provider. Empty lists allow everyone the provider signs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AllowList {
+    /// Verified email domains allowed (`example.com`); empty: any.
+    pub email_domains: Vec<String>,
+    /// Claims that must hold one of the values (`groups` contains `mcp-users`, `hd` is
+    /// `example.com`, Entra's `tid`): every listed claim must match.
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+impl AllowList {
+    /// Allows people with a verified email in one of `domains`.
+    #[must_use]
+    pub fn email_domains<I: IntoIterator<Item = S>, S: Into<String>>(mut self, domains: I) -> Self {
+        self.email_domains = domains.into_iter().map(|d| d.into().to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Also requires `claim` (a string, or an array of strings) to hold one of `values`.
+    #[must_use]
+    pub fn claim<I: IntoIterator<Item = S>, S: Into<String>>(mut self, claim: impl Into<String>, values: I) -> Self {
+        self.claims.push((claim.into(), values.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Whether `who` may sign in; `Err` says which rule refused, for the operator.
+    pub fn check(&self, who: &UpstreamIdentity) -> Result<(), String> {
+        if !self.email_domains.is_empty() {
+            let domain = who
+                .email
+                .as_deref()
+                .filter(|_| who.email_verified)
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase());
+            match domain {
+                Some(d) if self.email_domains.contains(&d) => {}
+                Some(d) => return Err(format!("email domain '{}' is not among {:?}", clip(&d), self.email_domains)),
+                None => return Err("no verified email, and only some email domains may sign in".into()),
+            }
+        }
+        for (claim, values) in &self.claims {
+            let held: Vec<&str> = match who.claims.get(claim) {
+                Some(serde_json::Value::String(s)) => vec![s.as_str()],
+                Some(serde_json::Value::Array(a)) => a.iter().filter_map(serde_json::Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if !held.iter().any(|h| values.iter().any(|v| v == h)) {
+                return Err(format!("claim '{claim}' holds none of {values:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upstream provider as the operator configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamProvider {
+    /// Its id in URLs, flow events and account links: `[a-z0-9-]`, at most 32 characters.
+    pub id: String,
+    /// The name on the sign-in page's button ("Google").
+    pub display_name: String,
+    /// What kind of provider it is.
+    pub kind: UpstreamKind,
+    /// This server's client id at the provider.
+    pub client_id: String,
+    /// This server's client secret at the provider.
+    pub client_secret: UpstreamSecret,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// Extra authorization-request parameters (Auth0's `audience`).
+    pub extra_params: Vec<(String, String)>,
+    /// Who may sign in.
+    pub allow: AllowList,
+    /// Whether a person whose provider identity is not linked yet is linked to the local
+    /// user whose username is their verified email. Off: a new local user is created.
+    pub link_by_verified_email: bool,
+}
+
+impl UpstreamProvider {
+    /// Any OpenID provider by its issuer (`https://idp.example.com`), with `openid email
+    /// profile`.
+    pub fn oidc(
+        id: impl Into<String>,
+        display_name: impl Into<String>,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: UpstreamSecret,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            display_name: display_name.into(),
+            kind: UpstreamKind::Oidc { issuer: issuer.into(), tenant_template: false },
+            client_id: client_id.into(),
+            client_secret,
+            scopes: ["openid", "email", "profile"].map(String::from).to_vec(),
+            extra_params: Vec::new(),
+            allow: AllowList::default(),
+            link_by_verified_email: false,
+        }
+    }
+
+    /// Google: issuer `https://accounts.google.com`.
+    pub fn google(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        Self::oidc("google", "Google", "https://accounts.google.com", client_id, client_secret)
+    }
+
+    /// GitHub's OAuth app (not OpenID): scopes `read:user user:email`; the person's id is
+    /// their numeric GitHub id, their email the primary verified one.
+    pub fn github(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        Self {
+            kind: UpstreamKind::GitHub,
+            scopes: vec!["read:user".into(), "user:email".into()],
+            ..Self::oidc("github", "GitHub", "https://github.com", client_id, client_secret)
+        }
+    }
+
+    /// Microsoft Entra ID, single tenant: issuer `https://login.microsoftonline.com/<tenant>/v2.0`.
+    pub fn entra(tenant: &str, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+        Self::oidc("entra", "Microsoft", issuer, client_id, client_secret)
+    }
+
+    /// Microsoft Entra ID, multi-tenant (`organizations`): the discovery document's issuer
+    /// is the template `…/{tenantid}/v2.0`, filled from each token's `tid`. Restrict tenants
+    /// with `allow.claim("tid", […])`.
+    pub fn entra_multi_tenant(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        let mut p = Self::oidc(
+            "entra",
+            "Microsoft",
+            "https://login.microsoftonline.com/organizations/v2.0",
+            client_id,
+            client_secret,
+        );
+        p.kind = UpstreamKind::Oidc {
+            issuer: "https://login.microsoftonline.com/{tenantid}/v2.0".into(),
+            tenant_template: true,
+        };
+        p
+    }
+
+    /// Okta: the issuer of the org or custom authorization server
+    /// (`https://example.okta.com` or `https://example.okta.com/oauth2/default`).
+    pub fn okta(issuer: impl Into<String>, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        Self::oidc("okta", "Okta", issuer, client_id, client_secret)
+    }
+
+    /// Auth0: issuer `https://<domain>/` (with its trailing slash), and the API `audience`
+    /// when the upstream access token is for an API of the operator's.
+    pub fn auth0(
+        domain: &str,
+        audience: Option<&str>,
+        client_id: impl Into<String>,
+        client_secret: UpstreamSecret,
+    ) -> Self {
+        let mut p = Self::oidc("auth0", "Auth0", format!("https://{domain}/"), client_id, client_secret);
+        p.scopes.push("offline_access".into());
+        p.extra_params.extend(audience.map(|a| ("audience".to_owned(), a.to_owned())));
+        p
+    }
+
+    /// Keycloak: issuer `<base>/realms/<realm>`.
+    pub fn keycloak(base: &str, realm: &str, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
+        let issuer = format!("{}/realms/{realm}", base.trim_end_matches('/'));
+        Self::oidc("keycloak", "Keycloak", issuer, client_id, client_secret)
+    }
+
+    /// The configured issuer, or the template of a multi-tenant one.
+    pub fn issuer(&self) -> &str {
+        match &self.kind {
+            UpstreamKind::Oidc { issuer, .. } => issuer,
+            UpstreamKind::GitHub => "https://github.com",
+        }
+    }
+
+    /// Checks what the operator configured; the error says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 32
+            && self.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(format!("upstream provider id '{}' must be 1 to 32 of a-z, 0-9 and -", clip(&self.id)));
+        }
+        let issuer = self.issuer();
+        let local = issuer.starts_with("http://127.0.0.1") || issuer.starts_with("http://localhost");
+        if !issuer.starts_with("https://") && !local {
+            return Err(format!("upstream provider '{}': the issuer '{issuer}' must be https", self.id));
+        }
+        if self.client_id.is_empty() || self.client_secret.secret().is_empty() {
+            return Err(format!("upstream provider '{}': the client id and secret are required", self.id));
+        }
+        if matches!(self.kind, UpstreamKind::Oidc { .. }) && !self.scopes.iter().any(|s| s == "openid") {
+            return Err(format!("upstream provider '{}': an OpenID provider needs the 'openid' scope", self.id));
+        }
+        Ok(())
+    }
+}
+
+/// One answer of a provider: its status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAnswer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body, at most [`MAX_UPSTREAM_ANSWER`] bytes.
+    pub body: Vec<u8>,
+}
+
+/// The requests to a provider: GET of documents and APIs, POST of the token request. The
+/// adapter implements it over https with the operator-URL rules (no proxy, no redirects
+/// followed, bounded time and size); providers are the operator's, so private addresses are
+/// not refused, but plain http only to loopback.
+#[async_trait]
+pub trait UpstreamHttp: fmt::Debug + Send + Sync + 'static {
+    /// `GET url`, with `Authorization: Bearer` when `bearer` is given, `Accept:
+    /// application/json`.
+    async fn get(&self, url: &str, bearer: Option<&str>) -> Result<UpstreamAnswer, DocumentFetchError>;
+    /// `POST url` with the form, and HTTP Basic credentials when `basic` is given.
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<UpstreamAnswer, DocumentFetchError>;
+}
+
+/// Why an upstream sign-in did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    /// The reason in the flow events.
+    pub reason: Reason,
+    /// What the person is told: nothing internal.
+    pub told: String,
+    /// What the operator sees.
+    pub detail: String,
+}
+
+impl UpstreamError {
+    fn new(reason: Reason, told: &str, detail: impl Into<String>) -> Self {
+        Self { reason, told: told.to_owned(), detail: detail.into() }
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+fn unreachable(provider: &str, what: &str, e: impl fmt::Display) -> UpstreamError {
+    UpstreamError::new(
+        Reason::UpstreamUnreachable,
+        "The sign-in service could not be reached. Try again later.",
+        format!("{provider}: {what}: {e}"),
+    )
+}
+
+fn id_token_invalid(detail: impl Into<String>) -> UpstreamError {
+    UpstreamError::new(Reason::UpstreamIdTokenInvalid, "The sign-in service's answer could not be verified.", detail)
+}
+
+/// A provider's endpoints, from its discovery document (or GitHub's fixed ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamEndpoints {
+    /// The issuer, exactly as its discovery document states it.
+    pub issuer: String,
+    /// Where the browser is sent.
+    pub authorization_endpoint: String,
+    /// Where the code is exchanged.
+    pub token_endpoint: String,
+    /// The keys of its `id_token`s.
+    pub jwks_uri: Option<String>,
+    /// OpenID userinfo, or GitHub's user API.
+    pub userinfo_endpoint: Option<String>,
+    /// Whether the provider wants the client secret in HTTP Basic (else in the form).
+    pub basic_auth: bool,
+}
+
+/// The person the provider signed in.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct UpstreamIdentity {
+    /// The provider's id.
+    pub provider: String,
+    /// Their stable id there (`sub`; GitHub's numeric id).
+    pub subject: String,
+    /// Their email, if the provider gave one.
+    pub email: Option<String>,
+    /// Whether the provider says the email is verified.
+    pub email_verified: bool,
+    /// A name to show.
+    pub name: Option<String>,
+    /// Every claim of the `id_token` (GitHub: of the user API), for the allow-list.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The provider's tokens, for the vault.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTokens {
+    /// The access token for the provider's APIs.
+    pub access_token: String,
+    /// The refresh token, if the provider issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires, if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<UnixTime>,
+    /// The scope granted, if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for UpstreamTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTokens")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Where to send the browser, and the cookie that binds its return to it.
+#[derive(Debug)]
+pub struct UpstreamStart {
+    /// The provider's authorization URL with this flow's parameters.
+    pub location: String,
+    /// The sealed flow state, for an http-only, same-site=lax cookie that lives
+    /// [`FLOW_LIFETIME`]. Opaque, and useless to anyone who reads it without the server's key.
+    pub cookie: String,
+}
+
+/// What the flow cookie holds.
+#[derive(Serialize, Deserialize)]
+struct FlowState {
+    /// The provider.
+    p: String,
+    /// The pending authorization.
+    a: String,
+    /// The `state` sent.
+    s: String,
+    /// The `nonce` sent.
+    n: String,
+    /// The PKCE verifier.
+    v: String,
+    /// When it expires.
+    e: i64,
+}
+
+/// A finished upstream sign-in.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UpstreamSignIn {
+    /// The pending authorization the browser came from.
+    pub pending: String,
+    /// Who signed in.
+    pub identity: UpstreamIdentity,
+    /// The provider's tokens.
+    pub tokens: UpstreamTokens,
+    /// The `nonce` of the flow, to be marked used (a replayed `id_token` fails on it).
+    pub nonce: String,
+}
+
+/// The cached keys of a provider.
+struct CachedKeys {
+    keys: Arc<Vec<ClientKey>>,
+    fetched_at: UnixTime,
+}
+
+/// One provider, discovered, ready for sign-ins.
+pub struct UpstreamClient {
+    provider: UpstreamProvider,
+    endpoints: UpstreamEndpoints,
+    http: Arc<dyn UpstreamHttp>,
+    keys: Mutex<Option<CachedKeys>>,
+}
+
+impl fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamClient").field("provider", &self.provider).field("endpoints", &self.endpoints).finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    #[serde(default)]
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    code_challenge_methods_supported: Option<Vec<String>>,
+}
+
+/// Every URL a provider gives must be https (plain http only to loopback, for development).
+fn url_ok(url: &str) -> bool {
+    url.len() <= crate::types::MAX_URI_LEN
+        && (url.starts_with("https://")
+            || url.starts_with("http://127.0.0.1:")
+            || url.starts_with("http://localhost:")
+            || url.starts_with("http://[::1]:"))
+}
+
+impl UpstreamClient {
+    /// Finds `provider`'s endpoints: GitHub's fixed ones, or the OpenID configuration at
+    /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must be the configured one
+    /// exactly and whose endpoints must be https. Done once, when the server starts.
+    pub async fn discover(provider: UpstreamProvider, http: Arc<dyn UpstreamHttp>) -> Result<Self, String> {
+        provider.validate()?;
+        let endpoints = match &provider.kind {
+            UpstreamKind::GitHub => UpstreamEndpoints {
+                issuer: "https://github.com".into(),
+                authorization_endpoint: "https://github.com/login/oauth/authorize".into(),
+                token_endpoint: "https://github.com/login/oauth/access_token".into(),
+                jwks_uri: None,
+                userinfo_endpoint: Some("https://api.github.com/user".into()),
+                basic_auth: false,
+            },
+            UpstreamKind::Oidc { issuer, tenant_template } => {
+                // A multi-tenant template is discovered at its `organizations` endpoint.
+                let base =
+                    if *tenant_template { issuer.replace("{tenantid}", "organizations") } else { issuer.clone() };
+                let url = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
+                let answer = http.get(&url, None).await.map_err(|e| format!("{url}: {e}"))?;
+                if answer.status != 200 {
+                    return Err(format!("{url} answered {}", answer.status));
+                }
+                let doc: Discovery = serde_json::from_slice(&answer.body)
+                    .map_err(|e| format!("{url} is not an OpenID configuration: {}", clip(&e.to_string())))?;
+                if doc.issuer != *issuer {
+                    return Err(format!(
+                        "{url} states issuer '{}', not the configured '{issuer}': configure the issuer its tokens carry",
+                        clip(&doc.issuer)
+                    ));
+                }
+                for u in [Some(&doc.authorization_endpoint), Some(&doc.token_endpoint), doc.jwks_uri.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .chain(doc.userinfo_endpoint.as_ref())
+                {
+                    if !url_ok(u) {
+                        return Err(format!("{url} names the endpoint '{}', which is not https", clip(u)));
+                    }
+                }
+                if doc.jwks_uri.is_none() {
+                    return Err(format!("{url} names no jwks_uri: its id_tokens could not be verified"));
+                }
+                if doc.code_challenge_methods_supported.as_ref().is_some_and(|m| !m.iter().any(|m| m == "S256")) {
+                    return Err(format!("{url}: the provider does not support PKCE with S256"));
+                }
+                let methods = doc.token_endpoint_auth_methods_supported.unwrap_or_default();
+                let basic_auth = !methods.iter().any(|m| m == "client_secret_post")
+                    && (methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"));
+                UpstreamEndpoints {
+                    issuer: doc.issuer,
+                    authorization_endpoint: doc.authorization_endpoint,
+                    token_endpoint: doc.token_endpoint,
+                    jwks_uri: doc.jwks_uri,
+                    userinfo_endpoint: doc.userinfo_endpoint,
+                    basic_auth,
+                }
+            }
+        };
+        Ok(Self { provider, endpoints, http, keys: Mutex::new(None) })
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &UpstreamProvider {
+        &self.provider
+    }
+
+    /// Its endpoints.
+    pub fn endpoints(&self) -> &UpstreamEndpoints {
+        &self.endpoints
+    }
+
+    /// A new flow for the pending authorization `pending`, coming back to `callback` (this
+    /// server's URL for this provider), sealed with `key` ([`FLOW_COOKIE_KEY`]).
+    pub fn start(&self, pending: &str, callback: &str, key: &[u8; 32], now: UnixTime) -> Result<UpstreamStart, String> {
+        let verifier = CodeVerifier::generate();
+        let state = FlowState {
+            p: self.provider.id.clone(),
+            a: pending.to_owned(),
+            s: crate::secret::random_token(),
+            n: crate::secret::random_token(),
+            v: verifier.secret().to_owned(),
+            e: now.plus(FLOW_LIFETIME).as_secs(),
+        };
+        let mut location = url::Url::parse(&self.endpoints.authorization_endpoint)
+            .map_err(|e| format!("the authorization endpoint is not a URL: {e}"))?;
+        {
+            let mut q = location.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.provider.client_id)
+                .append_pair("redirect_uri", callback)
+                .append_pair("scope", &self.provider.scopes.join(" "))
+                .append_pair("state", &state.s)
+                .append_pair("code_challenge", CodeChallenge::s256(&verifier).as_str())
+                .append_pair("code_challenge_method", "S256");
+            if matches!(self.provider.kind, UpstreamKind::Oidc { .. }) {
+                q.append_pair("nonce", &state.n);
+            }
+            for (k, v) in &self.provider.extra_params {
+                q.append_pair(k, v);
+            }
+        }
+        let clear = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+        let cookie = seal(key, self.provider.id.as_bytes(), &clear)?;
+        Ok(UpstreamStart { location: location.into(), cookie })
+    }
+
+    /// The callback: `state` and `code` from the query, `cookie` the flow cookie this browser
+    /// holds (if any). Checks the binding, exchanges the code and verifies who signed in.
+    pub async fn finish(
+        &self,
+        cookie: Option<&str>,
+        query: &[(String, String)],
+        callback: &str,
+        key: &[u8; 32],
+        now: UnixTime,
+        leeway: Duration,
+    ) -> Result<UpstreamSignIn, UpstreamError> {
+        let id = &self.provider.id;
+        let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let not_this_browser = |detail: String| {
+            UpstreamError::new(
+                Reason::UpstreamStateMismatch,
+                "This sign-in was not started in this browser, or it took too long. Start again from the application.",
+                detail,
+            )
+        };
+        let Some(cookie) = cookie else {
+            return Err(not_this_browser(format!("{id}: callback without the flow cookie")));
+        };
+        let state: FlowState =
+            open(key, id.as_bytes(), cookie).and_then(|clear| serde_json::from_slice(&clear).ok()).ok_or_else(
+                || not_this_browser(format!("{id}: the flow cookie does not open with this server's key")),
+            )?;
+        if state.p != *id {
+            return Err(not_this_browser(format!("{id}: the flow cookie is for provider '{}'", clip(&state.p))));
+        }
+        if now.as_secs() > state.e {
+            return Err(not_this_browser(format!("{id}: the flow cookie expired")));
+        }
+        let sent = get("state").unwrap_or_default();
+        if !ct_eq(sent.as_bytes(), state.s.as_bytes()) {
+            return Err(not_this_browser(format!("{id}: the state returned is not this browser's")));
+        }
+        if let Some(error) = get("error") {
+            let description = get("error_description").map(clip).unwrap_or_default();
+            return Err(UpstreamError::new(
+                Reason::UpstreamRefused,
+                "The sign-in service did not sign you in.",
+                format!("{id} answered error '{}': {description}", clip(error)),
+            ));
+        }
+        if let Some(iss) = get("iss")
+            && !self.issuer_matches(iss, None)
+        {
+            // RFC 9207: a mix-up of providers.
+            return Err(not_this_browser(format!("{id}: the callback's iss '{}' is not this provider", clip(iss))));
+        }
+        let code = get("code").filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(|| {
+            UpstreamError::new(Reason::UpstreamRefused, "The sign-in service sent no code.", format!("{id}: no code"))
+        })?;
+        let tokens = self.exchange(code, &state.v, callback).await?;
+        let identity = match &self.provider.kind {
+            UpstreamKind::GitHub => self.github_identity(&tokens.0.access_token).await?,
+            UpstreamKind::Oidc { .. } => {
+                let id_token = tokens.1.as_deref().ok_or_else(|| {
+                    id_token_invalid(format!(
+                        "{id}: the token response has no id_token (is 'openid' among the scopes?)"
+                    ))
+                })?;
+                self.verify_id_token(id_token, &state.n, now, leeway).await?
+            }
+        };
+        if let Err(why) = self.provider.allow.check(&identity) {
+            return Err(UpstreamError::new(
+                Reason::UpstreamUserRefused,
+                "Your account there may not sign in here. Ask the operator of this server.",
+                format!("{id}: '{}' refused: {why}", clip(&identity.subject)),
+            ));
+        }
+        Ok(UpstreamSignIn { pending: state.a, identity, tokens: tokens.0, nonce: state.n })
+    }
+
+    fn issuer_matches(&self, iss: &str, tid: Option<&str>) -> bool {
+        match &self.provider.kind {
+            UpstreamKind::Oidc { issuer, tenant_template: true } => match tid {
+                Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+                    iss == issuer.replace("{tenantid}", t)
+                }
+                // The callback's `iss` comes before the token: any tenant of the template.
+                None => {
+                    let (head, tail) = issuer.split_once("{tenantid}").unwrap_or((issuer, ""));
+                    iss.strip_prefix(head)
+                        .and_then(|r| r.strip_suffix(tail))
+                        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                }
+                Some(_) => false,
+            },
+            _ => iss == self.endpoints.issuer,
+        }
+    }
+
+    /// The code for tokens: (the tokens, the `id_token`).
+    async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        callback: &str,
+    ) -> Result<(UpstreamTokens, Option<String>), UpstreamError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: Option<String>,
+            refresh_token: Option<String>,
+            id_token: Option<String>,
+            expires_in: Option<u64>,
+            scope: Option<String>,
+            error: Option<String>,
+            error_description: Option<String>,
+        }
+        let id = &self.provider.id;
+        let p = &self.provider;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", callback),
+            ("code_verifier", verifier),
+            ("client_id", p.client_id.as_str()),
+        ];
+        let basic = self.endpoints.basic_auth.then(|| (p.client_id.as_str(), p.client_secret.secret()));
+        if basic.is_none() {
+            form.push(("client_secret", p.client_secret.secret()));
+        }
+        let answer = self
+            .http
+            .post_form(&self.endpoints.token_endpoint, &form, basic)
+            .await
+            .map_err(|e| unreachable(id, "token endpoint", e))?;
+        let parsed: Option<Answer> = serde_json::from_slice(&answer.body).ok();
+        let refused = |detail: String| {
+            UpstreamError::new(Reason::UpstreamRefused, "The sign-in service did not complete the sign-in.", detail)
+        };
+        let Some(a) = parsed else {
+            return Err(refused(format!("{id}: the token endpoint answered {} without JSON", answer.status)));
+        };
+        if let Some(error) = &a.error {
+            let d = a.error_description.as_deref().map(clip).unwrap_or_default();
+            return Err(refused(format!("{id}: the token endpoint answered '{}': {d}", clip(error))));
+        }
+        let Some(access_token) = a.access_token.filter(|t| !t.is_empty()) else {
+            return Err(refused(format!("{id}: the token endpoint answered {} without access_token", answer.status)));
+        };
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let tokens = UpstreamTokens {
+            access_token,
+            refresh_token: a.refresh_token.filter(|t| !t.is_empty()),
+            expires_at: a.expires_in.map(|s| now.plus(Duration::from_secs(s.min(365 * 86_400)))),
+            scope: a.scope,
+        };
+        Ok((tokens, a.id_token))
+    }
+
+    /// The provider's keys; fetched again for an unknown key at most every 30 s.
+    async fn keys(&self, refetch: bool, now: UnixTime) -> Result<Arc<Vec<ClientKey>>, UpstreamError> {
+        let id = &self.provider.id;
+        {
+            let cached = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = cached.as_ref() {
+                let age = now.seconds_since(c.fetched_at);
+                if age < KEYS_KEEP && (!refetch || age < KEYS_REFETCH) {
+                    return Ok(c.keys.clone());
+                }
+            }
+        }
+        let Some(uri) = &self.endpoints.jwks_uri else {
+            return Err(id_token_invalid(format!("{id}: no jwks_uri")));
+        };
+        let answer = self.http.get(uri, None).await.map_err(|e| unreachable(id, "jwks_uri", e))?;
+        if answer.status != 200 {
+            return Err(unreachable(id, "jwks_uri", format!("{uri} answered {}", answer.status)));
+        }
+        let set = Jwks::from_json(&answer.body)
+            .map_err(|e| unreachable(id, "jwks_uri", format!("{uri} is not a JWK set: {}", clip(&e.to_string()))))?;
+        let keys = Arc::new(usable_keys(&set));
+        *self.keys.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(CachedKeys { keys: keys.clone(), fetched_at: now });
+        Ok(keys)
+    }
+
+    /// Checks an `id_token` (OpenID Connect Core 3.1.3.7) for this flow's `nonce`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+        now: UnixTime,
+        leeway: Duration,
+    ) -> Result<UpstreamIdentity, UpstreamError> {
+        let id = &self.provider.id;
+        if token.len() > crate::jwt::MAX_TOKEN_LEN {
+            return Err(id_token_invalid(format!(
+                "{id}: the id_token is longer than {} bytes",
+                crate::jwt::MAX_TOKEN_LEN
+            )));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| id_token_invalid(format!("{id}: the id_token is not a JWT: {}", clip_err(&e))))?;
+        if !accepted(header.alg) {
+            return Err(id_token_invalid(format!(
+                "{id}: the id_token is signed with {:?}, not an asymmetric algorithm",
+                header.alg
+            )));
+        }
+        let kid = header.kid.as_deref();
+        let mut keys = self.keys(false, now).await?;
+        if pick(&keys, header.alg, kid).is_none() {
+            keys = self.keys(true, now).await?;
+        }
+        let Some(Ok(key)) = pick(&keys, header.alg, kid) else {
+            return Err(id_token_invalid(format!(
+                "{id}: kid {:?} alg {} is not among the provider's keys",
+                kid.map(clip),
+                alg_name(header.alg)
+            )));
+        };
+        let v = crate::jwt::signature_only(header.alg);
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &v)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    id_token_invalid(format!("{id}: the id_token's signature does not verify"))
+                }
+                _ => id_token_invalid(format!("{id}: the id_token is malformed: {}", clip_err(&e))),
+            })?
+            .claims;
+        let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+        let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
+        let iss = text("iss").unwrap_or_default();
+        if !self.issuer_matches(iss, text("tid")) {
+            return Err(id_token_invalid(format!("{id}: iss '{}' is not '{}'", clip(iss), self.provider.issuer())));
+        }
+        let aud: Option<Audience> = claims.get("aud").and_then(|a| serde_json::from_value(a.clone()).ok());
+        let client_id = self.provider.client_id.as_str();
+        if !aud.as_ref().is_some_and(|a| a.contains(client_id)) {
+            return Err(id_token_invalid(format!("{id}: aud {:?} does not hold this server's client id", aud)));
+        }
+        let several = matches!(&aud, Some(Audience::Many(v)) if v.len() > 1);
+        match text("azp") {
+            Some(azp) if azp != client_id => {
+                return Err(id_token_invalid(format!("{id}: azp '{}' is not this server's client id", clip(azp))));
+            }
+            None if several => {
+                return Err(id_token_invalid(format!("{id}: several audiences and no azp")));
+            }
+            _ => {}
+        }
+        let leeway = crate::clock::duration_secs(leeway);
+        let now_s = now.as_secs();
+        match number("exp") {
+            Some(exp) if exp + leeway > now_s => {}
+            Some(exp) => return Err(id_token_invalid(format!("{id}: the id_token expired at {exp}"))),
+            None => return Err(id_token_invalid(format!("{id}: the id_token has no exp"))),
+        }
+        if number("iat").is_some_and(|iat| iat > now_s + leeway) {
+            return Err(id_token_invalid(format!("{id}: the id_token was issued in the future")));
+        }
+        let sent = text("nonce").unwrap_or_default();
+        if !ct_eq(sent.as_bytes(), nonce.as_bytes()) {
+            return Err(UpstreamError::new(
+                Reason::UpstreamNonceMismatch,
+                "The sign-in service's answer is not for this sign-in. Start again from the application.",
+                format!("{id}: the id_token's nonce is not this flow's"),
+            ));
+        }
+        let subject = text("sub")
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .ok_or_else(|| id_token_invalid(format!("{id}: the id_token has no usable sub (1 to 255 characters)")))?;
+        Ok(UpstreamIdentity {
+            provider: id.clone(),
+            subject: subject.to_owned(),
+            email: text("email").map(str::to_owned),
+            email_verified: claims.get("email_verified").is_some_and(|v| v == true || v == "true"),
+            name: text("name").map(str::to_owned),
+            claims,
+        })
+    }
+
+    /// GitHub's person: `/user` (numeric id, login, name), and the primary verified email
+    /// from `/user/emails`.
+    async fn github_identity(&self, access_token: &str) -> Result<UpstreamIdentity, UpstreamError> {
+        #[derive(Deserialize)]
+        struct Email {
+            email: String,
+            primary: bool,
+            verified: bool,
+        }
+        let id = &self.provider.id;
+        let user_url = self.endpoints.userinfo_endpoint.as_deref().unwrap_or("https://api.github.com/user");
+        let answer = self.http.get(user_url, Some(access_token)).await.map_err(|e| unreachable(id, "user API", e))?;
+        let user: serde_json::Map<String, serde_json::Value> = (answer.status == 200)
+            .then(|| serde_json::from_slice(&answer.body).ok())
+            .flatten()
+            .ok_or_else(|| unreachable(id, "user API", format!("{user_url} answered {}", answer.status)))?;
+        let subject = user.get("id").and_then(serde_json::Value::as_u64).map(|n| n.to_string()).ok_or_else(|| {
+            UpstreamError::new(Reason::UpstreamRefused, "The sign-in service sent no account.", format!("{id}: no id"))
+        })?;
+        let emails_url = format!("{}/emails", user_url.trim_end_matches('/'));
+        let emails: Vec<Email> = match self.http.get(&emails_url, Some(access_token)).await {
+            Ok(a) if a.status == 200 => serde_json::from_slice(&a.body).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let primary = emails.into_iter().find(|e| e.primary && e.verified);
+        Ok(UpstreamIdentity {
+            provider: id.clone(),
+            subject,
+            email_verified: primary.is_some(),
+            email: primary.map(|e| e.email),
+            name: user.get("name").or_else(|| user.get("login")).and_then(serde_json::Value::as_str).map(str::to_owned),
+            claims: user,
+        })
+    }
+}
+
+/// `clear` sealed with AES-256-GCM under `key` and `aad`: base64url of nonce ‖ ciphertext ‖ tag.
+pub(crate) fn seal(key: &[u8; 32], aad: &[u8], clear: &[u8]) -> Result<String, String> {
+    let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+        .map_err(|_| "the sealing key cannot be set up".to_owned())?;
+    let mut sealed = clear.to_vec();
+    let nonce = key
+        .seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut sealed)
+        .map_err(|_| "sealing failed".to_owned())?;
+    Ok(URL_SAFE_NO_PAD.encode([nonce.as_ref().as_slice(), sealed.as_slice()].concat()))
+}
+
+/// What [`seal`] sealed, or `None` when it does not open (another key, altered, truncated).
+pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
+    if sealed.len() > 8 * 1024 {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    if raw.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, body) = raw.split_at(12);
+    let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key).ok()?;
+    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = body.to_vec();
+    let clear = key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).ok()?;
+    Some(clear.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_value_opens_only_with_its_key_and_provider() {
+        let key = [3u8; 32];
+        let sealed = seal(&key, b"google", b"flow state").unwrap();
+        assert_eq!(open(&key, b"google", &sealed).as_deref(), Some(&b"flow state"[..]));
+        assert!(open(&[4u8; 32], b"google", &sealed).is_none(), "another key");
+        assert!(open(&key, b"github", &sealed).is_none(), "another provider");
+        assert!(open(&key, b"google", &sealed[..sealed.len() - 2]).is_none(), "truncated");
+        assert!(open(&key, b"google", "not base64 !").is_none());
+        assert!(open(&key, b"google", &"A".repeat(9000)).is_none(), "bounded");
+        assert_ne!(seal(&key, b"google", b"flow state").unwrap(), sealed, "a fresh nonce each time");
+    }
+
+    fn entra() -> UpstreamClient {
+        #[derive(Debug)]
+        struct Nowhere;
+        #[async_trait]
+        impl UpstreamHttp for Nowhere {
+            async fn get(&self, _: &str, _: Option<&str>) -> Result<UpstreamAnswer, DocumentFetchError> {
+                Err(DocumentFetchError::Fetch("offline".into()))
+            }
+            async fn post_form(
+                &self,
+                _: &str,
+                _: &[(&str, &str)],
+                _: Option<(&str, &str)>,
+            ) -> Result<UpstreamAnswer, DocumentFetchError> {
+                Err(DocumentFetchError::Fetch("offline".into()))
+            }
+        }
+        let provider = UpstreamProvider::entra_multi_tenant("app", UpstreamSecret::new("s"));
+        let endpoints = UpstreamEndpoints {
+            issuer: provider.issuer().to_owned(),
+            authorization_endpoint: "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize".into(),
+            token_endpoint: "https://login.microsoftonline.com/organizations/oauth2/v2.0/token".into(),
+            jwks_uri: Some("https://login.microsoftonline.com/organizations/discovery/v2.0/keys".into()),
+            userinfo_endpoint: None,
+            basic_auth: false,
+        };
+        UpstreamClient { provider, endpoints, http: Arc::new(Nowhere), keys: Mutex::new(None) }
+    }
+
+    #[test]
+    fn a_multi_tenant_issuer_is_filled_from_the_tokens_tenant() {
+        let c = entra();
+        let tid = "9188040d-6c67-4c5b-b112-36a304b66dad";
+        let iss = format!("https://login.microsoftonline.com/{tid}/v2.0");
+        assert!(c.issuer_matches(&iss, Some(tid)));
+        assert!(!c.issuer_matches(&iss, Some("another-tenant")), "the iss must be the token's own tenant");
+        assert!(!c.issuer_matches("https://login.microsoftonline.com/x/y/v2.0", Some("x/y")), "no path in a tenant");
+        assert!(!c.issuer_matches("https://evil.example/9188040d/v2.0", Some("9188040d")));
+        // At the callback (RFC 9207), before the token: any single tenant of the template.
+        assert!(c.issuer_matches(&iss, None));
+        assert!(!c.issuer_matches("https://login.microsoftonline.com//v2.0", None));
+    }
+
+    #[test]
+    fn the_presets_name_their_issuers() {
+        let s = || UpstreamSecret::new("s");
+        assert_eq!(UpstreamProvider::google("c", s()).issuer(), "https://accounts.google.com");
+        assert_eq!(UpstreamProvider::entra("t1", "c", s()).issuer(), "https://login.microsoftonline.com/t1/v2.0");
+        assert_eq!(UpstreamProvider::auth0("x.auth0.com", None, "c", s()).issuer(), "https://x.auth0.com/");
+        let auth0 = UpstreamProvider::auth0("x.auth0.com", Some("https://api.example"), "c", s());
+        assert!(auth0.extra_params.contains(&("audience".into(), "https://api.example".into())));
+        assert_eq!(
+            UpstreamProvider::keycloak("https://kc.example/", "acme", "c", s()).issuer(),
+            "https://kc.example/realms/acme"
+        );
+        let github = UpstreamProvider::github("c", s());
+        assert_eq!((github.kind, github.scopes.join(" ")), (UpstreamKind::GitHub, "read:user user:email".into()));
+        for p in [UpstreamProvider::google("c", s()), UpstreamProvider::github("c", s())] {
+            assert!(p.validate().is_ok(), "{p:?}");
+            assert!(!format!("{p:?}").contains("\"s\""), "no secret in Debug");
+        }
+    }
+}
