@@ -439,16 +439,26 @@ impl Operator {
         }))
     }
 
-    /// Deletes a user of the built-in sign-in, ends its sign-in sessions and revokes every
-    /// grant it approved; `false` if there was no such user.
+    /// Deletes a user of the built-in sign-in, unlinks its upstream identities, ends its
+    /// sign-in sessions and revokes every grant it approved (which deletes their upstream
+    /// tokens); `false` if there was no such user.
     pub async fn remove_user(&self, username: &str) -> Result<bool, Error> {
         let Some(user) = self.stores.users.user_by_username(username).await? else {
             return Ok(false);
         };
+        // The links first: if a later step fails, no upstream identity signs in as a user who
+        // is half removed. The store's `delete_user` drops any link made in between.
+        let unlinked = self.stores.upstream.unlink_user(&user.id).await?;
         let sessions = self.stores.sessions.delete_user_sessions(&user.id).await?;
         let revoked = self.revoke_user_grants(&user.id).await?;
         let removed = self.stores.users.delete_user(&user.id).await?;
-        tracing::info!(user = %user.id, revoked_grants = revoked, ended_sessions = sessions, "user removed by the operator");
+        tracing::info!(
+            user = %user.id,
+            revoked_grants = revoked,
+            ended_sessions = sessions,
+            upstream_links = unlinked,
+            "user removed by the operator"
+        );
         Ok(removed)
     }
 

@@ -225,6 +225,10 @@ pub enum StoreError {
     /// The backend failed (connection, query, I/O).
     #[error("backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// An argument beyond what the store accepts (a sealed record over its size bound, an
+    /// empty or over-long lease holder): refused whole, nothing written, never truncated.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl StoreError {

@@ -102,12 +102,15 @@ pub use crate::server::{AuthorizationServer, ServerConfig, SweepReport};
 pub use crate::sessions::{SessionRefusal, SessionToken};
 pub use crate::store::{
     AuthorizationCodeRecord, AuthorizationStore, BlockAfter, BucketRate, ClientStore, CodeRedemption, Consent,
-    ConsentStore, EventStore, Grant, GrantForCode, GrantStore, KeyStore, LimitStore, MAX_LIMIT_KEY, NewGrant,
-    PendingAuthorization, Revocation, SessionStore, SignInSession, StoreResult, Stores, User, UserStore,
+    ConsentStore, EventStore, Grant, GrantForCode, GrantStore, KeyStore, LimitStore, MAX_LEASE_HOLDER_LEN,
+    MAX_LIMIT_KEY, MAX_SEALED_UPSTREAM_LEN, NewGrant, PendingAuthorization, Revocation, SealedUpstream, SessionStore,
+    SignInSession, StoreResult, Stores, UpstreamLink, UpstreamStore, User, UserStore, check_lease_holder,
+    check_sealed_upstream,
 };
 pub use crate::token::{ClientCredentials, TokenRequest, TokenResponse};
 pub use crate::types::{
-    ClientId, GrantId, Issuer, MAX_CALLBACK_ID_LEN, MAX_SCOPES, MAX_URI_LEN, ParseError, RedirectKind, RedirectMatch,
-    RedirectUri, ResourceUri, Scope, ScopeSet, UserId,
+    ClientId, GrantId, Issuer, MAX_CALLBACK_ID_LEN, MAX_SCOPES, MAX_UPSTREAM_PROVIDER_LEN, MAX_UPSTREAM_SUBJECT_LEN,
+    MAX_URI_LEN, ParseError, RedirectKind, RedirectMatch, RedirectUri, ResourceUri, Scope, ScopeSet,
+    UpstreamProviderId, UpstreamSubject, UserId,
 };
 pub use crate::users::{AuthenticatedUser, Authenticator, StoreAuthenticator, UserStatus, create_user, set_password};

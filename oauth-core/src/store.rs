@@ -14,7 +14,9 @@ use crate::events::{EventQuery, FlowEvent};
 use crate::keys::StoredKey;
 use crate::pkce::CodeChallenge;
 use crate::secret::SecretHash;
-use crate::types::{ClientId, GrantId, RedirectUri, ResourceUri, ScopeSet, UserId};
+use crate::types::{
+    ClientId, GrantId, RedirectUri, ResourceUri, ScopeSet, UpstreamProviderId, UpstreamSubject, UserId,
+};
 
 /// Result type of every store method.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -288,14 +290,17 @@ pub trait GrantStore: Debug + Send + Sync + 'static {
         refresh_expires_at: UnixTime,
     ) -> StoreResult<bool>;
     /// Revokes a grant and so its whole refresh-token family; `false` if it was not active.
+    /// Its [upstream tokens](UpstreamStore::upstream_tokens) and refresh lease are deleted in
+    /// the same step.
     async fn revoke_grant(&self, id: &GrantId, now: UnixTime) -> StoreResult<bool>;
-    /// Revokes every grant of a client. Returns how many.
+    /// Revokes every grant of a client, deleting their upstream tokens in the same step.
+    /// Returns how many.
     async fn revoke_client_grants(&self, client_id: &ClientId, now: UnixTime) -> StoreResult<u64>;
     /// The grants of a client, newest first.
     async fn client_grants(&self, client_id: &ClientId) -> StoreResult<Vec<Grant>>;
     /// Deletes grants revoked, or whose refresh token expired, before `before`, with their
-    /// tokens, and the [revocations](Self::revocations_since) recorded before `before`.
-    /// Returns how many grants.
+    /// tokens and [upstream tokens](UpstreamStore::upstream_tokens), and the
+    /// [revocations](Self::revocations_since) recorded before `before`. Returns how many grants.
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64>;
     /// The revocation feed: the grants revoked after position `after` (`0`: from the oldest
     /// kept), in order of position, at most `limit`. Every grant the store marks revoked, by
@@ -384,7 +389,9 @@ pub trait UserStore: Debug + Send + Sync + 'static {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
     /// Replaces a user's record; `false` if there is none.
     async fn update_user(&self, user: &User) -> StoreResult<bool>;
-    /// Deletes a user; `false` if there was none.
+    /// Deletes a user; `false` if there was none. A backend that is also the
+    /// [`UpstreamStore`] deletes the user's [upstream links](UpstreamStore::links_of) in the
+    /// same step, so that no upstream identity signs in as a removed user.
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
     /// Every user, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
@@ -535,6 +542,10 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Limits shared by every replica.
     pub limits: Arc<dyn LimitStore>,
+    /// Upstream sign-in links and the upstream-token vault. The same backend as
+    /// [`Self::grants`] (as [`Self::from_backend`] makes it): revoking or sweeping a grant
+    /// deletes its vault record there.
+    pub upstream: Arc<dyn UpstreamStore>,
 }
 
 impl Stores {
@@ -542,7 +553,7 @@ impl Stores {
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
         B: ClientStore + AuthorizationStore + GrantStore + ConsentStore + UserStore + KeyStore + EventStore,
-        B: SessionStore + LimitStore,
+        B: SessionStore + LimitStore + UpstreamStore,
     {
         Self {
             clients: backend.clone(),
@@ -553,7 +564,8 @@ impl Stores {
             keys: backend.clone(),
             events: backend.clone(),
             sessions: backend.clone(),
-            limits: backend,
+            limits: backend.clone(),
+            upstream: backend,
         }
     }
 }
@@ -607,6 +619,185 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     async fn delete_user_sessions(&self, user: &UserId) -> StoreResult<u64>;
     /// Deletes sessions expired at `now`. Returns how many.
     async fn sweep_sessions(&self, now: UnixTime) -> StoreResult<u64>;
+}
+
+/// Largest sealed upstream-token record a store accepts, in bytes: room for an access token, a
+/// refresh token and an ID token of any provider seen, sealed, with margin.
+pub const MAX_SEALED_UPSTREAM_LEN: usize = 64 * 1024;
+/// Longest refresh-lease holder a store accepts, in bytes (a replica's random name).
+pub const MAX_LEASE_HOLDER_LEN: usize = 128;
+
+/// `Ok` if a store accepts `sealed` as an upstream-token record: 1 to
+/// [`MAX_SEALED_UPSTREAM_LEN`] bytes. Every [`UpstreamStore`] checks this before it writes, and
+/// refuses anything else with [`StoreError::Refused`].
+pub fn check_sealed_upstream(sealed: &[u8]) -> StoreResult<()> {
+    if sealed.is_empty() || sealed.len() > MAX_SEALED_UPSTREAM_LEN {
+        return Err(StoreError::Refused(format!(
+            "a sealed upstream-token record must be 1 to {MAX_SEALED_UPSTREAM_LEN} bytes, not {}",
+            sealed.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `Ok` if a store accepts `holder` as a refresh-lease holder: 1 to [`MAX_LEASE_HOLDER_LEN`]
+/// bytes. Every [`UpstreamStore`] checks this, and refuses anything else with
+/// [`StoreError::Refused`].
+pub fn check_lease_holder(holder: &str) -> StoreResult<()> {
+    if holder.is_empty() || holder.len() > MAX_LEASE_HOLDER_LEN {
+        return Err(StoreError::Refused(format!("a lease holder must be 1 to {MAX_LEASE_HOLDER_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// A person's identity at an upstream provider, as linked to a user here
+/// ([`UpstreamStore::links_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UpstreamLink {
+    /// The provider.
+    pub provider: UpstreamProviderId,
+    /// Who the person is there.
+    pub subject: UpstreamSubject,
+    /// When the link was made.
+    pub linked_at: UnixTime,
+}
+
+impl UpstreamLink {
+    /// A link, as a store reads it back.
+    pub fn new(provider: UpstreamProviderId, subject: UpstreamSubject, linked_at: UnixTime) -> Self {
+        Self { provider, subject, linked_at }
+    }
+}
+
+/// A grant's upstream tokens, sealed (AES-256-GCM) before they reach the store: the store
+/// keeps the bytes and never sees what they hold.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SealedUpstream {
+    /// The sealed record.
+    pub sealed: Vec<u8>,
+    /// Starts at 1 and grows by one at every write: what
+    /// [`UpstreamStore::replace_upstream_tokens`] compares.
+    pub version: u64,
+    /// When the upstream access token expires, if the provider said.
+    pub expires_at: Option<UnixTime>,
+    /// When the record was last written.
+    pub updated_at: UnixTime,
+}
+
+impl SealedUpstream {
+    /// A record, as a store reads it back.
+    pub fn new(sealed: Vec<u8>, version: u64, expires_at: Option<UnixTime>, updated_at: UnixTime) -> Self {
+        Self { sealed, version, expires_at, updated_at }
+    }
+}
+
+impl Debug for SealedUpstream {
+    /// The length of the sealed bytes, not the bytes: they have no use in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedUpstream")
+            .field("sealed", &format_args!("[{} bytes]", self.sealed.len()))
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Upstream sign-in: who a person is at an upstream identity provider (links), and, per grant,
+/// the upstream tokens that sign-in obtained (the vault), with a lease so that one replica at a
+/// time refreshes them.
+///
+/// - **Links** map (provider, subject) to one user, forever: a link is never moved to another
+///   user, and of replicas racing to link one identity to different users exactly one wins.
+///   They end with their user ([`UserStore::delete_user`], [`Self::unlink_user`]).
+/// - **Vault records** are opaque sealed bytes, at most [`MAX_SEALED_UPSTREAM_LEN`], one per
+///   live grant: stored only for an unrevoked grant, replaced by compare-and-swap on their
+///   version, and deleted with their grant: in the same step as its revocation
+///   ([`GrantStore::revoke_grant`], [`GrantStore::revoke_client_grants`], and so every path
+///   that revokes: code replay, refresh replay, RFC 7009, the operator, the user's Connected
+///   apps) and with its sweep ([`GrantStore::sweep_grants`]). The table is therefore bounded by
+///   the grants.
+/// - **The refresh lease** lives on the vault record and goes with it: one holder at a time
+///   until its `until`, after which anyone may take it over.
+///
+/// A backend implements it beside [`GrantStore`] and [`UserStore`], on the same data, so that
+/// those deletions happen in one transaction.
+#[async_trait]
+pub trait UpstreamStore: Debug + Send + Sync + 'static {
+    /// The user `subject` at `provider` is linked to.
+    async fn linked_user(
+        &self,
+        provider: &UpstreamProviderId,
+        subject: &UpstreamSubject,
+    ) -> StoreResult<Option<UserId>>;
+    /// Links `subject` at `provider` to `user`, at `now`. `true` if it is now linked to `user`
+    /// (newly, or already: `linked_at` then stays); `false` if it is linked to another user,
+    /// which is never overwritten. One atomic step: of replicas racing to link one identity to
+    /// different users, exactly one gets `true`.
+    async fn link_user(
+        &self,
+        provider: &UpstreamProviderId,
+        subject: &UpstreamSubject,
+        user: &UserId,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Every identity linked to `user`, oldest link first, then by provider and subject (in
+    /// byte order).
+    async fn links_of(&self, user: &UserId) -> StoreResult<Vec<UpstreamLink>>;
+    /// Deletes every link of `user` (the user is being removed). Returns how many.
+    async fn unlink_user(&self, user: &UserId) -> StoreResult<u64>;
+
+    /// Stores `sealed` as the upstream tokens of `grant`, written at `now`: a new record at
+    /// version 1, or over the existing one at its version + 1 (never back to 1, so that a
+    /// compare-and-swap prepared against the old record fails), keeping its lease. `false`,
+    /// storing nothing, if the grant does not exist or is revoked: a revoked grant never gets
+    /// a record back. [`StoreError::Refused`] if `sealed` fails [`check_sealed_upstream`].
+    async fn put_upstream_tokens(
+        &self,
+        grant: &GrantId,
+        sealed: &[u8],
+        expires_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// The upstream tokens of `grant`.
+    async fn upstream_tokens(&self, grant: &GrantId) -> StoreResult<Option<SealedUpstream>>;
+    /// Compare-and-swap: if the record of `grant` is at `expected_version`, replaces it with
+    /// `sealed` at version `expected_version + 1`, written at `now`, and returns `true`.
+    /// Otherwise (replaced by someone else first, or gone) changes nothing and returns `false`.
+    /// Of any number of racing replacements from one version, exactly one wins. The lease is
+    /// kept (its holder releases it). [`StoreError::Refused`] if `sealed` fails
+    /// [`check_sealed_upstream`].
+    async fn replace_upstream_tokens(
+        &self,
+        grant: &GrantId,
+        expected_version: u64,
+        sealed: &[u8],
+        expires_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Deletes the record of `grant` and its lease (the upstream refused its refresh token);
+    /// `false` if there was none. A record put again afterwards starts over at version 1.
+    async fn delete_upstream_tokens(&self, grant: &GrantId) -> StoreResult<bool>;
+
+    /// Takes the refresh lease of `grant`'s record for `holder` until `until`: `true` if the
+    /// record has no lease, one that has expired at `now` (`until <= now`), or one `holder`
+    /// already holds (which is then extended or shortened to `until`); `false` if another
+    /// holder's lease runs at `now`, or there is no record. One atomic step: of replicas racing
+    /// for the lease, exactly one gets `true`. [`StoreError::Refused`] if `holder` fails
+    /// [`check_lease_holder`].
+    async fn take_refresh_lease(
+        &self,
+        grant: &GrantId,
+        holder: &str,
+        until: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Ends `holder`'s lease of `grant`'s record, expired or not: `true` if `holder` held it;
+    /// `false`, changing nothing, if someone else holds it or no one does.
+    /// [`StoreError::Refused`] if `holder` fails [`check_lease_holder`].
+    async fn release_refresh_lease(&self, grant: &GrantId, holder: &str) -> StoreResult<bool>;
 }
 
 #[cfg(test)]

@@ -29,11 +29,13 @@ use crate::registration::RegistrationRequest;
 use crate::secret::{AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, SecretHash};
 use crate::server::{AuthorizationServer, ServerConfig};
 use crate::store::{
-    AuthorizationCodeRecord, CodeRedemption, Consent, Grant, NewGrant, PendingAuthorization, SignInSession, Stores,
-    User,
+    AuthorizationCodeRecord, CodeRedemption, Consent, Grant, NewGrant, PendingAuthorization, SealedUpstream,
+    SignInSession, Stores, UpstreamLink, User,
 };
 use crate::token::TokenRequest;
-use crate::types::{ClientId, GrantId, Issuer, RedirectUri, ResourceUri, ScopeSet, UserId};
+use crate::types::{
+    ClientId, GrantId, Issuer, RedirectUri, ResourceUri, ScopeSet, UpstreamProviderId, UpstreamSubject, UserId,
+};
 
 /// Expands into one `#[tokio::test]` per conformance test, each on a fresh store from
 /// `$factory` (an expression yielding a future of [`Stores`]).
@@ -88,6 +90,17 @@ macro_rules! store_conformance_tests {
             limits_sweep_what_limits_no_one_and_stay_bounded,
             single_use_marks_refuse_replays_until_they_expire,
             racing_replicas_use_a_mark_once,
+            upstream_links_are_never_moved,
+            racing_replicas_link_an_identity_once,
+            upstream_links_end_with_their_user,
+            upstream_inputs_beyond_their_bounds_are_refused,
+            upstream_tokens_are_replaced_by_compare_and_swap,
+            racing_replacements_of_upstream_tokens_have_one_winner,
+            upstream_tokens_end_with_every_revocation,
+            a_write_racing_a_revocation_leaves_no_record,
+            upstream_tokens_are_swept_with_their_grants,
+            refresh_leases_have_one_holder_at_a_time,
+            racing_replicas_take_a_refresh_lease_once,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1997,4 +2010,413 @@ pub async fn racing_replicas_use_a_mark_once(stores: Stores) {
         }
     }
     assert_eq!(first, 1, "exactly one of the racing uses is the first");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream sign-in: links, the upstream-token vault and its refresh lease.
+
+fn provider(s: &str) -> UpstreamProviderId {
+    UpstreamProviderId::parse(s).unwrap()
+}
+
+fn subject(s: &str) -> UpstreamSubject {
+    UpstreamSubject::parse(s).unwrap()
+}
+
+/// A live grant of `client`, stored.
+async fn stored_grant(stores: &Stores, client: &str) -> Grant {
+    let g = grant(client);
+    stores.grants.create_grant(&g, Some(&RefreshToken::generate().hash())).await.unwrap();
+    g
+}
+
+/// Sealed bytes the kit stores: what a store keeps is opaque to it, so any bytes do.
+fn sealed(tag: u8) -> Vec<u8> {
+    [&b"sealed-upstream:"[..], &[tag; 48][..]].concat()
+}
+
+pub async fn upstream_links_are_never_moved(stores: Stores) {
+    let s = &stores.upstream;
+    let (google, github) = (provider("google"), provider("github"));
+    let sub = subject("110169484474386276334");
+    assert_eq!(s.linked_user(&google, &sub).await.unwrap(), None);
+    assert!(s.link_user(&google, &sub, &uid("u-alice"), t(10)).await.unwrap());
+    assert_eq!(s.linked_user(&google, &sub).await.unwrap(), Some(uid("u-alice")));
+    assert!(s.link_user(&google, &sub, &uid("u-alice"), t(20)).await.unwrap(), "linking again to the same user");
+    assert!(!s.link_user(&google, &sub, &uid("u-mallory"), t(30)).await.unwrap(), "another user is refused");
+    assert_eq!(s.linked_user(&google, &sub).await.unwrap(), Some(uid("u-alice")), "and nothing was overwritten");
+    // The same subject at another provider is another person; subjects compare exactly.
+    assert_eq!(s.linked_user(&github, &sub).await.unwrap(), None);
+    assert!(s.link_user(&github, &sub, &uid("u-bob"), t(40)).await.unwrap());
+    let upper = subject("AbC");
+    assert!(s.link_user(&google, &upper, &uid("u-alice"), t(5)).await.unwrap());
+    assert_eq!(s.linked_user(&google, &subject("abc")).await.unwrap(), None, "case matters");
+    let same_time = subject("alice-at-github");
+    assert!(s.link_user(&github, &same_time, &uid("u-alice"), t(10)).await.unwrap());
+
+    let links = s.links_of(&uid("u-alice")).await.unwrap();
+    assert_eq!(
+        links,
+        vec![
+            UpstreamLink::new(google.clone(), upper, t(5)),
+            UpstreamLink::new(github.clone(), same_time, t(10)),
+            UpstreamLink::new(google.clone(), sub.clone(), t(10)),
+        ],
+        "oldest first, then by provider; a repeated link keeps its first time"
+    );
+    assert_eq!(s.links_of(&uid("u-bob")).await.unwrap(), vec![UpstreamLink::new(github.clone(), sub.clone(), t(40))]);
+    assert!(s.links_of(&uid("u-mallory")).await.unwrap().is_empty());
+
+    assert_eq!(s.unlink_user(&uid("u-alice")).await.unwrap(), 3);
+    assert_eq!(s.unlink_user(&uid("u-alice")).await.unwrap(), 0);
+    assert_eq!(s.linked_user(&google, &sub).await.unwrap(), None);
+    assert_eq!(s.linked_user(&github, &sub).await.unwrap(), Some(uid("u-bob")), "another user's link stays");
+}
+
+pub async fn racing_replicas_link_an_identity_once(stores: Stores) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, barrier) = (stores.upstream.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = uid(&format!("u-racer-{i}"));
+            barrier.wait().await;
+            let linked = s.link_user(&provider("okta"), &subject("00u1abcd"), &user, t(1)).await.unwrap();
+            (user, linked)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (user, linked) = task.await.unwrap();
+        if linked {
+            winners.push(user);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 20 racing links wins: {winners:?}");
+    assert_eq!(
+        stores.upstream.linked_user(&provider("okta"), &subject("00u1abcd")).await.unwrap().as_ref(),
+        winners.first()
+    );
+}
+
+/// Removing a user (the operator's action, and the store's own `delete_user`) ends its links:
+/// the upstream identity no longer signs in as it.
+pub async fn upstream_links_end_with_their_user(stores: Stores) {
+    let h = harness(stores).await;
+    let s = h.server.stores();
+    let alice = User::new(uid("u-alice"), "alice".into(), "$argon2id$hash".into(), t(0));
+    let bob = User::new(uid("u-bob"), "bob".into(), "$argon2id$hash".into(), t(0));
+    for u in [&alice, &bob] {
+        s.users.create_user(u).await.unwrap();
+    }
+    assert!(s.upstream.link_user(&provider("google"), &subject("g-alice"), &alice.id, t(1)).await.unwrap());
+    assert!(s.upstream.link_user(&provider("github"), &subject("4242"), &alice.id, t(2)).await.unwrap());
+    assert!(s.upstream.link_user(&provider("google"), &subject("g-bob"), &bob.id, t(3)).await.unwrap());
+
+    assert!(h.server.operator().remove_user("alice").await.unwrap());
+    assert!(s.upstream.links_of(&alice.id).await.unwrap().is_empty());
+    assert_eq!(s.upstream.linked_user(&provider("google"), &subject("g-alice")).await.unwrap(), None);
+    assert_eq!(s.upstream.linked_user(&provider("github"), &subject("4242")).await.unwrap(), None);
+    assert_eq!(s.upstream.links_of(&bob.id).await.unwrap().len(), 1, "another user's links stay");
+    // The identity is free again: a new user may be linked to it.
+    assert!(s.upstream.link_user(&provider("google"), &subject("g-alice"), &uid("u-new"), t(4)).await.unwrap());
+
+    // The store's own deletion takes the links with it too.
+    assert!(s.users.delete_user(&bob.id).await.unwrap());
+    assert_eq!(s.upstream.linked_user(&provider("google"), &subject("g-bob")).await.unwrap(), None);
+}
+
+pub async fn upstream_inputs_beyond_their_bounds_are_refused(stores: Stores) {
+    use crate::store::{MAX_LEASE_HOLDER_LEN, MAX_SEALED_UPSTREAM_LEN};
+    let s = &stores.upstream;
+    let g = stored_grant(&stores, "kit-bounds").await;
+    let largest = vec![7u8; MAX_SEALED_UPSTREAM_LEN];
+    assert!(s.put_upstream_tokens(&g.id, &largest, None, t(1)).await.unwrap(), "the bound itself is accepted");
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap().unwrap().sealed, largest, "stored whole");
+    let too_large = vec![7u8; MAX_SEALED_UPSTREAM_LEN + 1];
+    for bad in [&too_large[..], &[][..]] {
+        let put = s.put_upstream_tokens(&g.id, bad, None, t(2)).await;
+        assert!(matches!(put, Err(StoreError::Refused(_))), "{} bytes: {put:?}", bad.len());
+        let replaced = s.replace_upstream_tokens(&g.id, 1, bad, None, t(2)).await;
+        assert!(matches!(replaced, Err(StoreError::Refused(_))), "{} bytes: {replaced:?}", bad.len());
+    }
+    let record = s.upstream_tokens(&g.id).await.unwrap().unwrap();
+    assert_eq!((record.version, record.sealed.len()), (1, MAX_SEALED_UPSTREAM_LEN), "nothing was written");
+
+    let longest = "h".repeat(MAX_LEASE_HOLDER_LEN);
+    assert!(s.take_refresh_lease(&g.id, &longest, t(60), t(1)).await.unwrap());
+    let too_long = "h".repeat(MAX_LEASE_HOLDER_LEN + 1);
+    for bad in [too_long.as_str(), ""] {
+        assert!(matches!(s.take_refresh_lease(&g.id, bad, t(60), t(1)).await, Err(StoreError::Refused(_))), "{bad:?}");
+        assert!(matches!(s.release_refresh_lease(&g.id, bad).await, Err(StoreError::Refused(_))), "{bad:?}");
+    }
+    assert!(s.release_refresh_lease(&g.id, &longest).await.unwrap(), "the longest holder still held it");
+
+    // Provider ids and subjects cannot even be built past their bounds: nothing is truncated.
+    assert!(UpstreamProviderId::parse(&"p".repeat(crate::types::MAX_UPSTREAM_PROVIDER_LEN + 1)).is_err());
+    assert!(UpstreamSubject::parse(&"s".repeat(crate::types::MAX_UPSTREAM_SUBJECT_LEN + 1)).is_err());
+    let longest_subject = subject(&"s".repeat(crate::types::MAX_UPSTREAM_SUBJECT_LEN));
+    let longest_provider = provider(&"p".repeat(crate::types::MAX_UPSTREAM_PROVIDER_LEN));
+    assert!(s.link_user(&longest_provider, &longest_subject, &uid("u-long"), t(1)).await.unwrap());
+    assert_eq!(s.links_of(&uid("u-long")).await.unwrap()[0].subject, longest_subject, "stored whole");
+}
+
+pub async fn upstream_tokens_are_replaced_by_compare_and_swap(stores: Stores) {
+    let s = &stores.upstream;
+    let g = stored_grant(&stores, "kit-vault").await;
+    assert!(!s.put_upstream_tokens(&GrantId::generate(), &sealed(1), None, t(1)).await.unwrap(), "no such grant");
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap(), None);
+
+    assert!(s.put_upstream_tokens(&g.id, &sealed(1), Some(t(3600)), t(1)).await.unwrap());
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap(), Some(SealedUpstream::new(sealed(1), 1, Some(t(3600)), t(1))));
+    // Put over a record: its version goes on, so a swap prepared against the old one fails.
+    assert!(s.put_upstream_tokens(&g.id, &sealed(2), None, t(2)).await.unwrap());
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap(), Some(SealedUpstream::new(sealed(2), 2, None, t(2))));
+    assert!(!s.replace_upstream_tokens(&g.id, 1, &sealed(9), None, t(3)).await.unwrap(), "a stale version loses");
+    assert!(s.replace_upstream_tokens(&g.id, 2, &sealed(3), Some(t(7200)), t(4)).await.unwrap());
+    assert!(!s.replace_upstream_tokens(&g.id, 2, &sealed(9), None, t(5)).await.unwrap(), "a version wins once");
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap(), Some(SealedUpstream::new(sealed(3), 3, Some(t(7200)), t(4))));
+    assert!(!s.replace_upstream_tokens(&GrantId::generate(), 1, &sealed(9), None, t(5)).await.unwrap());
+
+    // Records are per grant.
+    let other = stored_grant(&stores, "kit-vault").await;
+    assert!(s.put_upstream_tokens(&other.id, &sealed(4), None, t(6)).await.unwrap());
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap().unwrap().sealed, sealed(3));
+
+    assert!(s.delete_upstream_tokens(&g.id).await.unwrap());
+    assert!(!s.delete_upstream_tokens(&g.id).await.unwrap());
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap(), None);
+    assert!(!s.replace_upstream_tokens(&g.id, 3, &sealed(9), None, t(7)).await.unwrap(), "gone");
+    assert!(s.put_upstream_tokens(&g.id, &sealed(5), None, t(8)).await.unwrap());
+    assert_eq!(s.upstream_tokens(&g.id).await.unwrap().unwrap().version, 1, "a new record starts over");
+    assert_eq!(s.upstream_tokens(&other.id).await.unwrap().unwrap().sealed, sealed(4), "the other is untouched");
+}
+
+pub async fn racing_replacements_of_upstream_tokens_have_one_winner(stores: Stores) {
+    let g = stored_grant(&stores, "kit-vault-race").await;
+    assert!(stores.upstream.put_upstream_tokens(&g.id, &sealed(0), None, t(1)).await.unwrap());
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for i in 0..20u8 {
+        let (s, barrier, id) = (stores.upstream.clone(), barrier.clone(), g.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (i, s.replace_upstream_tokens(&id, 1, &sealed(i + 1), None, t(2)).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, won) = task.await.unwrap();
+        if won {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 20 racing replacements wins: {winners:?}");
+    let record = stores.upstream.upstream_tokens(&g.id).await.unwrap().unwrap();
+    assert_eq!((record.version, record.sealed), (2, sealed(winners[0] + 1)), "the winner's record is stored");
+}
+
+/// Every way a grant is revoked deletes its upstream tokens: the store's two revocations, and
+/// the server's paths through them (a replayed code, a replayed refresh token, RFC 7009, the
+/// user's Connected apps, the operator removing a client or a user).
+pub async fn upstream_tokens_end_with_every_revocation(stores: Stores) {
+    let s = &stores;
+    // The store's revocations, and a revoked grant never gets a record back.
+    let one = stored_grant(s, "kit-rev-a").await;
+    let (two, three, kept) =
+        (stored_grant(s, "kit-rev-b").await, stored_grant(s, "kit-rev-b").await, stored_grant(s, "kit-rev-c").await);
+    for g in [&one, &two, &three, &kept] {
+        assert!(s.upstream.put_upstream_tokens(&g.id, &sealed(1), None, t(1)).await.unwrap());
+    }
+    assert!(s.upstream.take_refresh_lease(&one.id, "replica-a", t(60), t(1)).await.unwrap());
+    assert!(s.grants.revoke_grant(&one.id, t(2)).await.unwrap());
+    assert_eq!(s.upstream.upstream_tokens(&one.id).await.unwrap(), None, "revoke_grant");
+    assert!(!s.upstream.take_refresh_lease(&one.id, "replica-b", t(60), t(3)).await.unwrap(), "the lease went too");
+    assert!(!s.upstream.put_upstream_tokens(&one.id, &sealed(2), None, t(3)).await.unwrap(), "revoked: no record");
+    assert_eq!(s.upstream.upstream_tokens(&one.id).await.unwrap(), None);
+    assert_eq!(s.grants.revoke_client_grants(&cid("kit-rev-b"), t(2)).await.unwrap(), 2);
+    for g in [&two, &three] {
+        assert_eq!(s.upstream.upstream_tokens(&g.id).await.unwrap(), None, "revoke_client_grants");
+    }
+    assert!(s.upstream.upstream_tokens(&kept.id).await.unwrap().is_some(), "another client's grant keeps its record");
+
+    // Through the server.
+    let h = harness(stores.clone()).await;
+    let server = &h.server;
+    let grant_of = |refresh: String| {
+        let grants = server.stores().grants.clone();
+        async move { grants.find_refresh_token(&SecretHash::of(refresh.as_bytes())).await.unwrap().unwrap().0.id }
+    };
+    let vaulted = |id: GrantId| {
+        let upstream = server.stores().upstream.clone();
+        async move {
+            assert!(upstream.put_upstream_tokens(&id, &sealed(3), None, t(0)).await.unwrap());
+            id
+        }
+    };
+    let gone = |id: GrantId, path: &'static str| {
+        let upstream = server.stores().upstream.clone();
+        async move { assert_eq!(upstream.upstream_tokens(&id).await.unwrap(), None, "{path}") }
+    };
+    let client = register_public_client(server).await;
+
+    // A replayed code.
+    let (code, verifier) = authorize_code(server, &client).await;
+    let tokens = server.token(code_request(&client, &code, &verifier), None).await.unwrap();
+    let replayed = vaulted(grant_of(tokens.refresh_token.unwrap().secret().to_owned()).await).await;
+    assert!(server.token(code_request(&client, &code, &verifier), None).await.is_err());
+    gone(replayed, "code replay").await;
+
+    // A refresh token replayed after the grace window.
+    let (code, verifier) = authorize_code(server, &client).await;
+    let first = server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let id = vaulted(grant_of(first.secret().to_owned()).await).await;
+    server.token(refresh_request(&client, first.secret()), None).await.unwrap();
+    h.clock.advance(Duration::from_secs(3600));
+    assert!(server.token(refresh_request(&client, first.secret()), None).await.is_err());
+    gone(id, "refresh replay").await;
+
+    // RFC 7009.
+    let (code, verifier) = authorize_code(server, &client).await;
+    let refresh = server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let id = vaulted(grant_of(refresh.secret().to_owned()).await).await;
+    let form =
+        crate::revoke::TokenRequestForm::from_pairs([("token", refresh.secret()), ("client_id", client.as_str())])
+            .unwrap();
+    server.revoke(form, None).await.unwrap();
+    gone(id, "RFC 7009 revocation").await;
+
+    // The user's Connected apps.
+    let (code, verifier) = authorize_code(server, &client).await;
+    let refresh = server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let id = vaulted(grant_of(refresh.secret().to_owned()).await).await;
+    assert_eq!(server.revoke_connected_app(&uid("user-1"), &client).await.unwrap(), 1);
+    gone(id, "Connected apps").await;
+
+    // The operator removing the user, then the client.
+    let op = server.operator();
+    let user = User::new(uid("user-1"), "alice".into(), "$argon2id$hash".into(), t(0));
+    server.stores().users.create_user(&user).await.unwrap();
+    let (code, verifier) = authorize_code(server, &client).await;
+    let refresh = server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let id = vaulted(grant_of(refresh.secret().to_owned()).await).await;
+    assert!(op.remove_user("alice").await.unwrap());
+    gone(id, "the operator removing the user").await;
+    let (code, verifier) = authorize_code(server, &client).await;
+    let refresh = server.token(code_request(&client, &code, &verifier), None).await.unwrap().refresh_token.unwrap();
+    let id = vaulted(grant_of(refresh.secret().to_owned()).await).await;
+    assert!(op.remove_client(&client).await.unwrap());
+    gone(id, "the operator removing the client").await;
+    assert!(server.stores().upstream.upstream_tokens(&kept.id).await.unwrap().is_some());
+}
+
+/// A write racing the grant's revocation never leaves a record behind: whichever comes first,
+/// a revoked grant ends up with no upstream tokens.
+pub async fn a_write_racing_a_revocation_leaves_no_record(stores: Stores) {
+    let mut grants = Vec::new();
+    for _ in 0..20 {
+        grants.push(stored_grant(&stores, "kit-vault-revoke-race").await);
+    }
+    let mut tasks = Vec::new();
+    for g in &grants {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let (upstream, b, id) = (stores.upstream.clone(), barrier.clone(), g.id.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            upstream.put_upstream_tokens(&id, &sealed(1), None, t(1)).await.unwrap();
+        }));
+        let (store, b, id) = (stores.grants.clone(), barrier, g.id.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            assert!(store.revoke_grant(&id, t(1)).await.unwrap());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for g in &grants {
+        assert_eq!(stores.upstream.upstream_tokens(&g.id).await.unwrap(), None, "grant {} is revoked", g.id);
+    }
+}
+
+pub async fn upstream_tokens_are_swept_with_their_grants(stores: Stores) {
+    let s = &stores;
+    // `grant` makes refresh tokens that expire at t(86400).
+    let expiring = stored_grant(s, "kit-vault-sweep").await;
+    let mut live = grant("kit-vault-sweep");
+    live.refresh_expires_at = Some(t(10 * 86_400));
+    s.grants.create_grant(&live, Some(&RefreshToken::generate().hash())).await.unwrap();
+    for g in [&expiring, &live] {
+        assert!(s.upstream.put_upstream_tokens(&g.id, &sealed(1), None, t(1)).await.unwrap());
+    }
+    assert_eq!(s.grants.sweep_grants(t(86_000)).await.unwrap(), 0, "nothing has expired yet");
+    assert!(s.upstream.upstream_tokens(&expiring.id).await.unwrap().is_some());
+    assert_eq!(s.grants.sweep_grants(t(86_401)).await.unwrap(), 1);
+    assert_eq!(s.upstream.upstream_tokens(&expiring.id).await.unwrap(), None, "swept with its grant");
+    assert!(!s.upstream.put_upstream_tokens(&expiring.id, &sealed(2), None, t(86_402)).await.unwrap(), "gone for good");
+    assert!(s.upstream.upstream_tokens(&live.id).await.unwrap().is_some(), "a live grant keeps its record");
+}
+
+pub async fn refresh_leases_have_one_holder_at_a_time(stores: Stores) {
+    let s = &stores.upstream;
+    let g = stored_grant(&stores, "kit-lease").await;
+    assert!(!s.take_refresh_lease(&g.id, "replica-a", t(60), t(0)).await.unwrap(), "no record, no lease");
+    assert!(s.put_upstream_tokens(&g.id, &sealed(1), None, t(0)).await.unwrap());
+
+    assert!(s.take_refresh_lease(&g.id, "replica-a", t(60), t(0)).await.unwrap());
+    assert!(!s.take_refresh_lease(&g.id, "replica-b", t(60), t(30)).await.unwrap(), "a's lease runs");
+    assert!(s.take_refresh_lease(&g.id, "replica-a", t(90), t(30)).await.unwrap(), "its holder extends it");
+    assert!(!s.take_refresh_lease(&g.id, "replica-b", t(120), t(89)).await.unwrap(), "until the new end");
+    assert!(!s.release_refresh_lease(&g.id, "replica-b").await.unwrap(), "only the holder releases");
+    assert!(!s.take_refresh_lease(&g.id, "replica-b", t(120), t(89)).await.unwrap(), "still a's");
+    // A lease past its time is taken over, and its old holder can no longer release it.
+    assert!(s.take_refresh_lease(&g.id, "replica-b", t(150), t(90)).await.unwrap(), "expired: taken over");
+    assert!(!s.release_refresh_lease(&g.id, "replica-a").await.unwrap());
+    assert!(!s.take_refresh_lease(&g.id, "replica-a", t(200), t(100)).await.unwrap(), "b holds it now");
+    // A replacement keeps the lease; its holder releases it.
+    assert!(s.replace_upstream_tokens(&g.id, 1, &sealed(2), None, t(100)).await.unwrap());
+    assert!(!s.take_refresh_lease(&g.id, "replica-a", t(200), t(100)).await.unwrap());
+    assert!(s.release_refresh_lease(&g.id, "replica-b").await.unwrap());
+    assert!(!s.release_refresh_lease(&g.id, "replica-b").await.unwrap(), "released once");
+    assert!(s.take_refresh_lease(&g.id, "replica-a", t(200), t(100)).await.unwrap(), "free again");
+
+    // Leases are per grant, and go with their record.
+    let other = stored_grant(&stores, "kit-lease").await;
+    assert!(s.put_upstream_tokens(&other.id, &sealed(1), None, t(100)).await.unwrap());
+    assert!(s.take_refresh_lease(&other.id, "replica-b", t(200), t(100)).await.unwrap());
+    assert!(s.delete_upstream_tokens(&g.id).await.unwrap());
+    assert!(!s.release_refresh_lease(&g.id, "replica-a").await.unwrap(), "deleted with its record");
+    assert!(s.put_upstream_tokens(&g.id, &sealed(3), None, t(101)).await.unwrap());
+    assert!(s.take_refresh_lease(&g.id, "replica-b", t(200), t(101)).await.unwrap(), "a new record has no lease");
+    assert!(
+        !s.take_refresh_lease(&other.id, "replica-a", t(200), t(101)).await.unwrap(),
+        "the other grant's lease holds"
+    );
+}
+
+pub async fn racing_replicas_take_a_refresh_lease_once(stores: Stores) {
+    let g = stored_grant(&stores, "kit-lease-race").await;
+    assert!(stores.upstream.put_upstream_tokens(&g.id, &sealed(1), None, t(0)).await.unwrap());
+    // An expired lease, so that the racers contend for a takeover, not only for a free row.
+    assert!(stores.upstream.take_refresh_lease(&g.id, "replica-old", t(5), t(0)).await.unwrap());
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, barrier, id) = (stores.upstream.clone(), barrier.clone(), g.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let holder = format!("replica-{i}");
+            barrier.wait().await;
+            let took = s.take_refresh_lease(&id, &holder, t(60), t(10)).await.unwrap();
+            (holder, took)
+        }));
+    }
+    let mut holders = Vec::new();
+    for task in tasks {
+        let (holder, took) = task.await.unwrap();
+        if took {
+            holders.push(holder);
+        }
+    }
+    assert_eq!(holders.len(), 1, "exactly one of 20 racing replicas takes the lease: {holders:?}");
+    assert!(stores.upstream.release_refresh_lease(&g.id, &holders[0]).await.unwrap(), "and it is the holder");
 }

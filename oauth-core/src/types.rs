@@ -182,6 +182,55 @@ impl GrantId {
     }
 }
 
+/// Longest upstream provider id, in bytes.
+pub const MAX_UPSTREAM_PROVIDER_LEN: usize = 64;
+/// Longest upstream subject, in bytes: OpenID Connect Core 2 caps `sub` at 255 ASCII characters.
+pub const MAX_UPSTREAM_SUBJECT_LEN: usize = 255;
+
+string_newtype! {
+    /// The operator's name for an upstream identity provider people sign in with (`google`,
+    /// `github`, `entra-contoso`): 1 to 64 bytes of `[a-z0-9-]`. It is half of the key a person
+    /// is linked by, so it must never change once people have signed in with it.
+    UpstreamProviderId
+}
+
+impl UpstreamProviderId {
+    /// Parses a provider id. A longer one is refused, never truncated: two ids that agree on
+    /// their first 64 bytes would otherwise link the same people.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "upstream provider id";
+        if s.is_empty() || s.len() > MAX_UPSTREAM_PROVIDER_LEN {
+            return Err(ParseError::new(WHAT, format!("must be 1 to {MAX_UPSTREAM_PROVIDER_LEN} bytes")));
+        }
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(ParseError::new(WHAT, "may contain only a-z, 0-9 and '-'"));
+        }
+        Ok(Self(s.into()))
+    }
+}
+
+string_newtype! {
+    /// Who a person is at an upstream provider: the ID token's `sub` (OpenID Connect Core 2),
+    /// or GitHub's numeric user id. Compared exactly (case matters), 1 to 255 bytes, no
+    /// control characters.
+    UpstreamSubject
+}
+
+impl UpstreamSubject {
+    /// Parses a subject. A longer one is refused, never truncated: truncation could make two
+    /// people one.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "upstream subject";
+        if s.is_empty() || s.len() > MAX_UPSTREAM_SUBJECT_LEN {
+            return Err(ParseError::new(WHAT, format!("must be 1 to {MAX_UPSTREAM_SUBJECT_LEN} bytes")));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ParseError::new(WHAT, "contains control characters"));
+        }
+        Ok(Self(s.into()))
+    }
+}
+
 /// What kind of redirect URI this is, which decides whether a deployment allows it and how it
 /// is matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -751,5 +800,27 @@ mod tests {
         let res = ResourceUri::parse("https://mcp.example.com:8443/mcp").unwrap();
         assert_eq!(res.origin(), "https://mcp.example.com:8443");
         assert_eq!(res.path(), "/mcp");
+    }
+
+    #[test]
+    fn upstream_identities_are_bounded_and_never_truncated() {
+        for ok in ["google", "entra-contoso", "okta2", &"a".repeat(MAX_UPSTREAM_PROVIDER_LEN)] {
+            assert_eq!(UpstreamProviderId::parse(ok).unwrap().as_str(), ok);
+        }
+        let too_long = "a".repeat(MAX_UPSTREAM_PROVIDER_LEN + 1);
+        for bad in ["", "Google", "git hub", "git_hub", "gïthub", "a/b", too_long.as_str()] {
+            assert!(UpstreamProviderId::parse(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["110169484474386276334", "AItOawmwtWwcT0k51BayewNvutrJUqsvl6qs7A4", "auth0|5f7c8ec7c33c6c004bbafe82"]
+        {
+            assert_eq!(UpstreamSubject::parse(ok).unwrap().as_str(), ok, "case and punctuation are kept");
+        }
+        assert!(UpstreamSubject::parse(&"s".repeat(MAX_UPSTREAM_SUBJECT_LEN)).is_ok());
+        // 255 bytes is the bound, not 255 characters.
+        assert!(UpstreamSubject::parse(&"é".repeat(128)).is_err());
+        for bad in ["", "a\nb", "nul\0"] {
+            assert!(UpstreamSubject::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(UpstreamSubject::parse(&"s".repeat(MAX_UPSTREAM_SUBJECT_LEN + 1)).is_err());
     }
 }

@@ -14,8 +14,10 @@ use oauth_core::{Client, ClientOrigin};
 use oauth_core::{ClientId, GrantId, UserId};
 use oauth_core::{EventQuery, FlowEvent};
 use oauth_core::{Revocation, StoredKey};
+use oauth_core::{SealedUpstream, UpstreamLink, UpstreamProviderId, UpstreamStore, UpstreamSubject};
 use oauth_core::{SessionStore, SignInSession};
 use oauth_core::{StoreError, UnixTime};
+use oauth_core::{check_lease_holder, check_sealed_upstream};
 
 /// Every store in memory, behind one lock.
 #[derive(Debug, Default)]
@@ -45,6 +47,17 @@ struct Inner {
     failures: HashMap<String, Failures>,
     /// Single-use marks and when each may be forgotten.
     used_once: HashMap<String, UnixTime>,
+    /// Upstream identities and the user each is linked to, with when.
+    links: HashMap<(UpstreamProviderId, UpstreamSubject), (UserId, UnixTime)>,
+    /// The vault: one record per live grant, removed with the grant's revocation or sweep.
+    vault: HashMap<GrantId, Vaulted>,
+}
+
+#[derive(Debug, Clone)]
+struct Vaulted {
+    record: SealedUpstream,
+    /// The refresh lease: who holds it, until when.
+    lease: Option<(String, UnixTime)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +69,10 @@ struct Failures {
 }
 
 impl Inner {
+    /// What every revocation does besides marking the grant: the feed entry, and the end of its
+    /// upstream tokens.
     fn record_revocation(&mut self, grant: GrantId, at: UnixTime) {
+        self.vault.remove(&grant);
         self.last_revocation += 1;
         self.revocations.push(Revocation::new(self.last_revocation, grant, at));
     }
@@ -297,6 +313,7 @@ impl GrantStore for MemoryStore {
             .collect();
         for id in &dead {
             g.grants.remove(id);
+            g.vault.remove(id);
         }
         g.refresh_tokens.retain(|_, (id, _)| !dead.contains(id));
         g.revocations.retain(|r| r.at >= before);
@@ -370,6 +387,8 @@ impl UserStore for MemoryStore {
         let mut g = self.lock();
         let n = g.users.len();
         g.users.retain(|u| &u.id != id);
+        // Under the same lock: no upstream identity still signs in as the removed user.
+        g.links.retain(|_, (user, _)| user != id);
         Ok(g.users.len() != n)
     }
 
@@ -590,5 +609,127 @@ impl LimitStore for MemoryStore {
             }
         }
         Ok((before - g.buckets.len() - g.failures.len() - g.used_once.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl UpstreamStore for MemoryStore {
+    async fn linked_user(
+        &self,
+        provider: &UpstreamProviderId,
+        subject: &UpstreamSubject,
+    ) -> StoreResult<Option<UserId>> {
+        Ok(self.lock().links.get(&(provider.clone(), subject.clone())).map(|(user, _)| user.clone()))
+    }
+
+    async fn link_user(
+        &self,
+        provider: &UpstreamProviderId,
+        subject: &UpstreamSubject,
+        user: &UserId,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let (linked, _) = g.links.entry((provider.clone(), subject.clone())).or_insert_with(|| (user.clone(), now));
+        Ok(linked == user)
+    }
+
+    async fn links_of(&self, user: &UserId) -> StoreResult<Vec<UpstreamLink>> {
+        let mut links: Vec<UpstreamLink> = self
+            .lock()
+            .links
+            .iter()
+            .filter(|(_, (u, _))| u == user)
+            .map(|((provider, subject), (_, at))| UpstreamLink::new(provider.clone(), subject.clone(), *at))
+            .collect();
+        links.sort_by(|a, b| (a.linked_at, &a.provider, &a.subject).cmp(&(b.linked_at, &b.provider, &b.subject)));
+        Ok(links)
+    }
+
+    async fn unlink_user(&self, user: &UserId) -> StoreResult<u64> {
+        let mut g = self.lock();
+        let n = g.links.len();
+        g.links.retain(|_, (u, _)| u != user);
+        Ok((n - g.links.len()) as u64)
+    }
+
+    async fn put_upstream_tokens(
+        &self,
+        grant: &GrantId,
+        sealed: &[u8],
+        expires_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        check_sealed_upstream(sealed)?;
+        let mut g = self.lock();
+        if g.grants.get(grant).is_none_or(|gr| gr.revoked_at.is_some()) {
+            return Ok(false);
+        }
+        let (version, lease) = match g.vault.get(grant) {
+            Some(old) => (old.record.version.saturating_add(1), old.lease.clone()),
+            None => (1, None),
+        };
+        let record = SealedUpstream::new(sealed.to_vec(), version, expires_at, now);
+        g.vault.insert(grant.clone(), Vaulted { record, lease });
+        Ok(true)
+    }
+
+    async fn upstream_tokens(&self, grant: &GrantId) -> StoreResult<Option<SealedUpstream>> {
+        Ok(self.lock().vault.get(grant).map(|v| v.record.clone()))
+    }
+
+    async fn replace_upstream_tokens(
+        &self,
+        grant: &GrantId,
+        expected_version: u64,
+        sealed: &[u8],
+        expires_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        check_sealed_upstream(sealed)?;
+        let mut g = self.lock();
+        match g.vault.get_mut(grant) {
+            Some(v) if v.record.version == expected_version => {
+                let Some(version) = expected_version.checked_add(1) else { return Ok(false) };
+                v.record = SealedUpstream::new(sealed.to_vec(), version, expires_at, now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_upstream_tokens(&self, grant: &GrantId) -> StoreResult<bool> {
+        Ok(self.lock().vault.remove(grant).is_some())
+    }
+
+    async fn take_refresh_lease(
+        &self,
+        grant: &GrantId,
+        holder: &str,
+        until: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        check_lease_holder(holder)?;
+        let mut g = self.lock();
+        let Some(v) = g.vault.get_mut(grant) else { return Ok(false) };
+        match &v.lease {
+            Some((other, running)) if other != holder && *running > now => Ok(false),
+            _ => {
+                v.lease = Some((holder.to_owned(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_refresh_lease(&self, grant: &GrantId, holder: &str) -> StoreResult<bool> {
+        check_lease_holder(holder)?;
+        let mut g = self.lock();
+        match g.vault.get_mut(grant) {
+            Some(v) if v.lease.as_ref().is_some_and(|(h, _)| h == holder) => {
+                v.lease = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Grants, refresh tokens and consents on SQL: rotation is a compare-and-swap `UPDATE` on
-//! (grant, generation) with the new token's row inserted in the same transaction.
+//! (grant, generation) with the new token's row inserted in the same transaction. Revocation is
+//! one `UPDATE`; the schema's triggers add the feed entry and delete the grant's upstream
+//! tokens in the same statement (migrations 0006 and 0009), whichever statement revokes.
 
 use std::time::Duration;
 
@@ -143,7 +145,8 @@ impl GrantStore for SqlStore {
     }
 
     async fn sweep_grants(&self, before: UnixTime) -> StoreResult<u64> {
-        // Their refresh tokens go with them: `ON DELETE CASCADE`, in the same statement.
+        // Their refresh tokens and upstream tokens go with them: `ON DELETE CASCADE`, in the
+        // same statement.
         let swept = with_pool!(self, pool => {
             sqlx::query(
                 "DELETE FROM grants WHERE revoked_at < $1 OR refresh_expires_at < $1 \

@@ -82,6 +82,7 @@ mod listen;
 mod rows;
 mod sessions;
 mod stores;
+mod upstream;
 mod users;
 mod write;
 

@@ -7,6 +7,7 @@ use oauth_core::{StoreResult, User, UserStore};
 use crate::SqlStore;
 use crate::error::{db, out_of_range};
 use crate::rows::UserRow;
+use crate::write::BeginWrite as _;
 
 #[async_trait]
 impl UserStore for SqlStore {
@@ -83,13 +84,16 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
-        let done = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id.as_str())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })
+        // The user's upstream links go in the same transaction: no upstream identity signs in
+        // as a removed user, even one linked while the operator was removing it.
+        let done = with_pool!(self, pool => async {
+            let mut tx = pool.begin_write(&self.writes).await?;
+            sqlx::query("DELETE FROM upstream_links WHERE user_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+            let n = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(n)
+        }
+        .await)
         .map_err(db("delete_user"))?;
         Ok(done > 0)
     }

@@ -55,6 +55,11 @@ mod postgres {
         common::revocations_reach_another_process(&fresh_url!()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upstream_tokens_end_with_their_grant_in_sql() {
+        common::upstream_tokens_end_with_their_grant_in_sql(&fresh_url!()).await;
+    }
+
     /// `(encrypted, plain)`: how many connections named `application_name` the server has of
     /// each, seen through a connection of the test's own (which is not named so).
     async fn connections_by_encryption(application_name: &str) -> (i64, i64) {

@@ -30,6 +30,11 @@ async fn revocations_reach_another_process() {
     common::revocations_reach_another_process(&common::sqlite_url()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tokens_end_with_their_grant_in_sql() {
+    common::upstream_tokens_end_with_their_grant_in_sql(&common::sqlite_url()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_databases_work_on_one_connection() {
     let store = oauth_store_sql::SqlStore::connect("sqlite::memory:").await.unwrap();

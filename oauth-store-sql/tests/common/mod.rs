@@ -406,3 +406,49 @@ pub async fn revocations_reach_another_process(url: &str) {
     a.close().await;
     b.close().await;
 }
+
+/// The schema ends a grant's upstream tokens, whatever SQL touches the grant: a revocation by
+/// hand deletes them (the trigger), and so does deleting the grant's row (the foreign key).
+pub async fn upstream_tokens_end_with_their_grant_in_sql(url: &str) {
+    let store = SqlStore::connect(url).await.unwrap();
+    let stores = store.clone().into_stores();
+    let grant = |id: &str| -> Grant {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "client_id": "c", "user": "u", "scopes": "mcp:tools",
+            "resource": RESOURCE, "auth_time": 0, "created_at": 0, "generation": 0, "has_refresh_token": false,
+            "rotated_at": null, "refresh_expires_at": null, "revoked_at": null,
+        }))
+        .unwrap()
+    };
+    for id in ["gr_by_hand", "gr_deleted", "gr_kept"] {
+        stores.grants.create_grant(&grant(id), None).await.unwrap();
+        let id = GrantId::parse(id).unwrap();
+        assert!(stores.upstream.put_upstream_tokens(&id, b"sealed bytes", None, UnixTime::from_secs(1)).await.unwrap());
+    }
+    let raw = Raw::open(url).await;
+    assert_eq!(raw.count("upstream_tokens").await, 3);
+    raw.execute("UPDATE grants SET revoked_at = 6 WHERE id = 'gr_by_hand'").await;
+    raw.execute("DELETE FROM grants WHERE id = 'gr_deleted'").await;
+    assert_eq!(raw.count("upstream_tokens").await, 1, "only the live grant's record is left");
+    assert!(stores.upstream.upstream_tokens(&GrantId::parse("gr_kept").unwrap()).await.unwrap().is_some());
+    // A record for a grant that does not exist cannot be written even by hand.
+    let orphan = match &raw {
+        #[cfg(feature = "sqlite")]
+        Raw::Sqlite(p) => sqlx::query(
+            "INSERT INTO upstream_tokens (grant_id, sealed, version, updated_at) VALUES ('gr_none', x'01', 1, 0)",
+        )
+        .execute(p)
+        .await
+        .is_err(),
+        #[cfg(feature = "postgres")]
+        Raw::Postgres(p) => sqlx::query(
+            "INSERT INTO upstream_tokens (grant_id, sealed, version, updated_at) VALUES ('gr_none', '\\x01', 1, 0)",
+        )
+        .execute(p)
+        .await
+        .is_err(),
+    };
+    assert!(orphan, "the foreign key refuses a record without its grant");
+    raw.close().await;
+    store.close().await;
+}
