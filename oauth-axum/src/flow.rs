@@ -226,3 +226,83 @@ pub(crate) async fn account_apps_revoke(State(s): AppState, headers: HeaderMap, 
         Err(e) => internal(&e),
     }
 }
+
+/// `POST …/sign-in/upstream`: the sign-in page's "Sign in with …" button. The form carries the
+/// CSRF token bound to the pending request, so only a browser that was shown that page can
+/// start an upstream sign-in for it; the answer sets the sealed flow cookie and sends the
+/// browser to the provider.
+pub(crate) async fn upstream_start(State(s): AppState, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers).await {
+        return limited;
+    }
+    let (mut form, prompt) = match pending_form(&s, &headers, &body, &["provider"]).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let Some(upstream) = s.server.upstream(&form.take("provider")).cloned() else {
+        return show_error(&OAuthError::invalid_request("this sign-in service is not offered here"));
+    };
+    let callback = s.upstream_callback(&upstream.provider().id);
+    let key = s.server.derive_secret(oauth_core::upstream::FLOW_COOKIE_KEY);
+    match upstream.start(&prompt.pending.id, &callback, &key, s.server.now()) {
+        Ok(started) => {
+            let cookie = s.cookies.set_upstream(&started.cookie, oauth_core::upstream::FLOW_LIFETIME.as_secs());
+            with_cookies(redirect(StatusCode::SEE_OTHER, &started.location), &[cookie])
+        }
+        Err(e) => internal(&oauth_core::Error::Config(e)),
+    }
+}
+
+/// `GET …/upstream/{provider}/callback`: the provider sends the browser back. The flow cookie
+/// must be this browser's and this flow's; then the person is found or linked here, a
+/// sign-in session starts, and the authorization goes on (consent, or back to the client).
+pub(crate) async fn upstream_callback(
+    State(s): AppState,
+    peer: Peer,
+    headers: HeaderMap,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    uri: Uri,
+) -> Response {
+    if let Some(limited) = s.limited(Class::SignIn, &peer, &headers).await {
+        return limited;
+    }
+    let cleared = [s.cookies.clear_upstream()];
+    let refused = |told: &str| {
+        with_cookies(
+            pages::error_page(StatusCode::BAD_REQUEST, "The sign-in did not finish", told, "access_denied"),
+            &cleared,
+        )
+    };
+    let Some(upstream) = s.server.upstream(&provider).cloned() else {
+        return refused("this sign-in service is not offered here");
+    };
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().take(32).collect();
+    let key = s.server.derive_secret(oauth_core::upstream::FLOW_COOKIE_KEY);
+    let cookie = s.cookies.upstream_value(&headers);
+    let callback = s.upstream_callback(&provider);
+    let leeway = s.server.config().leeway;
+    let done = match upstream.finish(cookie.as_deref(), &query, &callback, &key, s.server.now(), leeway).await {
+        Ok(done) => done,
+        Err(e) => {
+            s.server.record_upstream_failure(&e, None).await;
+            return refused(&e.told);
+        }
+    };
+    let prompt = match s.server.pending_authorization(&done.pending).await {
+        Ok(Some(prompt)) => prompt,
+        Ok(None) => return with_cookies(expired(), &cleared),
+        Err(e) => return internal(&e),
+    };
+    let user = match s.server.upstream_user(&done, Some(&prompt.client.id)).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(e)) => return refused(&e.told),
+        Err(e) => return internal(&e),
+    };
+    let (token, session) = match s.server.start_session(&user, s.session_ttl, Some(&prompt.client.id)).await {
+        Ok(started) => started,
+        Err(e) => return internal(&e),
+    };
+    let cookies = vec![s.cookies.set_session(token.secret(), s.session_ttl.as_secs()), s.cookies.clear_upstream()];
+    s.after_sign_in(&headers, prompt, &Session::from(session), cookies).await
+}

@@ -60,6 +60,8 @@ pub fn sign_in_page(
         username,
         error,
         for_account: false,
+        providers: &[],
+        upstream_action: "",
     }
     .render()
     .map_err(|e| e.to_string())

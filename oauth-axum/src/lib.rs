@@ -156,6 +156,12 @@ impl AuthRouter {
         let issuer = cfg.issuer.as_str().to_owned();
         let base = cfg.issuer.path();
         let p = |x: &str| format!("{base}{x}");
+        let providers = self
+            .server
+            .upstreams()
+            .iter()
+            .map(|u| (u.provider().id.clone(), u.provider().display_name.clone()))
+            .collect();
         let shared = Arc::new(Shared {
             cookies: Cookies::for_issuer(&issuer),
             pages: Pages {
@@ -165,12 +171,16 @@ impl AuthRouter {
                 apps_revoke: p(&format!("{ACCOUNT_APPS_PATH}/revoke")),
                 account_sign_in: p(ACCOUNT_SIGN_IN_PATH),
                 sign_out: p(&format!("{}/sign-out", cfg.paths.authorization)),
+                upstream_start: p(&format!("{}/sign-in/upstream", cfg.paths.authorization)),
+                upstream: format!("{}/upstream/", cfg.paths.authorization),
             },
             server: self.server,
             authenticator: self.authenticator,
             session_ttl: self.session_ttl,
             limiter: self.rate_limits.map(|l| Limiter::new(l).with_shared(self.shared_limits)),
             initial_access_token: self.initial_access_token,
+            providers,
+            issuer_base: issuer.trim_end_matches('/').to_owned(),
         });
         if shared.limiter.as_ref().is_some_and(|l| l.shared().is_some()) {
             spawn_limit_sweeper(Arc::downgrade(&shared));
@@ -203,7 +213,9 @@ impl AuthRouter {
             .route(&shared.pages.apps, get(account_apps))
             .route(&shared.pages.apps_revoke, post(account_apps_revoke))
             .route(&shared.pages.account_sign_in, post(account_sign_in))
-            .route(&shared.pages.sign_out, post(sign_out));
+            .route(&shared.pages.sign_out, post(sign_out))
+            .route(&shared.pages.upstream_start, post(flow::upstream_start))
+            .route(&p(&format!("{}{{provider}}/callback", shared.pages.upstream)), get(flow::upstream_callback));
         api.merge(pages).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(shared)
     }
 }
@@ -272,6 +284,10 @@ struct Shared {
     session_ttl: Duration,
     limiter: Option<Limiter>,
     initial_access_token: Option<InitialAccessToken>,
+    /// The upstream providers on the sign-in page: (id, display name).
+    providers: Vec<(String, String)>,
+    /// The issuer without a trailing slash: the callback URLs' origin and path prefix.
+    issuer_base: String,
 }
 
 #[derive(Debug)]
@@ -282,6 +298,10 @@ struct Pages {
     apps_revoke: String,
     account_sign_in: String,
     sign_out: String,
+    /// Where the sign-in page's upstream buttons post.
+    upstream_start: String,
+    /// The path of each provider's callback is this, the provider id, and `/callback`.
+    upstream: String,
 }
 
 type AppState = State<Arc<Shared>>;

@@ -19,6 +19,9 @@ pub(crate) struct SignIn<'a> {
     pub(crate) error: Option<&'a str>,
     /// The standalone sign-in of the Connected apps page: no client and no pending request.
     pub(crate) for_account: bool,
+    /// The upstream providers offered (id, name on the button), and where their form goes.
+    pub(crate) providers: &'a [(String, String)],
+    pub(crate) upstream_action: &'a str,
 }
 
 #[derive(Template)]

@@ -50,6 +50,7 @@ impl From<SignInSession> for Session {
 pub(crate) struct Cookies {
     session: String,
     csrf: String,
+    upstream: String,
     attributes: &'static str,
 }
 
@@ -59,12 +60,14 @@ impl Cookies {
             Self {
                 session: "__Host-mcp_oauth_session".into(),
                 csrf: "__Host-mcp_oauth_csrf".into(),
+                upstream: "__Host-mcp_oauth_upstream".into(),
                 attributes: "Path=/; Secure; HttpOnly; SameSite=Lax",
             }
         } else {
             Self {
                 session: "mcp_oauth_session".into(),
                 csrf: "mcp_oauth_csrf".into(),
+                upstream: "mcp_oauth_upstream".into(),
                 attributes: "Path=/; HttpOnly; SameSite=Lax",
             }
         }
@@ -85,6 +88,20 @@ impl Cookies {
     /// Deletes the session cookie.
     pub(crate) fn clear_session(&self) -> String {
         format!("{}=; Max-Age=0; {}", self.session, self.attributes)
+    }
+
+    /// The sealed state of an upstream sign-in in progress (SameSite=Lax: it comes back with
+    /// the provider's top-level redirect to the callback).
+    pub(crate) fn upstream_value(&self, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, &self.upstream)
+    }
+
+    pub(crate) fn set_upstream(&self, sealed: &str, max_age: u64) -> String {
+        format!("{}={sealed}; Max-Age={max_age}; {}", self.upstream, self.attributes)
+    }
+
+    pub(crate) fn clear_upstream(&self) -> String {
+        format!("{}=; Max-Age=0; {}", self.upstream, self.attributes)
     }
 
     pub(crate) fn set_csrf(&self, nonce: &str) -> String {

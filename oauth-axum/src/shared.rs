@@ -181,6 +181,11 @@ impl Shared {
         }
     }
 
+    /// The absolute callback URL of upstream provider `id`, as registered at the provider.
+    pub(crate) fn upstream_callback(&self, id: &str) -> String {
+        format!("{}{}{id}/callback", self.issuer_base, self.pages.upstream)
+    }
+
     pub(crate) fn sign_in_page(
         &self,
         headers: &HeaderMap,
@@ -202,6 +207,8 @@ impl Shared {
             username,
             error,
             for_account: false,
+            providers: &self.providers,
+            upstream_action: &self.pages.upstream_start,
         };
         pages::page(status, &page, &cookies)
     }
@@ -262,6 +269,8 @@ impl Shared {
             username,
             error,
             for_account: true,
+            providers: &[],
+            upstream_action: "",
         };
         pages::page(StatusCode::OK, &page, &cookies)
     }

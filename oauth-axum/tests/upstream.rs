@@ -380,3 +380,247 @@ async fn discovery_refuses_what_no_sign_in_could_trust() {
         UpstreamProvider::oidc("test", "Test", "http://idp.example.com", CLIENT_ID, UpstreamSecret::new(SECRET));
     assert!(UpstreamClient::discover(plain, http).await.unwrap_err().contains("must be https"));
 }
+
+/// A browser: its cookies, and raw HTTP/1.1 over fresh connections.
+#[derive(Default)]
+struct Browser {
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    async fn send(&mut self, base: &str, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let host = base.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+        let cookie: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nCookie: {}\r\n",
+            cookie.join("; ")
+        );
+        let body = form
+            .map(|f| url::form_urlencoded::Serializer::new(String::new()).extend_pairs(f).finish())
+            .unwrap_or_default();
+        if form.is_some() {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut location = None;
+        for line in head.lines().skip(1) {
+            let (name, value) = line.split_once(": ").unwrap();
+            match name.to_ascii_lowercase().as_str() {
+                "set-cookie" => {
+                    let (pair, attrs) = value.split_once(';').unwrap_or((value, ""));
+                    let (k, v) = pair.split_once('=').unwrap();
+                    if v.is_empty() || attrs.contains("Max-Age=0") {
+                        self.cookies.remove(k);
+                    } else {
+                        self.cookies.insert(k.to_owned(), v.to_owned());
+                    }
+                }
+                "location" => location = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Page { status: head.split(' ').nth(1).unwrap().parse().unwrap(), location, body: body.to_owned() }
+    }
+}
+
+/// The value of the hidden field `name` in the first form of `html` that has it.
+fn field(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+struct Deployment {
+    server: Arc<oauth_core::AuthorizationServer>,
+    base: String,
+    client_id: String,
+}
+
+const APP_CALLBACK: &str = "http://127.0.0.1:7777/callback";
+
+async fn deployment(idp: &Idp) -> Deployment {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let config = oauth_core::ServerConfig::new(
+        oauth_core::Issuer::parse(&base).unwrap(),
+        oauth_core::ResourceUri::parse(&format!("{base}/mcp")).unwrap(),
+    );
+    let upstream = client(idp, |_| {}).await;
+    let server = Arc::new(
+        oauth_core::AuthorizationServer::new(config, oauth_store_memory::MemoryStore::new().into_stores())
+            .await
+            .unwrap()
+            .with_upstream(upstream),
+    );
+    let auth = Arc::new(oauth_core::StoreAuthenticator::new(server.operator().stores().users.clone()));
+    tokio::spawn(oauth_axum::serve::serve(
+        listener,
+        oauth_axum::router(server.clone(), auth),
+        Default::default(),
+        std::future::pending(),
+    ));
+    let reg = oauth_core::RegistrationRequest::from_json(
+        format!(
+            r#"{{"client_name":"Notes app","redirect_uris":["{APP_CALLBACK}"],"token_endpoint_auth_method":"none"}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let client_id = server.register(reg).await.unwrap().client_id;
+    Deployment { server, base, client_id }
+}
+
+/// The browser opens the client's authorization link and presses "Sign in with Test IdP":
+/// the provider's authorization URL it is sent to.
+async fn go_upstream(d: &Deployment, b: &mut Browser, verifier: &oauth_core::CodeVerifier) -> (Trip, url::Url) {
+    let challenge = oauth_core::CodeChallenge::s256(verifier);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", d.client_id.as_str()),
+            ("redirect_uri", APP_CALLBACK),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "app-state"),
+        ])
+        .finish();
+    let page = b.send(&d.base, "GET", &format!("/authorize?{q}"), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Sign in with Test IdP"), "{}", page.body);
+    let (pending, csrf) = (field(&page.body, "pending"), field(&page.body, "csrf"));
+    let form = [("pending", pending.as_str()), ("csrf", csrf.as_str()), ("provider", "test")];
+    let away = b.send(&d.base, "POST", "/authorize/sign-in/upstream", Some(&form)).await;
+    assert_eq!(away.status, 303, "{}", away.body);
+    let to = url::Url::parse(away.location.as_deref().unwrap()).unwrap();
+    let q: HashMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["redirect_uri"], format!("{}/authorize/upstream/test/callback", d.base));
+    let cookie = b.cookies.get("mcp_oauth_upstream").expect("the flow cookie").clone();
+    (Trip { cookie, state: q["state"].clone(), nonce: q["nonce"].clone(), challenge: q["code_challenge"].clone() }, to)
+}
+
+fn callback_path(trip: &Trip, code: &str) -> String {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("state", trip.state.as_str()), ("code", code)])
+        .finish();
+    format!("/authorize/upstream/test/callback?{q}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connects_for_a_person_who_signs_in_upstream() {
+    let idp = idp().await;
+    let d = deployment(&idp).await;
+    let mut b = Browser::default();
+    let verifier = oauth_core::CodeVerifier::generate();
+    let (trip, _) = go_upstream(&d, &mut b, &verifier).await;
+    let code = sign_in(&idp, &trip, |_| {}, None);
+    let back = b.send(&d.base, "GET", &callback_path(&trip, &code), None).await;
+    assert_eq!(back.status, 200, "the consent page: {}", back.body);
+    assert!(back.body.contains("Notes app") && back.body.contains("name=\"decision\""), "{}", back.body);
+    assert!(!b.cookies.contains_key("mcp_oauth_upstream"), "the flow cookie is spent");
+    assert!(b.cookies.contains_key("mcp_oauth_session"), "signed in here now");
+    let form = [
+        ("pending", field(&back.body, "pending")),
+        ("csrf", field(&back.body, "csrf")),
+        ("decision", "approve".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = b.send(&d.base, "POST", "/authorize/consent", Some(&form)).await;
+    let location = url::Url::parse(done.location.as_deref().expect("back to the client")).unwrap();
+    assert!(location.as_str().starts_with(APP_CALLBACK), "{location}");
+    let app_code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens = d
+        .server
+        .token(
+            oauth_core::TokenRequest::from_pairs([
+                ("grant_type", "authorization_code"),
+                ("code", app_code.as_str()),
+                ("code_verifier", verifier.secret()),
+                ("redirect_uri", APP_CALLBACK),
+                ("client_id", d.client_id.as_str()),
+            ])
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let claims = d.server.verify_access_token(&tokens.access_token).unwrap();
+    let user = d
+        .server
+        .operator()
+        .stores()
+        .users
+        .user(&oauth_core::UserId::parse(&claims.sub).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.username, "test:248289761001", "a new user, linked to the provider's subject");
+    assert!(!oauth_core::verify_password("", &user.password_hash), "no local password works for them");
+
+    // The same person comes back in a fresh browser: the same user, not a second one.
+    let mut again = Browser::default();
+    let (trip, _) = go_upstream(&d, &mut again, &oauth_core::CodeVerifier::generate()).await;
+    let code = sign_in(&idp, &trip, |_| {}, None);
+    assert_eq!(again.send(&d.base, "GET", &callback_path(&trip, &code), None).await.status, 200);
+    assert_eq!(d.server.operator().stores().users.list_users().await.unwrap().len(), 1);
+
+    // A replay of that callback (same cookie, state and a new code for the same nonce) is
+    // refused: the nonce was used.
+    again.cookies.insert("mcp_oauth_upstream".into(), trip.cookie.clone());
+    let code = sign_in(&idp, &trip, |_| {}, None);
+    let replay = again.send(&d.base, "GET", &callback_path(&trip, &code), None).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    let events = d.server.operator().stores().events.events(&oauth_core::EventQuery::all()).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == Some(Reason::UpstreamNonceMismatch)), "{events:?}");
+}
+
+/// The confused deputy: the attacker starts a sign-in in their own browser and has the
+/// victim's browser open the callback with the attacker's code and state. The victim's
+/// browser holds no flow (or its own), so nothing signs the victim in as the attacker, and
+/// the operator sees why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_opened_in_another_browser_signs_no_one_in() {
+    let idp = idp().await;
+    let d = deployment(&idp).await;
+    let mut attacker = Browser::default();
+    let (trip, _) = go_upstream(&d, &mut attacker, &oauth_core::CodeVerifier::generate()).await;
+    let code = sign_in(&idp, &trip, |c| c["sub"] = "attacker".into(), None);
+    let mut victim = Browser::default();
+    let _ = go_upstream(&d, &mut victim, &oauth_core::CodeVerifier::generate()).await;
+    for mut b in [Browser::default(), victim] {
+        let page = b.send(&d.base, "GET", &callback_path(&trip, &code), None).await;
+        assert_eq!(page.status, 400, "{}", page.body);
+        assert!(page.body.contains("not started in this browser"), "{}", page.body);
+        assert!(!b.cookies.contains_key("mcp_oauth_session"), "no session for the victim");
+    }
+    assert!(d.server.operator().stores().users.list_users().await.unwrap().is_empty(), "no user was made");
+    let events = d.server.operator().stores().events.events(&oauth_core::EventQuery::all()).await.unwrap();
+    // Refusals before anyone is known are stored within a budget: identical ones once.
+    assert!(events.iter().any(|e| e.reason == Some(Reason::UpstreamStateMismatch)), "{events:?}");
+    // A forged start without the page's CSRF token does not even leave for the provider.
+    let forged = Browser::default()
+        .send(
+            &d.base,
+            "POST",
+            "/authorize/sign-in/upstream",
+            Some(&[("pending", "x"), ("csrf", "y"), ("provider", "test")]),
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+}

@@ -58,6 +58,8 @@ pub struct AuthorizationServer {
     jwks_cache: crate::client_assertion::JwksCache,
     /// Failures before a client is authenticated are stored within this budget.
     unauthenticated_events: crate::events::EventBudget,
+    /// The identity providers people may sign in with.
+    upstreams: Vec<Arc<crate::upstream::UpstreamClient>>,
 }
 
 /// The key-store name of the key refresh-token successors are derived with.
@@ -96,7 +98,21 @@ impl AuthorizationServer {
             key_fetcher: None,
             jwks_cache: crate::client_assertion::JwksCache::default(),
             unauthenticated_events: crate::events::EventBudget::default(),
+            upstreams: Vec::new(),
         })
+    }
+
+    /// Lets people sign in through this discovered upstream provider, beside the local
+    /// passwords ([`crate::upstream`]).
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: crate::upstream::UpstreamClient) -> Self {
+        self.upstreams.push(Arc::new(upstream));
+        self
+    }
+
+    /// The upstream providers, in the order they were added.
+    pub fn upstreams(&self) -> &[Arc<crate::upstream::UpstreamClient>] {
+        &self.upstreams
     }
 
     /// Accepts clients identified by a Client ID Metadata Document (an https `client_id` URL),

@@ -922,6 +922,160 @@ impl UpstreamClient {
     }
 }
 
+/// The password hash of a user who signs in only upstream: never a PHC string, so no password
+/// ever matches it.
+pub const NO_LOCAL_PASSWORD: &str = "!upstream";
+
+impl crate::server::AuthorizationServer {
+    /// The upstream provider `id`, when configured.
+    pub fn upstream(&self, id: &str) -> Option<&Arc<UpstreamClient>> {
+        self.upstreams().iter().find(|u| u.provider().id == id)
+    }
+
+    /// Who a finished upstream sign-in is here, recording the outcome:
+    /// - its `nonce` is marked used until the flow would have expired, so the same `id_token`
+    ///   (or flow cookie) cannot sign anyone in twice, on any replica;
+    /// - the local user linked to (provider, subject); else, when the provider allows it, the
+    ///   user whose username is the verified email, linked now; else a new user with no local
+    ///   password, linked now. A link never moves to another user.
+    /// - a disabled user is refused.
+    pub async fn upstream_user(
+        &self,
+        done: &UpstreamSignIn,
+        client: Option<&crate::types::ClientId>,
+    ) -> Result<Result<crate::users::AuthenticatedUser, UpstreamError>, crate::error::Error> {
+        use crate::events::{FlowEvent, FlowStep};
+        let now = self.now();
+        let who = &done.identity;
+        let refuse = |e: UpstreamError| async move {
+            self.record_upstream_failure(&e, client).await;
+            Ok(Err(e))
+        };
+        let Some(upstream) = self.upstream(&who.provider) else {
+            let e = UpstreamError::new(
+                Reason::UpstreamRefused,
+                "This sign-in service is not configured.",
+                format!("provider '{}' is not configured", clip(&who.provider)),
+            );
+            return refuse(e).await;
+        };
+        let mark = format!("upstream-nonce:{}", crate::secret::SecretHash::of(done.nonce.as_bytes()).to_hex());
+        if !self.stores().limits.first_use(&mark, now.plus(FLOW_LIFETIME), now).await? {
+            let e = UpstreamError::new(
+                Reason::UpstreamNonceMismatch,
+                "This sign-in was already used. Start again from the application.",
+                format!("{}: the flow's nonce was used before (a replayed callback)", who.provider),
+            );
+            return refuse(e).await;
+        }
+        let invalid = |what: String| id_token_invalid(format!("{}: {what}", who.provider));
+        let provider = match crate::types::UpstreamProviderId::parse(&who.provider) {
+            Ok(p) => p,
+            Err(e) => return refuse(invalid(e.to_string())).await,
+        };
+        let subject = match crate::types::UpstreamSubject::parse(&who.subject) {
+            Ok(s) => s,
+            Err(e) => return refuse(invalid(e.to_string())).await,
+        };
+        let users = &self.stores().users;
+        let links = &self.stores().upstream;
+        let (user, how) = match links.linked_user(&provider, &subject).await? {
+            Some(id) => match users.user(&id).await? {
+                Some(u) => (u, "linked"),
+                None => {
+                    let e = UpstreamError::new(
+                        Reason::UpstreamUserRefused,
+                        "Your account here no longer exists. Ask the operator of this server.",
+                        format!("{}: '{}' is linked to a user that no longer exists", who.provider, clip(&who.subject)),
+                    );
+                    return refuse(e).await;
+                }
+            },
+            None => {
+                let by_email = match (&who.email, who.email_verified && upstream.provider().link_by_verified_email) {
+                    (Some(email), true) => users.user_by_username(email).await?,
+                    _ => None,
+                };
+                let (user, how) = match by_email {
+                    Some(u) => (u, "linked by verified email to"),
+                    None => {
+                        let user = crate::store::User::new(
+                            crate::types::UserId::generate(),
+                            local_username(&who.provider, &who.subject),
+                            NO_LOCAL_PASSWORD.to_owned(),
+                            now,
+                        );
+                        match users.create_user(&user).await {
+                            Ok(()) => (user, "created"),
+                            // Another replica created and linked them a moment ago.
+                            Err(crate::error::StoreError::Conflict(_)) => {
+                                match users.user_by_username(&user.username).await? {
+                                    Some(u) => (u, "linked"),
+                                    None => return Err(crate::error::StoreError::Conflict(user.username).into()),
+                                }
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                };
+                if !links.link_user(&provider, &subject, &user.id, now).await? {
+                    let e = UpstreamError::new(
+                        Reason::UpstreamUserRefused,
+                        "Your account could not be linked. Ask the operator of this server.",
+                        format!("{}: '{}' is linked to another user", who.provider, clip(&who.subject)),
+                    );
+                    return refuse(e).await;
+                }
+                (user, how)
+            }
+        };
+        if user.disabled {
+            let e = UpstreamError::new(
+                Reason::UpstreamUserRefused,
+                "Your account here is disabled. Ask the operator of this server.",
+                format!("{}: user '{}' is disabled", who.provider, user.username),
+            );
+            return refuse(e).await;
+        }
+        let detail =
+            format!("signed in at {} as '{}': {how} user '{}'", who.provider, clip(&who.subject), user.username);
+        let event = FlowEvent::success(now, FlowStep::UpstreamSignIn, detail).user(&user.id);
+        self.record(match client {
+            Some(c) => event.client(c),
+            None => event,
+        })
+        .await;
+        let name = who.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| user.username.clone());
+        let mut signed_in = crate::users::AuthenticatedUser::new(user.id.clone(), name);
+        signed_in.credential_version = user.credential_version;
+        Ok(Ok(signed_in))
+    }
+
+    /// Records a refused upstream sign-in: its reason, and the detail for the operator.
+    pub async fn record_upstream_failure(&self, e: &UpstreamError, client: Option<&crate::types::ClientId>) {
+        use crate::events::{FlowEvent, FlowStep};
+        tracing::info!(reason = e.reason.as_str(), detail = %e.detail, "upstream sign-in refused");
+        let event = FlowEvent::failure(self.now(), FlowStep::UpstreamSignIn, e.reason, e.detail.clone());
+        match client {
+            Some(c) => self.record(event.client(c)).await,
+            None => self.record_unauthenticated(event).await,
+        }
+    }
+}
+
+/// The username of a person created by upstream sign-in: `provider:subject` when it fits a
+/// username, else `provider:` and a digest of the subject.
+fn local_username(provider: &str, subject: &str) -> String {
+    let plain = format!("{provider}:{subject}");
+    if plain.chars().count() <= crate::users::MAX_USERNAME_LEN
+        && !plain.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return plain;
+    }
+    let digest = crate::secret::SecretHash::of(subject.as_bytes()).to_hex();
+    format!("{provider}:{}", &digest[..32])
+}
+
 /// `clear` sealed with AES-256-GCM under `key` and `aad`: base64url of nonce ‖ ciphertext ‖ tag.
 pub(crate) fn seal(key: &[u8; 32], aad: &[u8], clear: &[u8]) -> Result<String, String> {
     let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
