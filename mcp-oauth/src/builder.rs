@@ -57,6 +57,7 @@ pub struct McpAuthBuilder {
     tool_scopes: Vec<(String, ScopeSet)>,
     implied_scopes: Vec<(String, ScopeSet)>,
     enterprise_idps: Vec<EnterpriseIdp>,
+    upstreams: Vec<oauth_core::upstream::UpstreamProvider>,
     metadata_documents: bool,
     private_key_jwt: bool,
     machine_clients: bool,
@@ -112,6 +113,7 @@ impl McpAuthBuilder {
             tool_scopes: Vec::new(),
             implied_scopes: Vec::new(),
             enterprise_idps: Vec::new(),
+            upstreams: Vec::new(),
             metadata_documents: true,
             private_key_jwt: true,
             machine_clients: false,
@@ -227,6 +229,15 @@ impl McpAuthBuilder {
     /// Calling the tool `tool` needs `scopes` as well (403 `insufficient_scope` naming them).
     pub fn tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
         self.tool_scopes.push((tool.into(), scopes));
+        self
+    }
+
+    /// Lets people sign in through this upstream identity provider (Google, GitHub, Entra,
+    /// Okta, Auth0, Keycloak, any OpenID provider), beside the local passwords. It is
+    /// discovered when the builder builds; the build fails, naming why, if it cannot be. The
+    /// callback URL to register at the provider is `<public URL>/authorize/upstream/<id>/callback`.
+    pub fn upstream(mut self, provider: oauth_core::upstream::UpstreamProvider) -> Self {
+        self.upstreams.push(provider);
         self
     }
 
@@ -448,6 +459,16 @@ impl McpAuthBuilder {
         server = server.with_client_key_fetcher(fetcher.clone());
         if self.metadata_documents {
             server = server.with_metadata_documents(fetcher);
+        }
+        if !self.upstreams.is_empty() {
+            let http = Arc::new(oauth_axum::upstream::FetchUpstream::new());
+            for provider in std::mem::take(&mut self.upstreams) {
+                let id = provider.id.clone();
+                let client = oauth_core::upstream::UpstreamClient::discover(provider, http.clone())
+                    .await
+                    .map_err(|e| Error::Config(format!("upstream provider '{id}': {e}")))?;
+                server = server.with_upstream(client);
+            }
         }
         let server = Arc::new(server);
         let mut prm = server.protected_resource_metadata();

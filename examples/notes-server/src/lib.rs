@@ -61,6 +61,40 @@ pub struct Settings {
     /// Enterprise IdPs whose identity assertions (ID-JAGs) sign people in at the jwt-bearer
     /// grant (Enterprise-Managed Authorization); see [`enterprise_idps_from_json`].
     pub enterprise_idps: Vec<oauth_core::EnterpriseIdp>,
+    /// Identity providers people may sign in with, beside the local passwords.
+    pub upstreams: Vec<oauth_core::upstream::UpstreamProvider>,
+}
+
+/// The upstream provider `spec` names: `google`, `github`, `entra:<tenant>` (`organizations`:
+/// any work account), `okta:<issuer>`, `auth0:<domain>`, `keycloak:<issuer>`, or an OpenID
+/// provider's https issuer URL.
+pub fn upstream_provider(
+    spec: &str,
+    client_id: &str,
+    secret: oauth_core::upstream::UpstreamSecret,
+    audience: Option<&str>,
+) -> Result<oauth_core::upstream::UpstreamProvider, String> {
+    use oauth_core::upstream::UpstreamProvider as P;
+    let (kind, arg) = spec.split_once(':').filter(|(k, _)| !k.starts_with("http")).unwrap_or((spec, ""));
+    Ok(match (kind, arg) {
+        ("google", "") => P::google(client_id, secret),
+        ("github", "") => P::github(client_id, secret),
+        ("entra", "organizations" | "common") => P::entra_multi_tenant(client_id, secret),
+        ("entra", tenant) if !tenant.is_empty() => P::entra(tenant, client_id, secret),
+        ("okta", issuer) if !issuer.is_empty() => P::okta(issuer, client_id, secret),
+        ("auth0", domain) if !domain.is_empty() => P::auth0(domain, audience, client_id, secret),
+        ("keycloak", issuer) if !issuer.is_empty() => P::oidc("keycloak", "Keycloak", issuer, client_id, secret),
+        (url, "") if url.starts_with("https://") || url.starts_with("http://127.0.0.1:") => {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let name = rest.split(['/', ':']).next().filter(|h| !h.is_empty()).unwrap_or("your provider");
+            P::oidc("oidc", name, url, client_id, secret)
+        }
+        _ => {
+            return Err(format!(
+                "--upstream '{spec}': use google, github, entra:<tenant>, okta:<issuer>, auth0:<domain>, keycloak:<issuer> or an issuer URL"
+            ));
+        }
+    })
 }
 
 /// The largest enterprise IdP file read.
@@ -137,6 +171,7 @@ impl Settings {
             shared_limits: None,
             metrics: None,
             enterprise_idps: Vec::new(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -184,6 +219,9 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     }
     for idp in &settings.enterprise_idps {
         builder = builder.enterprise_idp(idp.clone());
+    }
+    for provider in &settings.upstreams {
+        builder = builder.upstream(provider.clone());
     }
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;

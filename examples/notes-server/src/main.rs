@@ -128,6 +128,33 @@ struct Cli {
     /// that present them are created with `clients add --enterprise`.
     #[arg(long, env = "NOTES_ENTERPRISE_IDPS_FILE", value_name = "FILE")]
     enterprise_idps: Option<std::path::PathBuf>,
+    /// Sign people in through an upstream identity provider, beside the local passwords:
+    /// `google`, `github`, `entra:<tenant id>` (`entra:organizations` for any work account),
+    /// `okta:<issuer URL>`, `auth0:<domain>`, `keycloak:<base URL>/realms/<realm>`, or any
+    /// OpenID provider's issuer URL. Its client id and secret come from NOTES_UPSTREAM_CLIENT_ID
+    /// and NOTES_UPSTREAM_CLIENT_SECRET (or --upstream-client-secret-file); register
+    /// `<public URL>/authorize/upstream/<id>/callback` there.
+    #[arg(long, env = "NOTES_UPSTREAM", value_name = "PROVIDER")]
+    upstream: Option<String>,
+    /// This server's client id at the upstream provider.
+    #[arg(long, env = "NOTES_UPSTREAM_CLIENT_ID", requires = "upstream")]
+    upstream_client_id: Option<String>,
+    /// This server's client secret at the upstream provider, from the environment (refused on
+    /// the command line).
+    #[arg(long, env = "NOTES_UPSTREAM_CLIENT_SECRET", hide_env_values = true, hide = true)]
+    upstream_client_secret: Option<String>,
+    /// A file holding the upstream client secret.
+    #[arg(long, env = "NOTES_UPSTREAM_CLIENT_SECRET_FILE", conflicts_with = "upstream_client_secret")]
+    upstream_client_secret_file: Option<PathBuf>,
+    /// Only people with a verified email in these domains may sign in upstream.
+    #[arg(long = "upstream-allow-domain", env = "NOTES_UPSTREAM_ALLOW_DOMAINS", value_delimiter = ',')]
+    upstream_allow_domains: Vec<String>,
+    /// Auth0 only: the API identifier the upstream access token is for (`audience`).
+    #[arg(long, env = "NOTES_UPSTREAM_AUDIENCE")]
+    upstream_audience: Option<String>,
+    /// Link a first upstream sign-in to the local user whose username is the verified email.
+    #[arg(long, env = "NOTES_UPSTREAM_LINK_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
+    upstream_link_email: bool,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -177,6 +204,7 @@ struct Secrets {
     database_url: String,
     admin_password: Option<String>,
     admin_token: Option<String>,
+    upstream_client_secret: Option<String>,
     key_encryption: Option<oauth_core::KeyEncryption>,
 }
 
@@ -185,6 +213,13 @@ impl Secrets {
         use mcp_auth::refuse_secret_on_command_line as refuse;
         refuse(matches, "admin_password", "--admin-password", "NOTES_ADMIN_PASSWORD", "--admin-password-file")?;
         refuse(matches, "admin_token", "--admin-token", "NOTES_ADMIN_TOKEN", "--admin-token-file")?;
+        refuse(
+            matches,
+            "upstream_client_secret",
+            "--upstream-client-secret",
+            "NOTES_UPSTREAM_CLIENT_SECRET",
+            "--upstream-client-secret-file",
+        )?;
         refuse(
             matches,
             "key_encryption_key",
@@ -211,6 +246,7 @@ impl Secrets {
             database_url,
             admin_password: either(&cli.admin_password, &cli.admin_password_file)?,
             admin_token: either(&cli.admin_token, &cli.admin_token_file)?,
+            upstream_client_secret: either(&cli.upstream_client_secret, &cli.upstream_client_secret_file)?,
             key_encryption,
         })
     }
@@ -236,6 +272,24 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     settings.metadata_documents = cli.metadata_documents;
     settings.private_key_jwt = cli.private_key_jwt;
     settings.machine_clients = cli.machine_clients;
+    if let Some(spec) = &cli.upstream {
+        let (Some(id), Some(secret)) = (&cli.upstream_client_id, &secrets.upstream_client_secret) else {
+            return Err(
+                "--upstream needs NOTES_UPSTREAM_CLIENT_ID and NOTES_UPSTREAM_CLIENT_SECRET (or its file)".into()
+            );
+        };
+        let secret = oauth_core::upstream::UpstreamSecret::new(secret.trim());
+        let mut provider = notes_server::upstream_provider(spec, id, secret, cli.upstream_audience.as_deref())?;
+        provider.allow = oauth_core::upstream::AllowList::default().email_domains(cli.upstream_allow_domains.clone());
+        provider.link_by_verified_email = cli.upstream_link_email;
+        println!(
+            "  sign-in through {}: register {}/authorize/upstream/{}/callback as its redirect URI",
+            provider.display_name,
+            public_url.trim_end_matches('/'),
+            provider.id
+        );
+        settings.upstreams.push(provider);
+    }
     if let Some(path) = &cli.enterprise_idps {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         settings.enterprise_idps = notes_server::enterprise_idps_from_json(&bytes)?;
