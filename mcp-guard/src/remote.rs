@@ -1,8 +1,9 @@
 //! Verifiers for tokens issued by an authorization server in another process: another replica
 //! of the embedded server, or an external one (Keycloak, Auth0, Entra, any RFC 8414 server).
 //!
-//! - [`JwksVerifier`] checks RFC 9068 JWT access tokens locally against the server's published
-//!   keys. The keys are fetched once and again only when a token names a key not seen yet (a
+//! - [`JwksVerifier`] checks JWT access tokens locally against the server's published keys:
+//!   RFC 9068 ones by default, or an identity provider's own shape through an
+//!   [`IssuerProfile`] (presets for Keycloak, Entra, Auth0 and Okta; see [`profile`]). The keys are fetched once and again only when a token names a key not seen yet (a
 //!   rotation), at most once per [`JwksVerifier::with_min_refresh_interval`]; the network is
 //!   never on the path of a token signed by a known key.
 //! - [`IntrospectionVerifier`] asks the server about each token (RFC 7662), for opaque tokens
@@ -33,8 +34,19 @@
 //! // Reads the issuer's RFC 8414 metadata, checks its `issuer`, and fetches its `jwks_uri`.
 //! let verifier = JwksVerifier::discover("https://auth.example.com", &resource).await?;
 //! let guard = McpGuardLayer::new(Arc::new(verifier), &resource);
+//!
+//! // Keycloak's default tokens (typ JWT, the client in azp), with an Audience mapper adding
+//! // the MCP URL to `aud`.
+//! use mcp_guard::remote::IssuerProfile;
+//! let keycloak =
+//!     JwksVerifier::discover_with("https://sso.example.com/realms/notes", &resource, IssuerProfile::keycloak())
+//!         .await?;
 //! # Ok(()) }
 //! ```
+
+pub mod profile;
+
+pub use profile::{ClaimTest, IssuerProfile, PRESETS};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,6 +56,7 @@ use async_trait::async_trait;
 use oauth_core::ClientSecret;
 use oauth_core::Reason;
 use oauth_core::well_known_url;
+use oauth_core::{AccessTokenClaims, JwtRules};
 use oauth_core::{ClientId, ResourceUri, ScopeSet, UserId};
 use oauth_core::{Clock, SystemClock, UnixTime};
 use oauth_core::{Jwks, VerifyingKeys};
@@ -145,11 +158,15 @@ async fn discover(http: &Fetcher, issuer: &str) -> Result<DiscoveredMetadata, Re
 // ---------------------------------------------------------------------------------------------
 // JWKS
 
-/// Verifies RFC 9068 JWT access tokens against a remote authorization server's JWKS.
+/// Verifies JWT access tokens against a remote authorization server's JWKS: RFC 9068 ones by
+/// default, or those of an identity provider read through an [`IssuerProfile`].
 #[derive(Debug, Clone)]
 pub struct JwksVerifier {
     inner: Arc<JwksInner>,
     validation: TokenValidation,
+    /// How tokens are read when the profile is not the strict one: the rules their header and
+    /// registered claims must meet, and the profile that maps the rest.
+    mapped: Option<Arc<(JwtRules, IssuerProfile)>>,
     min_refresh: Duration,
     cache: Option<TokenCache>,
 }
@@ -166,20 +183,45 @@ struct JwksInner {
 
 impl JwksVerifier {
     /// Reads `issuer`'s metadata, checks that it states exactly that issuer, and uses its
-    /// `jwks_uri`. Tokens must be issued by `issuer` for `resource`.
+    /// `jwks_uri`. Tokens must be issued by `issuer` for `resource`, as RFC 9068 says
+    /// ([`IssuerProfile::rfc9068`]).
     pub async fn discover(issuer: &str, resource: &ResourceUri) -> Result<Self, RemoteError> {
+        Self::discover_with(issuer, resource, IssuerProfile::rfc9068()).await
+    }
+
+    /// [`Self::discover`] for tokens read as `profile` says (Keycloak's, Entra's, …).
+    /// [`RemoteError::Config`] when the profile cannot be used with `issuer` (an Entra issuer
+    /// of no single tenant, an Entra profile without the API's application id as an audience,
+    /// Okta's org authorization server).
+    pub async fn discover_with(
+        issuer: &str,
+        resource: &ResourceUri,
+        profile: IssuerProfile,
+    ) -> Result<Self, RemoteError> {
+        let mapped = mapping(issuer, resource, profile)?;
         let http = http_client();
         let meta = discover(&http, issuer).await?;
         let jwks_uri = meta.jwks_uri.ok_or_else(|| RemoteError::Invalid {
             url: well_known_url("oauth-authorization-server", issuer),
             reason: "the metadata has no jwks_uri; use introspection".into(),
         })?;
-        Self::with_http(http, issuer, resource, jwks_uri).await
+        Self::with_http(http, issuer, resource, jwks_uri, mapped).await
     }
 
-    /// Tokens of `issuer` for `resource`, verified with the keys at `jwks_uri`.
+    /// RFC 9068 tokens of `issuer` for `resource`, verified with the keys at `jwks_uri`.
     pub async fn new(issuer: &str, resource: &ResourceUri, jwks_uri: impl Into<String>) -> Result<Self, RemoteError> {
-        Self::with_http(http_client(), issuer, resource, jwks_uri.into()).await
+        Self::new_with(issuer, resource, jwks_uri, IssuerProfile::rfc9068()).await
+    }
+
+    /// [`Self::new`] for tokens read as `profile` says.
+    pub async fn new_with(
+        issuer: &str,
+        resource: &ResourceUri,
+        jwks_uri: impl Into<String>,
+        profile: IssuerProfile,
+    ) -> Result<Self, RemoteError> {
+        let mapped = mapping(issuer, resource, profile)?;
+        Self::with_http(http_client(), issuer, resource, jwks_uri.into(), mapped).await
     }
 
     async fn with_http(
@@ -187,6 +229,7 @@ impl JwksVerifier {
         issuer: &str,
         resource: &ResourceUri,
         jwks_uri: String,
+        mapped: Option<Arc<(JwtRules, IssuerProfile)>>,
     ) -> Result<Self, RemoteError> {
         checked(&http, issuer)?;
         let set: Jwks = get_json(&http, &jwks_uri).await?;
@@ -207,6 +250,7 @@ impl JwksVerifier {
                 refreshing: tokio::sync::Mutex::new(()),
             }),
             validation: TokenValidation::new(issuer, resource.as_str()),
+            mapped,
             min_refresh: Duration::from_secs(30),
             cache: Some(TokenCache::new(TokenCacheConfig::default())),
         })
@@ -216,7 +260,16 @@ impl JwksVerifier {
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.validation = self.validation.with_leeway(leeway);
+        if let Some(mapped) = &mut self.mapped {
+            let (rules, _) = Arc::make_mut(mapped);
+            *rules = rules.clone().with_leeway(leeway);
+        }
         self
+    }
+
+    /// The profile tokens are read with.
+    pub fn profile(&self) -> IssuerProfile {
+        self.mapped.as_ref().map_or_else(IssuerProfile::rfc9068, |m| m.1.clone())
     }
 
     /// The least time between two fetches of the JWKS for an unknown `kid`. Default: 30 s, so a
@@ -289,16 +342,54 @@ impl JwksVerifier {
     }
 
     async fn verify_uncached(&self, token: &str, now: UnixTime) -> Result<AuthContext, Rejection> {
-        let first = self.keys().verify(token, &self.validation, now);
-        let claims = match first {
-            Err(VerifyError::UnknownKey(Some(_))) if self.refresh().await => {
-                self.keys().verify(token, &self.validation, now)
+        let refused = |e: VerifyError| Rejection::new(e.reason(), e.to_string());
+        let Some(mapped) = &self.mapped else {
+            let claims = match self.keys().verify(token, &self.validation, now) {
+                Err(VerifyError::UnknownKey(Some(_))) if self.refresh().await => {
+                    self.keys().verify(token, &self.validation, now)
+                }
+                other => other,
             }
+            .map_err(refused)?;
+            return strict_context(claims);
+        };
+        let (rules, profile) = &**mapped;
+        let jwt = match self.keys().verify_jwt(token, rules, now) {
+            Err(VerifyError::UnknownKey(Some(_))) if self.refresh().await => self.keys().verify_jwt(token, rules, now),
             other => other,
         }
-        .map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
-        context_from_claims(claims)
+        .map_err(refused)?;
+        profile.context(&jwt, token)
     }
+}
+
+/// The rules of `profile` for tokens of `issuer` for `resource`; `None` for the strict profile,
+/// which takes the RFC 9068 path.
+fn mapping(
+    issuer: &str,
+    resource: &ResourceUri,
+    profile: IssuerProfile,
+) -> Result<Option<Arc<(JwtRules, IssuerProfile)>>, RemoteError> {
+    if profile.is_strict() {
+        return Ok(None);
+    }
+    let rules = profile.rules(issuer, resource.as_str()).map_err(|reason| RemoteError::Config {
+        url: issuer.to_owned(),
+        reason: format!("the {} profile: {reason}", profile.name()),
+    })?;
+    Ok(Some(Arc::new((rules, profile))))
+}
+
+/// The caller of a strict RFC 9068 token. RFC 9068 2.2: a token obtained with no resource
+/// owner (client credentials) has the client's identifier as its `sub`; other servers than
+/// this project's mark it so, not with `machine: true`, and it must not pass for a person.
+fn strict_context(claims: AccessTokenClaims) -> Result<AuthContext, Rejection> {
+    let client_credentials = !claims.machine && claims.sub == claims.client_id;
+    let mut ctx = context_from_claims(claims)?;
+    if client_credentials {
+        ctx.subject = UserId::for_client(&ctx.client_id);
+    }
+    Ok(ctx)
 }
 
 #[async_trait]

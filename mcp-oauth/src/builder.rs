@@ -76,6 +76,8 @@ pub struct McpAuthBuilder {
     configure: Vec<Box<dyn FnOnce(ServerConfig) -> ServerConfig + Send>>,
     #[cfg(feature = "external")]
     external_issuer: Option<String>,
+    #[cfg(feature = "external")]
+    external_profile: mcp_guard::remote::IssuerProfile,
 }
 
 impl std::fmt::Debug for McpAuthBuilder {
@@ -132,6 +134,8 @@ impl McpAuthBuilder {
             configure: Vec::new(),
             #[cfg(feature = "external")]
             external_issuer: None,
+            #[cfg(feature = "external")]
+            external_profile: mcp_guard::remote::IssuerProfile::rfc9068(),
         }
     }
 
@@ -377,12 +381,26 @@ impl McpAuthBuilder {
         self
     }
 
-    /// Tokens come from the authorization server `issuer` (Keycloak, Entra, Auth0, a
+    /// Tokens come from the authorization server `issuer` (Keycloak, Entra, Auth0, Okta, a
     /// standalone one of ours), checked with the keys its metadata publishes; no embedded
-    /// server, and [`McpAuth::routes`] serves the protected-resource metadata only.
+    /// server, and [`McpAuth::routes`] serves the protected-resource metadata only, whose
+    /// `authorization_servers` is `issuer` exactly as given (a trailing `/` included, as
+    /// Auth0's has). Tokens are read as RFC 9068 says unless
+    /// [`Self::external_issuer_profile`] names the provider.
     #[cfg(feature = "external")]
     pub fn external_authorization_server(mut self, issuer: impl Into<String>) -> Self {
         self.external_issuer = Some(issuer.into());
+        self
+    }
+
+    /// How the external authorization server's tokens are read: a preset for its provider
+    /// (`IssuerProfile::named("keycloak")`, …) with the audiences the operator configured.
+    /// Default: [`IssuerProfile::rfc9068`](crate::IssuerProfile::rfc9068), the strict one.
+    /// `build` fails when the profile cannot work with the issuer (an Entra profile without
+    /// the API's application id as an audience, say).
+    #[cfg(feature = "external")]
+    pub fn external_issuer_profile(mut self, profile: crate::IssuerProfile) -> Self {
+        self.external_profile = profile;
         self
     }
 
@@ -609,8 +627,9 @@ impl McpAuthBuilder {
     /// No embedded server: tokens of `issuer`, checked with the keys its metadata names.
     #[cfg(feature = "external")]
     async fn build_external(mut self, issuer: &str, urls: Urls) -> Result<McpAuth, Error> {
-        let external = Issuer::parse(issuer).map_err(|e| Error::Config(format!("external issuer: {e}")))?;
-        let verifier = mcp_guard::remote::JwksVerifier::discover(external.as_str(), &urls.resource)
+        let external = Issuer::parse_external(issuer).map_err(|e| Error::Config(format!("external issuer: {e}")))?;
+        let profile = std::mem::take(&mut self.external_profile);
+        let verifier = mcp_guard::remote::JwksVerifier::discover_with(external.as_str(), &urls.resource, profile)
             .await
             .map_err(|e| Error::Config(format!("the external authorization server: {e}")))?;
         let mut prm = ProtectedResourceMetadata::new(&urls.resource, &external);

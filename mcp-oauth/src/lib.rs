@@ -45,6 +45,8 @@ use tower::Layer as _;
 
 pub use builder::McpAuthBuilder;
 pub use first_user::write_secret_file;
+#[cfg(feature = "external")]
+pub use mcp_guard::remote::{IssuerProfile, PRESETS as ISSUER_PRESETS};
 pub use mcp_guard::{AuthContext, Caller, SessionLimits};
 pub use oauth_axum::serve::ServeConfig;
 pub use oauth_axum::{AdminToken, IpRange, RateLimits};

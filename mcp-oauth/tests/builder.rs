@@ -206,3 +206,27 @@ async fn an_external_authorization_server_is_discovered_and_its_tokens_checked()
     let elsewhere = call(&http, auth.mcp_url(), Some(&token_for(authority.mcp_url()))).await;
     assert_eq!(elsewhere.status(), 401);
 }
+
+#[cfg(feature = "external")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_profile_that_cannot_work_is_refused_before_anything_is_fetched() {
+    // Entra's v2.0 tokens carry the API's application id in `aud`, never the MCP URL: without
+    // it as an audience no token could pass, so the builder says so rather than start.
+    let entra = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0";
+    let built = McpAuth::builder("https://mcp.example.com")
+        .external_authorization_server(entra)
+        .external_issuer_profile(mcp_oauth::IssuerProfile::named("entra").unwrap())
+        .build()
+        .await;
+    let err = built.map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("application (client) id"), "{err}");
+    // The issuer is someone else's and kept as written: a trailing slash is no parse error
+    // (the discovery that follows fails here, there being no such server).
+    let built = McpAuth::builder("https://mcp.example.com")
+        .external_authorization_server("http://127.0.0.1:9/")
+        .external_issuer_profile(mcp_oauth::IssuerProfile::named("auth0").unwrap())
+        .build()
+        .await;
+    let err = built.map(|_| ()).unwrap_err().to_string();
+    assert!(!err.contains("must not end with '/'") && err.contains("127.0.0.1:9"), "{err}");
+}

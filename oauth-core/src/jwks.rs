@@ -61,6 +61,16 @@ impl VerifyingKeys {
         Self(keys)
     }
 
+    /// The one key of algorithm `alg`, for a token without a `kid`; `None` when the set has
+    /// none or several (which one signed would be a guess).
+    pub(crate) fn only_key_for(&self, alg: Algorithm) -> Option<(Algorithm, &DecodingKey)> {
+        let mut of_alg = self.0.iter().filter(|(_, a, _)| *a == alg);
+        match (of_alg.next(), of_alg.next()) {
+            (Some((_, a, key)), None) => Some((*a, key)),
+            _ => None,
+        }
+    }
+
     /// How many keys are usable.
     pub fn len(&self) -> usize {
         self.0.len()

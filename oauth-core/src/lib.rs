@@ -74,7 +74,9 @@ pub use crate::error::{Error, ErrorCode, OAuthError, StoreError};
 pub use crate::events::{EventBudget, EventQuery, FlowEvent, FlowStep, Reason};
 pub use crate::introspect::IntrospectionResponse;
 pub use crate::jwks::{Jwks, VerifyingKeys};
-pub use crate::jwt::{AccessTokenClaims, Audience, MAX_TOKEN_LEN, TokenValidation, VerifyError, mint};
+pub use crate::jwt::{
+    AccessTokenClaims, Audience, JwtRules, MAX_TOKEN_LEN, TokenValidation, VerifiedJwt, VerifyError, mint,
+};
 pub use crate::keys::{KeySet, SigningAlgorithm, StoredKey};
 pub use crate::metadata::{
     AuthorizationServerMetadata, EndpointPaths, ProtectedResourceMetadata, well_known_path, well_known_url,

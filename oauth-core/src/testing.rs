@@ -748,6 +748,17 @@ pub async fn authorize_code(server: &AuthorizationServer, client: &ClientId) -> 
     (q["code"].clone(), verifier)
 }
 
+/// A JWT of any shape, signed with `keys`' active key: the header names that key's `alg`, the
+/// given `typ` (none when `None`) and, when `kid` is set, the key's id. For tests that play an
+/// identity provider whose tokens are not RFC 9068 ones.
+pub fn sign_jwt(keys: &crate::keys::KeySet, typ: Option<&str>, kid: bool, claims: &serde_json::Value) -> String {
+    let (key_id, alg, key) = keys.signing_key();
+    let mut header = jsonwebtoken::Header::new(alg.jwt_algorithm());
+    header.typ = typ.map(str::to_owned);
+    header.kid = kid.then(|| key_id.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
 /// Registers a public client with `redirect` on `server`, lets `user` approve an authorization
 /// request of it, and exchanges the code: the client id and its tokens. Unlike
 /// [`authorize_code`] it assumes nothing of the server's issuer, so it serves any server, for

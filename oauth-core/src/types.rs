@@ -591,6 +591,20 @@ string_newtype! {
 impl Issuer {
     /// Parses an issuer identifier.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.ends_with('/') {
+            return Err(ParseError::new(
+                "issuer",
+                format!("'{s}' must not end with '/': clients compare the issuer as an exact string"),
+            ));
+        }
+        Self::parse_external(s)
+    }
+
+    /// Parses the issuer identifier of another authorization server, kept exactly as it emits
+    /// it: with the same checks as [`Self::parse`], except that a trailing `/` is allowed (Auth0
+    /// and Entra's v1.0 endpoint end their issuers with one, and clients compare the string
+    /// exactly, so it must not be taken off). For the issuer of this server use [`Self::parse`].
+    pub fn parse_external(s: &str) -> Result<Self, ParseError> {
         const WHAT: &str = "issuer";
         if s.len() > MAX_URI_LEN {
             return Err(ParseError::new(WHAT, "is too long"));
@@ -608,12 +622,6 @@ impl Issuer {
                     format!("must use https (http only to a loopback host), not '{other}'"),
                 ));
             }
-        }
-        if s.ends_with('/') {
-            return Err(ParseError::new(
-                WHAT,
-                format!("'{s}' must not end with '/': clients compare the issuer as an exact string"),
-            ));
         }
         Ok(Self(s.into()))
     }
@@ -784,6 +792,11 @@ mod tests {
         assert!(Issuer::parse("http://127.0.0.1:8080").is_ok());
         assert!(Issuer::parse("http://example.com").is_err());
         assert!(Issuer::parse("https://auth.example.com/").is_err());
+        // Another server's issuer is kept as it is written, trailing slash included.
+        assert_eq!(Issuer::parse_external("https://tenant.auth0.com/").unwrap().as_str(), "https://tenant.auth0.com/");
+        for bad in ["http://example.com/", "https://auth.example.com/?x=1", "https://a.example/#f"] {
+            assert!(Issuer::parse_external(bad).is_err(), "{bad}");
+        }
         assert!(Issuer::parse("https://auth.example.com?x=1").is_err());
         let i = Issuer::parse("https://auth.example.com/tenant").unwrap();
         assert_eq!(i.endpoint("/token"), "https://auth.example.com/tenant/token");

@@ -1,9 +1,11 @@
-//! An MCP server with per-user notes behind the embedded OAuth 2.1 authorization server.
+//! An MCP server with per-user notes behind the embedded OAuth 2.1 authorization server, or
+//! behind an external one (Keycloak, Entra, Auth0, Okta, any RFC 9068 server).
 //!
 //! [`build`] maps the command line's settings onto the `mcp-oauth` builder, which wires the
 //! authorization server, the guard in front of the MCP endpoint at `/mcp` (rmcp's
-//! `StreamableHttpService`) and the protected-resource metadata. The tools answer according
-//! to who is calling.
+//! `StreamableHttpService`) and the protected-resource metadata; [`build_external`] wires the
+//! guard and the metadata only, for tokens of an [`External`] issuer. The tools answer
+//! according to who is calling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,6 +97,20 @@ pub fn upstream_provider(
             ));
         }
     })
+}
+
+/// An external authorization server whose tokens the guard accepts, in place of the embedded
+/// one: `docs/external-idps.md` says what to register at each provider.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// The issuer, exactly as the server writes it in its metadata and tokens.
+    pub issuer: String,
+    /// How its tokens are read: a preset with the operator's audiences.
+    pub profile: mcp_oauth::IssuerProfile,
+    /// What the tools need, as the tokens carry it after the profile's mapping (Entra's
+    /// `api://<application id>/mcp:tools`, say): required on every request and advertised in
+    /// the metadata, so that clients ask the provider for it.
+    pub scope: oauth_core::ScopeSet,
 }
 
 /// The largest enterprise IdP file read.
@@ -226,9 +242,28 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;
     let (notes, users) = (Notebook::default(), server.operator().stores().users.clone());
-    let mcp = auth.mcp_service(move || Ok(NotesServer::new(users.clone(), notes.clone())));
+    let mcp = auth.mcp_service(move || Ok(NotesServer::new(Some(users.clone()), notes.clone())));
     let router = auth.routes().nest_service(MCP_PATH, mcp);
     Ok(App { router, server })
+}
+
+/// The app for tokens of `external`: no authorization server, no store; the guard checks the
+/// issuer's tokens with the keys its metadata names (found at startup), and the metadata
+/// points clients at it. People are who the issuer says (`whoami` shows the token's subject).
+pub async fn build_external(settings: &Settings, external: &External) -> Result<Router, Error> {
+    let auth = McpAuth::builder(&settings.public_url)
+        .mcp_path(MCP_PATH)
+        .external_authorization_server(&external.issuer)
+        .external_issuer_profile(external.profile.clone())
+        .scopes(external.scope.clone(), external.scope.clone())
+        .trusted_proxies(settings.trusted_proxies.clone())
+        .machine_clients(settings.machine_clients)
+        .resource_name("Notes")
+        .build()
+        .await?;
+    let notes = Notebook::default();
+    let mcp = auth.mcp_service(move || Ok(NotesServer::new(None, notes.clone())));
+    Ok(auth.routes().nest_service(MCP_PATH, mcp))
 }
 
 /// Per-user notes, in memory.
@@ -238,8 +273,9 @@ struct Notebook(Arc<Mutex<HashMap<String, Vec<String>>>>);
 /// The MCP server: its tools read the caller from the request.
 #[derive(Debug, Clone)]
 struct NotesServer {
-    /// Where the caller's username is looked up.
-    users: Arc<dyn UserStore>,
+    /// Where the caller's username is looked up; `None` behind an external authorization
+    /// server, whose users are not here.
+    users: Option<Arc<dyn UserStore>>,
     notes: Notebook,
     tool_router: ToolRouter<Self>,
 }
@@ -264,7 +300,7 @@ fn caller(parts: &Parts) -> Result<&AuthContext, ErrorData> {
 
 #[tool_router]
 impl NotesServer {
-    fn new(users: Arc<dyn UserStore>, notes: Notebook) -> Self {
+    fn new(users: Option<Arc<dyn UserStore>>, notes: Notebook) -> Self {
         Self { users, notes, tool_router: Self::tool_router() }
     }
 
@@ -272,9 +308,12 @@ impl NotesServer {
     async fn whoami(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
         let ctx = caller(&parts)?;
         let (kind, username) = match ctx.caller() {
-            Caller::User(id) => match self.users.user(id).await {
-                Ok(Some(u)) => ("user", u.username),
-                _ => ("user", id.to_string()),
+            Caller::User(id) => match self.users.as_ref().map(|users| users.user(id)) {
+                Some(lookup) => match lookup.await {
+                    Ok(Some(u)) => ("user", u.username),
+                    _ => ("user", id.to_string()),
+                },
+                None => ("user", id.to_string()),
             },
             Caller::Machine(client) => ("machine client", client.to_string()),
         };

@@ -1,4 +1,5 @@
-//! `notes-server`: run the example MCP server with its embedded authorization server.
+//! `notes-server`: run the example MCP server with its embedded authorization server, or, with
+//! `--external-issuer`, behind an external one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 use mcp_oauth::AdminToken;
-use notes_server::{MCP_PATH, Settings, build};
+use notes_server::{External, MCP_PATH, Settings, build, build_external};
 use oauth_core::KnownClient;
 use oauth_core::Stores;
 use oauth_core::create_user;
@@ -155,6 +156,35 @@ struct Cli {
     /// Link a first upstream sign-in to the local user whose username is the verified email.
     #[arg(long, env = "NOTES_UPSTREAM_LINK_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
     upstream_link_email: bool,
+    /// Tokens come from this external authorization server instead of the embedded one: its
+    /// issuer, exactly as its metadata states it (Auth0's ends with '/'). No database, no users
+    /// and no sign-in pages here; the protected-resource metadata points clients at it, and
+    /// its keys are found from its metadata at startup. See docs/external-idps.md.
+    #[arg(long, env = "NOTES_EXTERNAL_ISSUER", value_name = "URL")]
+    external_issuer: Option<String>,
+    /// How the external issuer's tokens are read: `rfc9068` (the strict default), or the
+    /// default access tokens of `keycloak`, `entra`, `auth0` or `okta`.
+    #[arg(
+        long,
+        env = "NOTES_EXTERNAL_PRESET",
+        default_value = "rfc9068",
+        value_parser = clap::builder::PossibleValuesParser::new(mcp_oauth::ISSUER_PRESETS)
+    )]
+    external_preset: String,
+    /// A value the external issuer's tokens may carry in `aud` instead of the MCP URL
+    /// (repeatable): an Auth0 API identifier, Entra's application id, a Keycloak client id.
+    /// Only values that name this server: each one admits every token issued for it.
+    #[arg(long = "external-audience", env = "NOTES_EXTERNAL_AUDIENCES", value_delimiter = ',', value_name = "VALUE")]
+    external_audiences: Vec<String>,
+    /// Entra: `api://<application id>/`. The tokens' scopes are read with this prefix, and
+    /// the prefixed `--external-scope` is what the server requires and advertises: what
+    /// clients must ask Entra for, while its tokens carry the bare name.
+    #[arg(long, env = "NOTES_EXTERNAL_SCOPE_PREFIX", value_name = "PREFIX")]
+    external_scope_prefix: Option<String>,
+    /// The scope the tools need, as the external issuer's tokens carry it (before the prefix):
+    /// the scope you defined there.
+    #[arg(long, env = "NOTES_EXTERNAL_SCOPE", default_value = "mcp:tools", value_name = "SCOPE")]
+    external_scope: String,
     /// The operator's commands (the same as `mcp-auth`); without one, the server runs.
     #[command(subcommand)]
     command: Option<mcp_auth::Command>,
@@ -264,6 +294,20 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let bound = listener.local_addr()?;
     let public_url = cli.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+    if let Some(issuer) = &cli.external_issuer {
+        if cli.upstream.is_some() || cli.enterprise_idps.is_some() {
+            return Err("--upstream and --enterprise-idps configure the embedded authorization server;                         with --external-issuer, configure sign-in at that server instead"
+                .into());
+        }
+        return run_external(&cli, issuer, listener, public_url).await;
+    }
+    let external_options = !cli.external_audiences.is_empty()
+        || cli.external_scope_prefix.is_some()
+        || cli.external_preset != "rfc9068"
+        || cli.external_scope != "mcp:tools";
+    if external_options {
+        return Err("the --external-… options need --external-issuer".into());
+    }
     let (stores, sql) = open_stores(&secrets.database_url, &database_options(&cli)).await?;
     let mut settings = Settings::new(public_url.clone());
     settings.redirect_schemes = cli.redirect_schemes.clone();
@@ -348,6 +392,44 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
         Some((_, false)) => println!("  sign in as: admin, with the password you gave"),
         None => println!("  sign in with an existing user of this database (add one: notes-server users add NAME)"),
     }
+    serve(&cli, listener, app.router).await
+}
+
+/// The server behind the external authorization server `issuer`.
+async fn run_external(
+    cli: &Cli,
+    issuer: &str,
+    listener: tokio::net::TcpListener,
+    public_url: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut profile = mcp_oauth::IssuerProfile::named(&cli.external_preset)
+        .ok_or_else(|| format!("unknown preset '{}'", cli.external_preset))?;
+    for audience in &cli.external_audiences {
+        profile = profile.with_audience(audience);
+    }
+    let prefix = cli.external_scope_prefix.clone().unwrap_or_default();
+    if !prefix.is_empty() {
+        profile = profile.with_scope_prefix(&prefix);
+    }
+    let scope = oauth_core::ScopeSet::parse(&format!("{prefix}{}", cli.external_scope))?;
+    let mut settings = Settings::new(public_url.clone());
+    settings.trusted_proxies = cli.trusted_proxies.clone();
+    settings.machine_clients = cli.machine_clients;
+    let name = profile.name();
+    let external = External { issuer: issuer.to_owned(), profile, scope: scope.clone() };
+    let router = build_external(&settings, &external).await?;
+    println!("notes-server listening on {}", listener.local_addr()?);
+    println!("  MCP server URL (paste into your client): {}{MCP_PATH}", public_url.trim_end_matches('/'));
+    println!("  tokens from {issuer} ({name} profile), scope {scope}: sign in there");
+    serve(cli, listener, router).await
+}
+
+/// Serves `router` until Ctrl-C.
+async fn serve(
+    cli: &Cli,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -356,7 +438,7 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
     let limits = mcp_oauth::ServeConfig::default()
         .with_header_read_timeout(std::time::Duration::from_secs(cli.header_read_timeout.max(1)))
         .with_max_connections(cli.max_connections);
-    mcp_oauth::serve_with(listener, app.router, limits, shutdown).await?;
+    mcp_oauth::serve_with(listener, router, limits, shutdown).await?;
     Ok(())
 }
 
