@@ -44,13 +44,20 @@ struct Provider {
     token_requests: Mutex<Vec<HashMap<String, String>>>,
 }
 
-async fn token(State(p): State<Arc<Provider>>, body: Bytes) -> (axum::http::StatusCode, Json<Value>) {
+async fn token(
+    State(p): State<Arc<Provider>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> (axum::http::StatusCode, Json<Value>) {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     p.token_requests.lock().unwrap().push(form.clone());
     let bad = |e: &str| (axum::http::StatusCode::BAD_REQUEST, Json(json!({"error": e})));
-    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID)
-        || form.get("client_secret").map(String::as_str) != Some(SECRET)
-    {
+    // The client authenticates with HTTP Basic (the provider lists it), never in the form.
+    use base64::Engine as _;
+    let expected =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{SECRET}")));
+    let basic = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if basic != Some(expected.as_str()) || form.contains_key("client_secret") {
         return bad("invalid_client");
     }
     let Some((id_token, challenge)) = form.get("code").and_then(|c| p.codes.lock().unwrap().remove(c)) else {
@@ -188,9 +195,10 @@ async fn a_person_signs_in_through_the_provider() {
     assert_eq!(done.tokens.refresh_token.as_deref(), Some("upstream-refresh"));
     assert_eq!(done.nonce, trip.nonce);
     assert!(!format!("{:?}", done.tokens).contains("upstream-access"), "tokens are not in Debug");
-    // The secret went in the form (the provider lists client_secret_post), with the verifier.
+    // The secret went in HTTP Basic (the provider checks), the verifier and callback in the form.
     let sent = idp.state.token_requests.lock().unwrap().last().cloned().unwrap();
     assert_eq!(sent["redirect_uri"], CALLBACK);
+    assert!(sent.contains_key("code_verifier") && !sent.contains_key("client_secret"), "{sent:?}");
     assert!(!format!("{c:?}").contains(SECRET), "the client secret is not in Debug");
 }
 

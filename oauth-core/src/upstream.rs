@@ -548,9 +548,10 @@ impl UpstreamClient {
                 if doc.code_challenge_methods_supported.as_ref().is_some_and(|m| !m.iter().any(|m| m == "S256")) {
                     return Err(format!("{url}: the provider does not support PKCE with S256"));
                 }
+                // client_secret_basic is OpenID's default (and what a client registered without
+                // a method gets); the form only where the provider does not list Basic.
                 let methods = doc.token_endpoint_auth_methods_supported.unwrap_or_default();
-                let basic_auth = !methods.iter().any(|m| m == "client_secret_post")
-                    && (methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"));
+                let basic_auth = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
                 UpstreamEndpoints {
                     issuer: doc.issuer,
                     authorization_endpoint: doc.authorization_endpoint,

@@ -7,10 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use base64::Engine as _;
 use common::flow::{FormBody, json, whoami};
 
@@ -19,45 +15,12 @@ const OTHER: &str = "https://reports.example.com/mcp";
 const CLIENT: &str = "notes-machine";
 const SECRET: &str = "interop-client-secret-0123456789";
 
-/// node-oidc-provider on a loopback port, killed on drop.
-struct Provider(Child, String);
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn provider(resources: &str) -> Provider {
-    let dir = common::repo_root().join("interop/oidc-provider");
-    assert!(
-        dir.join("node_modules/oidc-provider/package.json").exists(),
-        "interop/oidc-provider/node_modules is missing: run `bash interop/oidc-provider/install.sh`"
-    );
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .env("OIDC_RESOURCES", resources)
-        .env("OIDC_CLIENT_ID", CLIENT)
-        .env("OIDC_CLIENT_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start node interop/oidc-provider/provider.mjs");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        for _ in lines {}
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Some(Ok(issuer))) if issuer.starts_with("http://127.0.0.1:") => Provider(child, issuer),
-        other => {
-            let _ = child.kill();
-            panic!("provider.mjs did not print its issuer: {other:?}");
-        }
-    }
+fn provider(resources: &str) -> common::oidc_provider::Provider {
+    common::oidc_provider::start(&[
+        ("OIDC_RESOURCES", resources),
+        ("OIDC_CLIENT_ID", CLIENT),
+        ("OIDC_CLIENT_SECRET", SECRET),
+    ])
 }
 
 /// A client_credentials token of the provider at `issuer` for `resource`.
@@ -82,7 +45,7 @@ async fn the_notes_server_runs_behind_an_external_issuer_with_one_flag() {
     let env = [
         ("NOTES_LISTEN", listen.as_str()),
         ("NOTES_PUBLIC_URL", PUBLIC),
-        ("NOTES_EXTERNAL_ISSUER", idp.1.as_str()),
+        ("NOTES_EXTERNAL_ISSUER", idp.issuer.as_str()),
         // The test's token is a client_credentials one: a machine client's.
         ("NOTES_MACHINE_CLIENTS", "true"),
     ];
@@ -96,13 +59,13 @@ async fn the_notes_server_runs_behind_an_external_issuer_with_one_flag() {
         json(http.get(format!("{base}/.well-known/oauth-protected-resource/mcp")).send().await.unwrap()).await;
     assert_eq!(status, 200, "{prm}");
     assert_eq!(prm["resource"], mcp.as_str(), "{prm}");
-    assert_eq!(prm["authorization_servers"], serde_json::json!([idp.1]), "{prm}");
+    assert_eq!(prm["authorization_servers"], serde_json::json!([idp.issuer]), "{prm}");
     assert_eq!(prm["scopes_supported"], serde_json::json!(["mcp:tools"]), "{prm}");
     // Nothing of an authorization server is served here.
     assert_eq!(http.post(format!("{base}/token")).send().await.unwrap().status(), 404);
 
-    let ours = token(&http, &idp.1, &mcp).await;
+    let ours = token(&http, &idp.issuer, &mcp).await;
     assert_eq!(whoami(&http, &mcp_here, &ours).await, 200, "{}", server.log());
-    assert_eq!(whoami(&http, &mcp_here, &token(&http, &idp.1, OTHER).await).await, 401);
+    assert_eq!(whoami(&http, &mcp_here, &token(&http, &idp.issuer, OTHER).await).await, 401);
     assert_eq!(whoami(&http, &mcp_here, "not-a-token").await, 401);
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod browser;
 pub mod flow;
+pub mod oidc_provider;
 pub mod postgres_cluster;
 // Each test file includes this module and uses part of it.
 #[allow(unused_imports)]
