@@ -5,8 +5,9 @@
 //! Invariants: a parsed URI is kept exactly as sent, re-parses to the same value (from its
 //! string and from JSON), and has no fragment, user info, whitespace or forbidden scheme; its
 //! kind survives the URL normalisation a redirect goes through; matching is reflexive and
-//! symmetric, exact for everything but loopback, and for loopback ignores the port and only
-//! the port and host spelling; the policy accepts exactly https, loopback (not for `web`) and
+//! symmetric (but for the loopback callback suffix), exact for everything but loopback, and
+//! for loopback ignores the port and host spelling and allows one callback segment under a
+//! named registered path; the policy accepts exactly https, loopback (not for `web`) and
 //! the allowed private-use schemes.
 
 #![no_main]
@@ -23,16 +24,33 @@ fuzz_target!(|data: &[u8]| {
     let b = std::str::from_utf8(b).ok().and_then(checked);
     let (Some(a), Some(b)) = (a, b) else { return };
 
-    assert_eq!(a.matches(&b), b.matches(&a), "matching is not symmetric: {a} / {b}");
     if a.matches(&b) && a != b {
         assert_eq!((a.kind(), b.kind()), (RedirectKind::Loopback, RedirectKind::Loopback), "{a} matched {b}");
     }
     if a.kind() == RedirectKind::Loopback && b.kind() == RedirectKind::Loopback {
         let (ua, ub) = (url::Url::parse(a.as_str()).expect("parsed"), url::Url::parse(b.as_str()).expect("parsed"));
         let same = ua.path() == ub.path() && ua.query() == ub.query();
-        assert_eq!(a.matches(&b), same || a.as_str() == b.as_str(), "loopback {a} / {b}");
+        let a_then_b = ua.query() == ub.query() && callback_suffix(ua.path(), ub.path());
+        let b_then_a = ua.query() == ub.query() && callback_suffix(ub.path(), ua.path());
+        assert_eq!(a.matches(&b), same || a_then_b || a.as_str() == b.as_str(), "loopback {a} / {b}");
+        // Symmetric but for the callback suffix, which only the registered side may lack.
+        if !a_then_b && !b_then_a {
+            assert_eq!(a.matches(&b), b.matches(&a), "matching is not symmetric: {a} / {b}");
+        }
+    } else {
+        assert_eq!(a.matches(&b), b.matches(&a), "matching is not symmetric: {a} / {b}");
     }
 });
+
+/// Whether `sent` is `registered` (not the root) plus one segment of 1 to 64 URL-safe
+/// characters: the loopback callback suffix, written out again here from its definition.
+fn callback_suffix(registered: &str, sent: &str) -> bool {
+    let base = registered.trim_end_matches('/');
+    !base.is_empty()
+        && sent.strip_prefix(base).and_then(|r| r.strip_prefix('/')).is_some_and(|seg| {
+            (1..=64).contains(&seg.len()) && seg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
+}
 
 /// Parses `s` and checks what holds of one URI; `None` when it is refused.
 fn checked(s: &str) -> Option<RedirectUri> {

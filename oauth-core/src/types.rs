@@ -342,7 +342,11 @@ impl RedirectUri {
         if registered.path() == sent.path() {
             return Some(if host_swapped { RedirectMatch::LoopbackHostSwapped } else { RedirectMatch::LoopbackPort });
         }
+        // Under a named callback path only: a registered root takes no suffix.
         let base = registered.path().trim_end_matches('/');
+        if base.is_empty() {
+            return None;
+        }
         let suffix = sent.path().strip_prefix(base).and_then(|rest| rest.strip_prefix('/'));
         match suffix {
             Some(segment) if is_callback_id(segment) => Some(RedirectMatch::LoopbackCallbackSuffix),
@@ -367,8 +371,9 @@ pub enum RedirectMatch {
     /// A loopback redirect with another spelling of the host (`localhost`, `127.0.0.1`,
     /// `[::1]`): Claude Code and Codex register one and authorize with the other.
     LoopbackHostSwapped,
-    /// A loopback redirect whose path is the registered one plus one opaque segment of
-    /// [`MAX_CALLBACK_ID_LEN`] URL-safe characters at most: Codex appends `/callback/<id>`.
+    /// A loopback redirect whose path is the registered one (not the root) plus one opaque
+    /// segment of [`MAX_CALLBACK_ID_LEN`] URL-safe characters at most: Codex appends
+    /// `/callback/<id>`. The one match that is not symmetric.
     LoopbackCallbackSuffix,
 }
 
@@ -687,7 +692,7 @@ mod tests {
             ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callbackX", false, "longer segment name"),
             ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/%2e%2e", false, "encoded dots"),
             ("http://127.0.0.1/callback", "http://127.0.0.1:1455/callback/..", false, "dot segment"),
-            ("http://127.0.0.1/", "http://127.0.0.1:1455/anything", true, "root registration takes one segment"),
+            ("http://127.0.0.1/", "http://127.0.0.1:1455/anything", false, "a root registration takes no suffix"),
             ("https://claude.ai/cb", "https://claude.ai/cb/x", false, "never for https"),
             ("cursor://a/cb", "cursor://a/cb/x", false, "never for private-use"),
             ("http://127.0.0.1/callback", "http://127.0.0.1:8080/callback?a=b", false, "loopback query added"),
