@@ -299,6 +299,10 @@ pub(crate) async fn upstream_callback(
         Ok(Err(e)) => return refused(&e.told),
         Err(e) => return internal(&e),
     };
+    if let Err(e) = s.server.hold_upstream_tokens(&done.pending, &user.id, &done.identity.provider, &done.tokens).await
+    {
+        return internal(&e);
+    }
     let (token, session) = match s.server.start_session(&user, s.session_ttl, Some(&prompt.client.id)).await {
         Ok(started) => started,
         Err(e) => return internal(&e),

@@ -38,10 +38,26 @@ fn key() -> Key {
 
 /// What the provider issues for a code: the `id_token` and the PKCE challenge it was
 /// requested with.
-#[derive(Default)]
 struct Provider {
     codes: Mutex<HashMap<String, (String, String)>>,
     token_requests: Mutex<Vec<HashMap<String, String>>>,
+    /// The lifetime of the access tokens codes are exchanged for (refreshes get an hour).
+    first_ttl: std::sync::atomic::AtomicU64,
+    /// Refreshes answered, and whether they are refused with invalid_grant.
+    refreshes: std::sync::atomic::AtomicUsize,
+    refuse_refresh: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Provider {
+    fn default() -> Self {
+        Self {
+            codes: Mutex::default(),
+            token_requests: Mutex::default(),
+            first_ttl: 3600.into(),
+            refreshes: 0.into(),
+            refuse_refresh: false.into(),
+        }
+    }
 }
 
 async fn token(
@@ -60,6 +76,23 @@ async fn token(
     if basic != Some(expected.as_str()) || form.contains_key("client_secret") {
         return bad("invalid_client");
     }
+    use std::sync::atomic::Ordering::SeqCst;
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        if p.refuse_refresh.load(SeqCst)
+            || !form.get("refresh_token").is_some_and(|t| t.starts_with("upstream-refresh"))
+        {
+            return bad("invalid_grant");
+        }
+        // Slow enough that a second replica asks while the first waits for the answer.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let n = p.refreshes.fetch_add(1, SeqCst) + 1;
+        return (
+            axum::http::StatusCode::OK,
+            Json(
+                json!({"access_token": format!("upstream-access-{n}"), "refresh_token": format!("upstream-refresh-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+            ),
+        );
+    }
     let Some((id_token, challenge)) = form.get("code").and_then(|c| p.codes.lock().unwrap().remove(c)) else {
         return bad("invalid_grant");
     };
@@ -71,7 +104,7 @@ async fn token(
     (
         axum::http::StatusCode::OK,
         Json(
-            json!({"access_token": "upstream-access", "refresh_token": "upstream-refresh", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token}),
+            json!({"access_token": "upstream-access", "refresh_token": "upstream-refresh", "token_type": "Bearer", "expires_in": p.first_ttl.load(SeqCst), "id_token": id_token}),
         ),
     )
 }
@@ -457,9 +490,14 @@ fn field(html: &str, name: &str) -> String {
 
 struct Deployment {
     server: Arc<oauth_core::AuthorizationServer>,
+    /// Another replica on the same store.
+    other: Arc<oauth_core::AuthorizationServer>,
     base: String,
     client_id: String,
 }
+
+/// The vault key of the deployments (the environment's, in production).
+const VAULT_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 const APP_CALLBACK: &str = "http://127.0.0.1:7777/callback";
 
@@ -470,13 +508,21 @@ async fn deployment(idp: &Idp) -> Deployment {
         oauth_core::Issuer::parse(&base).unwrap(),
         oauth_core::ResourceUri::parse(&format!("{base}/mcp")).unwrap(),
     );
-    let upstream = client(idp, |_| {}).await;
-    let server = Arc::new(
-        oauth_core::AuthorizationServer::new(config, oauth_store_memory::MemoryStore::new().into_stores())
-            .await
-            .unwrap()
-            .with_upstream(upstream),
-    );
+    let stores = oauth_store_memory::MemoryStore::new().into_stores();
+    let replica = |stores| {
+        let config = config.clone();
+        async move {
+            Arc::new(
+                oauth_core::AuthorizationServer::new(config, stores)
+                    .await
+                    .unwrap()
+                    .with_upstream(client(idp, |_| {}).await)
+                    .with_vault(oauth_core::upstream::VaultKeys::parse(VAULT_KEY, &[]).unwrap()),
+            )
+        }
+    };
+    let server = replica(stores.clone()).await;
+    let other = replica(stores).await;
     let auth = Arc::new(oauth_core::StoreAuthenticator::new(server.operator().stores().users.clone()));
     tokio::spawn(oauth_axum::serve::serve(
         listener,
@@ -492,7 +538,7 @@ async fn deployment(idp: &Idp) -> Deployment {
     )
     .unwrap();
     let client_id = server.register(reg).await.unwrap().client_id;
-    Deployment { server, base, client_id }
+    Deployment { server, other, base, client_id }
 }
 
 /// The browser opens the client's authorization link and presses "Sign in with Test IdP":
@@ -631,4 +677,95 @@ async fn a_callback_opened_in_another_browser_signs_no_one_in() {
         )
         .await;
     assert_eq!(forged.status, 403);
+}
+
+/// The whole connection through the pages: the grant it made.
+async fn connect(d: &Deployment, idp: &Idp) -> oauth_core::GrantId {
+    let mut b = Browser::default();
+    let verifier = oauth_core::CodeVerifier::generate();
+    let (trip, _) = go_upstream(d, &mut b, &verifier).await;
+    let code = sign_in(idp, &trip, |_| {}, None);
+    let back = b.send(&d.base, "GET", &callback_path(&trip, &code), None).await;
+    let form = [
+        ("pending", field(&back.body, "pending")),
+        ("csrf", field(&back.body, "csrf")),
+        ("decision", "approve".into()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = b.send(&d.base, "POST", "/authorize/consent", Some(&form)).await;
+    let location = url::Url::parse(done.location.as_deref().expect("back to the client")).unwrap();
+    let app_code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let request = oauth_core::TokenRequest::from_pairs([
+        ("grant_type", "authorization_code"),
+        ("code", app_code.as_str()),
+        ("code_verifier", verifier.secret()),
+        ("redirect_uri", APP_CALLBACK),
+        ("client_id", d.client_id.as_str()),
+    ])
+    .unwrap();
+    let tokens = d.server.token(request, None).await.unwrap();
+    let gid = d.server.verify_access_token(&tokens.access_token).unwrap().gid.expect("a grant id");
+    oauth_core::GrantId::parse(&gid).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_keeps_the_upstream_tokens_sealed_and_tools_get_them() {
+    let idp = idp().await;
+    let d = deployment(&idp).await;
+    let grant = connect(&d, &idp).await;
+    let stored =
+        d.server.operator().stores().upstream.upstream_tokens(&grant).await.unwrap().expect("kept with the grant");
+    let raw = String::from_utf8_lossy(&stored.sealed);
+    assert!(!raw.contains("upstream-access") && !raw.contains("upstream-refresh"), "sealed at rest: {raw}");
+    assert_eq!(d.server.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access");
+    assert_eq!(d.other.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access", "on every replica");
+    // Another key cannot open it: a database copy without the key is worth nothing.
+    let stranger =
+        oauth_core::AuthorizationServer::new(d.server.config().clone(), d.server.operator().stores().clone())
+            .await
+            .unwrap()
+            .with_vault(oauth_core::upstream::VaultKeys::parse(&"ab".repeat(32), &[]).unwrap());
+    let e = stranger.upstream_access_token(&grant).await.unwrap().unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamTokenUnavailable, "{e}");
+    // The pending request and the code no longer hold them once the grant does.
+    assert_eq!(idp.state.refreshes.load(std::sync::atomic::Ordering::SeqCst), 0, "fresh tokens are not refreshed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_that_need_a_refresh_at_once_refresh_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let idp = idp().await;
+    idp.state.first_ttl.store(30, SeqCst);
+    let d = deployment(&idp).await;
+    let grant = connect(&d, &idp).await;
+    let (a, b) = tokio::join!(d.server.upstream_access_token(&grant), d.other.upstream_access_token(&grant));
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(
+        (a.as_str(), b.as_str()),
+        ("upstream-access-1", "upstream-access-1"),
+        "both get the one refresh's token"
+    );
+    assert_eq!(idp.state.refreshes.load(SeqCst), 1, "the provider saw one refresh");
+    assert_eq!(d.server.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access-1", "then it is fresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_invalid_grant_ends_the_grant_here() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let idp = idp().await;
+    idp.state.first_ttl.store(30, SeqCst);
+    idp.state.refuse_refresh.store(true, SeqCst);
+    let d = deployment(&idp).await;
+    let grant = connect(&d, &idp).await;
+    let e = d.server.upstream_access_token(&grant).await.unwrap().unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamGrantEnded, "{e}");
+    let operator = d.server.operator();
+    let stores = operator.stores();
+    assert!(stores.grants.grant(&grant).await.unwrap().unwrap().revoked_at.is_some(), "revoked here too");
+    assert!(stores.upstream.upstream_tokens(&grant).await.unwrap().is_none(), "and its upstream tokens are gone");
+    let events = stores.events.events(&oauth_core::EventQuery::all()).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == Some(Reason::UpstreamGrantEnded)), "{events:?}");
+    // Asking again is not a loop of refreshes: the grant has ended.
+    let e = d.other.upstream_access_token(&grant).await.unwrap().unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamTokenUnavailable);
 }

@@ -150,6 +150,7 @@ impl AuthorizationServer {
             code_challenge: checked.code_challenge,
             created_at: now,
             expires_at: now.plus(self.config().pending_ttl),
+            upstream: None,
         };
         self.stores().authorizations.put_pending(&pending).await.map_err(Error::from)?;
         let mut detail =
@@ -250,6 +251,7 @@ impl AuthorizationServer {
             auth_time,
             issued_at: now,
             expires_at: now.plus(self.config().code_ttl),
+            upstream: pending.upstream.clone(),
         };
         if remember {
             let consent = Consent::new(user.clone(), pending.client_id.clone(), pending.scopes.clone(), now);

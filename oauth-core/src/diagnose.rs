@@ -136,7 +136,7 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
 }
 
 /// What to change for each reason: see [`fix`].
-const FIXES: [(Reason, &str); 57] = [
+const FIXES: [(Reason, &str); 59] = [
     (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
     (
         Reason::ClientUnknown,
@@ -198,6 +198,14 @@ const FIXES: [(Reason, &str); 57] = [
     (
         Reason::UpstreamUserRefused,
         "the upstream provider signed in someone the allow-list does not admit (the detail says which rule): widen the allow-list, or this person may not use the server",
+    ),
+    (
+        Reason::UpstreamTokenUnavailable,
+        "a tool needed the person's upstream token and none is kept for this grant: configure the vault key, or have the person sign in again through the provider",
+    ),
+    (
+        Reason::UpstreamGrantEnded,
+        "the upstream provider ended this server's access (refresh refused with invalid_grant): the grant here is revoked and the client must sign in again; nothing to fix unless it happens to everyone (then check the client secret at the provider)",
     ),
     (
         Reason::RedirectUriNotRegistered,

@@ -120,6 +120,12 @@ wire_enum! {
         UpstreamNonceMismatch => "upstream_nonce_mismatch",
         /// The upstream provider signed in a person the allow-list does not admit.
         UpstreamUserRefused => "upstream_user_refused",
+        /// A tool asked for the person's upstream token and there is none to give: no vault,
+        /// nothing kept for the grant, or it expired with no refresh token.
+        UpstreamTokenUnavailable => "upstream_token_unavailable",
+        /// The upstream provider refused a refresh with `invalid_grant`: the grant here was
+        /// revoked with it, so that the client signs in again.
+        UpstreamGrantEnded => "upstream_grant_ended",
         /// The redirect URI is not registered for the client.
         RedirectUriNotRegistered => "redirect_uri_not_registered",
         /// The redirect URI at the token endpoint differs from the authorization request's.

@@ -37,15 +37,7 @@ impl KeyEncryption {
     /// not) of 32 bytes, as `openssl rand -base64 32` prints it. Surrounding whitespace (a
     /// file's final newline) is ignored. The error never repeats the input.
     pub fn parse(encoded: &str) -> Result<Self, Error> {
-        use base64::Engine as _;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let s = encoded.trim();
-        let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().ok()
-        } else {
-            STANDARD.decode(s).ok().or_else(|| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
-        };
-        let bytes: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        let bytes = parse_key_bytes(encoded).ok_or_else(|| {
             Error::Config(
                 "the key-encryption key must be 32 bytes, written as 64 hex digits or as base64 \
                  (generate one with `openssl rand -base64 32`)"
@@ -109,6 +101,20 @@ impl KeyEncryption {
             self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).map_err(|_| ())?;
         Ok(clear.to_vec())
     }
+}
+
+/// A 32-byte key written as 64 hex digits or as base64 (standard or URL-safe, padded or not),
+/// surrounding whitespace ignored; `None` for anything else.
+pub(crate) fn parse_key_bytes(encoded: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let s = encoded.trim();
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().ok()
+    } else {
+        STANDARD.decode(s).ok().or_else(|| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok())
+    };
+    bytes.and_then(|b| b.try_into().ok())
 }
 
 /// The associated data of a sealed server secret: its name.

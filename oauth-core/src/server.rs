@@ -60,6 +60,8 @@ pub struct AuthorizationServer {
     unauthenticated_events: crate::events::EventBudget,
     /// The identity providers people may sign in with.
     upstreams: Vec<Arc<crate::upstream::UpstreamClient>>,
+    /// Seals the upstream tokens at rest; without it they are not kept.
+    vault: Option<Arc<crate::upstream::VaultKeys>>,
 }
 
 /// The key-store name of the key refresh-token successors are derived with.
@@ -99,6 +101,7 @@ impl AuthorizationServer {
             jwks_cache: crate::client_assertion::JwksCache::default(),
             unauthenticated_events: crate::events::EventBudget::default(),
             upstreams: Vec::new(),
+            vault: None,
         })
     }
 
@@ -108,6 +111,20 @@ impl AuthorizationServer {
     pub fn with_upstream(mut self, upstream: crate::upstream::UpstreamClient) -> Self {
         self.upstreams.push(Arc::new(upstream));
         self
+    }
+
+    /// Keeps each grant's upstream tokens sealed with these keys (the upstream-token vault),
+    /// so that tools can call the provider's APIs for the person. Without it, upstream
+    /// sign-in works and the provider's tokens are dropped.
+    #[must_use]
+    pub fn with_vault(mut self, keys: crate::upstream::VaultKeys) -> Self {
+        self.vault = Some(Arc::new(keys));
+        self
+    }
+
+    /// The vault's keys, when configured.
+    pub(crate) fn vault(&self) -> Option<&crate::upstream::VaultKeys> {
+        self.vault.as_deref()
     }
 
     /// The upstream providers, in the order they were added.

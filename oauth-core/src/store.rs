@@ -66,6 +66,10 @@ pub struct PendingAuthorization {
     pub created_at: UnixTime,
     /// When it stops being usable.
     pub expires_at: UnixTime,
+    /// The tokens of the person's upstream sign-in, sealed with the vault key for the user
+    /// who signed in, on their way to the grant ([`crate::upstream::VaultKeys`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// An issued authorization code, stored under the hash of the code.
@@ -96,6 +100,10 @@ pub struct AuthorizationCodeRecord {
     pub issued_at: UnixTime,
     /// When it expires.
     pub expires_at: UnixTime,
+    /// The upstream tokens of the sign-in that approved it, sealed as in
+    /// [`PendingAuthorization::upstream`]: kept with the grant when the code is redeemed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// The outcome of redeeming a code.
@@ -820,6 +828,7 @@ mod tests {
             auth_time: UnixTime::from_secs(0),
             issued_at: UnixTime::from_secs(0),
             expires_at: UnixTime::from_secs(expires_at),
+            upstream: None,
         }
     }
 

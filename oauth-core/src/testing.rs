@@ -164,6 +164,7 @@ fn code_record(code: &AuthorizationCode, client: &str, expires: UnixTime) -> Aut
         auth_time: t(0),
         issued_at: t(0),
         expires_at: expires,
+        upstream: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn pending(id: &str, expires: UnixTime) -> PendingAuthorization {
         code_challenge: CodeChallenge::s256(&CodeVerifier::generate()),
         created_at: t(0),
         expires_at: expires,
+        upstream: None,
     }
 }
 

@@ -216,8 +216,8 @@ impl AuthorizationServer {
             stored
         };
         let redemption = self.stores().authorizations.exchange_code(&hash, now, &issue).await?;
-        match redemption {
-            CodeRedemption::Redeemed(_) => {}
+        let in_flight = match redemption {
+            CodeRedemption::Redeemed(r) => r.upstream,
             CodeRedemption::AlreadyRedeemed(r) => {
                 // RFC 6749 4.1.2: revoke what the code issued.
                 let revoked = self.stores().grants.revoke_grant(&r.grant_id, self.now()).await?;
@@ -227,7 +227,7 @@ impl AuthorizationServer {
                 return Err(reject(Failure::new(Reason::CodeReused, e).noting(detail)).await);
             }
             unusable => return Err(reject(unusable_code(&unusable, &hash, self.config().code_ttl)).await),
-        }
+        };
         let decided = outcome.into_inner().unwrap_or_else(PoisonError::into_inner);
         let (grant, refresh) = match decided {
             Some(Ok(issued)) => issued,
@@ -237,6 +237,9 @@ impl AuthorizationServer {
             None => return Err(Error::Store(StoreError::backend(ExchangeWithoutGrant))),
         };
         let response = self.issue(&grant, grant.scopes.clone(), refresh)?;
+        if let Some(sealed) = in_flight {
+            self.keep_upstream_tokens(&grant, &sealed).await;
+        }
         let detail = format!("code {} exchanged; grant {}, scope '{}'", hash.short(), grant.id, grant.scopes);
         self.record(FlowEvent::success(now, step, detail).client(&client.id).user(&grant.user)).await;
         Ok(response)
@@ -528,6 +531,7 @@ mod tests {
             auth_time: t,
             issued_at: t,
             expires_at: t,
+            upstream: None,
         };
         let request = |redirect: Option<&str>| TokenRequest {
             redirect_uri: redirect.map(str::to_owned),

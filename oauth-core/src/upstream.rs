@@ -712,16 +712,6 @@ impl UpstreamClient {
         verifier: &str,
         callback: &str,
     ) -> Result<(UpstreamTokens, Option<String>), UpstreamError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            access_token: Option<String>,
-            refresh_token: Option<String>,
-            id_token: Option<String>,
-            expires_in: Option<u64>,
-            scope: Option<String>,
-            error: Option<String>,
-            error_description: Option<String>,
-        }
         let id = &self.provider.id;
         let p = &self.provider;
         let mut form = vec![
@@ -740,28 +730,54 @@ impl UpstreamClient {
             .post_form(&self.endpoints.token_endpoint, &form, basic)
             .await
             .map_err(|e| unreachable(id, "token endpoint", e))?;
-        let parsed: Option<Answer> = serde_json::from_slice(&answer.body).ok();
         let refused = |detail: String| {
             UpstreamError::new(Reason::UpstreamRefused, "The sign-in service did not complete the sign-in.", detail)
         };
-        let Some(a) = parsed else {
-            return Err(refused(format!("{id}: the token endpoint answered {} without JSON", answer.status)));
-        };
-        if let Some(error) = &a.error {
-            let d = a.error_description.as_deref().map(clip).unwrap_or_default();
-            return Err(refused(format!("{id}: the token endpoint answered '{}': {d}", clip(error))));
+        match parse_token_answer(&answer.body, crate::clock::Clock::now(&crate::clock::SystemClock)) {
+            Some(Ok(tokens)) => Ok(tokens),
+            Some(Err((error, description))) => {
+                Err(refused(format!("{id}: the token endpoint answered '{error}': {description}")))
+            }
+            None => {
+                Err(refused(format!("{id}: the token endpoint answered {} without an access token", answer.status)))
+            }
         }
-        let Some(access_token) = a.access_token.filter(|t| !t.is_empty()) else {
-            return Err(refused(format!("{id}: the token endpoint answered {} without access_token", answer.status)));
-        };
-        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-        let tokens = UpstreamTokens {
-            access_token,
-            refresh_token: a.refresh_token.filter(|t| !t.is_empty()),
-            expires_at: a.expires_in.map(|s| now.plus(Duration::from_secs(s.min(365 * 86_400)))),
-            scope: a.scope,
-        };
-        Ok((tokens, a.id_token))
+    }
+
+    /// A refresh at the provider's token endpoint. `invalid_grant` (the person revoked this
+    /// server's access there, or the refresh token expired) is [`Reason::UpstreamGrantEnded`].
+    pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {
+        let id = &self.provider.id;
+        let p = &self.provider;
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", p.client_id.as_str()),
+        ];
+        let basic = self.endpoints.basic_auth.then(|| (p.client_id.as_str(), p.client_secret.secret()));
+        if basic.is_none() {
+            form.push(("client_secret", p.client_secret.secret()));
+        }
+        let answer = self
+            .http
+            .post_form(&self.endpoints.token_endpoint, &form, basic)
+            .await
+            .map_err(|e| unreachable(id, "token endpoint", e))?;
+        let parsed = parse_token_answer(&answer.body, crate::clock::Clock::now(&crate::clock::SystemClock));
+        match parsed {
+            Some(Ok((tokens, _))) => Ok(tokens),
+            Some(Err(error)) if error.0 == "invalid_grant" => Err(UpstreamError::new(
+                Reason::UpstreamGrantEnded,
+                "The sign-in service ended this server's access: sign in again.",
+                format!("{id}: the refresh was refused with invalid_grant: {}", error.1),
+            )),
+            Some(Err(error)) => Err(UpstreamError::new(
+                Reason::UpstreamRefused,
+                "The sign-in service refused the refresh.",
+                format!("{id}: the refresh was refused with '{}': {}", error.0, error.1),
+            )),
+            None => Err(unreachable(id, "token endpoint", format!("answered {} without tokens", answer.status))),
+        }
     }
 
     /// The provider's keys; fetched again for an unknown key at most every 30 s.
@@ -923,6 +939,96 @@ impl UpstreamClient {
     }
 }
 
+/// The keys of the upstream-token vault (AES-256-GCM): the current one seals, every one
+/// opens, so a key can be rotated by adding the new one in front and keeping the old ones
+/// until the tokens they sealed have been refreshed or have ended. They must live outside the
+/// database (the environment, a file): whoever reads the database then reads nothing of the
+/// tokens. `Debug` shows only the key ids.
+pub struct VaultKeys {
+    /// (id, key): the id is the first 4 bytes of the key's SHA-256, stored in front of each
+    /// sealed value.
+    keys: Vec<([u8; 4], aws_lc_rs::aead::RandomizedNonceKey)>,
+}
+
+impl fmt::Debug for VaultKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<String> =
+            self.keys.iter().map(|(id, _)| id.iter().map(|b| format!("{b:02x}")).collect()).collect();
+        f.debug_struct("VaultKeys").field("key_ids", &ids).finish()
+    }
+}
+
+impl VaultKeys {
+    /// The current key, then older ones still able to open; each 32 bytes as 64 hex digits or
+    /// base64 (`openssl rand -base64 32`). The error never repeats a key.
+    pub fn parse(current: &str, previous: &[&str]) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (n, encoded) in std::iter::once(current).chain(previous.iter().copied()).enumerate() {
+            let bytes = crate::sealing::parse_key_bytes(encoded).ok_or_else(|| {
+                format!("vault key {} must be 32 bytes, as 64 hex digits or base64 (openssl rand -base64 32)", n + 1)
+            })?;
+            let digest = crate::secret::SecretHash::of(&bytes);
+            let mut id = [0u8; 4];
+            id.copy_from_slice(&digest.as_bytes()[..4]);
+            let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
+                .map_err(|_| "a vault key cannot be set up".to_owned())?;
+            keys.push((id, key));
+        }
+        Ok(Self { keys })
+    }
+
+    /// `clear` sealed with the current key for `aad`: key id ‖ nonce ‖ ciphertext ‖ tag.
+    fn seal(&self, aad: &[u8], clear: &[u8]) -> Option<Vec<u8>> {
+        let (id, key) = self.keys.first()?;
+        let mut body = clear.to_vec();
+        let nonce = key.seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut body).ok()?;
+        Some([id.as_slice(), nonce.as_ref().as_slice(), body.as_slice()].concat())
+    }
+
+    /// What [`Self::seal`] sealed for `aad`, with whichever key it names.
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 4 + 12 + 16 {
+            return None;
+        }
+        let (id, rest) = sealed.split_at(4);
+        let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
+        let (nonce, body) = rest.split_at(12);
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = body.to_vec();
+        key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).ok().map(|c| c.to_vec())
+    }
+
+    /// Whether `sealed` was sealed with the current key (else a refresh re-seals it).
+    fn is_current(&self, sealed: &[u8]) -> bool {
+        self.keys.first().is_some_and(|(id, _)| sealed.starts_with(id))
+    }
+}
+
+/// What the vault keeps for a grant: the provider, and its tokens.
+#[derive(Serialize, Deserialize)]
+struct VaultRecord {
+    provider: String,
+    tokens: UpstreamTokens,
+}
+
+/// The associated data of tokens on their way from the sign-in to the grant: bound to the
+/// person, so they can only ever join a grant of the user who signed in.
+fn in_flight_aad(user: &crate::types::UserId) -> Vec<u8> {
+    [b"upstream in flight\0".as_slice(), user.as_str().as_bytes()].concat()
+}
+
+/// The associated data of a grant's tokens in the vault: bound to the grant.
+fn vault_aad(grant: &crate::types::GrantId) -> Vec<u8> {
+    [b"upstream vault\0".as_slice(), grant.as_str().as_bytes()].concat()
+}
+
+/// How long a replica may hold the refresh lease before another takes over.
+const LEASE: Duration = Duration::from_secs(30);
+/// An access token this close to its expiry is refreshed before it is handed out.
+const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+/// How long a caller waits for another replica's refresh.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// The password hash of a user who signs in only upstream: never a PHC string, so no password
 /// ever matches it.
 pub const NO_LOCAL_PASSWORD: &str = "!upstream";
@@ -1052,6 +1158,192 @@ impl crate::server::AuthorizationServer {
         Ok(Ok(signed_in))
     }
 
+    /// Keeps `tokens` of `provider` for the pending authorization `pending` of `user`, sealed
+    /// for that user, so that the grant its code starts holds them. Without a vault nothing
+    /// is kept. The pending request expires as before.
+    pub async fn hold_upstream_tokens(
+        &self,
+        pending: &str,
+        user: &crate::types::UserId,
+        provider: &str,
+        tokens: &UpstreamTokens,
+    ) -> Result<(), crate::error::Error> {
+        let Some(vault) = self.vault() else {
+            tracing::debug!(provider, "no vault key: the upstream tokens are not kept");
+            return Ok(());
+        };
+        let now = self.now();
+        let Some(mut p) = self.stores().authorizations.pending(pending, now).await? else {
+            return Ok(());
+        };
+        let record = VaultRecord { provider: provider.to_owned(), tokens: tokens.clone() };
+        let clear = serde_json::to_vec(&record).map_err(|e| crate::error::Error::Crypto(e.to_string()))?;
+        let sealed = vault
+            .seal(&in_flight_aad(user), &clear)
+            .ok_or_else(|| crate::error::Error::Crypto("sealing the upstream tokens failed".into()))?;
+        p.upstream = Some(URL_SAFE_NO_PAD.encode(sealed));
+        self.stores().authorizations.put_pending(&p).await?;
+        Ok(())
+    }
+
+    /// Moves the tokens a redeemed code carried into the vault under `grant`. Failures are
+    /// logged, not returned: the person is signed in either way, and a tool that needs the
+    /// provider's token then says to sign in again.
+    pub(crate) async fn keep_upstream_tokens(&self, grant: &crate::store::Grant, in_flight: &str) {
+        let Some(vault) = self.vault() else { return };
+        let opened = URL_SAFE_NO_PAD
+            .decode(in_flight)
+            .ok()
+            .and_then(|b| vault.open(&in_flight_aad(&grant.user), &b))
+            .and_then(|clear| vault.seal(&vault_aad(&grant.id), &clear).map(|s| (s, clear)));
+        let Some((sealed, clear)) = opened else {
+            tracing::warn!(grant = %grant.id, "the upstream tokens of a redeemed code do not open with the vault keys; not kept");
+            return;
+        };
+        let expires = serde_json::from_slice::<VaultRecord>(&clear).ok().and_then(|r| r.tokens.expires_at);
+        match self.stores().upstream.put_upstream_tokens(&grant.id, &sealed, expires, self.now()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(grant = %grant.id, "the grant ended before its upstream tokens were kept"),
+            Err(e) => tracing::error!(grant = %grant.id, error = %e, "keeping the upstream tokens failed"),
+        }
+    }
+
+    /// The provider's current access token for `grant`, refreshed first when it expires within
+    /// a minute: by one replica at a time (a lease in the store), the others waiting for its
+    /// result. When the provider refuses the refresh (`invalid_grant`: the person revoked the
+    /// access there, or it expired), the grant here is revoked too, so that the client signs
+    /// in again instead of failing in a loop.
+    pub async fn upstream_access_token(
+        &self,
+        grant: &crate::types::GrantId,
+    ) -> Result<Result<String, UpstreamError>, crate::error::Error> {
+        let unavailable = |detail: String| {
+            UpstreamError::new(
+                Reason::UpstreamTokenUnavailable,
+                "The sign-in service's access is not available: sign in again.",
+                detail,
+            )
+        };
+        let Some(vault) = self.vault() else {
+            return Ok(Err(unavailable("no vault key is configured".into())));
+        };
+        let deadline = self.now().plus(LEASE_WAIT);
+        let holder = crate::secret::random_token();
+        loop {
+            let now = self.now();
+            let Some(stored) = self.stores().upstream.upstream_tokens(grant).await? else {
+                return Ok(Err(unavailable(format!("grant {grant} holds no upstream tokens"))));
+            };
+            let Some(record) = vault
+                .open(&vault_aad(grant), &stored.sealed)
+                .and_then(|c| serde_json::from_slice::<VaultRecord>(&c).ok())
+            else {
+                return Ok(Err(unavailable(format!("grant {grant}: the vault record does not open with the keys"))));
+            };
+            let fresh = record.tokens.expires_at.is_none_or(|t| t > now.plus(REFRESH_AHEAD));
+            if fresh && vault.is_current(&stored.sealed) {
+                return Ok(Ok(record.tokens.access_token));
+            }
+            let Some(refresh_token) = record.tokens.refresh_token.clone() else {
+                if fresh {
+                    return Ok(Ok(record.tokens.access_token));
+                }
+                return Ok(Err(unavailable(format!(
+                    "grant {grant}: the upstream token expired and there is no refresh token"
+                ))));
+            };
+            if !self.stores().upstream.take_refresh_lease(grant, &holder, now.plus(LEASE), now).await? {
+                // Another replica refreshes: wait for its new version.
+                if now >= deadline {
+                    return Ok(Err(unavailable(format!(
+                        "grant {grant}: another replica's refresh did not finish in time"
+                    ))));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let result = self.refresh_in_vault(grant, &record, &refresh_token, &stored, vault, fresh).await;
+            let _ = self.stores().upstream.release_refresh_lease(grant, &holder).await;
+            match result {
+                // Another replica's refresh landed between the read and the lease: read again.
+                Ok(None) => continue,
+                Ok(Some(r)) => return Ok(r),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Under the lease: refreshes at the provider (or only re-seals with the current key when
+    /// the token is still fresh) and writes the new version; `None` when the version moved
+    /// before the lease was taken.
+    async fn refresh_in_vault(
+        &self,
+        grant: &crate::types::GrantId,
+        record: &VaultRecord,
+        refresh_token: &str,
+        stored: &crate::store::SealedUpstream,
+        vault: &VaultKeys,
+        fresh: bool,
+    ) -> Result<Option<Result<String, UpstreamError>>, crate::error::Error> {
+        let now = self.now();
+        // The version may have moved while the lease was taken: read it again.
+        match self.stores().upstream.upstream_tokens(grant).await? {
+            Some(current) if current.version != stored.version => return Ok(None),
+            Some(_) => {}
+            None => {
+                return Ok(Some(Err(UpstreamError::new(
+                    Reason::UpstreamTokenUnavailable,
+                    "Sign in again.",
+                    format!("grant {grant} ended"),
+                ))));
+            }
+        }
+        let tokens = if fresh {
+            record.tokens.clone()
+        } else {
+            let Some(upstream) = self.upstream(&record.provider) else {
+                return Ok(Some(Err(UpstreamError::new(
+                    Reason::UpstreamTokenUnavailable,
+                    "Sign in again.",
+                    format!("provider '{}' is no longer configured", record.provider),
+                ))));
+            };
+            match upstream.refresh(refresh_token).await {
+                Ok(t) => t,
+                Err(e) if e.reason == Reason::UpstreamGrantEnded => {
+                    let revoked = self.stores().grants.revoke_grant(grant, now).await?;
+                    let e =
+                        UpstreamError { detail: format!("{}; grant {grant} revoked here: {revoked}", e.detail), ..e };
+                    let event = crate::events::FlowEvent::failure(
+                        now,
+                        crate::events::FlowStep::UpstreamSignIn,
+                        e.reason,
+                        e.detail.clone(),
+                    );
+                    self.record(event).await;
+                    return Ok(Some(Err(e)));
+                }
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        };
+        let tokens =
+            UpstreamTokens { refresh_token: tokens.refresh_token.or_else(|| Some(refresh_token.to_owned())), ..tokens };
+        let next = VaultRecord { provider: record.provider.clone(), tokens };
+        let clear = serde_json::to_vec(&next).map_err(|e| crate::error::Error::Crypto(e.to_string()))?;
+        let sealed = vault
+            .seal(&vault_aad(grant), &clear)
+            .ok_or_else(|| crate::error::Error::Crypto("sealing the upstream tokens failed".into()))?;
+        if !self
+            .stores()
+            .upstream
+            .replace_upstream_tokens(grant, stored.version, &sealed, next.tokens.expires_at, now)
+            .await?
+        {
+            tracing::warn!(grant = %grant, "the upstream tokens changed during a refresh under the lease");
+        }
+        Ok(Some(Ok(next.tokens.access_token)))
+    }
+
     /// Records a refused upstream sign-in: its reason, and the detail for the operator.
     pub async fn record_upstream_failure(&self, e: &UpstreamError, client: Option<&crate::types::ClientId>) {
         use crate::events::{FlowEvent, FlowStep};
@@ -1075,6 +1367,36 @@ fn local_username(provider: &str, subject: &str) -> String {
     }
     let digest = crate::secret::SecretHash::of(subject.as_bytes()).to_hex();
     format!("{provider}:{}", &digest[..32])
+}
+
+/// The tokens of a token response, and its `id_token`.
+type Issued = (UpstreamTokens, Option<String>);
+
+/// A token endpoint's answer: the tokens and the `id_token`, or its `error` and
+/// `error_description` (clipped), or `None` when it is neither (not JSON, no access token).
+fn parse_token_answer(body: &[u8], now: UnixTime) -> Option<Result<Issued, (String, String)>> {
+    #[derive(Deserialize)]
+    struct Answer {
+        access_token: Option<String>,
+        refresh_token: Option<String>,
+        id_token: Option<String>,
+        expires_in: Option<u64>,
+        scope: Option<String>,
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(body).ok()?;
+    if let Some(error) = &a.error {
+        return Some(Err((clip(error), a.error_description.as_deref().map(clip).unwrap_or_default())));
+    }
+    let access_token = a.access_token.filter(|t| !t.is_empty())?;
+    let tokens = UpstreamTokens {
+        access_token,
+        refresh_token: a.refresh_token.filter(|t| !t.is_empty()),
+        expires_at: a.expires_in.map(|s| now.plus(Duration::from_secs(s.min(365 * 86_400)))),
+        scope: a.scope,
+    };
+    Some(Ok((tokens, a.id_token)))
 }
 
 /// `clear` sealed with AES-256-GCM under `key` and `aad`: base64url of nonce ‖ ciphertext ‖ tag.
@@ -1108,6 +1430,23 @@ pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Vec<u8>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vault_keys_rotate_and_never_show() {
+        let (old_key, new_key) = ("11".repeat(32), "22".repeat(32));
+        let old = VaultKeys::parse(&old_key, &[]).unwrap();
+        let sealed = old.seal(b"grant-1", b"tokens").unwrap();
+        let rotated = VaultKeys::parse(&new_key, &[&old_key]).unwrap();
+        assert_eq!(rotated.open(b"grant-1", &sealed).as_deref(), Some(&b"tokens"[..]), "the old key still opens");
+        assert!(!rotated.is_current(&sealed), "and what it sealed is sealed again at the next use");
+        let resealed = rotated.seal(b"grant-1", b"tokens").unwrap();
+        assert!(rotated.is_current(&resealed));
+        assert!(old.open(b"grant-1", &resealed).is_none(), "the new key's seal needs the new key");
+        assert!(rotated.open(b"grant-2", &resealed).is_none(), "bound to its grant");
+        assert!(!format!("{rotated:?}").contains("2222"), "{rotated:?}");
+        assert!(VaultKeys::parse("short", &[]).unwrap_err().contains("32 bytes"));
+        assert!(!VaultKeys::parse(&new_key, &["not-a-key"]).unwrap_err().contains("not-a-key"), "never repeated");
+    }
 
     #[test]
     fn a_sealed_value_opens_only_with_its_key_and_provider() {
