@@ -21,6 +21,9 @@
 //   OIDC_REDIRECT_URIS  its redirect URIs, comma-separated: with them it also gets
 //                       authorization_code and refresh_token
 //   OIDC_ACCESS_TOKEN_TTL  access token lifetime in seconds (default 600)  {"accessTokenTtl"}
+//   OIDC_NO_DEFAULT_RESOURCE  set: a request naming no resource gets the provider's own
+//                       access token (for its userinfo), not one for the first resource
+//                                                                          {"noDefaultResource"}
 // The first resource is used when a request names none.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -63,7 +66,10 @@ function providerConfiguration() {
       revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: (_ctx, _client, oneOf) => oneOf ?? config.resources[0]?.identifier,
+        // Without OIDC_NO_DEFAULT_RESOURCE, a request naming no resource gets the first one; with
+        // it, such a request gets the provider's own access token, the one its userinfo takes
+        // (an upstream sign-in that calls the person's userinfo).
+        defaultResource: (_ctx, _client, oneOf) => oneOf ?? (config.noDefaultResource ? undefined : config.resources[0]?.identifier),
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, identifier) => {
           const resource = resources.get(identifier);
@@ -103,6 +109,7 @@ function settings() {
   const base = {
     port: Number(env.OIDC_PORT ?? 0),
     accessTokenTtl: Number(env.OIDC_ACCESS_TOKEN_TTL ?? 600),
+    noDefaultResource: Boolean(env.OIDC_NO_DEFAULT_RESOURCE),
     resources: list(env.OIDC_RESOURCES).map((identifier) => ({ identifier, scope })),
     clients: [client],
   };

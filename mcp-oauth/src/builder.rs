@@ -58,6 +58,7 @@ pub struct McpAuthBuilder {
     implied_scopes: Vec<(String, ScopeSet)>,
     enterprise_idps: Vec<EnterpriseIdp>,
     upstreams: Vec<oauth_core::upstream::UpstreamProvider>,
+    vault: Option<oauth_core::upstream::VaultKeys>,
     metadata_documents: bool,
     private_key_jwt: bool,
     machine_clients: bool,
@@ -116,6 +117,7 @@ impl McpAuthBuilder {
             implied_scopes: Vec::new(),
             enterprise_idps: Vec::new(),
             upstreams: Vec::new(),
+            vault: None,
             metadata_documents: true,
             private_key_jwt: true,
             machine_clients: false,
@@ -242,6 +244,14 @@ impl McpAuthBuilder {
     /// callback URL to register at the provider is `<public URL>/authorize/upstream/<id>/callback`.
     pub fn upstream(mut self, provider: oauth_core::upstream::UpstreamProvider) -> Self {
         self.upstreams.push(provider);
+        self
+    }
+
+    /// Keeps each grant's upstream tokens sealed with these keys (from outside the database),
+    /// so that tools can call the provider for the person
+    /// ([`AuthorizationServer::upstream_access_token`]). Without it they are not kept.
+    pub fn vault(mut self, keys: oauth_core::upstream::VaultKeys) -> Self {
+        self.vault = Some(keys);
         self
     }
 
@@ -477,6 +487,9 @@ impl McpAuthBuilder {
         server = server.with_client_key_fetcher(fetcher.clone());
         if self.metadata_documents {
             server = server.with_metadata_documents(fetcher);
+        }
+        if let Some(vault) = self.vault.take() {
+            server = server.with_vault(vault);
         }
         if !self.upstreams.is_empty() {
             let http = Arc::new(oauth_axum::upstream::FetchUpstream::new());

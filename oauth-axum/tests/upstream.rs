@@ -717,8 +717,12 @@ async fn the_grant_keeps_the_upstream_tokens_sealed_and_tools_get_them() {
         d.server.operator().stores().upstream.upstream_tokens(&grant).await.unwrap().expect("kept with the grant");
     let raw = String::from_utf8_lossy(&stored.sealed);
     assert!(!raw.contains("upstream-access") && !raw.contains("upstream-refresh"), "sealed at rest: {raw}");
-    assert_eq!(d.server.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access");
-    assert_eq!(d.other.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access", "on every replica");
+    assert_eq!(d.server.upstream_access_token(&grant).await.unwrap().unwrap().access_token(), "upstream-access");
+    assert_eq!(
+        d.other.upstream_access_token(&grant).await.unwrap().unwrap().access_token(),
+        "upstream-access",
+        "on every replica"
+    );
     // Another key cannot open it: a database copy without the key is worth nothing.
     let stranger =
         oauth_core::AuthorizationServer::new(d.server.config().clone(), d.server.operator().stores().clone())
@@ -741,12 +745,16 @@ async fn two_replicas_that_need_a_refresh_at_once_refresh_once() {
     let (a, b) = tokio::join!(d.server.upstream_access_token(&grant), d.other.upstream_access_token(&grant));
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
     assert_eq!(
-        (a.as_str(), b.as_str()),
+        (a.access_token(), b.access_token()),
         ("upstream-access-1", "upstream-access-1"),
         "both get the one refresh's token"
     );
     assert_eq!(idp.state.refreshes.load(SeqCst), 1, "the provider saw one refresh");
-    assert_eq!(d.server.upstream_access_token(&grant).await.unwrap().unwrap(), "upstream-access-1", "then it is fresh");
+    assert_eq!(
+        d.server.upstream_access_token(&grant).await.unwrap().unwrap().access_token(),
+        "upstream-access-1",
+        "then it is fresh"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -744,6 +744,28 @@ impl UpstreamClient {
         }
     }
 
+    /// Who the provider says the holder of `access_token` is: its OpenID userinfo (GitHub:
+    /// its user API), as JSON.
+    pub async fn userinfo(&self, access_token: &str) -> Result<serde_json::Value, UpstreamError> {
+        let id = &self.provider.id;
+        let Some(url) = self.endpoints.userinfo_endpoint.as_deref() else {
+            return Err(unreachable(id, "userinfo", "the provider publishes no userinfo endpoint"));
+        };
+        let answer = self.http.get(url, Some(access_token)).await.map_err(|e| unreachable(id, "userinfo", e))?;
+        if answer.status == 401 {
+            return Err(UpstreamError::new(
+                Reason::UpstreamTokenUnavailable,
+                "The sign-in service no longer accepts this server's access: sign in again.",
+                format!("{id}: userinfo answered 401"),
+            ));
+        }
+        if answer.status != 200 {
+            return Err(unreachable(id, "userinfo", format!("{url} answered {}", answer.status)));
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| unreachable(id, "userinfo", format!("not JSON: {}", clip(&e.to_string()))))
+    }
+
     /// A refresh at the provider's token endpoint. `invalid_grant` (the person revoked this
     /// server's access there, or the refresh token expired) is [`Reason::UpstreamGrantEnded`].
     pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {
@@ -944,10 +966,11 @@ impl UpstreamClient {
 /// until the tokens they sealed have been refreshed or have ended. They must live outside the
 /// database (the environment, a file): whoever reads the database then reads nothing of the
 /// tokens. `Debug` shows only the key ids.
+#[derive(Clone)]
 pub struct VaultKeys {
     /// (id, key): the id is the first 4 bytes of the key's SHA-256, stored in front of each
     /// sealed value.
-    keys: Vec<([u8; 4], aws_lc_rs::aead::RandomizedNonceKey)>,
+    keys: Arc<Vec<([u8; 4], aws_lc_rs::aead::RandomizedNonceKey)>>,
 }
 
 impl fmt::Debug for VaultKeys {
@@ -974,7 +997,7 @@ impl VaultKeys {
                 .map_err(|_| "a vault key cannot be set up".to_owned())?;
             keys.push((id, key));
         }
-        Ok(Self { keys })
+        Ok(Self { keys: Arc::new(keys) })
     }
 
     /// `clear` sealed with the current key for `aad`: key id ‖ nonce ‖ ciphertext ‖ tag.
@@ -1001,6 +1024,28 @@ impl VaultKeys {
     /// Whether `sealed` was sealed with the current key (else a refresh re-seals it).
     fn is_current(&self, sealed: &[u8]) -> bool {
         self.keys.first().is_some_and(|(id, _)| sealed.starts_with(id))
+    }
+}
+
+/// A grant's current upstream access, for a tool: the provider it is for and its token.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamAccess {
+    /// The provider's id.
+    pub provider: String,
+    access_token: String,
+}
+
+impl UpstreamAccess {
+    /// The access token, for the provider's APIs only: never forward it anywhere else.
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+}
+
+impl fmt::Debug for UpstreamAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamAccess").field("provider", &self.provider).field("access_token", &"[redacted]").finish()
     }
 }
 
@@ -1216,7 +1261,7 @@ impl crate::server::AuthorizationServer {
     pub async fn upstream_access_token(
         &self,
         grant: &crate::types::GrantId,
-    ) -> Result<Result<String, UpstreamError>, crate::error::Error> {
+    ) -> Result<Result<UpstreamAccess, UpstreamError>, crate::error::Error> {
         let unavailable = |detail: String| {
             UpstreamError::new(
                 Reason::UpstreamTokenUnavailable,
@@ -1241,12 +1286,13 @@ impl crate::server::AuthorizationServer {
                 return Ok(Err(unavailable(format!("grant {grant}: the vault record does not open with the keys"))));
             };
             let fresh = record.tokens.expires_at.is_none_or(|t| t > now.plus(REFRESH_AHEAD));
+            let access = |r: VaultRecord| UpstreamAccess { provider: r.provider, access_token: r.tokens.access_token };
             if fresh && vault.is_current(&stored.sealed) {
-                return Ok(Ok(record.tokens.access_token));
+                return Ok(Ok(access(record)));
             }
             let Some(refresh_token) = record.tokens.refresh_token.clone() else {
                 if fresh {
-                    return Ok(Ok(record.tokens.access_token));
+                    return Ok(Ok(access(record)));
                 }
                 return Ok(Err(unavailable(format!(
                     "grant {grant}: the upstream token expired and there is no refresh token"
@@ -1284,7 +1330,7 @@ impl crate::server::AuthorizationServer {
         stored: &crate::store::SealedUpstream,
         vault: &VaultKeys,
         fresh: bool,
-    ) -> Result<Option<Result<String, UpstreamError>>, crate::error::Error> {
+    ) -> Result<Option<Result<UpstreamAccess, UpstreamError>>, crate::error::Error> {
         let now = self.now();
         // The version may have moved while the lease was taken: read it again.
         match self.stores().upstream.upstream_tokens(grant).await? {
@@ -1341,7 +1387,7 @@ impl crate::server::AuthorizationServer {
         {
             tracing::warn!(grant = %grant, "the upstream tokens changed during a refresh under the lease");
         }
-        Ok(Some(Ok(next.tokens.access_token)))
+        Ok(Some(Ok(UpstreamAccess { provider: next.provider, access_token: next.tokens.access_token })))
     }
 
     /// Records a refused upstream sign-in: its reason, and the detail for the operator.

@@ -65,6 +65,8 @@ pub struct Settings {
     pub enterprise_idps: Vec<oauth_core::EnterpriseIdp>,
     /// Identity providers people may sign in with, beside the local passwords.
     pub upstreams: Vec<oauth_core::upstream::UpstreamProvider>,
+    /// Keeps the providers' tokens sealed per grant, for the `upstream_profile` tool.
+    pub vault: Option<oauth_core::upstream::VaultKeys>,
 }
 
 /// The upstream provider `spec` names: `google`, `github`, `entra:<tenant>` (`organizations`:
@@ -188,6 +190,7 @@ impl Settings {
             metrics: None,
             enterprise_idps: Vec::new(),
             upstreams: Vec::new(),
+            vault: None,
         }
     }
 }
@@ -239,10 +242,15 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     for provider in &settings.upstreams {
         builder = builder.upstream(provider.clone());
     }
+    if let Some(vault) = &settings.vault {
+        builder = builder.vault(vault.clone());
+    }
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;
     let (notes, users) = (Notebook::default(), server.operator().stores().users.clone());
-    let mcp = auth.mcp_service(move || Ok(NotesServer::new(Some(users.clone()), notes.clone())));
+    let upstream = server.clone();
+    let mcp = auth
+        .mcp_service(move || Ok(NotesServer::new(Some(users.clone()), notes.clone()).with_upstream(upstream.clone())));
     let router = auth.routes().nest_service(MCP_PATH, mcp);
     Ok(App { router, server })
 }
@@ -276,6 +284,9 @@ struct NotesServer {
     /// Where the caller's username is looked up; `None` behind an external authorization
     /// server, whose users are not here.
     users: Option<Arc<dyn UserStore>>,
+    /// The embedded server, for the person's upstream token (the vault); `None` behind an
+    /// external authorization server.
+    upstream: Option<Arc<AuthorizationServer>>,
     notes: Notebook,
     tool_router: ToolRouter<Self>,
 }
@@ -301,7 +312,35 @@ fn caller(parts: &Parts) -> Result<&AuthContext, ErrorData> {
 #[tool_router]
 impl NotesServer {
     fn new(users: Option<Arc<dyn UserStore>>, notes: Notebook) -> Self {
-        Self { users, notes, tool_router: Self::tool_router() }
+        Self { users, upstream: None, notes, tool_router: Self::tool_router() }
+    }
+
+    fn with_upstream(mut self, server: Arc<AuthorizationServer>) -> Self {
+        self.upstream = Some(server);
+        self
+    }
+
+    #[tool(
+        description = "Who the upstream identity provider you signed in with says you are: its userinfo, called with your upstream token (never your token here)."
+    )]
+    async fn upstream_profile(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
+        let ctx = caller(&parts)?;
+        let not_here = || ErrorData::invalid_request("you did not sign in through an identity provider", None);
+        let (Some(server), Some(grant)) = (&self.upstream, &ctx.grant_id) else { return Err(not_here()) };
+        let access = match server.upstream_access_token(grant).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) if e.reason == oauth_core::Reason::UpstreamTokenUnavailable => return Err(not_here()),
+            Ok(Err(e)) => return Err(ErrorData::invalid_request(e.told, None)),
+            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
+        };
+        let Some(provider) = server.upstream(&access.provider) else { return Err(not_here()) };
+        match provider.userinfo(access.access_token()).await {
+            Ok(info) => {
+                let body = serde_json::json!({ "provider": access.provider, "userinfo": info });
+                Ok(CallToolResult::success(vec![ContentBlock::text(body.to_string())]))
+            }
+            Err(e) => Err(ErrorData::invalid_request(e.told, None)),
+        }
     }
 
     #[tool(description = "Who is calling: the signed-in user, the client and the granted scopes.")]

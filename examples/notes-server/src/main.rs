@@ -153,6 +153,19 @@ struct Cli {
     /// Auth0 only: the API identifier the upstream access token is for (`audience`).
     #[arg(long, env = "NOTES_UPSTREAM_AUDIENCE")]
     upstream_audience: Option<String>,
+    /// The upstream-token vault's key (32 bytes, hex or base64: `openssl rand -base64 32`),
+    /// from the environment (refused on the command line): the providers' tokens are kept
+    /// sealed with it, for the `upstream_profile` tool. Keep it outside the database. Without
+    /// it they are not kept.
+    #[arg(long, env = "NOTES_VAULT_KEY", hide_env_values = true, hide = true)]
+    vault_key: Option<String>,
+    /// A file holding the vault key.
+    #[arg(long, env = "NOTES_VAULT_KEY_FILE", conflicts_with = "vault_key")]
+    vault_key_file: Option<PathBuf>,
+    /// Files of older vault keys that still open what they sealed (after a rotation: put
+    /// the new key in NOTES_VAULT_KEY and the old one here until its tokens were refreshed).
+    #[arg(long = "vault-previous-key-file", env = "NOTES_VAULT_PREVIOUS_KEY_FILES", value_delimiter = ',')]
+    vault_previous_key_files: Vec<PathBuf>,
     /// Link a first upstream sign-in to the local user whose username is the verified email.
     #[arg(long, env = "NOTES_UPSTREAM_LINK_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
     upstream_link_email: bool,
@@ -235,6 +248,7 @@ struct Secrets {
     admin_password: Option<String>,
     admin_token: Option<String>,
     upstream_client_secret: Option<String>,
+    vault: Option<oauth_core::upstream::VaultKeys>,
     key_encryption: Option<oauth_core::KeyEncryption>,
 }
 
@@ -250,6 +264,7 @@ impl Secrets {
             "NOTES_UPSTREAM_CLIENT_SECRET",
             "--upstream-client-secret-file",
         )?;
+        refuse(matches, "vault_key", "--vault-key", "NOTES_VAULT_KEY", "--vault-key-file")?;
         refuse(
             matches,
             "key_encryption_key",
@@ -277,6 +292,18 @@ impl Secrets {
             admin_password: either(&cli.admin_password, &cli.admin_password_file)?,
             admin_token: either(&cli.admin_token, &cli.admin_token_file)?,
             upstream_client_secret: either(&cli.upstream_client_secret, &cli.upstream_client_secret_file)?,
+            vault: match either(&cli.vault_key, &cli.vault_key_file)? {
+                Some(current) => {
+                    let previous = cli
+                        .vault_previous_key_files
+                        .iter()
+                        .map(|p| mcp_auth::read_secret_file(p))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
+                    Some(oauth_core::upstream::VaultKeys::parse(&current, &previous)?)
+                }
+                None => None,
+            },
             key_encryption,
         })
     }
@@ -333,7 +360,11 @@ async fn run(cli: Cli, secrets: Secrets) -> Result<(), Box<dyn std::error::Error
             provider.id
         );
         settings.upstreams.push(provider);
+        if secrets.vault.is_none() {
+            println!("  the provider's tokens are not kept (set NOTES_VAULT_KEY to let tools call it for the person)");
+        }
     }
+    settings.vault = secrets.vault.clone();
     if let Some(path) = &cli.enterprise_idps {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         settings.enterprise_idps = notes_server::enterprise_idps_from_json(&bytes)?;

@@ -14,6 +14,29 @@ use oauth_core::CodeVerifier;
 
 const CLIENT: &str = "notes-upstream";
 const SECRET: &str = "upstream-client-secret-0123456789";
+const VAULT_KEY: &str = "5a9d0c3e7b1f2a4c6e8d0b2f4a6c8e0d1b3f5a7c9e1d3b5f7a9c1e3d5b7f9a1c";
+
+/// One JSON-RPC call on `session` (none: `initialize`), as a client sends it.
+async fn mcp(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (Option<String>, String) {
+    let mut req = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s).header("mcp-protocol-version", "2025-06-18");
+    }
+    let resp = req.send().await.unwrap();
+    let session = resp.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    (session, resp.text().await.unwrap())
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -77,6 +100,7 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
         ("OIDC_CLIENT_ID", CLIENT),
         ("OIDC_CLIENT_SECRET", SECRET),
         ("OIDC_REDIRECT_URIS", &callback),
+        ("OIDC_NO_DEFAULT_RESOURCE", "1"),
     ]);
     let listen = format!("127.0.0.1:{port}");
     let server = Server::start_with(
@@ -86,6 +110,7 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
             ("NOTES_UPSTREAM", &idp.issuer),
             ("NOTES_UPSTREAM_CLIENT_ID", CLIENT),
             ("NOTES_UPSTREAM_CLIENT_SECRET", SECRET),
+            ("NOTES_VAULT_KEY", VAULT_KEY),
         ],
     );
     let http = reqwest::Client::new();
@@ -122,6 +147,17 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(whoami(&http, &server.mcp_url, access).await, 200, "our token opens /mcp");
+
+    // A tool calls the provider for the person, with the provider's token from the vault.
+    let init = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let (session, _) = mcp(&http, &server.mcp_url, access, None, init).await;
+    let session = session.expect("a session");
+    let note = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    mcp(&http, &server.mcp_url, access, Some(&session), note).await;
+    let call = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"upstream_profile","arguments":{}}});
+    let (_, answer) = mcp(&http, &server.mcp_url, access, Some(&session), call).await;
+    assert!(answer.contains("jane@example.com") && answer.contains(r#"\"provider\":\"oidc\""#), "{answer}");
 
     // The person in the operator's list: a user linked to the provider's subject.
     let users = common::operator(&server.database_url(), &["users", "list"], None);
