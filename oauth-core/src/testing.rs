@@ -1455,6 +1455,18 @@ pub async fn sessions_end_with_their_user(stores: Stores) {
     users.update_user(&user).await.unwrap();
     assert_eq!(server.check_session(token.secret(), &auth, Some(&client)).await.unwrap(), None);
     assert_eq!(sign_in_failures(server, &client, Reason::SessionUserDisabled).await, 1);
+    assert!(auth.authenticate("alice", "another long one").await.unwrap().is_none(), "disabled: no sign-in");
+    // Someone who signs in only upstream has no password here, whatever is tried.
+    let upstream_only = crate::store::User::new(
+        UserId::generate(),
+        "oidc:jane".into(),
+        crate::upstream::NO_LOCAL_PASSWORD.into(),
+        t(0),
+    );
+    users.create_user(&upstream_only).await.unwrap();
+    for tried in ["", crate::upstream::NO_LOCAL_PASSWORD, "timing-equaliser"] {
+        assert!(auth.authenticate("oidc:jane", tried).await.unwrap().is_none(), "{tried:?}");
+    }
     user.disabled = false;
     users.update_user(&user).await.unwrap();
 

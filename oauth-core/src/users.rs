@@ -98,10 +98,16 @@ impl Authenticator for StoreAuthenticator {
         // Argon2id runs on the blocking pool, a few at a time: a flood of sign-ins waits its
         // turn instead of stalling every other request.
         match self.users.user_by_username(username).await? {
-            Some(user) if !user.disabled && verify_password_off_thread(password, &user.password_hash).await => Ok(
-                Some(AuthenticatedUser::new(user.id, user.username).with_credential_version(user.credential_version)),
-            ),
-            Some(_) => Ok(None),
+            // A disabled user, or one who signs in only upstream (no password hash), costs a
+            // real check too: response times do not tell them from the others.
+            Some(user) => {
+                let usable = !user.disabled && user.password_hash != crate::upstream::NO_LOCAL_PASSWORD;
+                let hash = if usable { user.password_hash.as_str() } else { dummy_hash() };
+                let verified = verify_password_off_thread(password, hash).await;
+                Ok((usable && verified).then(|| {
+                    AuthenticatedUser::new(user.id, user.username).with_credential_version(user.credential_version)
+                }))
+            }
             None => {
                 // Spend the same time as a real check, so that response times do not reveal
                 // which usernames exist.
