@@ -65,6 +65,25 @@ pub(crate) struct Admitted<B> {
     pub(crate) session: Option<Box<str>>,
 }
 
+/// Most of a refused request's body read before the refusal is sent.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// Longest a refusal waits for that body.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards a refused request's body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`]. The
+/// HTTP/1 server keeps a connection open only once the request body was read: refused unread,
+/// the connection closes just as the client sends its next request on it (the discovery that
+/// follows a 401), and that request fails with "server disconnected". A larger or slower body
+/// still closes the connection, as before.
+async fn drain<B>(body: B)
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let limited = http_body_util::Limited::new(body, DRAIN_LIMIT);
+    let _ = tokio::time::timeout(DRAIN_TIME, http_body_util::BodyExt::collect(limited)).await;
+}
+
 impl Guard {
     /// The request, authenticated and with its [`AuthContext`], or the refusal to send.
     pub(crate) async fn check<B>(&self, req: Request<B>) -> Result<Admitted<B>, Refusal>
@@ -78,11 +97,24 @@ impl Guard {
         let Some(token) = bearer_token(req.headers()) else {
             tracing::debug!(path = %req.uri().path(), "MCP request without a bearer token: 401 challenge");
             let description = "this MCP server requires an OAuth access token";
+            drain(req.into_body()).await;
             return Err(self.challenge(StatusCode::UNAUTHORIZED, None, description));
         };
-        let ctx = self.authenticate(&token).await?;
+        let ctx = match self.authenticate(&token).await {
+            Ok(ctx) => ctx,
+            Err(refusal) => {
+                drain(req.into_body()).await;
+                return Err(refusal);
+            }
+        };
         let owner = session::owner_of(&ctx);
-        let session = self.session_of(req.headers(), &ctx, &owner).await?;
+        let session = match self.session_of(req.headers(), &ctx, &owner).await {
+            Ok(s) => s,
+            Err(refusal) => {
+                drain(req.into_body()).await;
+                return Err(refusal);
+            }
+        };
         let config = &self.config;
         let (target, mut req) = match policy::target(req, config.policy.needs_target()).await {
             Ok(t) => t,

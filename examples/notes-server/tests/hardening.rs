@@ -384,3 +384,50 @@ async fn raw_keys(db: &str) -> Vec<Vec<u8>> {
     let stores = oauth_store_sql::SqlStore::connect(db).await.unwrap().into_stores();
     stores.keys.list_keys().await.unwrap().into_iter().map(|k| k.private_der).collect()
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body from `tcp`; `None` when the
+/// connection closes first.
+async fn read_response(tcp: &mut TcpStream) -> Option<String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                return Some(String::from_utf8_lossy(&raw[..end + 4 + length]).into_owned());
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A client that sends its MCP request's body a moment after its headers, is refused with
+/// the 401 challenge, and asks for the metadata on the same kept-alive connection, as the
+/// SDKs' HTTP clients do: the connection must still be there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_401_challenge_keeps_the_connection_for_the_discovery_that_follows() {
+    let server = Proc::start("keepalive", &[], true);
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    let refused = read_response(&mut tcp).await.expect("the 401");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let discovery = b"GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    tcp.write_all(discovery).await.expect("the connection was closed after the 401");
+    let next = read_response(&mut tcp).await.expect("the connection was closed under the client's next request");
+    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+}
