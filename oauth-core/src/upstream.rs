@@ -195,9 +195,12 @@ impl UpstreamProvider {
         }
     }
 
-    /// Google: issuer `https://accounts.google.com`.
+    /// Google: issuer `https://accounts.google.com`, with `access_type=offline` (Google
+    /// issues a refresh token only when asked so).
     pub fn google(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
-        Self::oidc("google", "Google", "https://accounts.google.com", client_id, client_secret)
+        let mut p = Self::oidc("google", "Google", "https://accounts.google.com", client_id, client_secret);
+        p.extra_params.push(("access_type".into(), "offline".into()));
+        p
     }
 
     /// GitHub's OAuth app (not OpenID): scopes `read:user user:email`; the person's id is
@@ -213,7 +216,10 @@ impl UpstreamProvider {
     /// Microsoft Entra ID, single tenant: issuer `https://login.microsoftonline.com/<tenant>/v2.0`.
     pub fn entra(tenant: &str, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
         let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
-        Self::oidc("entra", "Microsoft", issuer, client_id, client_secret)
+        let mut p = Self::oidc("entra", "Microsoft", issuer, client_id, client_secret);
+        // Entra issues a refresh token only for offline_access.
+        p.scopes.push("offline_access".into());
+        p
     }
 
     /// Microsoft Entra ID, multi-tenant (`organizations`): the discovery document's issuer
@@ -227,6 +233,7 @@ impl UpstreamProvider {
             client_id,
             client_secret,
         );
+        p.scopes.push("offline_access".into());
         p.kind = UpstreamKind::Oidc {
             issuer: "https://login.microsoftonline.com/{tenantid}/v2.0".into(),
             tenant_template: true,
@@ -234,10 +241,13 @@ impl UpstreamProvider {
         p
     }
 
-    /// Okta: the issuer of the org or custom authorization server
+    /// Okta, with `offline_access`: the issuer of the org or custom authorization server
     /// (`https://example.okta.com` or `https://example.okta.com/oauth2/default`).
     pub fn okta(issuer: impl Into<String>, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
-        Self::oidc("okta", "Okta", issuer, client_id, client_secret)
+        let mut p = Self::oidc("okta", "Okta", issuer, client_id, client_secret);
+        // Okta issues a refresh token only for offline_access (and the app's refresh grant).
+        p.scopes.push("offline_access".into());
+        p
     }
 
     /// Auth0: issuer `https://<domain>/` (with its trailing slash), and the API `audience`
@@ -1552,6 +1562,7 @@ mod tests {
 
     #[test]
     fn the_presets_name_their_issuers() {
+        const OFFLINE: &str = "offline_access";
         let s = || UpstreamSecret::new("s");
         assert_eq!(UpstreamProvider::google("c", s()).issuer(), "https://accounts.google.com");
         assert_eq!(UpstreamProvider::entra("t1", "c", s()).issuer(), "https://login.microsoftonline.com/t1/v2.0");
@@ -1562,6 +1573,16 @@ mod tests {
             UpstreamProvider::keycloak("https://kc.example/", "acme", "c", s()).issuer(),
             "https://kc.example/realms/acme"
         );
+        let google = UpstreamProvider::google("c", s());
+        assert!(google.extra_params.contains(&("access_type".into(), "offline".into())), "Google's refresh token");
+        for p in [
+            UpstreamProvider::entra("t1", "c", s()),
+            UpstreamProvider::entra_multi_tenant("c", s()),
+            UpstreamProvider::okta("https://x.okta.com", "c", s()),
+            UpstreamProvider::auth0("x.auth0.com", None, "c", s()),
+        ] {
+            assert!(p.scopes.iter().any(|s| s == OFFLINE), "{} asks for a refresh token", p.id);
+        }
         let github = UpstreamProvider::github("c", s());
         assert_eq!((github.kind, github.scopes.join(" ")), (UpstreamKind::GitHub, "read:user user:email".into()));
         for p in [UpstreamProvider::google("c", s()), UpstreamProvider::github("c", s())] {
