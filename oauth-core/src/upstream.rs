@@ -359,6 +359,15 @@ fn unreachable(provider: &str, what: &str, e: impl fmt::Display) -> UpstreamErro
     )
 }
 
+/// No upstream token to give a tool (the detail says why): the person signs in again.
+fn unavailable(detail: String) -> UpstreamError {
+    UpstreamError::new(
+        Reason::UpstreamTokenUnavailable,
+        "The sign-in service's access is not available: sign in again.",
+        detail,
+    )
+}
+
 fn id_token_invalid(detail: impl Into<String>) -> UpstreamError {
     UpstreamError::new(Reason::UpstreamIdTokenInvalid, "The sign-in service's answer could not be verified.", detail)
 }
@@ -715,6 +724,22 @@ impl UpstreamClient {
         }
     }
 
+    /// `form` at the provider's token endpoint, with this server's client id and its secret in
+    /// HTTP Basic or in the form, as discovery chose.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<UpstreamAnswer, UpstreamError> {
+        let p = &self.provider;
+        let mut form = form.to_vec();
+        form.push(("client_id", p.client_id.as_str()));
+        let basic = self.endpoints.basic_auth.then(|| (p.client_id.as_str(), p.client_secret.secret()));
+        if basic.is_none() {
+            form.push(("client_secret", p.client_secret.secret()));
+        }
+        self.http
+            .post_form(&self.endpoints.token_endpoint, &form, basic)
+            .await
+            .map_err(|e| unreachable(&p.id, "token endpoint", e))
+    }
+
     /// The code for tokens: (the tokens, the `id_token`).
     async fn exchange(
         &self,
@@ -723,23 +748,13 @@ impl UpstreamClient {
         callback: &str,
     ) -> Result<(UpstreamTokens, Option<String>), UpstreamError> {
         let id = &self.provider.id;
-        let p = &self.provider;
-        let mut form = vec![
+        let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", callback),
             ("code_verifier", verifier),
-            ("client_id", p.client_id.as_str()),
         ];
-        let basic = self.endpoints.basic_auth.then(|| (p.client_id.as_str(), p.client_secret.secret()));
-        if basic.is_none() {
-            form.push(("client_secret", p.client_secret.secret()));
-        }
-        let answer = self
-            .http
-            .post_form(&self.endpoints.token_endpoint, &form, basic)
-            .await
-            .map_err(|e| unreachable(id, "token endpoint", e))?;
+        let answer = self.token_request(&form).await?;
         let refused = |detail: String| {
             UpstreamError::new(Reason::UpstreamRefused, "The sign-in service did not complete the sign-in.", detail)
         };
@@ -780,21 +795,7 @@ impl UpstreamClient {
     /// server's access there, or the refresh token expired) is [`Reason::UpstreamGrantEnded`].
     pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamTokens, UpstreamError> {
         let id = &self.provider.id;
-        let p = &self.provider;
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", p.client_id.as_str()),
-        ];
-        let basic = self.endpoints.basic_auth.then(|| (p.client_id.as_str(), p.client_secret.secret()));
-        if basic.is_none() {
-            form.push(("client_secret", p.client_secret.secret()));
-        }
-        let answer = self
-            .http
-            .post_form(&self.endpoints.token_endpoint, &form, basic)
-            .await
-            .map_err(|e| unreachable(id, "token endpoint", e))?;
+        let answer = self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await?;
         let parsed = parse_token_answer(&answer.body, crate::clock::Clock::now(&crate::clock::SystemClock));
         match parsed {
             Some(Ok((tokens, _))) => Ok(tokens),
@@ -1272,13 +1273,6 @@ impl crate::server::AuthorizationServer {
         &self,
         grant: &crate::types::GrantId,
     ) -> Result<Result<UpstreamAccess, UpstreamError>, crate::error::Error> {
-        let unavailable = |detail: String| {
-            UpstreamError::new(
-                Reason::UpstreamTokenUnavailable,
-                "The sign-in service's access is not available: sign in again.",
-                detail,
-            )
-        };
         let Some(vault) = self.vault() else {
             return Ok(Err(unavailable("no vault key is configured".into())));
         };
@@ -1347,22 +1341,14 @@ impl crate::server::AuthorizationServer {
             Some(current) if current.version != stored.version => return Ok(None),
             Some(_) => {}
             None => {
-                return Ok(Some(Err(UpstreamError::new(
-                    Reason::UpstreamTokenUnavailable,
-                    "Sign in again.",
-                    format!("grant {grant} ended"),
-                ))));
+                return Ok(Some(Err(unavailable(format!("grant {grant} ended")))));
             }
         }
         let tokens = if fresh {
             record.tokens.clone()
         } else {
             let Some(upstream) = self.upstream(&record.provider) else {
-                return Ok(Some(Err(UpstreamError::new(
-                    Reason::UpstreamTokenUnavailable,
-                    "Sign in again.",
-                    format!("provider '{}' is no longer configured", record.provider),
-                ))));
+                return Ok(Some(Err(unavailable(format!("provider '{}' is no longer configured", record.provider)))));
             };
             match upstream.refresh(refresh_token).await {
                 Ok(t) => t,
