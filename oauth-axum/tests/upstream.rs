@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 const CLIENT_ID: &str = "mcp-notes";
 const SECRET: &str = "upstream-client-secret";
 const CALLBACK: &str = "https://mcp.example.com/upstream/test/callback";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 struct Key {
     kid: String,
@@ -77,6 +78,23 @@ async fn token(
         return bad("invalid_client");
     }
     use std::sync::atomic::Ordering::SeqCst;
+    // Token exchange (RFC 8693): the person's access token for one of the calendar API's.
+    if form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:token-exchange") {
+        let subject = form.get("subject_token").cloned().unwrap_or_default();
+        if !subject.starts_with("upstream-access")
+            || form.get("subject_token_type").map(String::as_str) != Some(ACCESS_TOKEN_TYPE)
+        {
+            return bad("invalid_grant");
+        }
+        if form.get("audience").map(String::as_str) != Some("calendar") {
+            return bad("invalid_target");
+        }
+        return (
+            axum::http::StatusCode::OK,
+            Json(json!({"access_token": format!("calendar-for-{subject}"), "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer", "expires_in": 300, "scope": form.get("scope")})),
+        );
+    }
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         if p.refuse_refresh.load(SeqCst)
             || !form.get("refresh_token").is_some_and(|t| t.starts_with("upstream-refresh"))
@@ -776,4 +794,48 @@ async fn an_upstream_invalid_grant_ends_the_grant_here() {
     // Asking again is not a loop of refreshes: the grant has ended.
     let e = d.other.upstream_access_token(&grant).await.unwrap().unwrap_err();
     assert_eq!(e.reason, Reason::UpstreamTokenUnavailable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_s_token_is_exchanged_at_the_provider_for_another_api() {
+    use oauth_core::upstream::ExchangeTarget;
+    let idp = idp().await;
+    let d = deployment(&idp).await;
+    let grant = connect(&d, &idp).await;
+    let access = d.server.upstream_access_token(&grant).await.unwrap().unwrap();
+    let provider = d.server.upstream(&access.provider).unwrap();
+    let target = ExchangeTarget::audience("calendar").with_scope("calendar.read");
+    let exchanged = provider.exchange_token(access.access_token(), &target).await.unwrap();
+    assert_eq!(exchanged.access_token(), "calendar-for-upstream-access");
+    assert_eq!(exchanged.issued_token_type, ACCESS_TOKEN_TYPE);
+    assert_eq!((exchanged.token_type.as_str(), exchanged.scope.as_deref()), ("Bearer", Some("calendar.read")));
+    assert!(exchanged.expires_at.is_some());
+    assert!(!format!("{exchanged:?}").contains("calendar-for"), "no token in Debug");
+    let sent = idp.state.token_requests.lock().unwrap().last().cloned().unwrap();
+    for (k, v) in [
+        ("subject_token", "upstream-access"),
+        ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ("requested_token_type", ACCESS_TOKEN_TYPE),
+        ("audience", "calendar"),
+        ("scope", "calendar.read"),
+        ("client_id", CLIENT_ID),
+    ] {
+        assert_eq!(sent.get(k).map(String::as_str), Some(v), "{k} in {sent:?}");
+    }
+
+    // An API the provider does not issue for: its error, for the operator.
+    let e = provider.exchange_token(access.access_token(), &ExchangeTarget::audience("payroll")).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamExchangeRefused, "{e}");
+    assert!(e.detail.contains("invalid_target") && !e.told.contains("invalid_target"), "{e:?}");
+    // A target without audience or resource, or a resource that is not a URL, is never sent.
+    let asked = idp.state.token_requests.lock().unwrap().len();
+    for bad in [
+        ExchangeTarget::default(),
+        ExchangeTarget::resource("https://api.example.com/#x"),
+        ExchangeTarget::resource("api"),
+    ] {
+        let e = provider.exchange_token(access.access_token(), &bad).await.unwrap_err();
+        assert_eq!(e.reason, Reason::UpstreamExchangeRefused, "{bad:?}: {e}");
+    }
+    assert_eq!(idp.state.token_requests.lock().unwrap().len(), asked, "nothing sent for a bad target");
 }

@@ -136,7 +136,7 @@ fn stalled(step: FlowStep, _at: UnixTime) -> &'static str {
 }
 
 /// What to change for each reason: see [`fix`].
-const FIXES: [(Reason, &str); 59] = [
+const FIXES: [(Reason, &str); 60] = [
     (Reason::InvalidRequest, "the client sent a malformed request; the detail names the parameter"),
     (
         Reason::ClientUnknown,
@@ -206,6 +206,10 @@ const FIXES: [(Reason, &str); 59] = [
     (
         Reason::UpstreamGrantEnded,
         "the upstream provider ended this server's access (refresh refused with invalid_grant): the grant here is revoked and the client must sign in again; nothing to fix unless it happens to everyone (then check the client secret at the provider)",
+    ),
+    (
+        Reason::UpstreamExchangeRefused,
+        "the upstream provider would not exchange the person's token for the downstream API's (the detail has its error): enable token exchange for this client at the provider and allow the audience or resource the tool asks for",
     ),
     (
         Reason::RedirectUriNotRegistered,

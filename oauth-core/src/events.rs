@@ -126,6 +126,9 @@ wire_enum! {
         /// The upstream provider refused a refresh with `invalid_grant`: the grant here was
         /// revoked with it, so that the client signs in again.
         UpstreamGrantEnded => "upstream_grant_ended",
+        /// The upstream provider refused to exchange the person's token (RFC 8693) for a
+        /// token of another API, or does not offer the exchange.
+        UpstreamExchangeRefused => "upstream_exchange_refused",
         /// The redirect URI is not registered for the client.
         RedirectUriNotRegistered => "redirect_uri_not_registered",
         /// The redirect URI at the token endpoint differs from the authorization request's.

@@ -343,6 +343,16 @@ impl UpstreamError {
     fn new(reason: Reason, told: &str, detail: impl Into<String>) -> Self {
         Self { reason, told: told.to_owned(), detail: detail.into() }
     }
+
+    /// No upstream token to give a tool ([`Reason::UpstreamTokenUnavailable`]); `detail` says
+    /// why, for the operator. The person is told to sign in again.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            Reason::UpstreamTokenUnavailable,
+            "The sign-in service's access is not available: sign in again.",
+            detail,
+        )
+    }
 }
 
 impl fmt::Display for UpstreamError {
@@ -359,13 +369,8 @@ fn unreachable(provider: &str, what: &str, e: impl fmt::Display) -> UpstreamErro
     )
 }
 
-/// No upstream token to give a tool (the detail says why): the person signs in again.
 fn unavailable(detail: String) -> UpstreamError {
-    UpstreamError::new(
-        Reason::UpstreamTokenUnavailable,
-        "The sign-in service's access is not available: sign in again.",
-        detail,
-    )
+    UpstreamError::unavailable(detail)
 }
 
 fn id_token_invalid(detail: impl Into<String>) -> UpstreamError {
@@ -683,7 +688,7 @@ impl UpstreamClient {
         let code = get("code").filter(|c| !c.is_empty() && c.len() <= 4096).ok_or_else(|| {
             UpstreamError::new(Reason::UpstreamRefused, "The sign-in service sent no code.", format!("{id}: no code"))
         })?;
-        let tokens = self.exchange(code, &state.v, callback).await?;
+        let tokens = self.redeem_code(code, &state.v, callback).await?;
         let identity = match &self.provider.kind {
             UpstreamKind::GitHub => self.github_identity(&tokens.0.access_token).await?,
             UpstreamKind::Oidc { .. } => {
@@ -741,7 +746,7 @@ impl UpstreamClient {
     }
 
     /// The code for tokens: (the tokens, the `id_token`).
-    async fn exchange(
+    async fn redeem_code(
         &self,
         code: &str,
         verifier: &str,
@@ -811,6 +816,73 @@ impl UpstreamClient {
             )),
             None => Err(unreachable(id, "token endpoint", format!("answered {} without tokens", answer.status))),
         }
+    }
+
+    /// `subject_token` (the person's access token of this provider) exchanged at the
+    /// provider's token endpoint (RFC 8693) for an access token of `target`. Every refusal is
+    /// [`Reason::UpstreamExchangeRefused`] with the provider's `error`, or
+    /// [`Reason::UpstreamUnreachable`] when its answer is not the protocol.
+    pub async fn exchange_token(
+        &self,
+        subject_token: &str,
+        target: &ExchangeTarget,
+    ) -> Result<ExchangedToken, UpstreamError> {
+        const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+        let id = &self.provider.id;
+        let refused = |detail: String| {
+            UpstreamError::new(
+                Reason::UpstreamExchangeRefused,
+                "The sign-in service did not issue a token for that service.",
+                format!("{id}: {detail}"),
+            )
+        };
+        target.validate().map_err(refused)?;
+        let mut form = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+        ];
+        form.extend(target.audience.as_deref().map(|a| ("audience", a)));
+        form.extend(target.resource.as_deref().map(|r| ("resource", r)));
+        form.extend(target.scope.as_deref().map(|s| ("scope", s)));
+        let answer = self.token_request(&form).await?;
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: Option<String>,
+            issued_token_type: Option<String>,
+            token_type: Option<String>,
+            expires_in: Option<u64>,
+            scope: Option<String>,
+            error: Option<String>,
+            error_description: Option<String>,
+        }
+        let not_protocol =
+            || unreachable(id, "token endpoint", format!("answered {} to a token exchange", answer.status));
+        let a: Answer = serde_json::from_slice(&answer.body).map_err(|_| not_protocol())?;
+        if let Some(error) = &a.error {
+            let description = a.error_description.as_deref().map(clip).unwrap_or_default();
+            let why = match error.as_str() {
+                "unsupported_grant_type" => "the provider does not offer token exchange (RFC 8693) to this client",
+                "invalid_target" => "the provider will not issue tokens for this audience or resource",
+                "invalid_grant" => "the provider no longer accepts the person's token",
+                _ => "the exchange was refused",
+            };
+            return Err(refused(format!("{why}: '{}': {description}", clip(error))));
+        }
+        let (Some(access_token), Some(issued_token_type)) =
+            (a.access_token.filter(|t| !t.is_empty()), a.issued_token_type.filter(|t| !t.is_empty()))
+        else {
+            return Err(not_protocol());
+        };
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        Ok(ExchangedToken {
+            access_token,
+            issued_token_type: clip(&issued_token_type),
+            token_type: a.token_type.as_deref().map(clip).unwrap_or_default(),
+            expires_at: a.expires_in.map(|s| now.plus(Duration::from_secs(s.min(365 * 86_400)))),
+            scope: a.scope,
+        })
     }
 
     /// The provider's keys; fetched again for an unknown key at most every 30 s.
@@ -1060,6 +1132,95 @@ impl fmt::Debug for UpstreamAccess {
     }
 }
 
+/// What a token exchange (RFC 8693) asks the provider for: the `audience` (a name the
+/// provider knows the downstream API by) or the `resource` (its URL, RFC 8707), and the
+/// `scope`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangeTarget {
+    /// The downstream API's name at the provider.
+    pub audience: Option<String>,
+    /// The downstream API's URL.
+    pub resource: Option<String>,
+    /// The scopes asked for, space-separated; the provider's default when absent.
+    pub scope: Option<String>,
+}
+
+impl ExchangeTarget {
+    /// A token for the API the provider knows as `audience`.
+    pub fn audience(audience: impl Into<String>) -> Self {
+        Self { audience: Some(audience.into()), ..Self::default() }
+    }
+
+    /// A token for the API at `resource` (an absolute URL without a fragment).
+    pub fn resource(resource: impl Into<String>) -> Self {
+        Self { resource: Some(resource.into()), ..Self::default() }
+    }
+
+    /// With these scopes.
+    #[must_use]
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        const MAX: usize = 2048;
+        if self.audience.is_none() && self.resource.is_none() {
+            return Err("a token exchange names an audience or a resource".into());
+        }
+        for (what, v) in [("audience", &self.audience), ("resource", &self.resource), ("scope", &self.scope)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.len() > MAX || v.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "the exchange's {what} is empty, longer than {MAX} bytes or has control characters"
+                ));
+            }
+        }
+        if let Some(r) = &self.resource
+            && (url::Url::parse(r).is_err() || r.contains('#'))
+        {
+            return Err(format!("the exchange's resource {r} is not an absolute URL without a fragment"));
+        }
+        Ok(())
+    }
+}
+
+/// A token the provider issued by exchange (RFC 8693 section 2.2.1).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExchangedToken {
+    access_token: String,
+    /// What the provider says it issued (`urn:ietf:params:oauth:token-type:...`).
+    pub issued_token_type: String,
+    /// How to present it (`Bearer`, or `N_A` for a token that is not an access token).
+    pub token_type: String,
+    /// When it expires, if the provider said.
+    pub expires_at: Option<UnixTime>,
+    /// The scope granted, if the provider said.
+    pub scope: Option<String>,
+}
+
+impl ExchangedToken {
+    /// The token, for the API it was issued for only.
+    pub fn access_token(&self) -> &str {
+        &self.access_token
+    }
+}
+
+impl fmt::Debug for ExchangedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangedToken")
+            .field("access_token", &"[redacted]")
+            .field("issued_token_type", &self.issued_token_type)
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
 /// What the vault keeps for a grant: the provider, and its tokens.
 #[derive(Serialize, Deserialize)]
 struct VaultRecord {
@@ -1305,9 +1466,11 @@ impl crate::server::AuthorizationServer {
             if !self.stores().upstream.take_refresh_lease(grant, &holder, now.plus(LEASE), now).await? {
                 // Another replica refreshes: wait for its new version.
                 if now >= deadline {
-                    return Ok(Err(unavailable(format!(
-                        "grant {grant}: another replica's refresh did not finish in time"
-                    ))));
+                    return Ok(Err(UpstreamError::new(
+                        Reason::UpstreamUnreachable,
+                        "The sign-in service could not be reached. Try again later.",
+                        format!("grant {grant}: another replica's refresh did not finish within {LEASE_WAIT:?}"),
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
