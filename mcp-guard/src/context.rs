@@ -1,12 +1,14 @@
 //! What the guard hands on: the caller of an admitted request ([`AuthContext`]), and why a
-//! token was refused ([`Rejection`]). A leaf module: the cache, the verifiers and the layer
-//! all use these types, and they use nothing of the crate.
+//! token was refused ([`Rejection`]). A leaf module but for the upstream handle: the cache,
+//! the verifiers and the layer all use these types.
 
 use std::sync::Arc;
 
 use oauth_core::Reason;
 use oauth_core::UnixTime;
 use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
+
+use crate::upstream::UpstreamToken;
 
 /// Who is calling: put into the request extensions for tool handlers.
 ///
@@ -32,6 +34,8 @@ pub struct AuthContext {
     /// The grant the token belongs to (`gid`), when the issuer says: what
     /// [`TokenCache::invalidate_grant`](crate::TokenCache::invalidate_grant) matches on.
     pub grant_id: Option<GrantId>,
+    /// The grant's upstream tokens, when the embedded server keeps them: [`Self::upstream`].
+    pub(crate) upstream: Option<UpstreamToken>,
 }
 
 impl AuthContext {
@@ -52,6 +56,7 @@ impl AuthContext {
             issuer: issuer.into(),
             token_id: token_id.into(),
             grant_id: None,
+            upstream: None,
         }
     }
 
@@ -80,6 +85,15 @@ impl AuthContext {
     /// Whether a machine client is calling.
     pub fn is_machine(&self) -> bool {
         !self.subject.is_user()
+    }
+
+    /// The person's tokens at the upstream provider they signed in with, for a tool that
+    /// calls the provider's APIs for them: present for a person's token when the embedded
+    /// authorization server keeps upstream tokens (its vault is configured), `None` for a
+    /// machine client and for tokens of an external authorization server. Never forward the
+    /// client's own token instead.
+    pub fn upstream(&self) -> Option<&UpstreamToken> {
+        self.upstream.as_ref()
     }
 }
 

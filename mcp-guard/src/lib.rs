@@ -17,6 +17,7 @@ pub mod remote;
 mod response;
 mod service;
 pub mod session;
+pub mod upstream;
 mod verifier;
 
 pub use crate::cache::{CacheStats, TokenCache, TokenCacheConfig};
@@ -29,6 +30,7 @@ pub use crate::metadata::protected_resource_router;
 pub use crate::policy::ScopePolicy;
 pub use crate::service::McpGuard;
 pub use crate::session::SessionLimits;
+pub use crate::upstream::{UpstreamToken, UpstreamTokenError};
 pub use crate::verifier::{LocalVerifier, TokenVerifier};
 
 /// Largest JSON-RPC body the guard reads to find the methods and tools it calls, when the

@@ -12,6 +12,7 @@ use oauth_core::{ClientId, GrantId, ScopeSet, UserId};
 
 use crate::cache::{TokenCache, TokenCacheConfig};
 use crate::context::{AuthContext, Rejection};
+use crate::upstream::UpstreamToken;
 
 /// Checks a bearer token and says who presented it.
 #[async_trait]
@@ -121,13 +122,23 @@ pub(crate) fn context_from_claims(claims: AccessTokenClaims) -> Result<AuthConte
         issuer: claims.iss.into(),
         token_id: claims.jti.into(),
         grant_id,
+        upstream: None,
     })
 }
 
 #[async_trait]
 impl TokenVerifier for LocalVerifier {
     async fn verify(&self, token: &str) -> Result<AuthContext, Rejection> {
-        through_cache(self.cache.as_ref(), token, self.server.now(), async { self.verify_uncached(token) }).await
+        let mut ctx =
+            through_cache(self.cache.as_ref(), token, self.server.now(), async { self.verify_uncached(token) }).await?;
+        // A person's grant may hold upstream tokens; a machine's never does.
+        if self.server.keeps_upstream_tokens()
+            && ctx.subject.is_user()
+            && let Some(grant) = &ctx.grant_id
+        {
+            ctx.upstream = Some(UpstreamToken::new(self.server.clone(), grant.clone(), ctx.client_id.clone()));
+        }
+        Ok(ctx)
     }
 
     async fn record(&self, event: AccessEvent) {

@@ -13,7 +13,7 @@ use http_body_util::BodyExt as _;
 use mcp_guard::{AuthContext, LocalVerifier, McpGuardLayer};
 use oauth_core::{AccessTokenClaims, mint};
 use oauth_core::{AuthorizationServer, Clock, ManualClock, ServerConfig, UnixTime};
-use oauth_core::{Issuer, ResourceUri, ScopeSet};
+use oauth_core::{GrantId, Issuer, ResourceUri, ScopeSet};
 use oauth_store_memory::MemoryStore;
 use tower::ServiceExt as _;
 
@@ -329,4 +329,63 @@ async fn the_guard_serves_any_body_built_from_bytes() {
     let (status, _, body) = send(list, Some(token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, format!("user-1: {list}"), "the body the guard read reaches the service whole");
+}
+
+/// The upstream handle is on a person's context when the server keeps upstream tokens, for the
+/// grant the token names; never on a machine's, nor without a grant or a vault.
+#[tokio::test]
+async fn a_person_s_context_has_the_upstream_handle_of_its_own_grant() {
+    let f = fixture().await;
+    let vault = oauth_core::upstream::VaultKeys::parse(&"5a".repeat(32), &[]).unwrap();
+    let config = f.server.config().clone();
+    let with_vault = Arc::new(
+        AuthorizationServer::with_clock(config, MemoryStore::new().into_stores(), f.clock.clone())
+            .await
+            .unwrap()
+            .with_vault(vault),
+    );
+    let app = |server: &Arc<AuthorizationServer>| {
+        let guard =
+            McpGuardLayer::new(Arc::new(LocalVerifier::new(server.clone())), &ResourceUri::parse(RESOURCE).unwrap())
+                .with_machine_clients(true);
+        Router::new()
+            .route(
+                "/mcp",
+                any(|req: Request<Body>| async move {
+                    let Some(upstream) = req.extensions().get::<AuthContext>().and_then(AuthContext::upstream) else {
+                        return "no handle".to_owned();
+                    };
+                    match upstream.access().await {
+                        Ok(_) => format!("token of {}", upstream.grant()),
+                        Err(e) => format!("{} for {}: {}", e.reason().as_str(), upstream.grant(), e.told()),
+                    }
+                }),
+            )
+            .layer(guard)
+    };
+    let mint_for = |server: &Arc<AuthorizationServer>, sub: &str, client: &str, gid: Option<&str>, machine: bool| {
+        let mut claims =
+            AccessTokenClaims::new(ISSUER, sub, RESOURCE, client, "mcp:tools", f.clock.now(), Duration::from_secs(600));
+        claims.gid = gid.map(str::to_owned);
+        claims.machine = machine;
+        mint(&claims, &server.keys()).unwrap()
+    };
+    let send = |app: Router, token: String| async move {
+        let resp = app.oneshot(rpc(INITIALIZE, Some(&token))).await.unwrap();
+        String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
+    };
+    let grant = GrantId::generate();
+    let person = mint_for(&with_vault, "user-1", "client-1", Some(grant.as_str()), false);
+    let answer = send(app(&with_vault), person).await;
+    assert_eq!(
+        answer,
+        format!("upstream_token_unavailable for {grant}: You did not sign in through an identity provider."),
+        "a local sign-in's grant holds nothing"
+    );
+    let machine = mint_for(&with_vault, "client:job-1", "job-1", Some(grant.as_str()), true);
+    assert_eq!(send(app(&with_vault), machine).await, "no handle", "a machine never has one");
+    let no_grant = mint_for(&with_vault, "user-1", "client-1", None, false);
+    assert_eq!(send(app(&with_vault), no_grant).await, "no handle");
+    let no_vault = mint_for(&f.server, "user-1", "client-1", Some(grant.as_str()), false);
+    assert_eq!(send(app(&f.server), no_vault).await, "no handle", "a server without a vault keeps nothing");
 }

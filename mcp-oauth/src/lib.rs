@@ -47,7 +47,7 @@ pub use builder::McpAuthBuilder;
 pub use first_user::write_secret_file;
 #[cfg(feature = "external")]
 pub use mcp_guard::remote::{IssuerProfile, PRESETS as ISSUER_PRESETS};
-pub use mcp_guard::{AuthContext, Caller, SessionLimits};
+pub use mcp_guard::{AuthContext, Caller, SessionLimits, UpstreamToken, UpstreamTokenError};
 pub use oauth_axum::serve::ServeConfig;
 pub use oauth_axum::{AdminToken, IpRange, RateLimits};
 pub use oauth_core::Authenticator;

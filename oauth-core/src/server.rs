@@ -122,6 +122,11 @@ impl AuthorizationServer {
         self
     }
 
+    /// Whether grants keep their upstream tokens: a vault is configured ([`Self::with_vault`]).
+    pub fn keeps_upstream_tokens(&self) -> bool {
+        self.vault.is_some()
+    }
+
     /// The vault's keys, when configured.
     pub(crate) fn vault(&self) -> Option<&crate::upstream::VaultKeys> {
         self.vault.as_deref()

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::request::Parts;
-use mcp_oauth::{AdminToken, AuthContext, Caller, IpRange, KnownClient, McpAuth};
+use mcp_oauth::{AdminToken, AuthContext, Caller, IpRange, KnownClient, McpAuth, UpstreamTokenError};
 use oauth_core::UserStore;
 use oauth_core::{AuthorizationServer, Clock, Error, Stores, SystemClock};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -248,9 +248,7 @@ pub async fn build_with_clock(settings: &Settings, stores: Stores, clock: Arc<dy
     let auth = builder.build().await?;
     let server = auth.server().cloned().ok_or_else(|| Error::Config("the notes need the embedded server".into()))?;
     let (notes, users) = (Notebook::default(), server.operator().stores().users.clone());
-    let upstream = server.clone();
-    let mcp = auth
-        .mcp_service(move || Ok(NotesServer::new(Some(users.clone()), notes.clone()).with_upstream(upstream.clone())));
+    let mcp = auth.mcp_service(move || Ok(NotesServer::new(Some(users.clone()), notes.clone())));
     let router = auth.routes().nest_service(MCP_PATH, mcp);
     Ok(App { router, server })
 }
@@ -284,9 +282,6 @@ struct NotesServer {
     /// Where the caller's username is looked up; `None` behind an external authorization
     /// server, whose users are not here.
     users: Option<Arc<dyn UserStore>>,
-    /// The embedded server, for the person's upstream token (the vault); `None` behind an
-    /// external authorization server.
-    upstream: Option<Arc<AuthorizationServer>>,
     notes: Notebook,
     tool_router: ToolRouter<Self>,
 }
@@ -312,12 +307,7 @@ fn caller(parts: &Parts) -> Result<&AuthContext, ErrorData> {
 #[tool_router]
 impl NotesServer {
     fn new(users: Option<Arc<dyn UserStore>>, notes: Notebook) -> Self {
-        Self { users, upstream: None, notes, tool_router: Self::tool_router() }
-    }
-
-    fn with_upstream(mut self, server: Arc<AuthorizationServer>) -> Self {
-        self.upstream = Some(server);
-        self
+        Self { users, notes, tool_router: Self::tool_router() }
     }
 
     #[tool(
@@ -325,21 +315,19 @@ impl NotesServer {
     )]
     async fn upstream_profile(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
         let ctx = caller(&parts)?;
-        let not_here = || ErrorData::invalid_request("you did not sign in through an identity provider", None);
-        let (Some(server), Some(grant)) = (&self.upstream, &ctx.grant_id) else { return Err(not_here()) };
-        let access = match server.upstream_access_token(grant).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) if e.reason == oauth_core::Reason::UpstreamTokenUnavailable => return Err(not_here()),
-            Ok(Err(e)) => return Err(ErrorData::invalid_request(e.told, None)),
-            Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
+        let Some(upstream) = ctx.upstream() else {
+            return Err(ErrorData::invalid_request("you did not sign in through an identity provider", None));
         };
-        let Some(provider) = server.upstream(&access.provider) else { return Err(not_here()) };
-        match provider.userinfo(access.access_token()).await {
+        match upstream.userinfo().await {
             Ok(info) => {
-                let body = serde_json::json!({ "provider": access.provider, "userinfo": info });
+                let body = serde_json::json!({ "provider": info.provider, "userinfo": info.claims });
                 Ok(CallToolResult::success(vec![ContentBlock::text(body.to_string())]))
             }
-            Err(e) => Err(ErrorData::invalid_request(e.told, None)),
+            Err(UpstreamTokenError::Server(e)) => {
+                tracing::error!(error = %e, "the upstream token could not be read");
+                Err(ErrorData::internal_error(UpstreamTokenError::Server(e).told().to_owned(), None))
+            }
+            Err(e) => Err(ErrorData::invalid_request(e.told().to_owned(), None)),
         }
     }
 

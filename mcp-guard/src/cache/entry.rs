@@ -128,6 +128,7 @@ impl Entry {
             issuer: self.shared.issuer.clone(),
             token_id: self.token_id.clone(),
             grant_id: self.grant.clone(),
+            upstream: None,
         }
     }
 }
