@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { capturing, launch } from './chromium.mjs';
 
 const mcpUrl = need('MCP_URL');
 const username = need('MCP_USERNAME');
@@ -49,21 +49,12 @@ function authorizeUrl(clientId) {
 }
 
 /** A context whose navigations to the client's callback are captured instead of loaded. */
-async function context(browser, options = {}) {
-  const ctx = await browser.newContext(options);
-  const callbacks = [];
-  await ctx.route(`${CALLBACK}**`, (route) => {
-    callbacks.push(route.request().url());
-    return route.fulfill({ status: 200, contentType: 'text/plain', body: 'back at the client' });
-  });
-  return { ctx, callbacks };
+function context(browser, options = {}) {
+  return capturing(browser, CALLBACK, options);
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const result = {};
   try {
     const clientId = await register();

@@ -169,10 +169,21 @@ pub fn run_client_to_end(server: &Server, mut cmd: Command, timeout: Duration) -
 /// signed in as [`USERNAME`], listed the three tools, kept a note starting with `note_prefix`,
 /// and refreshed with rotation. Returns the registered client id.
 pub fn assert_client_result(out: &serde_json::Value, client: &str, sdk_version: &str, note_prefix: &str) -> String {
+    assert_client_result_as(out, client, sdk_version, note_prefix, USERNAME)
+}
+
+/// [`assert_client_result`] for a client that signed in as `username`.
+pub fn assert_client_result_as(
+    out: &serde_json::Value,
+    client: &str,
+    sdk_version: &str,
+    note_prefix: &str,
+    username: &str,
+) -> String {
     use serde_json::Value;
     assert_eq!(out["client"], client, "{out}");
     assert_eq!(out["sdk_version"], sdk_version, "{out}");
-    assert_eq!(out["whoami"]["username"], USERNAME, "{out}");
+    assert_eq!(out["whoami"]["username"], username, "{out}");
     let client_id = out["client_id"].as_str().unwrap_or_default().to_owned();
     assert!(!client_id.is_empty(), "no client_id: {out}");
     assert_eq!(out["whoami"]["client_id"], client_id.as_str(), "{out}");
@@ -288,6 +299,12 @@ pub fn add_signing_machine(server: &Server, name: &str, keys: &ClientKeyPair) ->
 /// The last connection attempt of `client_id` in the past hour, as `diagnose --json` on `db`
 /// reports it.
 pub fn diagnose(db: &str, client_id: &str) -> serde_json::Value {
+    diagnose_attempts(db, client_id).pop().expect("an attempt")
+}
+
+/// Every connection attempt of `client_id` in the past hour, oldest first, as `diagnose --json`
+/// on `db` reports them.
+pub fn diagnose_attempts(db: &str, client_id: &str) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_notes-server"))
         .args(["diagnose", "--json", "--since", "1h", "--client-id", client_id, "--database-url", db])
         .output()
@@ -295,5 +312,5 @@ pub fn diagnose(db: &str, client_id: &str) -> serde_json::Value {
     assert!(out.status.success(), "diagnose failed: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report[0]["client_id"], client_id, "{report}");
-    report[0]["attempts"].as_array().expect("attempts").last().expect("an attempt").clone()
+    report[0]["attempts"].as_array().expect("attempts").clone()
 }
