@@ -34,3 +34,22 @@ pub fn verify_with_jwks(
 ) -> Result<AccessTokenClaims, oauth_core::VerifyError> {
     oauth_core::VerifyingKeys::from_jwks(set).verify(token, validation, now)
 }
+
+/// Verifies `token` as a [`crate::remote::JwksVerifier`] reading it through `profile` does,
+/// for `issuer` and `resource`, with the keys of the JWKS `set`, without fetching anything.
+/// A profile that cannot serve `issuer` is an `Internal` rejection.
+#[cfg(feature = "remote")]
+pub fn verify_with_profile(
+    set: &oauth_core::Jwks,
+    token: &str,
+    profile: &crate::remote::IssuerProfile,
+    issuer: &str,
+    resource: &str,
+    now: oauth_core::UnixTime,
+) -> Result<AuthContext, Rejection> {
+    let rules = profile.rules(issuer, resource).map_err(|e| Rejection::new(oauth_core::Reason::Internal, e))?;
+    let jwt = oauth_core::VerifyingKeys::from_jwks(set)
+        .verify_jwt(token, &rules, now)
+        .map_err(|e| Rejection::new(e.reason(), e.to_string()))?;
+    profile.context(&jwt, token)
+}
