@@ -332,8 +332,14 @@ impl NotesServer {
         let (Some(server), Some(grant)) = (&self.upstream, &ctx.grant_id) else { return Err(not_here()) };
         let access = match server.upstream_access_token(grant).await {
             Ok(Ok(a)) => a,
-            Ok(Err(e)) if e.reason == oauth_core::Reason::UpstreamTokenUnavailable => return Err(not_here()),
-            Ok(Err(e)) => return Err(ErrorData::invalid_request(e.told, None)),
+            Ok(Err(e)) if e.reason == oauth_core::Reason::UpstreamTokenUnavailable => {
+                tracing::info!(detail = %e.detail, "no upstream token for upstream_profile");
+                return Err(not_here());
+            }
+            Ok(Err(e)) => {
+                tracing::info!(reason = e.reason.as_str(), detail = %e.detail, "upstream_profile refused");
+                return Err(ErrorData::invalid_request(e.told, None));
+            }
             Err(e) => return Err(ErrorData::internal_error(e.to_string(), None)),
         };
         let Some(provider) = server.upstream(&access.provider) else { return Err(not_here()) };
