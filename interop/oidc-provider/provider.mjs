@@ -1,15 +1,20 @@
 // node-oidc-provider (pinned in package-lock.json) as an external authorization server on a
-// loopback port: the issuer a guard in front of an MCP endpoint trusts, found by discovery.
+// loopback port: the issuer a guard in front of an MCP endpoint trusts, found by discovery, or
+// the identity provider people sign in with upstream.
 //
 // - Resource indicators (RFC 8707): each configured resource gets JWT access tokens (RFC 9068)
 //   whose `aud` is the resource, signed with a key generated at startup.
 // - client_credentials for the configured clients, so a test gets a token without a browser.
 // - Sign-in for a browser flow: the provider's development interaction pages accept any login
 //   and show a consent page; clients with redirect URIs get authorization_code (PKCE) and
-//   refresh_token.
+//   refresh_token. As OpenID Connect Core 11 has it, a refresh token is issued only for the
+//   `offline_access` scope, which the provider drops from a request without `prompt=consent`.
 //
 // Prints its issuer URL, alone on one line of standard output, once it accepts connections;
-// everything else it says goes to standard error.
+// everything else it says goes to standard error, among it one line per answer of its token
+// endpoint, for a test to count:
+//   grant.success grant_type=<grant type> client_id=<client> issued=<token kinds, comma-separated> scope=<scope>
+//   grant.error grant_type=<grant type> error=<error code>
 //
 // Configuration: the environment, then a JSON file given as the first argument, whose members
 // replace the environment's:
@@ -24,6 +29,9 @@
 //   OIDC_NO_DEFAULT_RESOURCE  set: a request naming no resource gets the provider's own
 //                       access token (for its userinfo), not one for the first resource
 //                                                                          {"noDefaultResource"}
+//   OIDC_TEST_CONTROLS  set: for tests only, `POST /test/end-grants?account=<id>` ends every
+//                       grant of the account, as a person who removes a client's access at the
+//                       provider: its refresh tokens then get invalid_grant    {"testControls"}
 // The first resource is used when a request names none.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -41,7 +49,13 @@ const server = createServer();
 server.listen(config.port, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, providerConfiguration());
-  server.on('request', provider.callback());
+  logTokenAnswers(provider);
+  const grants = config.testControls ? grantsByAccount(provider) : undefined;
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (grants && req.url.startsWith('/test/')) testControl(provider, grants, req, res).catch((e) => res.writeHead(500).end(String(e)));
+    else callback(req, res);
+  });
   process.stdout.write(`${issuer}\n`);
 });
 server.on('error', (e) => fail(`cannot listen on 127.0.0.1:${config.port}: ${e.message}`));
@@ -91,6 +105,49 @@ function providerConfiguration() {
   };
 }
 
+// One line on standard error per answer of the token endpoint (see the header).
+function logTokenAnswers(provider) {
+  provider.on('grant.success', (ctx) => {
+    const issued = ['access_token', 'refresh_token', 'id_token'].filter((t) => ctx.body?.[t]).join(',');
+    console.error(`grant.success grant_type=${ctx.oidc.params?.grant_type} client_id=${ctx.oidc.client?.clientId} issued=${issued} scope=${ctx.body?.scope}`);
+  });
+  provider.on('grant.error', (ctx, error) => {
+    console.error(`grant.error grant_type=${ctx.oidc.params?.grant_type} error=${error.error ?? error.message}`);
+  });
+}
+
+// The ids of each account's grants, as the provider saves them.
+function grantsByAccount(provider) {
+  const grants = new Map();
+  provider.on('grant.saved', (grant) => {
+    if (!grants.has(grant.accountId)) grants.set(grant.accountId, new Set());
+    grants.get(grant.accountId).add(grant.jti);
+  });
+  return grants;
+}
+
+// OIDC_TEST_CONTROLS: `POST /test/end-grants?account=<id>` destroys the account's grants, so
+// that the provider refuses their refresh tokens; answers how many it ended.
+async function testControl(provider, grants, req, res) {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  const account = url.searchParams.get('account');
+  if (req.method !== 'POST' || url.pathname !== '/test/end-grants' || !account) {
+    res.writeHead(404).end();
+    return;
+  }
+  let ended = 0;
+  for (const id of grants.get(account) ?? []) {
+    const grant = await provider.Grant.find(id);
+    if (grant) {
+      await grant.destroy();
+      ended += 1;
+    }
+  }
+  grants.delete(account);
+  console.error(`test: ended ${ended} grant(s) of ${account}`);
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ended }));
+}
+
 // The configuration: defaults, the environment, then the JSON file.
 function settings() {
   const env = process.env;
@@ -110,6 +167,7 @@ function settings() {
     port: Number(env.OIDC_PORT ?? 0),
     accessTokenTtl: Number(env.OIDC_ACCESS_TOKEN_TTL ?? 600),
     noDefaultResource: Boolean(env.OIDC_NO_DEFAULT_RESOURCE),
+    testControls: Boolean(env.OIDC_TEST_CONTROLS),
     resources: list(env.OIDC_RESOURCES).map((identifier) => ({ identifier, scope })),
     clients: [client],
   };

@@ -793,7 +793,7 @@ async fn an_upstream_invalid_grant_ends_the_grant_here() {
     assert!(events.iter().any(|e| e.reason == Some(Reason::UpstreamGrantEnded)), "{events:?}");
     // Asking again is not a loop of refreshes: the grant has ended.
     let e = d.other.upstream_access_token(&grant).await.unwrap().unwrap_err();
-    assert_eq!(e.reason, Reason::UpstreamTokenUnavailable);
+    assert_eq!(e.reason, Reason::UpstreamGrantEnded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

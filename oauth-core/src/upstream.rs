@@ -174,8 +174,25 @@ pub struct UpstreamProvider {
 
 impl UpstreamProvider {
     /// Any OpenID provider by its issuer (`https://idp.example.com`), with `openid email
-    /// profile`.
+    /// profile offline_access` and `prompt=consent`: OpenID Connect Core 11 issues a refresh
+    /// token for `offline_access`, which a provider honours only when the person is asked to
+    /// consent (node-oidc-provider drops it otherwise). The price is the provider's consent
+    /// page at every sign-in; remove both for a provider that needs neither.
     pub fn oidc(
+        id: impl Into<String>,
+        display_name: impl Into<String>,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: UpstreamSecret,
+    ) -> Self {
+        let mut p = Self::openid(id, display_name, issuer, client_id, client_secret);
+        p.scopes.push("offline_access".into());
+        p.extra_params.push(("prompt".into(), "consent".into()));
+        p
+    }
+
+    /// The base of every preset: `openid email profile`, nothing else asked.
+    fn openid(
         id: impl Into<String>,
         display_name: impl Into<String>,
         issuer: impl Into<String>,
@@ -198,7 +215,7 @@ impl UpstreamProvider {
     /// Google: issuer `https://accounts.google.com`, with `access_type=offline` (Google
     /// issues a refresh token only when asked so).
     pub fn google(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
-        let mut p = Self::oidc("google", "Google", "https://accounts.google.com", client_id, client_secret);
+        let mut p = Self::openid("google", "Google", "https://accounts.google.com", client_id, client_secret);
         p.extra_params.push(("access_type".into(), "offline".into()));
         p
     }
@@ -209,14 +226,14 @@ impl UpstreamProvider {
         Self {
             kind: UpstreamKind::GitHub,
             scopes: vec!["read:user".into(), "user:email".into()],
-            ..Self::oidc("github", "GitHub", "https://github.com", client_id, client_secret)
+            ..Self::openid("github", "GitHub", "https://github.com", client_id, client_secret)
         }
     }
 
     /// Microsoft Entra ID, single tenant: issuer `https://login.microsoftonline.com/<tenant>/v2.0`.
     pub fn entra(tenant: &str, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
         let issuer = format!("https://login.microsoftonline.com/{tenant}/v2.0");
-        let mut p = Self::oidc("entra", "Microsoft", issuer, client_id, client_secret);
+        let mut p = Self::openid("entra", "Microsoft", issuer, client_id, client_secret);
         // Entra issues a refresh token only for offline_access.
         p.scopes.push("offline_access".into());
         p
@@ -226,7 +243,7 @@ impl UpstreamProvider {
     /// is the template `…/{tenantid}/v2.0`, filled from each token's `tid`. Restrict tenants
     /// with `allow.claim("tid", […])`.
     pub fn entra_multi_tenant(client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
-        let mut p = Self::oidc(
+        let mut p = Self::openid(
             "entra",
             "Microsoft",
             "https://login.microsoftonline.com/organizations/v2.0",
@@ -244,7 +261,7 @@ impl UpstreamProvider {
     /// Okta, with `offline_access`: the issuer of the org or custom authorization server
     /// (`https://example.okta.com` or `https://example.okta.com/oauth2/default`).
     pub fn okta(issuer: impl Into<String>, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
-        let mut p = Self::oidc("okta", "Okta", issuer, client_id, client_secret);
+        let mut p = Self::openid("okta", "Okta", issuer, client_id, client_secret);
         // Okta issues a refresh token only for offline_access (and the app's refresh grant).
         p.scopes.push("offline_access".into());
         p
@@ -258,7 +275,7 @@ impl UpstreamProvider {
         client_id: impl Into<String>,
         client_secret: UpstreamSecret,
     ) -> Self {
-        let mut p = Self::oidc("auth0", "Auth0", format!("https://{domain}/"), client_id, client_secret);
+        let mut p = Self::openid("auth0", "Auth0", format!("https://{domain}/"), client_id, client_secret);
         p.scopes.push("offline_access".into());
         p.extra_params.extend(audience.map(|a| ("audience".to_owned(), a.to_owned())));
         p
@@ -267,7 +284,7 @@ impl UpstreamProvider {
     /// Keycloak: issuer `<base>/realms/<realm>`.
     pub fn keycloak(base: &str, realm: &str, client_id: impl Into<String>, client_secret: UpstreamSecret) -> Self {
         let issuer = format!("{}/realms/{realm}", base.trim_end_matches('/'));
-        Self::oidc("keycloak", "Keycloak", issuer, client_id, client_secret)
+        Self::openid("keycloak", "Keycloak", issuer, client_id, client_secret)
     }
 
     /// The configured issuer, or the template of a multi-tenant one.
@@ -371,6 +388,16 @@ fn unreachable(provider: &str, what: &str, e: impl fmt::Display) -> UpstreamErro
 
 fn unavailable(detail: String) -> UpstreamError {
     UpstreamError::unavailable(detail)
+}
+
+/// The grant ended with the provider's access ([`Reason::UpstreamGrantEnded`]): the client
+/// signs in again.
+fn grant_ended(detail: String) -> UpstreamError {
+    UpstreamError::new(
+        Reason::UpstreamGrantEnded,
+        "The sign-in service ended this server's access: sign in again.",
+        detail,
+    )
 }
 
 fn id_token_invalid(detail: impl Into<String>) -> UpstreamError {
@@ -804,11 +831,9 @@ impl UpstreamClient {
         let parsed = parse_token_answer(&answer.body, crate::clock::Clock::now(&crate::clock::SystemClock));
         match parsed {
             Some(Ok((tokens, _))) => Ok(tokens),
-            Some(Err(error)) if error.0 == "invalid_grant" => Err(UpstreamError::new(
-                Reason::UpstreamGrantEnded,
-                "The sign-in service ended this server's access: sign in again.",
-                format!("{id}: the refresh was refused with invalid_grant: {}", error.1),
-            )),
+            Some(Err(error)) if error.0 == "invalid_grant" => {
+                Err(grant_ended(format!("{id}: the refresh was refused with invalid_grant: {}", error.1)))
+            }
             Some(Err(error)) => Err(UpstreamError::new(
                 Reason::UpstreamRefused,
                 "The sign-in service refused the refresh.",
@@ -1442,6 +1467,12 @@ impl crate::server::AuthorizationServer {
         loop {
             let now = self.now();
             let Some(stored) = self.stores().upstream.upstream_tokens(grant).await? else {
+                // A grant ended by a refusal (here or at another replica) has lost its tokens;
+                // one that never held any is a person who signed in with a local password.
+                let ended = self.stores().grants.grant(grant).await?.is_none_or(|g| g.revoked_at.is_some());
+                if ended {
+                    return Ok(Err(grant_ended(format!("grant {grant} has ended, and its upstream tokens with it"))));
+                }
                 return Ok(Err(unavailable(format!("grant {grant} holds no upstream tokens"))));
             };
             let Some(record) = vault
@@ -1731,6 +1762,15 @@ mod tests {
             UpstreamProvider::auth0("x.auth0.com", None, "c", s()),
         ] {
             assert!(p.scopes.iter().any(|s| s == OFFLINE), "{} asks for a refresh token", p.id);
+        }
+        // OpenID Connect Core 11: offline_access, honoured with prompt=consent; the presets of
+        // providers that issue refresh tokens without the consent page do not force it.
+        let any = UpstreamProvider::oidc("oidc", "IdP", "https://idp.example", "c", s());
+        assert_eq!(any.scopes.join(" "), "openid email profile offline_access");
+        assert!(any.extra_params.contains(&("prompt".into(), "consent".into())), "{:?}", any.extra_params);
+        let keycloak = UpstreamProvider::keycloak("https://kc.example", "acme", "c", s());
+        for p in [google, keycloak, UpstreamProvider::entra("t1", "c", s())] {
+            assert!(!p.extra_params.iter().any(|(k, _)| k == "prompt"), "{} forces no consent page", p.id);
         }
         let github = UpstreamProvider::github("c", s());
         assert_eq!((github.kind, github.scopes.join(" ")), (UpstreamKind::GitHub, "read:user user:email".into()));

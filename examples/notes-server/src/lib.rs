@@ -70,7 +70,7 @@ pub struct Settings {
 }
 
 /// The upstream provider `spec` names: `google`, `github`, `entra:<tenant>` (`organizations`:
-/// any work account), `okta:<issuer>`, `auth0:<domain>`, `keycloak:<issuer>`, or an OpenID
+/// any work account), `okta:<issuer>`, `auth0:<domain>`, `keycloak:<base>/realms/<realm>`, or an OpenID
 /// provider's https issuer URL.
 pub fn upstream_provider(
     spec: &str,
@@ -87,7 +87,10 @@ pub fn upstream_provider(
         ("entra", tenant) if !tenant.is_empty() => P::entra(tenant, client_id, secret),
         ("okta", issuer) if !issuer.is_empty() => P::okta(issuer, client_id, secret),
         ("auth0", domain) if !domain.is_empty() => P::auth0(domain, audience, client_id, secret),
-        ("keycloak", issuer) if !issuer.is_empty() => P::oidc("keycloak", "Keycloak", issuer, client_id, secret),
+        ("keycloak", issuer) if issuer.contains("/realms/") => {
+            let (base, realm) = issuer.rsplit_once("/realms/").unwrap_or((issuer, ""));
+            P::keycloak(base, realm, client_id, secret)
+        }
         (url, "") if url.starts_with("https://") || url.starts_with("http://127.0.0.1:") => {
             let rest = url.split_once("://").map_or(url, |(_, r)| r);
             let name = rest.split(['/', ':']).next().filter(|h| !h.is_empty()).unwrap_or("your provider");
@@ -95,7 +98,7 @@ pub fn upstream_provider(
         }
         _ => {
             return Err(format!(
-                "--upstream '{spec}': use google, github, entra:<tenant>, okta:<issuer>, auth0:<domain>, keycloak:<issuer> or an issuer URL"
+                "--upstream '{spec}': use google, github, entra:<tenant>, okta:<issuer>, auth0:<domain>, keycloak:<base>/realms/<realm> or an issuer URL"
             ));
         }
     })
@@ -327,7 +330,11 @@ impl NotesServer {
                 tracing::error!(error = %e, "the upstream token could not be read");
                 Err(ErrorData::internal_error(UpstreamTokenError::Server(e).told().to_owned(), None))
             }
-            Err(e) => Err(ErrorData::invalid_request(e.told().to_owned(), None)),
+            Err(e) => {
+                // The detail is for the operator; the person is told only what to do.
+                tracing::info!(reason = e.reason().as_str(), detail = %e, "upstream_profile has no upstream answer");
+                Err(ErrorData::invalid_request(e.told().to_owned(), None))
+            }
         }
     }
 

@@ -18,7 +18,6 @@ use common::flow::{
     Authorized, FormBody as _, UserTokens, attempt, authorize_url, authorized, code_in, redeem, refresh, sign_in_form,
     user_tokens, whoami,
 };
-use sqlx::Connection as _;
 
 /// The bound `docs/deploy.md` states for PostgreSQL: a revocation anywhere is refused
 /// everywhere within it.
@@ -26,30 +25,6 @@ const BOUND: Duration = Duration::from_secs(2);
 /// How long a test waits for a refusal before it fails; longer than the bound, so that a
 /// refusal that comes late is reported with its time.
 const PATIENCE: Duration = Duration::from_secs(15);
-
-const POSTGRES_URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
-
-/// A new, empty schema of the test database, as a URL the servers take.
-async fn fresh_database() -> String {
-    let base = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{POSTGRES_URL_VAR} is not set, so the replica tests cannot run: point it at a throwaway \
-             database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test"
-        )
-    });
-    let schema = format!("replicas_{}_{}", std::process::id(), common::nanos());
-    let mut conn = sqlx::PgConnection::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL cannot be reached: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options%5Bsearch_path%5D={schema}")
-}
-
-fn free_address() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
 
 /// Replicas `a` and `b` on one fresh database; the public URL is `a`'s address (what a load
 /// balancer in front of both would be), so tokens of either name the same issuer and resource.
@@ -60,8 +35,8 @@ struct Replicas {
 }
 
 async fn replicas(name: &str) -> Replicas {
-    let database_url = fresh_database().await;
-    let (at_a, at_b) = (free_address(), free_address());
+    let database_url = common::fresh_database().await;
+    let (at_a, at_b) = (common::free_address(), common::free_address());
     let public = format!("http://{at_a}");
     let a = Server::start_replica(&format!("{name}-a"), &database_url, &at_a, &public);
     let b = Server::start_replica(&format!("{name}-b"), &database_url, &at_b, &public);

@@ -22,7 +22,9 @@ fn each_provider_name_maps_to_its_preset() {
     assert_eq!(issuer("keycloak:https://kc.example/realms/acme"), "https://kc.example/realms/acme");
     let any = p("https://id.example.com/tenant").unwrap();
     assert_eq!((any.id.as_str(), any.display_name.as_str()), ("oidc", "id.example.com"));
-    for bad in ["gogle", "entra:", "okta", "http://plain.example.com", ""] {
+    assert!(!p("https://id.example.com").unwrap().extra_params.is_empty(), "an issuer URL asks for consent");
+    assert!(p("keycloak:https://kc.example/realms/acme").unwrap().extra_params.is_empty(), "Keycloak's own preset");
+    for bad in ["gogle", "entra:", "okta", "keycloak:https://kc.example", "http://plain.example.com", ""] {
         assert!(p(bad).unwrap_err().contains("use google, github"), "{bad}");
     }
 }

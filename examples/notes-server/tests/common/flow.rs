@@ -222,3 +222,51 @@ pub async fn attempt(
     let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
     (resp.status(), retry, resp.text().await.unwrap())
 }
+
+/// The MCP protocol version the calls below speak.
+pub const MCP_PROTOCOL: &str = "2025-06-18";
+
+/// What an MCP endpoint answered a JSON-RPC call.
+#[derive(Debug)]
+pub struct McpAnswer {
+    pub status: reqwest::StatusCode,
+    /// The session the server names, if any.
+    pub session: Option<String>,
+    pub body: String,
+}
+
+/// One JSON-RPC call on `session` (none: `initialize`), as a client sends it.
+pub async fn mcp(http: &reqwest::Client, url: &str, token: &str, session: Option<&str>, body: Value) -> McpAnswer {
+    let mut req = http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s).header("mcp-protocol-version", MCP_PROTOCOL);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let session = resp.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    McpAnswer { status, session, body: resp.text().await.unwrap() }
+}
+
+/// A new MCP session at `url`, initialized: its id. Panics with the answer when the server
+/// opens none.
+pub async fn mcp_session(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let init = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":MCP_PROTOCOL,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let answer = mcp(http, url, token, None, init).await;
+    let session =
+        answer.session.unwrap_or_else(|| panic!("no MCP session at {url} ({}): {}", answer.status, answer.body));
+    let note = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    mcp(http, url, token, Some(&session), note).await;
+    session
+}
+
+/// `tools/call` of `tool`, without arguments, on `session`.
+pub async fn call_tool(http: &reqwest::Client, url: &str, token: &str, session: &str, tool: &str) -> McpAnswer {
+    let call = serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":tool,"arguments":{}}});
+    mcp(http, url, token, Some(session), call).await
+}

@@ -11,6 +11,7 @@ mod browser;
 pub mod flow;
 pub mod oidc_provider;
 pub mod postgres_cluster;
+pub mod upstream;
 // Each test file includes this module and uses part of it.
 #[allow(unused_imports)]
 pub use browser::{Browser, attribute};
@@ -76,7 +77,19 @@ impl Server {
     /// serving on `listen` (where the test reaches this replica), with `public_url` as its
     /// issuer and resource like every other replica.
     pub fn start_replica(name: &str, database_url: &str, listen: &str, public_url: &str) -> Self {
-        let env = [("DATABASE_URL", database_url), ("NOTES_LISTEN", listen), ("NOTES_PUBLIC_URL", public_url)];
+        Self::start_replica_with(name, database_url, listen, public_url, &[])
+    }
+
+    /// [`Self::start_replica`] with extra environment variables (the server's options).
+    pub fn start_replica_with(
+        name: &str,
+        database_url: &str,
+        listen: &str,
+        public_url: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let replica = [("DATABASE_URL", database_url), ("NOTES_LISTEN", listen), ("NOTES_PUBLIC_URL", public_url)];
+        let env: Vec<(&str, &str)> = replica.into_iter().chain(env.iter().copied()).collect();
         let mut server = Self::start_with(name, &env);
         server.base_url = format!("http://{listen}");
         server.mcp_url = format!("{}/mcp", server.base_url);
@@ -109,6 +122,34 @@ impl Drop for Server {
 /// A fresh SQLite file: the embedded default, with WAL and real concurrency.
 fn database_url(dir: &Path) -> String {
     format!("sqlite://{}/oauth.db?mode=rwc", dir.display())
+}
+
+/// The variable naming the PostgreSQL database the multi-process tests share.
+pub const POSTGRES_URL_VAR: &str = "MCP_OAUTH_TEST_POSTGRES_URL";
+
+/// A new, empty schema of the database [`POSTGRES_URL_VAR`] names, as a URL the servers take.
+/// Panics when the variable is unset or PostgreSQL is down: these tests never pass without it.
+pub async fn fresh_database() -> String {
+    use sqlx::Connection as _;
+    let base = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_VAR} is not set, so the replica tests cannot run: point it at a throwaway \
+             database, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test"
+        )
+    });
+    let schema = format!("replicas_{}_{}", std::process::id(), nanos());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL cannot be reached: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options%5Bsearch_path%5D={schema}")
+}
+
+/// A loopback address (`127.0.0.1:<port>`) free a moment ago, for a server to listen on.
+pub fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
 }
 
 pub fn nanos() -> u128 {

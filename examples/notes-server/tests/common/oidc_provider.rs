@@ -1,8 +1,11 @@
 //! node-oidc-provider (`interop/oidc-provider`, pinned) on a loopback port: the certified
 //! OpenID provider, as an external authorization server or an upstream identity provider.
+//! What it writes to standard error is kept: among it a line per answer of its token endpoint,
+//! which [`Provider::grants`] and [`Provider::refusals`] count.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The running provider, killed on drop.
@@ -10,6 +13,41 @@ pub struct Provider {
     child: Child,
     /// Its issuer, `http://127.0.0.1:<port>`.
     pub issuer: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Provider {
+    /// Everything the provider wrote to standard error so far.
+    pub fn log(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// How many token requests of `grant_type` it answered with tokens.
+    pub fn grants(&self, grant_type: &str) -> usize {
+        let line = format!("grant.success grant_type={grant_type} ");
+        self.lines().iter().filter(|l| l.starts_with(&line)).count()
+    }
+
+    /// How many token requests of `grant_type` it refused with `error`.
+    pub fn refusals(&self, grant_type: &str, error: &str) -> usize {
+        let line = format!("grant.error grant_type={grant_type} error={error}");
+        self.lines().iter().filter(|l| **l == line).count()
+    }
+
+    /// Ends every grant of `account` at the provider (started with `OIDC_TEST_CONTROLS`), as a
+    /// person who removes the client's access there; returns how many it ended.
+    pub async fn end_grants(&self, account: &str) -> u64 {
+        let url = format!("{}/test/end-grants?account={account}", self.issuer);
+        let resp = reqwest::Client::new().post(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "start the provider with OIDC_TEST_CONTROLS");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        answer["ended"].as_u64().unwrap()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        // A poisoned lock only means a reader thread panicked; the lines are still whole.
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Drop for Provider {
@@ -31,9 +69,17 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
         .arg(dir.join("provider.mjs"))
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start node interop/oidc-provider/provider.mjs");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("the provider's stderr");
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+        }
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().expect("the provider's stdout");
     std::thread::spawn(move || {
@@ -42,10 +88,12 @@ pub fn start(env: &[(&str, &str)]) -> Provider {
         for _ in lines {}
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Some(Ok(issuer))) if issuer.starts_with("http://127.0.0.1:") => Provider { child, issuer },
+        Ok(Some(Ok(issuer))) if issuer.starts_with("http://127.0.0.1:") => Provider { child, issuer, log },
         other => {
             let _ = child.kill();
-            panic!("provider.mjs did not print its issuer: {other:?}");
+            let _ = child.wait();
+            let said = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).join("\n");
+            panic!("provider.mjs did not print its issuer: {other:?}\n{said}");
         }
     }
 }
