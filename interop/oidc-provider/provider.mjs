@@ -15,6 +15,9 @@
 // endpoint, for a test to count:
 //   grant.success grant_type=<grant type> client_id=<client> issued=<token kinds, comma-separated> scope=<scope>
 //   grant.error grant_type=<grant type> error=<error code>
+// and, with OIDC_TEST_CONTROLS only, the tokens each grant issued (a test that checks they are
+// stored nowhere in the clear needs their values):
+//   grant.tokens access_token=<token> refresh_token=<token or nothing>
 //
 // Configuration: the environment, then a JSON file given as the first argument, whose members
 // replace the environment's:
@@ -110,6 +113,7 @@ function logTokenAnswers(provider) {
   provider.on('grant.success', (ctx) => {
     const issued = ['access_token', 'refresh_token', 'id_token'].filter((t) => ctx.body?.[t]).join(',');
     console.error(`grant.success grant_type=${ctx.oidc.params?.grant_type} client_id=${ctx.oidc.client?.clientId} issued=${issued} scope=${ctx.body?.scope}`);
+    if (config.testControls) console.error(`grant.tokens access_token=${ctx.body?.access_token ?? ''} refresh_token=${ctx.body?.refresh_token ?? ''}`);
   });
   provider.on('grant.error', (ctx, error) => {
     console.error(`grant.error grant_type=${ctx.oidc.params?.grant_type} error=${error.error ?? error.message}`);

@@ -374,13 +374,30 @@ async fn a_person_s_context_has_the_upstream_handle_of_its_own_grant() {
         let resp = app.oneshot(rpc(INITIALIZE, Some(&token))).await.unwrap();
         String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
     };
-    let grant = GrantId::generate();
+    // A person who signed in with a password here: a live grant with nothing in the vault.
+    let live = oauth_core::Grant::access_only(
+        oauth_core::ClientId::parse("client-1").unwrap(),
+        oauth_core::UserId::parse("user-1").unwrap(),
+        ScopeSet::parse("mcp:tools").unwrap(),
+        ResourceUri::parse(RESOURCE).unwrap(),
+        f.clock.now(),
+        f.clock.now(),
+    );
+    with_vault.operator().stores().grants.create_grant(&live, None).await.unwrap();
+    let grant = live.id.clone();
     let person = mint_for(&with_vault, "user-1", "client-1", Some(grant.as_str()), false);
     let answer = send(app(&with_vault), person).await;
     assert_eq!(
         answer,
         format!("upstream_token_unavailable for {grant}: You did not sign in through an identity provider."),
         "a local sign-in's grant holds nothing"
+    );
+    // A grant that is gone (ended, swept) had its tokens go with it: sign in again.
+    let gone = GrantId::generate();
+    let stale = mint_for(&with_vault, "user-1", "client-1", Some(gone.as_str()), false);
+    assert_eq!(
+        send(app(&with_vault), stale).await,
+        format!("upstream_grant_ended for {gone}: The sign-in service ended this server's access: sign in again.")
     );
     let machine = mint_for(&with_vault, "client:job-1", "job-1", Some(grant.as_str()), true);
     assert_eq!(send(app(&with_vault), machine).await, "no handle", "a machine never has one");

@@ -134,8 +134,9 @@ struct Cli {
     /// `okta:<issuer URL>`, `auth0:<domain>`, `keycloak:<base URL>/realms/<realm>`, or any
     /// OpenID provider's issuer URL. Its client id and secret come from NOTES_UPSTREAM_CLIENT_ID
     /// and NOTES_UPSTREAM_CLIENT_SECRET (or --upstream-client-secret-file); register
-    /// `<public URL>/authorize/upstream/<id>/callback` there.
-    #[arg(long, env = "NOTES_UPSTREAM", value_name = "PROVIDER")]
+    /// `<public URL>/authorize/upstream/<id>/callback` there. `--upstream-oidc <issuer>` is
+    /// the same flag.
+    #[arg(long, visible_alias = "upstream-oidc", env = "NOTES_UPSTREAM", value_name = "PROVIDER")]
     upstream: Option<String>,
     /// This server's client id at the upstream provider.
     #[arg(long, env = "NOTES_UPSTREAM_CLIENT_ID", requires = "upstream")]

@@ -57,6 +57,18 @@ fn a_provider_the_server_cannot_use_stops_it_at_startup() {
     let err = run(&unreachable);
     assert!(err.contains("upstream provider 'oidc'") && err.contains("openid-configuration"), "{err}");
     assert!(!err.contains("s3cret-value"), "the secret is never printed: {err}");
+    // `--upstream-oidc <issuer>` is `--upstream`, on the command line.
+    let by_alias = Command::new(env!("CARGO_BIN_EXE_notes-server"))
+        .args(["--upstream-oidc", "http://127.0.0.1:9/idp", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", format!("sqlite://{}/oauth.db?mode=rwc", dir.display()))
+        .env("NOTES_ADMIN_PASSWORD", "upstream-test-password")
+        .env("NOTES_UPSTREAM_CLIENT_ID", "notes")
+        .env("NOTES_UPSTREAM_CLIENT_SECRET", "s3cret-value")
+        .env_remove("NOTES_UPSTREAM")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&by_alias.stderr);
+    assert!(!by_alias.status.success() && err.contains("upstream provider 'oidc'"), "{err}");
     let on_argv = Command::new(env!("CARGO_BIN_EXE_notes-server"))
         .args(["--upstream", "google", "--upstream-client-id", "x", "--upstream-client-secret", "on-argv"])
         .output()

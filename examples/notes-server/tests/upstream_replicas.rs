@@ -77,6 +77,26 @@ async fn jane_signs_in(d: &Deployment, http: &reqwest::Client) -> (Client, serde
     (client, tokens)
 }
 
+/// Every row of every table of the deployment's schema, as text: what a copy of the database
+/// holds.
+async fn database_dump(database_url: &str) -> String {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let tables: Vec<(String,)> =
+        sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert!(tables.len() > 5, "the schema's tables: {tables:?}");
+    let mut dump = String::new();
+    for (table,) in tables {
+        let query = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+        let (rows,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(query)).fetch_one(&mut conn).await.unwrap();
+        dump.push_str(&rows);
+    }
+    dump
+}
+
 /// Waits until the provider's access token of a sign-in that just finished is due for a
 /// refresh: past [`FRESH_FOR`], with a second to spare for the vault's whole-second clock.
 async fn until_the_upstream_token_is_due() {
@@ -127,6 +147,15 @@ async fn two_replicas_that_need_the_upstream_refresh_at_once_refresh_once() {
         answers.len(),
         d.idp.log()
     );
+    // The provider's tokens, the first pair and the refreshed one, are nowhere in the database
+    // in the clear: the vault rows are sealed, and nothing else keeps them.
+    let issued = d.idp.issued_tokens();
+    assert!(issued.len() >= 3, "the provider's tokens: {}", d.idp.log());
+    let dump = database_dump(&d.database_url).await;
+    assert!(dump.contains("jane"), "the dump holds the schema's rows: {}", dump.len());
+    for t in &issued {
+        assert!(!dump.contains(t.as_str()), "a token of the provider's is readable in the database");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,22 @@ impl Provider {
         self.lines().iter().filter(|l| l.starts_with(&line)).count()
     }
 
+    /// Every access and refresh token it issued (started with `OIDC_TEST_CONTROLS`).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for line in self.lines() {
+            let Some(rest) = line.strip_prefix("grant.tokens ") else { continue };
+            for pair in rest.split(' ') {
+                if let Some((_, value)) = pair.split_once('=')
+                    && !value.is_empty()
+                {
+                    tokens.push(value.to_owned());
+                }
+            }
+        }
+        tokens
+    }
+
     /// How many token requests of `grant_type` it refused with `error`.
     pub fn refusals(&self, grant_type: &str, error: &str) -> usize {
         let line = format!("grant.error grant_type={grant_type} error={error}");
