@@ -74,11 +74,8 @@ fn preset(pick: u8, prefixed: bool) -> (IssuerProfile, &'static str, &'static st
 }
 
 fn sign(header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &keys().signing, Algorithm::ES256).expect("signing");
     format!("{input}.{signature}")
 }
