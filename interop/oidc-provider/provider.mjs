@@ -100,10 +100,18 @@ function providerConfiguration() {
         },
       },
     },
-    // Any login is an account whose id is what was typed; its claims follow from it.
+    // Any login is an account whose id is what was typed; its claims follow from it: a login
+    // that is an email address is that email, any other `<login>@example.com`; its name is
+    // the login, capitalised. Like the provider's default (conformIdTokenClaims), the id_token
+    // of a code flow carries `sub` only: the email and name are in the userinfo.
     findAccount: (_ctx, sub) => ({
       accountId: sub,
-      claims: () => ({ sub, email: `${sub}@example.com`, email_verified: true, name: sub }),
+      claims: () => ({
+        sub,
+        email: sub.includes('@') ? sub : `${sub}@example.com`,
+        email_verified: true,
+        name: sub.charAt(0).toUpperCase() + sub.slice(1),
+      }),
     }),
   };
 }

@@ -47,6 +47,8 @@ struct Provider {
     /// Refreshes answered, and whether they are refused with invalid_grant.
     refreshes: std::sync::atomic::AtomicUsize,
     refuse_refresh: std::sync::atomic::AtomicBool,
+    /// What its userinfo answers the holder of an access token it issued.
+    userinfo: Mutex<Value>,
 }
 
 impl Default for Provider {
@@ -57,6 +59,7 @@ impl Default for Provider {
             first_ttl: 3600.into(),
             refreshes: 0.into(),
             refuse_refresh: false.into(),
+            userinfo: Mutex::new(json!({})),
         }
     }
 }
@@ -127,6 +130,17 @@ async fn token(
     )
 }
 
+async fn userinfo(
+    State(p): State<Arc<Provider>>,
+    headers: axum::http::HeaderMap,
+) -> (axum::http::StatusCode, Json<Value>) {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !bearer.starts_with("Bearer upstream-access") {
+        return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"})));
+    }
+    (axum::http::StatusCode::OK, Json(p.userinfo.lock().unwrap().clone()))
+}
+
 struct Idp {
     issuer: String,
     key: Key,
@@ -152,6 +166,7 @@ async fn idp() -> Idp {
         .route("/.well-known/openid-configuration", get(move || async move { Json(discovery) }))
         .route("/jwks", get(move || async move { Json(jwks) }))
         .route("/token", post(token))
+        .route("/userinfo", get(userinfo))
         .with_state(state.clone());
     tokio::spawn(oauth_axum::serve::serve(listener, app, Default::default(), std::future::pending()));
     Idp { issuer, key, state }
@@ -838,4 +853,47 @@ async fn the_person_s_token_is_exchanged_at_the_provider_for_another_api() {
         assert_eq!(e.reason, Reason::UpstreamExchangeRefused, "{bad:?}: {e}");
     }
     assert_eq!(idp.state.token_requests.lock().unwrap().len(), asked, "nothing sent for a bad target");
+}
+
+/// A provider that keeps the `email` and `profile` claims for its userinfo (OpenID Connect
+/// Core 5.4): the sign-in reads them there, for the allow-list and the name shown, and only
+/// when the userinfo is about the `id_token`'s subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_the_id_token_leaves_out_are_read_from_the_userinfo_of_the_same_subject() {
+    let idp = idp().await;
+    let c = client(&idp, |p| p.allow = AllowList::default().email_domains(["example.com"])).await;
+    let key = [7u8; 32];
+    let thin = |c: &mut Value| {
+        let claims = c.as_object_mut().unwrap();
+        for k in ["email", "email_verified", "name"] {
+            claims.remove(k);
+        }
+    };
+    *idp.state.userinfo.lock().unwrap() = json!({"sub": "248289761001", "email": "jane@example.com",
+        "email_verified": true, "name": "Jane Doe", "groups": ["staff"]});
+    let trip = start(&c, &key);
+    let code = sign_in(&idp, &trip, thin, None);
+    let done = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap();
+    let who = &done.identity;
+    assert_eq!((who.email.as_deref(), who.email_verified), (Some("jane@example.com"), true));
+    assert_eq!(who.name.as_deref(), Some("Jane Doe"));
+    assert_eq!(who.claims["groups"], json!(["staff"]), "for claim allow-lists");
+    assert_eq!(who.claims["nonce"], json!(trip.nonce), "the id_token's own claims stay");
+
+    // A userinfo about someone else: the sign-in is refused, not completed with their email.
+    *idp.state.userinfo.lock().unwrap() = json!({"sub": "someone-else", "email": "ceo@example.com",
+        "email_verified": true});
+    let trip = start(&c, &key);
+    let code = sign_in(&idp, &trip, thin, None);
+    let e = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamIdTokenInvalid, "{e}");
+    assert!(e.detail.contains("another subject"), "{e}");
+
+    // A userinfo that does not answer: the allow-list has no email to admit, and says why.
+    *idp.state.userinfo.lock().unwrap() = json!("not an object");
+    let trip = start(&c, &key);
+    let code = sign_in(&idp, &trip, thin, None);
+    let e = finish(&c, Some(&trip.cookie), &query(&trip.state, &code), &key).await.unwrap_err();
+    assert_eq!(e.reason, Reason::UpstreamUserRefused, "{e}");
+    assert!(e.detail.contains("userinfo could not be read"), "{e}");
 }

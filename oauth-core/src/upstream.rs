@@ -716,6 +716,7 @@ impl UpstreamClient {
             UpstreamError::new(Reason::UpstreamRefused, "The sign-in service sent no code.", format!("{id}: no code"))
         })?;
         let tokens = self.redeem_code(code, &state.v, callback).await?;
+        let mut userinfo_failed = None;
         let identity = match &self.provider.kind {
             UpstreamKind::GitHub => self.github_identity(&tokens.0.access_token).await?,
             UpstreamKind::Oidc { .. } => {
@@ -724,17 +725,72 @@ impl UpstreamClient {
                         "{id}: the token response has no id_token (is 'openid' among the scopes?)"
                     ))
                 })?;
-                self.verify_id_token(id_token, &state.n, now, leeway).await?
+                let who = self.verify_id_token(id_token, &state.n, now, leeway).await?;
+                self.with_userinfo(who, &tokens.0.access_token, &mut userinfo_failed).await?
             }
         };
         if let Err(why) = self.provider.allow.check(&identity) {
+            let userinfo =
+                userinfo_failed.map(|e| format!(" (its userinfo could not be read: {e})")).unwrap_or_default();
             return Err(UpstreamError::new(
                 Reason::UpstreamUserRefused,
                 "Your account there may not sign in here. Ask the operator of this server.",
-                format!("{id}: '{}' refused: {why}", clip(&identity.subject)),
+                format!("{id}: '{}' refused: {why}{userinfo}", clip(&identity.subject)),
             ));
         }
         Ok(UpstreamSignIn { pending: state.a, identity, tokens: tokens.0, nonce: state.n })
+    }
+
+    /// `who` with what the `id_token` lacked of the email and the name read from the userinfo:
+    /// a provider may return the claims of the `email` and `profile` scopes there only when it
+    /// issues an access token (OpenID Connect Core 5.4; node-oidc-provider does so by
+    /// default), and the allow-list, the email link and the name shown need them. A userinfo
+    /// about another `sub` refuses the sign-in (Core 5.3.4); one that cannot be read leaves
+    /// `who` as it is and says why in `failed`.
+    async fn with_userinfo(
+        &self,
+        mut who: UpstreamIdentity,
+        access_token: &str,
+        failed: &mut Option<String>,
+    ) -> Result<UpstreamIdentity, UpstreamError> {
+        /// The most claims taken from a userinfo answer.
+        const MAX_CLAIMS: usize = 128;
+        if (who.email.is_some() && who.name.is_some()) || self.endpoints.userinfo_endpoint.is_none() {
+            return Ok(who);
+        }
+        let info = match self.userinfo(access_token).await {
+            Ok(serde_json::Value::Object(info)) => info,
+            Ok(_) => {
+                *failed = Some("it is not a JSON object".into());
+                return Ok(who);
+            }
+            Err(e) => {
+                *failed = Some(e.detail);
+                return Ok(who);
+            }
+        };
+        if info.get("sub").and_then(serde_json::Value::as_str) != Some(who.subject.as_str()) {
+            return Err(id_token_invalid(format!(
+                "{}: the userinfo is about another subject than the id_token's '{}'",
+                self.provider.id,
+                clip(&who.subject)
+            )));
+        }
+        let text =
+            |name: &str| info.get(name).and_then(serde_json::Value::as_str).filter(|v| !v.is_empty() && v.len() <= 320);
+        if who.email.is_none()
+            && let Some(email) = text("email")
+        {
+            who.email = Some(email.to_owned());
+            who.email_verified = info.get("email_verified").is_some_and(|v| v == true || v == "true");
+        }
+        if who.name.is_none() {
+            who.name = text("name").map(str::to_owned);
+        }
+        for (k, v) in info.into_iter().take(MAX_CLAIMS) {
+            who.claims.entry(k).or_insert(v);
+        }
+        Ok(who)
     }
 
     fn issuer_matches(&self, iss: &str, tid: Option<&str>) -> bool {

@@ -37,6 +37,7 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
             ("NOTES_UPSTREAM_CLIENT_ID", CLIENT),
             ("NOTES_UPSTREAM_CLIENT_SECRET", SECRET),
             ("NOTES_VAULT_KEY", VAULT_KEY),
+            ("NOTES_UPSTREAM_ALLOW_DOMAINS", "example.com"),
         ],
     );
     let http = reqwest::Client::new();
@@ -62,6 +63,20 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
     let users = common::operator(&server.database_url(), &["users", "list"], None);
     assert_eq!(users.matches("oidc:jane").count(), 1, "{users}");
 
+    // The provider keeps the email and the name for its userinfo (its id_token has `sub`
+    // only): read there, they admit Jane under the allow-list and name her on our pages.
+    let other = register_client(&http, &server, "Another app").await;
+    let auth_url = authorize_url(&server.base_url, &other.id, &CodeVerifier::generate());
+    let (consent, _) = sign_in_upstream(&mut Browser::new(), &server, &idp.issuer, &auth_url, "jane").await;
+    assert!(consent.contains("Signed in as <strong>Jane</strong>"), "the provider's name for her: {consent}");
+    // Someone whose verified email is outside the allowed domain is refused, and told plainly.
+    let auth_url = authorize_url(&server.base_url, &other.id, &CodeVerifier::generate());
+    let login = "mallory@evil.example";
+    let (refused, location) = sign_in_upstream(&mut Browser::new(), &server, &idp.issuer, &auth_url, login).await;
+    assert!(location.is_none() && refused.contains("may not sign in here"), "{location:?}: {refused}");
+    let users = common::operator(&server.database_url(), &["users", "list"], None);
+    assert!(!users.contains("mallory"), "no user for a refused person: {users}");
+
     // A callback opened in a browser that did not start the flow is refused; the sign-ins are
     // in diagnose.
     let stranger =
@@ -73,4 +88,5 @@ async fn a_person_signs_in_at_node_oidc_provider_and_the_client_gets_our_token()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("upstream_sign_in"), "the upstream sign-ins are in diagnose: {report}");
+    assert!(report.contains("upstream_user_refused") && report.contains("evil.example"), "{report}");
 }
