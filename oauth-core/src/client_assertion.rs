@@ -202,11 +202,40 @@ impl fmt::Debug for JwksCache {
     }
 }
 
+/// A key set as fetched: kept for its `max-age` (between one minute and an hour), and
+/// fetched again sooner only for a key id it lacks, at most every [`JWKS_REFETCH_INTERVAL`].
+/// The rule of every cached set of keys in the crate: clients' `jwks_uri` here, upstream
+/// providers' in [`crate::upstream`].
 #[derive(Clone)]
-struct CachedSet {
+pub(crate) struct CachedSet {
     keys: Arc<Vec<ClientKey>>,
     fetched_at: UnixTime,
     expires_at: UnixTime,
+}
+
+impl CachedSet {
+    /// `keys` fetched `now`, from an answer with `max_age` (if it said).
+    pub(crate) fn fetched(keys: Vec<ClientKey>, now: UnixTime, max_age: Option<Duration>) -> Self {
+        let keep = max_age.unwrap_or(MAX_KEYS_CACHE).clamp(MIN_KEYS_CACHE, MAX_KEYS_CACHE);
+        Self { keys: Arc::new(keys), fetched_at: now, expires_at: now.plus(keep) }
+    }
+
+    /// The keys, while they are fresh.
+    pub(crate) fn fresh(&self, now: UnixTime) -> Option<Arc<Vec<ClientKey>>> {
+        (self.expires_at > now).then(|| self.keys.clone())
+    }
+
+    /// The keys to use without a fetch: fresh ones, unless a token names a key they lack
+    /// (`refetch`) and the last fetch is old enough to fetch again.
+    pub(crate) fn usable(&self, now: UnixTime, refetch: bool) -> Option<Arc<Vec<ClientKey>>> {
+        let refetch_allowed = now.seconds_since(self.fetched_at) >= duration_secs(JWKS_REFETCH_INTERVAL);
+        self.fresh(now).filter(|_| !(refetch && refetch_allowed))
+    }
+
+    /// The keys, fresh or not.
+    pub(crate) fn keys(&self) -> Arc<Vec<ClientKey>> {
+        self.keys.clone()
+    }
 }
 
 impl JwksCache {
@@ -447,12 +476,10 @@ impl AuthorizationServer {
         let now = self.now();
         let cached = self.jwks_cache().get(uri);
         if let Some(c) = &cached {
-            let fresh = c.expires_at > now;
-            let refetch_allowed = now.seconds_since(c.fetched_at) >= duration_secs(JWKS_REFETCH_INTERVAL);
-            if fresh && !(refetch && refetch_allowed) {
-                return Ok(c.keys.clone());
+            if let Some(keys) = c.usable(now, refetch) {
+                return Ok(keys);
             }
-            if fresh && refetch {
+            if c.fresh(now).is_some() {
                 tracing::debug!(whose, jwks_uri = uri, "unknown key id: fetching the keys again");
             }
         }
@@ -461,15 +488,14 @@ impl AuthorizationServer {
         };
         match fetch_keys(fetcher.as_ref(), uri).await {
             Ok((keys, max_age)) => {
-                let keep = max_age.unwrap_or(MAX_KEYS_CACHE).clamp(MIN_KEYS_CACHE, MAX_KEYS_CACHE);
-                let set = CachedSet { keys: Arc::new(keys), fetched_at: now, expires_at: now.plus(keep) };
+                let set = CachedSet::fetched(keys, now, max_age);
                 self.jwks_cache().put(uri, set.clone(), now);
-                Ok(set.keys)
+                Ok(set.keys())
             }
-            Err(why) => match cached.filter(|c| c.expires_at > now) {
-                Some(c) => {
+            Err(why) => match cached.and_then(|c| c.fresh(now)) {
+                Some(keys) => {
                     tracing::warn!(whose, jwks_uri = uri, error = %why, "could not refetch keys; using the cached set");
-                    Ok(c.keys)
+                    Ok(keys)
                 }
                 None => Err(why),
             },

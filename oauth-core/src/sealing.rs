@@ -80,10 +80,7 @@ impl KeyEncryption {
     /// `clear` sealed under this key with `aad`: the version prefix, a random nonce, the
     /// ciphertext and its tag.
     fn seal_bytes(&self, aad: &[u8], clear: &[u8]) -> Result<Vec<u8>, ()> {
-        let mut sealed = clear.to_vec();
-        let nonce =
-            self.key.seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut sealed).map_err(|_| ())?;
-        Ok([SEALED_PREFIX, nonce.as_ref(), &sealed].concat())
+        Ok([SEALED_PREFIX, &seal_with(&self.key, aad, clear).ok_or(())?].concat())
     }
 
     /// What [`Self::seal_bytes`] sealed; bytes without the prefix (stored in clear) as they are.
@@ -91,16 +88,29 @@ impl KeyEncryption {
         let Some(body) = stored.strip_prefix(SEALED_PREFIX) else {
             return Ok(stored.to_vec());
         };
-        if body.len() < 12 + 16 {
-            return Err(());
-        }
-        let (nonce, sealed) = body.split_at(12);
-        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| ())?;
-        let mut buf = sealed.to_vec();
-        let clear =
-            self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).map_err(|_| ())?;
-        Ok(clear.to_vec())
+        open_with(&self.key, aad, body).ok_or(())
     }
+}
+
+/// `clear` sealed with AES-256-GCM under `key` for `aad`: a random nonce, the ciphertext and
+/// its tag. The one sealing of the crate: signing keys, the upstream vault and the upstream
+/// flow cookie each put their own framing around it.
+pub(crate) fn seal_with(key: &aws_lc_rs::aead::RandomizedNonceKey, aad: &[u8], clear: &[u8]) -> Option<Vec<u8>> {
+    let mut sealed = clear.to_vec();
+    let nonce = key.seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut sealed).ok()?;
+    Some([nonce.as_ref().as_slice(), &sealed].concat())
+}
+
+/// What [`seal_with`] sealed under `key` for `aad`, or `None`: another key or `aad`, altered,
+/// or too short to hold a nonce and a tag.
+pub(crate) fn open_with(key: &aws_lc_rs::aead::RandomizedNonceKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(12);
+    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = body.to_vec();
+    key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).ok().map(|clear| clear.to_vec())
 }
 
 /// A 32-byte key written as 64 hex digits or as base64 (standard or URL-safe, padded or not),

@@ -46,10 +46,6 @@ use crate::secret::ct_eq;
 pub const FLOW_LIFETIME: Duration = Duration::from_secs(600);
 /// Longest answer read from a provider.
 pub const MAX_UPSTREAM_ANSWER: usize = 256 * 1024;
-/// Least time between two fetches of a provider's keys for an unknown `kid`.
-const KEYS_REFETCH: i64 = 30;
-/// Longest a provider's keys are kept without a fetch.
-const KEYS_KEEP: i64 = 3600;
 /// The label of the key the flow cookie is sealed with ([`crate::AuthorizationServer::derive_secret`]).
 pub const FLOW_COOKIE_KEY: &str = "upstream flow cookie";
 
@@ -508,18 +504,12 @@ pub struct UpstreamSignIn {
     pub nonce: String,
 }
 
-/// The cached keys of a provider.
-struct CachedKeys {
-    keys: Arc<Vec<ClientKey>>,
-    fetched_at: UnixTime,
-}
-
 /// One provider, discovered, ready for sign-ins.
 pub struct UpstreamClient {
     provider: UpstreamProvider,
     endpoints: UpstreamEndpoints,
     http: Arc<dyn UpstreamHttp>,
-    keys: Mutex<Option<CachedKeys>>,
+    keys: Mutex<Option<crate::client_assertion::CachedSet>>,
 }
 
 impl fmt::Debug for UpstreamClient {
@@ -966,31 +956,34 @@ impl UpstreamClient {
         })
     }
 
-    /// The provider's keys; fetched again for an unknown key at most every 30 s.
+    /// The provider's keys, cached as clients' keys are
+    /// ([`CachedSet`](crate::client_assertion::CachedSet)): fetched again for an unknown key
+    /// at most every 30 s; a failed fetch keeps a set that is still fresh.
     async fn keys(&self, refetch: bool, now: UnixTime) -> Result<Arc<Vec<ClientKey>>, UpstreamError> {
         let id = &self.provider.id;
-        {
-            let cached = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = cached.as_ref() {
-                let age = now.seconds_since(c.fetched_at);
-                if age < KEYS_KEEP && (!refetch || age < KEYS_REFETCH) {
-                    return Ok(c.keys.clone());
-                }
-            }
+        let cached = self.keys.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(keys) = cached.as_ref().and_then(|c| c.usable(now, refetch)) {
+            return Ok(keys);
         }
         let Some(uri) = &self.endpoints.jwks_uri else {
             return Err(id_token_invalid(format!("{id}: no jwks_uri")));
         };
-        let answer = self.http.get(uri, None).await.map_err(|e| unreachable(id, "jwks_uri", e))?;
-        if answer.status != 200 {
-            return Err(unreachable(id, "jwks_uri", format!("{uri} answered {}", answer.status)));
+        let fetched = async {
+            let answer = self.http.get(uri, None).await.map_err(|e| unreachable(id, "jwks_uri", e))?;
+            if answer.status != 200 {
+                return Err(unreachable(id, "jwks_uri", format!("{uri} answered {}", answer.status)));
+            }
+            Jwks::from_json(&answer.body)
+                .map_err(|e| unreachable(id, "jwks_uri", format!("{uri} is not a JWK set: {}", clip(&e.to_string()))))
+        };
+        match fetched.await {
+            Ok(set) => {
+                let set = crate::client_assertion::CachedSet::fetched(usable_keys(&set), now, None);
+                *self.keys.lock().unwrap_or_else(PoisonError::into_inner) = Some(set.clone());
+                Ok(set.keys())
+            }
+            Err(e) => cached.and_then(|c| c.fresh(now)).ok_or(e),
         }
-        let set = Jwks::from_json(&answer.body)
-            .map_err(|e| unreachable(id, "jwks_uri", format!("{uri} is not a JWK set: {}", clip(&e.to_string()))))?;
-        let keys = Arc::new(usable_keys(&set));
-        *self.keys.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(CachedKeys { keys: keys.clone(), fetched_at: now });
-        Ok(keys)
     }
 
     /// Checks an `id_token` (OpenID Connect Core 3.1.3.7) for this flow's `nonce`.
@@ -1167,22 +1160,14 @@ impl VaultKeys {
     /// `clear` sealed with the current key for `aad`: key id ‖ nonce ‖ ciphertext ‖ tag.
     fn seal(&self, aad: &[u8], clear: &[u8]) -> Option<Vec<u8>> {
         let (id, key) = self.keys.first()?;
-        let mut body = clear.to_vec();
-        let nonce = key.seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut body).ok()?;
-        Some([id.as_slice(), nonce.as_ref().as_slice(), body.as_slice()].concat())
+        Some([id.as_slice(), &crate::sealing::seal_with(key, aad, clear)?].concat())
     }
 
     /// What [`Self::seal`] sealed for `aad`, with whichever key it names.
     fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < 4 + 12 + 16 {
-            return None;
-        }
-        let (id, rest) = sealed.split_at(4);
+        let (id, rest) = sealed.split_at_checked(4)?;
         let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
-        let (nonce, body) = rest.split_at(12);
-        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = body.to_vec();
-        key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).ok().map(|c| c.to_vec())
+        crate::sealing::open_with(key, aad, rest)
     }
 
     /// Whether `sealed` was sealed with the current key (else a refresh re-seals it).
@@ -1695,11 +1680,8 @@ fn parse_token_answer(body: &[u8], now: UnixTime) -> Option<Result<Issued, (Stri
 pub(crate) fn seal(key: &[u8; 32], aad: &[u8], clear: &[u8]) -> Result<String, String> {
     let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
         .map_err(|_| "the sealing key cannot be set up".to_owned())?;
-    let mut sealed = clear.to_vec();
-    let nonce = key
-        .seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut sealed)
-        .map_err(|_| "sealing failed".to_owned())?;
-    Ok(URL_SAFE_NO_PAD.encode([nonce.as_ref().as_slice(), sealed.as_slice()].concat()))
+    let sealed = crate::sealing::seal_with(&key, aad, clear).ok_or_else(|| "sealing failed".to_owned())?;
+    Ok(URL_SAFE_NO_PAD.encode(sealed))
 }
 
 /// What [`seal`] sealed, or `None` when it does not open (another key, altered, truncated).
@@ -1708,15 +1690,8 @@ pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Vec<u8>> 
         return None;
     }
     let raw = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-    if raw.len() < 12 + 16 {
-        return None;
-    }
-    let (nonce, body) = raw.split_at(12);
     let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, key).ok()?;
-    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut buf = body.to_vec();
-    let clear = key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad.to_vec()), &mut buf).ok()?;
-    Some(clear.to_vec())
+    crate::sealing::open_with(&key, aad, &raw)
 }
 
 #[cfg(test)]
