@@ -83,11 +83,12 @@ impl UpstreamToken {
         })
     }
 
-    /// A refusal by the provider, recorded for this grant's client: `diagnose` shows it.
+    /// A refusal by the provider, recorded for this grant's client (within the event budget: a
+    /// tool can be called in a loop): `diagnose` shows it.
     async fn refused(&self, e: UpstreamError) -> UpstreamTokenError {
         // An ended grant is recorded where it is revoked.
         if e.reason != Reason::UpstreamGrantEnded {
-            self.server.record_upstream_failure(&e, Some(&self.client)).await;
+            self.server.record_upstream_tool_failure(&e, &self.client).await;
         }
         UpstreamTokenError::Refused(e)
     }

@@ -853,6 +853,17 @@ async fn the_person_s_token_is_exchanged_at_the_provider_for_another_api() {
         assert_eq!(e.reason, Reason::UpstreamExchangeRefused, "{bad:?}: {e}");
     }
     assert_eq!(idp.state.token_requests.lock().unwrap().len(), asked, "nothing sent for a bad target");
+
+    // A tool that meets the refusal in a loop leaves one event of it, not one per call.
+    let client = oauth_core::ClientId::parse(&d.client_id).unwrap();
+    let stored = || async {
+        let events = d.server.operator().stores().events.events(&oauth_core::EventQuery::all()).await.unwrap();
+        events.iter().filter(|e| e.reason == Some(Reason::UpstreamExchangeRefused)).count()
+    };
+    for _ in 0..20 {
+        d.server.record_upstream_tool_failure(&e, &client).await;
+    }
+    assert_eq!(stored().await, 1, "one stored refusal for twenty calls");
 }
 
 /// A provider that keeps the `email` and `profile` claims for its userinfo (OpenID Connect

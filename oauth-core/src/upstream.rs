@@ -1621,6 +1621,16 @@ impl crate::server::AuthorizationServer {
         Ok(Some(Ok(UpstreamAccess { provider: next.provider, access_token: next.tokens.access_token })))
     }
 
+    /// Records a refusal a tool met with `client`'s upstream token (a refresh, the userinfo,
+    /// an exchange): its reason and detail, at most once per reason and client per interval,
+    /// as every failure a caller can repeat at will; the others are only logged.
+    pub async fn record_upstream_tool_failure(&self, e: &UpstreamError, client: &crate::types::ClientId) {
+        use crate::events::{FlowEvent, FlowStep};
+        tracing::info!(reason = e.reason.as_str(), detail = %e.detail, client = %client, "upstream token refused for a tool");
+        let event = FlowEvent::failure(self.now(), FlowStep::UpstreamSignIn, e.reason, e.detail.clone()).client(client);
+        self.record_unauthenticated(event).await;
+    }
+
     /// Records a refused upstream sign-in: its reason, and the detail for the operator.
     pub async fn record_upstream_failure(&self, e: &UpstreamError, client: Option<&crate::types::ClientId>) {
         use crate::events::{FlowEvent, FlowStep};
