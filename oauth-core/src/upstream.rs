@@ -382,10 +382,6 @@ fn unreachable(provider: &str, what: &str, e: impl fmt::Display) -> UpstreamErro
     )
 }
 
-fn unavailable(detail: String) -> UpstreamError {
-    UpstreamError::unavailable(detail)
-}
-
 /// The grant ended with the provider's access ([`Reason::UpstreamGrantEnded`]): the client
 /// signs in again.
 fn grant_ended(detail: String) -> UpstreamError {
@@ -706,9 +702,8 @@ impl UpstreamClient {
             UpstreamError::new(Reason::UpstreamRefused, "The sign-in service sent no code.", format!("{id}: no code"))
         })?;
         let tokens = self.redeem_code(code, &state.v, callback).await?;
-        let mut userinfo_failed = None;
-        let identity = match &self.provider.kind {
-            UpstreamKind::GitHub => self.github_identity(&tokens.0.access_token).await?,
+        let (identity, userinfo_failed) = match &self.provider.kind {
+            UpstreamKind::GitHub => (self.github_identity(&tokens.0.access_token).await?, None),
             UpstreamKind::Oidc { .. } => {
                 let id_token = tokens.1.as_deref().ok_or_else(|| {
                     id_token_invalid(format!(
@@ -716,7 +711,7 @@ impl UpstreamClient {
                     ))
                 })?;
                 let who = self.verify_id_token(id_token, &state.n, now, leeway).await?;
-                self.with_userinfo(who, &tokens.0.access_token, &mut userinfo_failed).await?
+                self.with_userinfo(who, &tokens.0.access_token).await?
             }
         };
         if let Err(why) = self.provider.allow.check(&identity) {
@@ -736,28 +731,21 @@ impl UpstreamClient {
     /// issues an access token (OpenID Connect Core 5.4; node-oidc-provider does so by
     /// default), and the allow-list, the email link and the name shown need them. A userinfo
     /// about another `sub` refuses the sign-in (Core 5.3.4); one that cannot be read leaves
-    /// `who` as it is and says why in `failed`.
+    /// `who` as it is, with why.
     async fn with_userinfo(
         &self,
         mut who: UpstreamIdentity,
         access_token: &str,
-        failed: &mut Option<String>,
-    ) -> Result<UpstreamIdentity, UpstreamError> {
+    ) -> Result<(UpstreamIdentity, Option<String>), UpstreamError> {
         /// The most claims taken from a userinfo answer.
         const MAX_CLAIMS: usize = 128;
         if (who.email.is_some() && who.name.is_some()) || self.endpoints.userinfo_endpoint.is_none() {
-            return Ok(who);
+            return Ok((who, None));
         }
         let info = match self.userinfo(access_token).await {
             Ok(serde_json::Value::Object(info)) => info,
-            Ok(_) => {
-                *failed = Some("it is not a JSON object".into());
-                return Ok(who);
-            }
-            Err(e) => {
-                *failed = Some(e.detail);
-                return Ok(who);
-            }
+            Ok(_) => return Ok((who, Some("it is not a JSON object".into()))),
+            Err(e) => return Ok((who, Some(e.detail))),
         };
         if info.get("sub").and_then(serde_json::Value::as_str) != Some(who.subject.as_str()) {
             return Err(id_token_invalid(format!(
@@ -780,7 +768,7 @@ impl UpstreamClient {
         for (k, v) in info.into_iter().take(MAX_CLAIMS) {
             who.claims.entry(k).or_insert(v);
         }
-        Ok(who)
+        Ok((who, None))
     }
 
     fn issuer_matches(&self, iss: &str, tid: Option<&str>) -> bool {
@@ -1501,7 +1489,7 @@ impl crate::server::AuthorizationServer {
         grant: &crate::types::GrantId,
     ) -> Result<Result<UpstreamAccess, UpstreamError>, crate::error::Error> {
         let Some(vault) = self.vault() else {
-            return Ok(Err(unavailable("no vault key is configured".into())));
+            return Ok(Err(UpstreamError::unavailable("no vault key is configured")));
         };
         let deadline = self.now().plus(LEASE_WAIT);
         let holder = crate::secret::random_token();
@@ -1514,13 +1502,15 @@ impl crate::server::AuthorizationServer {
                 if ended {
                     return Ok(Err(grant_ended(format!("grant {grant} has ended, and its upstream tokens with it"))));
                 }
-                return Ok(Err(unavailable(format!("grant {grant} holds no upstream tokens"))));
+                return Ok(Err(UpstreamError::unavailable(format!("grant {grant} holds no upstream tokens"))));
             };
             let Some(record) = vault
                 .open(&vault_aad(grant), &stored.sealed)
                 .and_then(|c| serde_json::from_slice::<VaultRecord>(&c).ok())
             else {
-                return Ok(Err(unavailable(format!("grant {grant}: the vault record does not open with the keys"))));
+                return Ok(Err(UpstreamError::unavailable(format!(
+                    "grant {grant}: the vault record does not open with the keys"
+                ))));
             };
             let fresh = record.tokens.expires_at.is_none_or(|t| t > now.plus(REFRESH_AHEAD));
             let access = |r: VaultRecord| UpstreamAccess { provider: r.provider, access_token: r.tokens.access_token };
@@ -1531,7 +1521,7 @@ impl crate::server::AuthorizationServer {
                 if fresh {
                     return Ok(Ok(access(record)));
                 }
-                return Ok(Err(unavailable(format!(
+                return Ok(Err(UpstreamError::unavailable(format!(
                     "grant {grant}: the upstream token expired and there is no refresh token"
                 ))));
             };
@@ -1550,7 +1540,8 @@ impl crate::server::AuthorizationServer {
             let result = self.refresh_in_vault(grant, &record, &refresh_token, &stored, vault, fresh).await;
             let _ = self.stores().upstream.release_refresh_lease(grant, &holder).await;
             match result {
-                // Another replica's refresh landed between the read and the lease: read again.
+                // Another replica's refresh landed, or the grant ended, between the read and the
+                // lease: read again.
                 Ok(None) => continue,
                 Ok(Some(r)) => return Ok(r),
                 Err(e) => return Err(e),
@@ -1575,15 +1566,17 @@ impl crate::server::AuthorizationServer {
         match self.stores().upstream.upstream_tokens(grant).await? {
             Some(current) if current.version != stored.version => return Ok(None),
             Some(_) => {}
-            None => {
-                return Ok(Some(Err(unavailable(format!("grant {grant} ended")))));
-            }
+            // Gone with its grant meanwhile: the caller's next read says so.
+            None => return Ok(None),
         }
         let tokens = if fresh {
             record.tokens.clone()
         } else {
             let Some(upstream) = self.upstream(&record.provider) else {
-                return Ok(Some(Err(unavailable(format!("provider '{}' is no longer configured", record.provider)))));
+                return Ok(Some(Err(UpstreamError::unavailable(format!(
+                    "provider '{}' is no longer configured",
+                    record.provider
+                )))));
             };
             match upstream.refresh(refresh_token).await {
                 Ok(t) => t,

@@ -326,9 +326,9 @@ impl NotesServer {
                 let body = serde_json::json!({ "provider": info.provider, "userinfo": info.claims });
                 Ok(CallToolResult::success(vec![ContentBlock::text(body.to_string())]))
             }
-            Err(UpstreamTokenError::Server(e)) => {
+            Err(e @ UpstreamTokenError::Server(_)) => {
                 tracing::error!(error = %e, "the upstream token could not be read");
-                Err(ErrorData::internal_error(UpstreamTokenError::Server(e).told().to_owned(), None))
+                Err(ErrorData::internal_error(e.told().to_owned(), None))
             }
             Err(e) => {
                 // The detail is for the operator; the person is told only what to do.
